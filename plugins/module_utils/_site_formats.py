@@ -1,0 +1,149 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checks for the string formats the site schema names (``format``): each returns None or a problem text."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import struct
+
+_BECH32_ALPHABET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_BECH32_GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+
+
+def check_ipv4(value: str) -> str | None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return "is not an IPv4 address"
+    return None
+
+
+def check_ipv4_network(value: str) -> str | None:
+    if "/" not in value:
+        return "has no /prefix"
+    try:
+        ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        return "is not an IPv4 network ({0})".format(exc)
+    return None
+
+
+def check_ipv4_interface(value: str) -> str | None:
+    if "/" not in value:
+        return "has no /prefix"
+    try:
+        ipaddress.IPv4Interface(value)
+    except ValueError:
+        return "is not an IPv4 address with a prefix"
+    return None
+
+
+def parse_range(value: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """FIRST-LAST or a CIDR as (first, last) addresses; ValueError when it is neither."""
+    if "/" in value:
+        net = ipaddress.IPv4Network(value, strict=True)
+        return net.network_address, net.broadcast_address
+    first, sep, last = value.partition("-")
+    if not sep:
+        raise ValueError("neither FIRST-LAST nor a CIDR")
+    start, end = ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address(last.strip())
+    if start > end:
+        raise ValueError("first address is after the last")
+    return start, end
+
+
+def check_ipv4_range(value: str) -> str | None:
+    try:
+        parse_range(value)
+    except ValueError as exc:
+        return "is not an address range ({0})".format(exc)
+    return None
+
+
+def _bech32_polymod(values: list[int]) -> int:
+    chk = 1
+    for value in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ value
+        for i, gen in enumerate(_BECH32_GEN):
+            chk ^= gen if (top >> i) & 1 else 0
+    return chk
+
+
+def bech32_decode(text: str) -> tuple[str, bytes]:
+    """Decode a Bech32 string (BIP 173 checksum) into (hrp, payload bytes); ValueError when malformed."""
+    if text.lower() != text and text.upper() != text:
+        raise ValueError("mixed case")
+    text = text.lower()
+    hrp, sep, data = text.rpartition("1")
+    if not sep or not hrp or len(data) < 6:
+        raise ValueError("no separator or too short")
+    if any(ch not in _BECH32_ALPHABET for ch in data):
+        raise ValueError("character outside the Bech32 alphabet")
+    values = [_BECH32_ALPHABET.index(ch) for ch in data]
+    expanded = [ord(ch) >> 5 for ch in hrp] + [0] + [ord(ch) & 31 for ch in hrp]
+    if _bech32_polymod(expanded + values) != 1:
+        raise ValueError("bad checksum")
+    return hrp, _regroup(values[:-6])
+
+
+def _regroup(values: list[int]) -> bytes:
+    acc, bits, out = 0, 0, bytearray()
+    for value in values:
+        acc = (acc << 5) | value
+        bits += 5
+        if bits >= 8:
+            bits -= 8
+            out.append((acc >> bits) & 0xFF)
+    if bits >= 5 or (acc & ((1 << bits) - 1)):
+        raise ValueError("bad padding")
+    return bytes(out)
+
+
+def check_age_recipient(value: str) -> str | None:
+    try:
+        hrp, payload = bech32_decode(value)
+    except ValueError as exc:
+        return "is not an age recipient ({0})".format(exc)
+    if hrp != "age" or len(payload) != 32:
+        return "is not an X25519 age recipient (age1..., 32-byte key)"
+    return None
+
+
+def check_ssh_public_key(value: str) -> str | None:
+    parts = value.split()
+    if len(parts) < 2:
+        return "is not an SSH public key line (TYPE BASE64 [comment])"
+    if parts[0] not in SSH_KEY_TYPES:
+        return "has key type {0!r}, expected one of {1}".format(parts[0][:40], ", ".join(SSH_KEY_TYPES))
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        inner = blob[4 : 4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError):
+        return "has a key body that is not valid base64 SSH key data"
+    if inner != parts[0]:
+        return "has a key body of type {0!r} that does not match its label {1!r}".format(inner[:40], parts[0])
+    return None
+
+
+FORMATS = {
+    "ipv4": check_ipv4,
+    "ipv4-network": check_ipv4_network,
+    "ipv4-interface": check_ipv4_interface,
+    "ipv4-range": check_ipv4_range,
+    "age-recipient": check_age_recipient,
+    "ssh-public-key": check_ssh_public_key,
+}

@@ -1,0 +1,340 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The site model as a JSON Schema (draft 2020-12).
+
+This dict is the single definition of a site file. ``docs/site.schema.json`` is generated from it
+(``python -m`` is not available for collection code, so ``tests/unit`` checks the two stay equal).
+``x-fix`` is our own annotation: the advice printed when a value breaks the rule next to it.
+"""
+
+from __future__ import annotations
+
+SCHEMA_ID = "https://nerv.homelab/schemas/site-1.json"
+
+_DNS_LABEL = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_DOMAIN = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_ENV_NAME = "^[A-Z_][A-Z0-9_]*$"
+
+_SOPS_REF = {
+    "type": "object",
+    "description": "A value kept in a sops-encrypted file: the file (relative to the site file) and the key in it.",
+    "additionalProperties": False,
+    "required": ["file", "key"],
+    "properties": {
+        "file": {"type": "string", "minLength": 1, "x-fix": "give the path of a sops file, e.g. secrets.sops.yaml"},
+        "key": {
+            "type": "string",
+            "minLength": 1,
+            "x-fix": "give the key path inside the sops file, e.g. proxmox.token_secret",
+        },
+    },
+}
+
+_SITE = {
+    "type": "object",
+    "description": "What the site is called.",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "description": "Site name, a DNS label.",
+            "x-fix": "use lower-case letters, digits and '-', at most 63 characters",
+        },
+        "description": {"type": "string"},
+    },
+}
+
+_NETWORK = {
+    "type": "object",
+    "description": "The LAN every host and the MetalLB pool live on.",
+    "additionalProperties": False,
+    "required": ["cidr", "gateway", "dns", "domain"],
+    "properties": {
+        "cidr": {
+            "type": "string",
+            "format": "ipv4-network",
+            "description": "IPv4 network in CIDR form, e.g. 192.168.10.0/24.",
+            "x-fix": "write the network address and prefix, e.g. 192.168.10.0/24",
+        },
+        "gateway": {
+            "type": "string",
+            "format": "ipv4",
+            "description": "Default gateway, inside cidr.",
+            "x-fix": "write an IPv4 address, e.g. 192.168.10.1",
+        },
+        "dns": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "format": "ipv4", "x-fix": "write an IPv4 address, e.g. 192.168.10.1"},
+            "description": "DNS servers, in order.",
+        },
+        "domain": {
+            "type": "string",
+            "pattern": _DOMAIN,
+            "description": "Search domain; host FQDNs are <name>.<domain>.",
+            "x-fix": "use a lower-case DNS name such as lab.example",
+        },
+    },
+}
+
+_PROXMOX = {
+    "type": "object",
+    "description": "The Proxmox VE endpoint and where VMs go. The token secret is never written here.",
+    "additionalProperties": False,
+    "required": ["url", "token_id", "nodes", "storage", "bridge"],
+    "properties": {
+        "url": {
+            "type": "string",
+            "pattern": "^https://[^/\\s]+(/.*)?$",
+            "description": "API URL, https only, e.g. https://pve1.lab.example:8006.",
+            "x-fix": "use an https:// URL such as https://pve1.lab.example:8006 (the API is TLS only)",
+        },
+        "token_id": {
+            "type": "string",
+            "pattern": "^[^@!\\s]+@[^@!\\s]+![A-Za-z][A-Za-z0-9._-]*$",
+            "description": "API token id USER@REALM!TOKENID.",
+            "x-fix": "write it as USER@REALM!TOKENID, e.g. automation@pve!nerv",
+        },
+        "token_secret_env": {
+            "type": "string",
+            "pattern": _ENV_NAME,
+            "default": "PROXMOX_TOKEN_SECRET",
+            "description": "Environment variable holding the token secret.",
+            "x-fix": "name an environment variable such as PROXMOX_TOKEN_SECRET",
+        },
+        "token_secret_sops": dict(_SOPS_REF, description="Where the token secret is kept when not in the env."),
+        "validate_certs": {"type": "boolean", "default": True, "description": "Verify the API's TLS certificate."},
+        "ca_path": {"type": "string", "description": "CA bundle to verify the API certificate with."},
+        "nodes": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": _DNS_LABEL, "x-fix": "use the node's name as Proxmox shows it"},
+            "description": "Cluster node names hosts may be placed on.",
+        },
+        "storage": {
+            "type": "string",
+            "pattern": "^[A-Za-z][A-Za-z0-9._-]*$",
+            "description": "Storage for VM disks, e.g. local-lvm.",
+            "x-fix": "name a Proxmox storage id such as local-lvm",
+        },
+        "iso_storage": {
+            "type": "string",
+            "pattern": "^[A-Za-z][A-Za-z0-9._-]*$",
+            "default": "local",
+            "description": "Storage that holds ISO images.",
+            "x-fix": "name a Proxmox storage id with content 'iso', such as local",
+        },
+        "bridge": {
+            "type": "string",
+            "pattern": "^[A-Za-z][A-Za-z0-9._-]*$",
+            "description": "Linux bridge the VM NICs attach to, e.g. vmbr0.",
+            "x-fix": "name a bridge such as vmbr0",
+        },
+        "pool": {"type": "string", "description": "Resource pool the site's VMs join."},
+    },
+}
+
+_TEMPLATE = {
+    "type": "object",
+    "description": "The NixOS base template built from the installer ISO.",
+    "additionalProperties": False,
+    "required": ["vmid", "node"],
+    "properties": {
+        "vmid": {"$ref": "#/$defs/vmid"},
+        "name": {"type": "string", "pattern": _DNS_LABEL, "default": "nixos-base", "x-fix": "use a DNS label"},
+        "node": {"type": "string", "pattern": _DNS_LABEL, "x-fix": "name one of proxmox.nodes"},
+        "cores": {"$ref": "#/$defs/cores", "default": 2},
+        "memory": {"$ref": "#/$defs/memory", "default": 2048},
+        "disk": {"$ref": "#/$defs/disk", "default": 20},
+        "bios": {
+            "type": "string",
+            "enum": ["ovmf", "seabios"],
+            "default": "ovmf",
+            "description": "ovmf (UEFI, with an EFI disk) or seabios.",
+        },
+    },
+}
+
+_HOST = {
+    "type": "object",
+    "description": "One machine of the cluster.",
+    "additionalProperties": False,
+    "required": ["name", "role", "kind", "ip"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "description": "Host name, a DNS label.",
+            "x-fix": "use lower-case letters, digits and '-' (no dots, no underscores), at most 63 characters",
+        },
+        "role": {"type": "string", "enum": ["control-plane", "worker"], "description": "K3s role."},
+        "kind": {"type": "string", "enum": ["vm", "baremetal"], "description": "Proxmox VM or bare metal."},
+        "ip": {
+            "type": "string",
+            "format": "ipv4-interface",
+            "description": "Static address in CIDR form, inside network.cidr.",
+            "x-fix": "write address/prefix, e.g. 192.168.10.21/24",
+        },
+        "vmid": {"$ref": "#/$defs/vmid", "description": "VM id (kind vm only)."},
+        "node": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "description": "Proxmox node (kind vm only).",
+            "x-fix": "name one of proxmox.nodes",
+        },
+        "mac": {
+            "type": "string",
+            "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$",
+            "description": "MAC of the NIC on the LAN (baremetal; optional for vm to pin it).",
+            "x-fix": "write six colon-separated hex pairs, e.g. 58:47:ca:00:00:01",
+        },
+        "disk_id": {
+            "type": "string",
+            "pattern": "^/dev/disk/by-id/[^/\\s]+$",
+            "description": "Install disk by stable id (baremetal only): it is wiped on install.",
+            "x-fix": "use the disk's /dev/disk/by-id/... path (ls -l /dev/disk/by-id on the machine)",
+        },
+        "cores": {"$ref": "#/$defs/cores"},
+        "memory": {"$ref": "#/$defs/memory"},
+        "disk": {"$ref": "#/$defs/disk"},
+        "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.+-]*$"}},
+    },
+}
+
+_K3S = {
+    "type": "object",
+    "description": "K3s settings.",
+    "additionalProperties": False,
+    "required": ["token_sops"],
+    "properties": {
+        "version": {
+            "type": "string",
+            "pattern": "^v\\d+\\.\\d+\\.\\d+\\+k3s\\d+$",
+            "description": "K3s release; empty means the one in the NixOS channel.",
+            "x-fix": "write a K3s release such as v1.31.4+k3s1",
+        },
+        "token_sops": dict(_SOPS_REF, description="Where the cluster join token is kept."),
+        "cluster_cidr": {"type": "string", "format": "ipv4-network", "default": "10.42.0.0/16"},
+        "service_cidr": {"type": "string", "format": "ipv4-network", "default": "10.43.0.0/16"},
+        "disable": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["servicelb", "traefik", "local-storage", "metrics-server"]},
+            "default": ["servicelb", "traefik"],
+            "description": "Packaged components to turn off (MetalLB and the Flux-managed Traefik replace them).",
+        },
+        "extra_args": {"type": "array", "items": {"type": "string"}, "default": []},
+    },
+}
+
+_METALLB = {
+    "type": "object",
+    "description": "MetalLB L2 address pool.",
+    "additionalProperties": False,
+    "required": ["addresses"],
+    "properties": {
+        "addresses": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "string",
+                "format": "ipv4-range",
+                "x-fix": "write FIRST-LAST (192.168.10.200-192.168.10.220) or a CIDR (192.168.10.224/28)",
+            },
+            "description": "Ranges FIRST-LAST or CIDRs, inside network.cidr and clear of hosts.",
+        },
+    },
+}
+
+_FLUX = {
+    "type": "object",
+    "description": "The Git source Flux is bootstrapped from.",
+    "additionalProperties": False,
+    "required": ["provider", "owner", "repository", "path"],
+    "properties": {
+        "provider": {"type": "string", "enum": ["github", "gitlab", "gitea"]},
+        "owner": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$", "x-fix": "the user or org"},
+        "repository": {"type": "string", "pattern": "^[A-Za-z0-9._-]+$", "x-fix": "the repository name alone"},
+        "branch": {"type": "string", "minLength": 1, "default": "main"},
+        "path": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+            "description": "Directory in the repository, e.g. clusters/home.",
+            "x-fix": "write a relative path without leading or trailing '/', e.g. clusters/home",
+        },
+        "personal": {"type": "boolean", "default": False},
+        "token_env": {
+            "type": "string",
+            "pattern": _ENV_NAME,
+            "default": "GITHUB_TOKEN",
+            "x-fix": "name an environment variable such as GITHUB_TOKEN",
+        },
+    },
+}
+
+_SOPS = {
+    "type": "object",
+    "description": "sops/age: who can decrypt the site's secrets besides the hosts.",
+    "additionalProperties": False,
+    "required": ["admin_recipients"],
+    "properties": {
+        "admin_recipients": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "string",
+                "format": "age-recipient",
+                "x-fix": "paste the output of age-keygen -y (age1 followed by 58 characters)",
+            },
+        },
+    },
+}
+
+SITE_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "nerv.homelab site",
+    "description": "One homelab site: its network, Proxmox, hosts, K3s, MetalLB, Flux and sops settings.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["site", "network", "hosts", "k3s", "metallb", "flux", "sops", "admin_ssh_keys"],
+    "properties": {
+        "schema_version": {"type": "integer", "enum": [1], "default": 1},
+        "site": _SITE,
+        "network": _NETWORK,
+        "proxmox": _PROXMOX,
+        "template": _TEMPLATE,
+        "hosts": {"type": "array", "minItems": 1, "items": _HOST},
+        "k3s": _K3S,
+        "metallb": _METALLB,
+        "flux": _FLUX,
+        "sops": _SOPS,
+        "admin_ssh_keys": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "string",
+                "format": "ssh-public-key",
+                "x-fix": "paste one line of a .pub file: TYPE BASE64 [comment], e.g. ssh-ed25519 AAAA... me@laptop",
+            },
+        },
+    },
+    "$defs": {
+        "vmid": {
+            "type": "integer",
+            "minimum": 100,
+            "maximum": 999999999,
+            "x-fix": "pick a VM id from 100 to 999999999",
+        },
+        "cores": {"type": "integer", "minimum": 1, "maximum": 512, "x-fix": "give a core count from 1 to 512"},
+        "memory": {
+            "type": "integer",
+            "minimum": 512,
+            "description": "MiB.",
+            "x-fix": "give memory in MiB, at least 512",
+        },
+        "disk": {"type": "integer", "minimum": 4, "description": "GiB.", "x-fix": "give the disk size in GiB, >= 4"},
+    },
+}

@@ -1,0 +1,40 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Problem, Report and SiteError: what site validation hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a site file: where (a field path such as hosts[1].ip), what, and how to fix it."""
+
+    path: str
+    message: str
+    fix: str
+    level: str = "error"
+
+    def __str__(self) -> str:
+        return "{0}: {1}. Fix: {2}".format(self.path or "(top level)", self.message, self.fix)
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "message": self.message, "fix": self.fix, "level": self.level}
+
+
+@dataclass
+class Report:
+    errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+
+class SiteError(Exception):
+    """The site file has problems; str() lists every one, one per line."""
+
+    def __init__(self, problems: list, warnings: list | None = None):
+        self.problems = list(problems)
+        self.warnings = list(warnings or [])
+        count = len(self.problems)
+        lines = ["site file has {0} problem{1}:".format(count, "" if count == 1 else "s")]
+        super().__init__("\n".join(lines + [str(p) for p in self.problems]))

@@ -1,0 +1,245 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The site model: load a site file, report every problem in it at once, fill in defaults, plan the phases.
+
+This is the Python API the modules, roles and inventory plugins of nerv.homelab share:
+
+    site = load_site("inventory/home/site.yml")   # raises SiteError listing every problem
+    report = validate_site(data)                  # Report(errors, warnings), never raises
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+
+from ansible_collections.nerv.homelab.plugins.module_utils._site_checks import semantic_problems
+from ansible_collections.nerv.homelab.plugins.module_utils._site_formats import FORMATS
+from ansible_collections.nerv.homelab.plugins.module_utils._site_schema import SITE_SCHEMA
+from ansible_collections.nerv.homelab.plugins.module_utils._site_types import Problem, Report, SiteError
+
+try:
+    import yaml
+
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
+    HAS_YAML = False
+
+__all__ = ["Problem", "Report", "SiteError", "load_site", "parse_site", "validate_site", "site_plan"]
+
+# Keys that hold a secret when they appear in a site file: the file is committed, so secrets never belong there.
+_SECRET_KEY = re.compile(r"(secret|password|passwd|passphrase|private_?key|api_?key|token)$", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"AGE-SECRET-KEY-1|-----BEGIN [A-Z ]*PRIVATE KEY-----|PVEAPIToken=")
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer"}
+_TYPE_NAMES.update(boolean="true or false")
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    for name, kind in (("object", dict), ("array", list), ("string", str), ("number", float)):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _join(path: str, key) -> str:
+    if isinstance(key, int):
+        return "{0}[{1}]".format(path, key)
+    return "{0}.{1}".format(path, key) if path else str(key)
+
+
+def _resolve(schema: dict) -> dict:
+    ref = schema.get("$ref")
+    if not ref:
+        return schema
+    resolved = dict(SITE_SCHEMA["$defs"][ref.rsplit("/", 1)[1]])
+    resolved.update((k, v) for k, v in schema.items() if k != "$ref")
+    return resolved
+
+
+def _inline_secret(path: str) -> Problem:
+    return Problem(
+        path,
+        "a secret is written inline in the site file (its value is not shown)",
+        "delete it from the file; give the secret through the environment variable or sops file named in "
+        "the site (e.g. proxmox.token_secret_env, proxmox.token_secret_sops)",
+    )
+
+
+def _walk(value, schema: dict, path: str, out: list) -> None:
+    schema = _resolve(schema)
+    if isinstance(value, str) and _SECRET_VALUE.search(value):
+        out.append(_inline_secret(path))
+        return
+    expected = schema.get("type")
+    if expected and _json_type(value) != expected:
+        found = _TYPE_NAMES.get(_json_type(value), _json_type(value))
+        out.append(Problem(path, "must be {0}, not {1}".format(_TYPE_NAMES[expected], found), _fix(schema)))
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        choices = ", ".join(str(c) for c in schema["enum"])
+        out.append(Problem(path, "is {0!r}, not one of {1}".format(value, choices), "use one of: " + choices))
+        return
+    checker = {"object": _walk_object, "array": _walk_array, "string": _check_string, "integer": _check_integer}
+    if expected in checker:
+        checker[expected](value, schema, path, out)
+
+
+def _fix(schema: dict) -> str:
+    return schema.get("x-fix") or schema.get("description") or "see docs/site.md"
+
+
+def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
+    properties = schema.get("properties", {})
+    for key in schema.get("required", []):
+        if key not in value:
+            sub = _resolve(properties[key])
+            what = sub.get("description") or _TYPE_NAMES.get(sub.get("type"), "a value")
+            out.append(Problem(_join(path, key), "is required but missing", "add {0}: {1}".format(key, what)))
+    for key, item in value.items():
+        if key in properties:
+            _walk(item, properties[key], _join(path, key), out)
+        elif isinstance(key, str) and _SECRET_KEY.search(key):
+            out.append(_inline_secret(_join(path, key)))
+        else:
+            out.append(_unknown_key(key, properties, path))
+
+
+def _unknown_key(key, properties: dict, path: str) -> Problem:
+    close = difflib.get_close_matches(str(key), list(properties), n=1, cutoff=0.6)
+    fix = "did you mean {0!r}?".format(close[0]) if close else "remove it"
+    return Problem(_join(path, key), "is not a known key", fix + " Known keys here: " + ", ".join(properties))
+
+
+def _walk_array(value: list, schema: dict, path: str, out: list) -> None:
+    if len(value) < schema.get("minItems", 0):
+        out.append(Problem(path, "needs at least {0} item(s)".format(schema["minItems"]), _fix(schema)))
+    if schema.get("uniqueItems"):
+        seen = [item for i, item in enumerate(value) if item in value[:i]]
+        for item in seen:
+            out.append(Problem(path, "lists {0!r} more than once".format(item), "keep one of each"))
+    for index, item in enumerate(value):
+        _walk(item, schema.get("items", {}), _join(path, index), out)
+
+
+def _check_string(value: str, schema: dict, path: str, out: list) -> None:
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    if len(value) < schema.get("minLength", 0):
+        out.append(Problem(path, "is empty", _fix(schema)))
+    elif "pattern" in schema and not re.search(schema["pattern"], value):
+        out.append(Problem(path, "{0!r} is not in the expected form".format(shown), _fix(schema)))
+    elif "format" in schema:
+        problem = FORMATS[schema["format"]](value)
+        if problem:
+            out.append(Problem(path, "{0!r} {1}".format(shown, problem), _fix(schema)))
+
+
+def _check_integer(value: int, schema: dict, path: str, out: list) -> None:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = "from {0} to {1}".format(low, high) if high is not None else "at least {0}".format(low)
+        out.append(Problem(path, "is {0}, must be {1}".format(value, bounds), _fix(schema)))
+
+
+def validate_site(data) -> Report:
+    """Every problem of a parsed site file, errors and warnings apart; never raises."""
+    problems: list = []
+    _walk(data, SITE_SCHEMA, "", problems)
+    if isinstance(data, dict):
+        problems.extend(semantic_problems(data))
+    problems = _dedupe(problems)
+    return Report(
+        errors=[p for p in problems if p.level == "error"],
+        warnings=[p for p in problems if p.level == "warning"],
+    )
+
+
+def _dedupe(problems: list) -> list:
+    seen, out = set(), []
+    for problem in problems:
+        key = (problem.path, problem.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(problem)
+    return out
+
+
+def _apply_defaults(value, schema: dict):
+    schema = _resolve(schema)
+    if isinstance(value, dict) and schema.get("type") == "object":
+        for key, sub in schema.get("properties", {}).items():
+            sub = _resolve(sub)
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = _apply_defaults(value[key], sub)
+    elif isinstance(value, list) and schema.get("type") == "array":
+        return [_apply_defaults(item, schema.get("items", {})) for item in value]
+    return value
+
+
+def normalise_site(data: dict) -> dict:
+    """A valid site with every default filled in; VM sizes default to the template's."""
+    site = _apply_defaults(copy.deepcopy(data), SITE_SCHEMA)
+    template = site.get("template", {})
+    for host in site["hosts"]:
+        if host["kind"] == "vm":
+            for key in ("cores", "memory", "disk"):
+                host.setdefault(key, template.get(key))
+        host["address"] = host["ip"].split("/", 1)[0]
+    return site
+
+
+def parse_site(data) -> dict:
+    """Validate parsed site data; return it normalised, or raise SiteError with every problem."""
+    report = validate_site(data)
+    if report.errors:
+        raise SiteError(report.errors, report.warnings)
+    site = normalise_site(data)
+    site["_warnings"] = [p.as_dict() for p in report.warnings]
+    return site
+
+
+def read_site_file(path: str):
+    """The parsed YAML of a site file; SiteError when it cannot be read or parsed."""
+    if not HAS_YAML:
+        raise SiteError([Problem(path, "cannot be read: PyYAML is not installed", "pip install pyyaml")])
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise SiteError([Problem(path, "cannot be read ({0})".format(exc.strerror), "check the path")]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = " at line {0}".format(mark.line + 1) if mark else ""
+        problem = Problem(path, "is not valid YAML{0}".format(where), "fix the YAML syntax")
+        raise SiteError([problem]) from exc
+
+
+def load_site(path: str) -> dict:
+    """Read, validate and normalise a site file; SiteError lists every problem."""
+    return parse_site(read_site_file(path))
+
+
+def site_plan(site: dict) -> list:
+    """The phases site.yml runs for this site, in order, each saying whether it exists yet."""
+    vms = [h["name"] for h in site["hosts"] if h["kind"] == "vm"]
+    metal = [h["name"] for h in site["hosts"] if h["kind"] == "baremetal"]
+    phases = [
+        ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
+        ("discover", "Find the hosts: Proxmox nodes and VMs, bare metal by MAC", vms + metal, False, "issues 3, 7"),
+        ("template", "Build the NixOS installer ISO and the Proxmox template", vms and ["template"], False, "issue 4"),
+        ("provision", "Clone the cluster VMs from the template with cloud-init", vms, False, "issue 5"),
+        ("secrets", "Make per-host age/SSH keys, .sops.yaml rules, pinned known_hosts", vms + metal, False, "issue 6"),
+        ("install", "Install NixOS with nixos-anywhere, carrying per-host secrets", vms + metal, False, "issue 7"),
+        ("gitops", "Bootstrap Flux on K3s and wait for every release to be Ready", ["k3s"], False, "issue 8"),
+    ]
+    return [
+        {"phase": name, "summary": summary, "targets": targets, "implemented": done, "tracked_in": where}
+        for name, summary, targets, done, where in phases
+        if targets
+    ]
