@@ -228,15 +228,19 @@ def load_site(path: str) -> dict:
 def site_plan(site: dict) -> list:
     """The phases site.yml runs for this site, in order, each saying whether it exists yet."""
     vms = [h["name"] for h in site["hosts"] if h["kind"] == "vm"]
-    metal = [h["name"] for h in site["hosts"] if h["kind"] == "baremetal"]
+    everyone = [h["name"] for h in site["hosts"]]
+    template = site.get("template") or {}
+    flux = site["flux"]
+    image = ["{0} ({1}) on {2}".format(template.get("name"), template.get("vmid"), template.get("node"))]
+    git = ["{0}/{1} {2}@{3}".format(flux["owner"], flux["repository"], flux["path"], flux["branch"])]
     phases = [
         ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
-        ("discover", "Find the hosts: Proxmox nodes and VMs, bare metal by MAC", vms + metal, False, "issues 3, 7"),
-        ("template", "Build the NixOS installer ISO and the Proxmox template", vms and ["template"], False, "issue 4"),
+        ("discover", "Find the hosts: Proxmox nodes and VMs, bare metal by MAC", everyone, False, "issues 3, 7"),
+        ("template", "Build the NixOS installer ISO and the Proxmox template", vms and image, False, "issue 4"),
         ("provision", "Clone the cluster VMs from the template with cloud-init", vms, False, "issue 5"),
-        ("secrets", "Make per-host age/SSH keys, .sops.yaml rules, pinned known_hosts", vms + metal, False, "issue 6"),
-        ("install", "Install NixOS with nixos-anywhere, carrying per-host secrets", vms + metal, False, "issue 7"),
-        ("gitops", "Bootstrap Flux on K3s and wait for every release to be Ready", ["k3s"], False, "issue 8"),
+        ("secrets", "Make per-host age/SSH keys, .sops.yaml rules, pinned known_hosts", everyone, False, "issue 6"),
+        ("install", "Install NixOS with nixos-anywhere, carrying per-host secrets", everyone, False, "issue 7"),
+        ("gitops", "Bootstrap Flux on K3s and wait until every release is Ready", git, False, "issue 8"),
     ]
     return [
         {"phase": name, "summary": summary, "targets": targets, "implemented": done, "tracked_in": where}
