@@ -51,10 +51,10 @@ def check_duplicates(data: dict) -> list:
         for index, host in _hosts(data):
             if host.get(key) is None or norm(host[key]) is None:
                 continue
-            value, path = norm(host[key]), "hosts[{0}].{1}".format(index, key)
+            value, path = norm(host[key]), f"hosts[{index}].{key}"
             if value in first:
-                msg = "{0} {1} is already used by {2}".format(key, host[key], first[value])
-                out.append(Problem(path, msg, "give every host its own {0}".format(key)))
+                msg = f"{key} {host[key]} is already used by {first[value]}"
+                out.append(Problem(path, msg, f"give every host its own {key}"))
             else:
                 first.setdefault(value, path)
     return out
@@ -74,10 +74,10 @@ def check_addresses(data: dict) -> list:
     out = []
     gateway = _address(_section(data, "network").get("gateway"))
     if gateway is not None and (gateway not in net or gateway in (net.network_address, net.broadcast_address)):
-        out.append(Problem("network.gateway", "{0} is not a usable address of {1}".format(gateway, net), "fix it"))
+        out.append(Problem("network.gateway", f"{gateway} is not a usable address of {net}", "fix it"))
     reserved = _reserved(net, gateway)
     for index, host in _hosts(data):
-        out.extend(_host_address(host.get("ip"), "hosts[{0}].ip".format(index), net, reserved))
+        out.extend(_host_address(host.get("ip"), f"hosts[{index}].ip", net, reserved))
     return out
 
 
@@ -85,14 +85,14 @@ def _host_address(value, path: str, net, reserved: dict) -> list:
     if not isinstance(value, str) or "/" not in value or _address(value) is None:
         return []
     iface = ipaddress.IPv4Interface(value)
-    fix = "pick a free host address inside network.cidr {0}".format(net)
+    fix = f"pick a free host address inside network.cidr {net}"
     if iface.ip not in net:
-        return [Problem(path, "{0} is outside network.cidr {1}".format(value, net), fix)]
+        return [Problem(path, f"{value} is outside network.cidr {net}", fix)]
     if iface.ip in reserved:
-        return [Problem(path, "{0} is {1}".format(iface.ip, reserved[iface.ip]), fix)]
+        return [Problem(path, f"{iface.ip} is {reserved[iface.ip]}", fix)]
     if iface.network.prefixlen != net.prefixlen:
-        msg = "prefix /{0} differs from network.cidr /{1}".format(iface.network.prefixlen, net.prefixlen)
-        return [Problem(path, msg, "write it as {0}/{1}".format(iface.ip, net.prefixlen))]
+        msg = f"prefix /{iface.network.prefixlen} differs from network.cidr /{net.prefixlen}"
+        return [Problem(path, msg, f"write it as {iface.ip}/{net.prefixlen}")]
     return []
 
 
@@ -104,30 +104,30 @@ def check_metallb(data: dict) -> list:
     taken = _reserved(net, _address(_section(data, "network").get("gateway")))
     for index, host in _hosts(data):
         if _address(host.get("ip")) is not None:
-            taken[_address(host["ip"])] = "the address of hosts[{0}] ({1})".format(index, host.get("name"))
+            taken[_address(host["ip"])] = "the address of hosts[{}] ({})".format(index, host.get("name"))
     out, seen = [], []
     for index, text in enumerate(ranges):
         try:
             first, last = parse_range(text)
         except (TypeError, ValueError):
             continue
-        out.extend(_range_problems("metallb.addresses[{0}]".format(index), first, last, net, taken, seen))
+        out.extend(_range_problems(f"metallb.addresses[{index}]", first, last, net, taken, seen))
         seen.append((first, last, index))
     return out
 
 
 def _range_problems(path: str, first, last, net, taken: dict, seen: list) -> list:
     if first not in net or last not in net:
-        fix = "choose a range inside network.cidr {0}, outside DHCP".format(net)
-        return [Problem(path, "{0}-{1} is not inside network.cidr {2}".format(first, last, net), fix)]
+        fix = f"choose a range inside network.cidr {net}, outside DHCP"
+        return [Problem(path, f"{first}-{last} is not inside network.cidr {net}", fix)]
     out = []
     for address, what in sorted(taken.items()):
         if first <= address <= last:
-            msg = "{0}-{1} contains {2}, {3}".format(first, last, address, what)
-            out.append(Problem(path, msg, "shrink or move the range so it leaves {0} out".format(address)))
+            msg = f"{first}-{last} contains {address}, {what}"
+            out.append(Problem(path, msg, f"shrink or move the range so it leaves {address} out"))
     for other_first, other_last, other in seen:
         if first <= other_last and other_first <= last:
-            msg = "overlaps metallb.addresses[{0}]".format(other)
+            msg = f"overlaps metallb.addresses[{other}]"
             out.append(Problem(path, msg, "make the ranges disjoint"))
     return out
 
@@ -141,7 +141,7 @@ def check_roles(data: dict) -> list:
         fix = "set role: control-plane on one host (or three for HA)"
         return [Problem("hosts", "no host has role control-plane; K3s needs at least one", fix)]
     if servers % 2 == 0:
-        msg = "{0} control-plane hosts: etcd keeps quorum with an odd number".format(servers)
+        msg = f"{servers} control-plane hosts: etcd keeps quorum with an odd number"
         return [Problem("hosts", msg, "use 1, 3 or 5 control-plane hosts", "warning")]
     return []
 
@@ -165,12 +165,12 @@ def check_kinds(data: dict) -> list:
         kind = host.get("kind")
         for key in needed:
             if key not in host:
-                msg = "is required for a {0} host but missing".format(kind)
-                out.append(Problem("hosts[{0}].{1}".format(index, key), msg, _FIELD_FIX[key]))
+                msg = f"is required for a {kind} host but missing"
+                out.append(Problem(f"hosts[{index}].{key}", msg, _FIELD_FIX[key]))
         for key in foreign:
             if key in host:
-                msg = "does not apply to a {0} host".format(kind)
-                out.append(Problem("hosts[{0}].{1}".format(index, key), msg, "remove it"))
+                msg = f"does not apply to a {kind} host"
+                out.append(Problem(f"hosts[{index}].{key}", msg, "remove it"))
     return out
 
 
@@ -181,17 +181,17 @@ def check_proxmox(data: dict) -> list:
     out = []
     for section in ("proxmox", "template"):
         if section not in data:
-            msg = "is required because hosts[{0}] is a vm".format(vms[0][0])
-            out.append(Problem(section, msg, "add the {0} section (see docs/site.md)".format(section)))
+            msg = f"is required because hosts[{vms[0][0]}] is a vm"
+            out.append(Problem(section, msg, f"add the {section} section (see docs/site.md)"))
     nodes = _section(data, "proxmox").get("nodes")
     if not isinstance(nodes, list):
         return out
-    placed = [("hosts[{0}].node".format(i), h.get("node")) for i, h in vms]
+    placed = [(f"hosts[{i}].node", h.get("node")) for i, h in vms]
     placed.append(("template.node", _section(data, "template").get("node")))
     for path, node in placed:
         if isinstance(node, str) and node not in nodes:
-            fix = "use one of proxmox.nodes: {0}".format(", ".join(map(str, nodes)))
-            out.append(Problem(path, "{0!r} is not in proxmox.nodes".format(node), fix))
+            fix = "use one of proxmox.nodes: {}".format(", ".join(map(str, nodes)))
+            out.append(Problem(path, f"{node!r} is not in proxmox.nodes", fix))
     return out + _check_disk_sizes(data, vms)
 
 
@@ -201,8 +201,8 @@ def _check_disk_sizes(data: dict, vms: list) -> list:
     for index, host in vms:
         disk = host.get("disk")
         if isinstance(disk, int) and isinstance(base, int) and disk < base:
-            msg = "{0} GiB is smaller than the template disk ({1} GiB); disks only grow".format(disk, base)
-            out.append(Problem("hosts[{0}].disk".format(index), msg, "give at least {0}".format(base)))
+            msg = f"{disk} GiB is smaller than the template disk ({base} GiB); disks only grow"
+            out.append(Problem(f"hosts[{index}].disk", msg, f"give at least {base}"))
     return out
 
 
@@ -218,7 +218,7 @@ def check_k3s_networks(data: dict) -> list:
         except (TypeError, ValueError):
             continue
         if inner.overlaps(net):
-            msg = "{0} overlaps network.cidr {1}".format(inner, net)
+            msg = f"{inner} overlaps network.cidr {net}"
             out.append(Problem("k3s." + key, msg, "choose a private range the LAN does not use"))
     return out
 

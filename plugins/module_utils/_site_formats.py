@@ -36,7 +36,7 @@ def check_ipv4_network(value: str) -> str | None:
     try:
         ipaddress.IPv4Network(value, strict=True)
     except ValueError as exc:
-        return "is not an IPv4 network ({0})".format(exc)
+        return f"is not an IPv4 network ({exc})"
     return None
 
 
@@ -68,7 +68,7 @@ def check_ipv4_range(value: str) -> str | None:
     try:
         parse_range(value)
     except ValueError as exc:
-        return "is not an address range ({0})".format(exc)
+        return f"is not an address range ({exc})"
     return None
 
 
@@ -116,7 +116,7 @@ def check_age_recipient(value: str) -> str | None:
     try:
         hrp, payload = bech32_decode(value)
     except ValueError as exc:
-        return "is not an age recipient ({0})".format(exc)
+        return f"is not an age recipient ({exc})"
     if hrp != "age" or len(payload) != 32:
         return "is not an X25519 age recipient (age1..., 32-byte key)"
     return None
@@ -127,7 +127,7 @@ def check_ssh_public_key(value: str) -> str | None:
     if len(parts) < 2:
         return "is not an SSH public key line (TYPE BASE64 [comment])"
     if parts[0] not in SSH_KEY_TYPES:
-        return "has key type {0!r}, expected one of {1}".format(parts[0][:40], ", ".join(SSH_KEY_TYPES))
+        return "has key type {!r}, expected one of {}".format(parts[0][:40], ", ".join(SSH_KEY_TYPES))
     try:
         blob = base64.b64decode(parts[1], validate=True)
         (length,) = struct.unpack(">I", blob[:4])
@@ -135,7 +135,7 @@ def check_ssh_public_key(value: str) -> str | None:
     except (binascii.Error, struct.error, UnicodeDecodeError):
         return "has a key body that is not valid base64 SSH key data"
     if inner != parts[0]:
-        return "has a key body of type {0!r} that does not match its label {1!r}".format(inner[:40], parts[0])
+        return f"has a key body of type {inner[:40]!r} that does not match its label {parts[0]!r}"
     return None
 
 

@@ -17,7 +17,7 @@ class Problem:
     level: str = "error"
 
     def __str__(self) -> str:
-        return "{0}: {1}. Fix: {2}".format(self.path or "(top level)", self.message, self.fix)
+        return "{}: {}. Fix: {}".format(self.path or "(top level)", self.message, self.fix)
 
     def as_dict(self) -> dict:
         return {"path": self.path, "message": self.message, "fix": self.fix, "level": self.level}
@@ -36,5 +36,5 @@ class SiteError(Exception):
         self.problems = list(problems)
         self.warnings = list(warnings or [])
         count = len(self.problems)
-        lines = ["site file has {0} problem{1}:".format(count, "" if count == 1 else "s")]
+        lines = ["site file has {} problem{}:".format(count, "" if count == 1 else "s")]
         super().__init__("\n".join(lines + [str(p) for p in self.problems]))

@@ -48,8 +48,8 @@ def _json_type(value) -> str:
 
 def _join(path: str, key) -> str:
     if isinstance(key, int):
-        return "{0}[{1}]".format(path, key)
-    return "{0}.{1}".format(path, key) if path else str(key)
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
 
 
 def _resolve(schema: dict) -> dict:
@@ -78,11 +78,11 @@ def _walk(value, schema: dict, path: str, out: list) -> None:
     expected = schema.get("type")
     if expected and _json_type(value) != expected:
         found = _TYPE_NAMES.get(_json_type(value), _json_type(value))
-        out.append(Problem(path, "must be {0}, not {1}".format(_TYPE_NAMES[expected], found), _fix(schema)))
+        out.append(Problem(path, f"must be {_TYPE_NAMES[expected]}, not {found}", _fix(schema)))
         return
     if "enum" in schema and value not in schema["enum"]:
         choices = ", ".join(str(c) for c in schema["enum"])
-        out.append(Problem(path, "is {0!r}, not one of {1}".format(value, choices), "use one of: " + choices))
+        out.append(Problem(path, f"is {value!r}, not one of {choices}", "use one of: " + choices))
         return
     checker = {"object": _walk_object, "array": _walk_array, "string": _check_string, "integer": _check_integer}
     if expected in checker:
@@ -99,7 +99,7 @@ def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
         if key not in value:
             sub = _resolve(properties[key])
             what = sub.get("description") or _TYPE_NAMES.get(sub.get("type"), "a value")
-            out.append(Problem(_join(path, key), "is required but missing", "add {0}: {1}".format(key, what)))
+            out.append(Problem(_join(path, key), "is required but missing", f"add {key}: {what}"))
     for key, item in value.items():
         if key in properties:
             _walk(item, properties[key], _join(path, key), out)
@@ -111,17 +111,17 @@ def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
 
 def _unknown_key(key, properties: dict, path: str) -> Problem:
     close = difflib.get_close_matches(str(key), list(properties), n=1, cutoff=0.6)
-    fix = "did you mean {0!r}?".format(close[0]) if close else "remove it"
+    fix = f"did you mean {close[0]!r}?" if close else "remove it"
     return Problem(_join(path, key), "is not a known key", fix + " Known keys here: " + ", ".join(properties))
 
 
 def _walk_array(value: list, schema: dict, path: str, out: list) -> None:
     if len(value) < schema.get("minItems", 0):
-        out.append(Problem(path, "needs at least {0} item(s)".format(schema["minItems"]), _fix(schema)))
+        out.append(Problem(path, "needs at least {} item(s)".format(schema["minItems"]), _fix(schema)))
     if schema.get("uniqueItems"):
         seen = [item for i, item in enumerate(value) if item in value[:i]]
         for item in seen:
-            out.append(Problem(path, "lists {0!r} more than once".format(item), "keep one of each"))
+            out.append(Problem(path, f"lists {item!r} more than once", "keep one of each"))
     for index, item in enumerate(value):
         _walk(item, schema.get("items", {}), _join(path, index), out)
 
@@ -131,18 +131,18 @@ def _check_string(value: str, schema: dict, path: str, out: list) -> None:
     if len(value) < schema.get("minLength", 0):
         out.append(Problem(path, "is empty", _fix(schema)))
     elif "pattern" in schema and not re.search(schema["pattern"], value):
-        out.append(Problem(path, "{0!r} is not in the expected form".format(shown), _fix(schema)))
+        out.append(Problem(path, f"{shown!r} is not in the expected form", _fix(schema)))
     elif "format" in schema:
         problem = FORMATS[schema["format"]](value)
         if problem:
-            out.append(Problem(path, "{0!r} {1}".format(shown, problem), _fix(schema)))
+            out.append(Problem(path, f"{shown!r} {problem}", _fix(schema)))
 
 
 def _check_integer(value: int, schema: dict, path: str, out: list) -> None:
     low, high = schema.get("minimum"), schema.get("maximum")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = "from {0} to {1}".format(low, high) if high is not None else "at least {0}".format(low)
-        out.append(Problem(path, "is {0}, must be {1}".format(value, bounds), _fix(schema)))
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        out.append(Problem(path, f"is {value}, must be {bounds}", _fix(schema)))
 
 
 def validate_site(data) -> Report:
@@ -212,11 +212,11 @@ def read_site_file(path: str):
         with open(path, encoding="utf-8") as handle:
             return yaml.safe_load(handle)
     except OSError as exc:
-        raise SiteError([Problem(path, "cannot be read ({0})".format(exc.strerror), "check the path")]) from exc
+        raise SiteError([Problem(path, f"cannot be read ({exc.strerror})", "check the path")]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = " at line {0}".format(mark.line + 1) if mark else ""
-        problem = Problem(path, "is not valid YAML{0}".format(where), "fix the YAML syntax")
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = Problem(path, f"is not valid YAML{where}", "fix the YAML syntax")
         raise SiteError([problem]) from exc
 
 
@@ -231,8 +231,8 @@ def site_plan(site: dict) -> list:
     everyone = [h["name"] for h in site["hosts"]]
     template = site.get("template") or {}
     flux = site["flux"]
-    image = ["{0} ({1}) on {2}".format(template.get("name"), template.get("vmid"), template.get("node"))]
-    git = ["{0}/{1} {2}@{3}".format(flux["owner"], flux["repository"], flux["path"], flux["branch"])]
+    image = ["{} ({}) on {}".format(template.get("name"), template.get("vmid"), template.get("node"))]
+    git = ["{}/{} {}@{}".format(flux["owner"], flux["repository"], flux["path"], flux["branch"])]
     phases = [
         ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
         ("discover", "Find the hosts: Proxmox nodes and VMs, bare metal by MAC", everyone, False, "issues 3, 7"),

@@ -114,6 +114,7 @@ site_warnings:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, parse_site, read_site_file, site_plan
 
 
