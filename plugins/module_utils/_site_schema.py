@@ -81,7 +81,7 @@ _NETWORK = {
 
 _PROXMOX = {
     "type": "object",
-    "description": "The Proxmox VE endpoint and where VMs go. The token secret is never written here.",
+    "description": "The Proxmox VE endpoint and where VMs go; required when a host is a vm. No secrets here.",
     "additionalProperties": False,
     "required": ["url", "token_id", "nodes", "storage", "bridge"],
     "properties": {
@@ -139,7 +139,7 @@ _PROXMOX = {
 
 _TEMPLATE = {
     "type": "object",
-    "description": "The NixOS base template built from the installer ISO.",
+    "description": "The NixOS base template built from the installer ISO; required when a host is a vm.",
     "additionalProperties": False,
     "required": ["vmid", "node"],
     "properties": {

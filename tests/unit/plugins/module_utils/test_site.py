@@ -1,6 +1,7 @@
 """The site model: each bad input gets its own problem, naming the field path and the fix."""
 
 import copy
+import importlib.util
 import json
 from pathlib import Path
 
@@ -294,7 +295,16 @@ def test_plan_lists_only_the_phases_the_site_needs():
 
 def test_published_schema_file_matches_the_code():
     published = json.loads((REPO / "docs" / "site.schema.json").read_text())
-    assert published == json.loads(json.dumps(SITE_SCHEMA))
+    assert published == json.loads(json.dumps(SITE_SCHEMA)), "run python3 hacking/write_site_schema.py"
+
+
+def test_field_reference_in_docs_matches_the_schema():
+    spec = importlib.util.spec_from_file_location("write_site_schema", REPO / "hacking" / "write_site_schema.py")
+    writer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(writer)
+    text = (REPO / "docs" / "site.md").read_text()
+    assert writer.render_doc(text) == text, "run python3 hacking/write_site_schema.py"
+    assert "| `hosts[].disk_id` |" in text
 
 
 def test_schema_is_a_real_json_schema_that_accepts_the_examples_and_rejects_typos():
