@@ -1,0 +1,88 @@
+# Build and test tooling for nerv.homelab. Every target runs the tools of the project virtual environment
+# (.venv), which `make venv` creates and keeps in step with requirements*.txt.
+#
+#   make test         ruff, changelog lint, ansible-lint, ansible-test sanity, molecule, then pytest
+#   make demo         ansible-playbook playbooks/site.yml -i inventory/demo
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# The layers of `make test` run in the order given, even under `make -j`.
+.NOTPARALLEL:
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(abspath $(VENV))/.requirements.stamp
+export PATH := $(BIN):$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+RUFF_PATHS = $(wildcard plugins tests bench)
+PYTEST_PATHS = $(wildcard tests/unit tests/integration)
+MOLECULE_SCENARIOS = $(sort $(wildcard roles/*/molecule/*/molecule.yml))
+
+.PHONY: help venv test lint ruff changelog-lint ansible-lint sanity molecule pytest unit integration demo clean
+
+help:
+	@echo 'make venv         create .venv and install requirements-test.txt (only when they changed)'
+	@echo 'make test         ruff, changelog lint, ansible-lint, ansible-test sanity, molecule, then pytest'
+	@echo 'make lint         ruff check + ruff format --check, antsibull-changelog lint, ansible-lint'
+	@echo 'make sanity       ansible-test sanity on a copy of the collection (tests/sanity/run.sh)'
+	@echo 'make molecule     every scenario under roles/*/molecule/*'
+	@echo 'make unit         pytest tests/unit'
+	@echo 'make integration  pytest tests/integration'
+	@echo 'make demo         ansible-playbook playbooks/site.yml -i inventory/demo'
+	@echo 'make clean        remove .venv and test output'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "nerv.homelab needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt requirements-test.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	@touch $@
+
+venv: $(STAMP)
+
+test: lint sanity molecule pytest
+
+lint: ruff changelog-lint ansible-lint
+
+ruff: venv
+	$(BIN)/ruff check $(RUFF_PATHS)
+	$(BIN)/ruff format --check $(RUFF_PATHS)
+
+changelog-lint: venv
+	$(BIN)/antsibull-changelog lint
+
+ansible-lint: venv
+	$(BIN)/ansible-lint --profile production
+
+sanity: venv
+	VENV=$(abspath $(VENV)) tests/sanity/run.sh
+
+molecule: venv
+	@test -n "$(MOLECULE_SCENARIOS)" || { echo 'molecule: no scenario under roles/*/molecule/*'; exit 1; }
+	@set -e; for f in $(MOLECULE_SCENARIOS); do \
+	  scenario=$$(basename $$(dirname $$f)); role_dir=$$(dirname $$(dirname $$(dirname $$f))); \
+	  echo "== molecule test -s $$scenario ($$role_dir)"; \
+	  (cd $$role_dir && $(BIN)/molecule test -s $$scenario); \
+	done
+
+# One pytest run over both layers, so its summary line is the last thing `make test` prints.
+pytest: venv
+	$(BIN)/pytest $(PYTEST_PATHS)
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+demo: venv
+	$(BIN)/ansible-playbook playbooks/site.yml -i inventory/demo
+
+clean:
+	rm -rf $(VENV) tests/output .pytest_cache .ruff_cache
+	find plugins tests -name __pycache__ -type d -prune -exec rm -rf {} +
