@@ -17,7 +17,6 @@ STAMP := $(abspath $(VENV))/.requirements.stamp
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-RUFF_PATHS = $(wildcard plugins tests bench)
 PYTEST_PATHS = $(wildcard tests/unit tests/integration)
 MOLECULE_SCENARIOS = $(sort $(wildcard roles/*/molecule/*/molecule.yml))
 
@@ -50,8 +49,8 @@ test: lint sanity molecule pytest
 lint: ruff changelog-lint ansible-lint
 
 ruff: venv
-	$(BIN)/ruff check $(RUFF_PATHS)
-	$(BIN)/ruff format --check $(RUFF_PATHS)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 changelog-lint: venv
 	$(BIN)/antsibull-changelog lint
