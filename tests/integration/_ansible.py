@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,22 +110,26 @@ class AnsibleCli:
         return env
 
     def run(self, tool: str, *args: str, env: dict[str, str] | None = None, timeout: int | None = None) -> AnsibleRun:
-        """Run tool with args; a run that outlives the timeout is killed and fails the test."""
+        """Run tool with args; a run that outlives the timeout is killed with its workers and fails the test."""
         argv = [str(executable(tool)), *map(str, args)]
-        try:
-            done = subprocess.run(
-                argv,
-                cwd=self.repo,
-                env=self.environment(env),
-                capture_output=True,
-                text=True,
-                timeout=timeout or self.timeout,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:
-            run = AnsibleRun(argv, -1, _text(exc.stdout), _text(exc.stderr), timed_out=True)
-            pytest.fail(f"timed out after {exc.timeout} s\n{run.describe()}")
-        return AnsibleRun(argv, done.returncode, done.stdout, done.stderr)
+        limit = timeout or self.timeout
+        with subprocess.Popen(
+            argv,
+            cwd=self.repo,
+            env=self.environment(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=limit)
+            except subprocess.TimeoutExpired:
+                _kill_tree(proc.pid)
+                stdout, stderr = proc.communicate()
+                run = AnsibleRun(argv, proc.returncode, stdout, stderr, timed_out=True)
+                pytest.fail(f"timed out after {limit} s\n{run.describe()}")
+        return AnsibleRun(argv, proc.returncode, stdout, stderr)
 
     def inventory(self, *args: str, **kwargs: Any) -> AnsibleRun:
         return self.run("ansible-inventory", *args, **kwargs)
@@ -165,11 +172,39 @@ class AnsibleCli:
         return run
 
 
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc (empty where there is no /proc)."""
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(stat.parent.name))
+    return tree
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL pid and every descendant: ansible's workers call setsid, so killing the group misses them."""
+    tree, todo, found = _children(), [pid], []
+    while todo:
+        found.append(todo.pop())
+        todo.extend(tree.get(found[-1], []))
+    for victim in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(victim) for victim in found) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """True until the process is gone or a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _count(directory: Path) -> int:
     return len(list(directory.glob("results-*.json")))
-
-
-def _text(data: bytes | str | None) -> str:
-    if isinstance(data, bytes):
-        return data.decode(errors="replace")
-    return data or ""

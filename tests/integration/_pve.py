@@ -195,7 +195,7 @@ class PveSite:
         """A proxmoxer client logged in with the site's token, verifying TLS against the fake's certificate."""
         from proxmoxer import ProxmoxAPI
 
-        user, _, token = self.token_id.partition("!")
+        user, token = self.token_id.split("!", 1)
         options = dict(port=self.port, user=user, token_name=token, token_value=self.token_secret)
         options.update(verify_ssl=self.cafile, timeout=10)
         options.update(kwargs)
