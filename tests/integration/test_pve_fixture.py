@@ -119,3 +119,12 @@ def test_faults_on_a_private_fake_leave_the_session_fake_alone(pve_site, pve_sit
         private.api().nodes.get()
     assert err.value.status_code == 596
     assert len(pve_site.api().nodes.get()) == len(read_site(DEMO_SITE)["proxmox"]["nodes"])
+
+
+def test_site_pointed_at_the_fake_still_validates(pve_site, ansible_cli, tmp_path):
+    path = pve_site.write_site(tmp_path / "site.yml")
+    task = {"name": "Validate", "nerv.homelab.site_validate": {"path": str(path)}}
+    run = ansible_cli.playbook([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+    assert run.rc == 0, run.describe()
+    proxmox = run.task("Validate")["site"]["proxmox"]
+    assert (proxmox["url"], proxmox["ca_path"]) == (pve_site.url, pve_site.cafile)
