@@ -159,10 +159,13 @@ class AnsibleCli:
     ) -> AnsibleRun:
         """Run a playbook (a path, or plays to write first); results of every task land in run.results."""
         path = playbook if isinstance(playbook, Path) else self.write_playbook(playbook)
-        output = self.tmp_path / f"results-{path.stem}-{_count(self.tmp_path)}.json"
+        serial = _count(self.tmp_path)
+        output = self.tmp_path / f"results-{path.stem}-{serial}.json"
         argv = ["-i", str(inventory or self.localhost_inventory()), str(path), *args]
-        if extra_vars:
-            argv += ["--extra-vars", json.dumps(extra_vars)]
+        if extra_vars:  # from a file: values may be secrets, and argv is visible to every local user
+            varfile = self.tmp_path / f"extra-vars-{serial}.json"
+            varfile.write_text(json.dumps(extra_vars))
+            argv += ["--extra-vars", f"@{varfile}"]
         if check:
             argv.append("--check")
         env = dict(kwargs.pop("env", None) or {}, NERV_HARNESS_JSON_OUTPUT=str(output))

@@ -31,7 +31,9 @@ def test_playbook_results_per_task_and_host(ansible_cli, tmp_path, monkeypatch):
         {"name": "Warn", "warner": {"text": "mind the gap"}},
         {"name": "Break", "ansible.builtin.fail": {"msg": "broken on purpose"}, "ignore_errors": True},
     ]
-    run = ansible_cli.playbook([{"name": "Harness", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    tasks.append({"name": "Echo a variable", "ansible.builtin.debug": {"var": "given"}})
+    plays = [{"name": "Harness", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+    run = ansible_cli.playbook(plays, extra_vars={"given": {"a": [1, "two"]}})
 
     assert run.rc == 0, run.describe()
     assert run.task("Say hello")["msg"] == "hello"
@@ -40,7 +42,9 @@ def test_playbook_results_per_task_and_host(ansible_cli, tmp_path, monkeypatch):
     assert "mind the gap" in run.task("Warn")["warnings"]
     broken = run.task("Break")
     assert broken["failed"] and broken["ignore_errors"] and broken["msg"] == "broken on purpose"
-    assert run.stats() == dict(run.stats(), ok=4, changed=1, failures=0, skipped=1, ignored=1)
+    assert run.task("Echo a variable")["given"] == {"a": [1, "two"]}
+    assert "two" not in " ".join(run.args), "extra vars went through argv"
+    assert run.stats() == dict(run.stats(), ok=5, changed=1, failures=0, skipped=1, ignored=1)
     assert "TASK [Say hello]" in run.stdout, "the human output is the default callback's"
     with pytest.raises(AssertionError, match="ran 0 times"):
         run.task("No such task")
