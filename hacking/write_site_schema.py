@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write docs/site.schema.json and the field reference in docs/site.md from plugins/module_utils/_site_schema.py.
 
 Editors (VS Code YAML, JetBrains) validate site files against the JSON file; the unit tests fail when either

@@ -133,7 +133,7 @@ def _range_problems(path: str, first, last, net, taken: dict, seen: list) -> lis
 
 
 def check_roles(data: dict) -> list:
-    roles = [h.get("role") for _, h in _hosts(data)]
+    roles = [host.get("role") for _index, host in _hosts(data)]
     if not roles:
         return []
     servers = roles.count("control-plane")

@@ -26,7 +26,16 @@ try:
 except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
     HAS_YAML = False
 
-__all__ = ["Problem", "Report", "SiteError", "load_site", "parse_site", "validate_site", "site_plan"]
+__all__ = [
+    "Problem",
+    "Report",
+    "SiteError",
+    "load_site",
+    "parse_site",
+    "secret_values",
+    "site_plan",
+    "validate_site",
+]
 
 # Keys that hold a secret when they appear in a site file: the file is committed, so secrets never belong there.
 _SECRET_KEY = re.compile(r"(secret|password|passwd|passphrase|private_?key|api_?key|token)$", re.IGNORECASE)
@@ -70,6 +79,21 @@ def _inline_secret(path: str) -> Problem:
     )
 
 
+def secret_values(value) -> set:
+    """Every string in a site that is a secret (under a secret-named key or shaped like one), to mask in output."""
+    if isinstance(value, dict):
+        found = set()
+        for key, item in value.items():
+            if isinstance(key, str) and _SECRET_KEY.search(key) and isinstance(item, (str, int, float)):
+                found.add(str(item))
+            else:
+                found |= secret_values(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(secret_values(item) for item in value)) if value else set()
+    return {value} if isinstance(value, str) and _SECRET_VALUE.search(value) else set()
+
+
 def _walk(value, schema: dict, path: str, out: list) -> None:
     schema = _resolve(schema)
     if isinstance(value, str) and _SECRET_VALUE.search(value):
@@ -111,7 +135,7 @@ def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
 
 def _unknown_key(key, properties: dict, path: str) -> Problem:
     close = difflib.get_close_matches(str(key), list(properties), n=1, cutoff=0.6)
-    fix = f"did you mean {close[0]!r}?" if close else "remove it"
+    fix = f"did you mean {close[0]!r}?" if close else "remove it."
     return Problem(_join(path, key), "is not a known key", fix + " Known keys here: " + ", ".join(properties))
 
 

@@ -21,7 +21,7 @@ description:
   - On success returns the site with defaults filled in and the plan of phases C(site.yml) runs for it.
   - Run it where the site file is, normally the controller (a play on C(localhost), or C(delegate_to=localhost)).
 author:
-  - nerv.homelab contributors
+  - nerv.homelab contributors (@nerv-homelab)
 options:
   path:
     description:
@@ -39,8 +39,11 @@ attributes:
     description: Validation changes nothing, so check mode runs it the same way.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to show a difference of.
   platform:
+    support: full
     platforms: posix
+    description: Runs on any POSIX host with Python; normally the controller.
 notes:
   - An even number of control-plane hosts is a warning, not an error.
 seealso:
@@ -115,7 +118,13 @@ site_warnings:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, parse_site, read_site_file, site_plan
+from ansible_collections.nerv.homelab.plugins.module_utils.site import (
+    SiteError,
+    parse_site,
+    read_site_file,
+    secret_values,
+    site_plan,
+)
 
 
 def run(params: dict) -> dict:
@@ -133,6 +142,8 @@ def main() -> None:
         required_one_of=[("path", "site")],
         supports_check_mode=True,
     )
+    # A site given inline may carry a secret the validator refuses: keep it out of every output, invocation included.
+    module.no_log_values.update(secret_values(module.params["site"]))
     try:
         result = run(module.params)
     except SiteError as exc:

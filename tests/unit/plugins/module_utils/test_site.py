@@ -14,6 +14,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site import (
     load_site,
     normalise_site,
     parse_site,
+    secret_values,
     site_plan,
     validate_site,
 )
@@ -316,3 +317,13 @@ def test_schema_is_a_real_json_schema_that_accepts_the_examples_and_rejects_typo
     broken = copy.deepcopy(_site())
     broken["hosts"][0]["nmae"] = "x"
     assert [e.validator for e in validator.iter_errors(broken)] == ["additionalProperties"]
+
+
+def test_secret_values_finds_what_the_validator_refuses():
+    data = _site()
+    _set(data, "proxmox.token_secret", CANARY)
+    _set(data, "hosts[0].root_password", 1234)
+    _set(data, "site.description", "AGE-SECRET-KEY-1" + CANARY.upper())
+    assert secret_values(data) == {CANARY, "1234", "AGE-SECRET-KEY-1" + CANARY.upper()}
+    assert secret_values(_site()) == set()
+    assert secret_values(None) == set()
