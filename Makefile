@@ -25,6 +25,7 @@ MOLECULE_SCENARIOS = $(sort $(wildcard roles/*/molecule/*/molecule.yml))
 help:
 	@echo 'make venv         create .venv and install requirements-test.txt (only when they changed)'
 	@echo 'make test         ruff, changelog lint, ansible-lint, ansible-test sanity, molecule, then pytest'
+	@echo '                  (stops at the first failing layer; make -k test runs them all)'
 	@echo 'make lint         ruff check + ruff format --check, antsibull-changelog lint, ansible-lint'
 	@echo 'make sanity       ansible-test sanity on a copy of the collection (tests/sanity/run.sh)'
 	@echo 'make molecule     every scenario under roles/*/molecule/*'
