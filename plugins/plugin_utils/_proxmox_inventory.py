@@ -1,0 +1,312 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The logic of the nerv.homelab.proxmox inventory plugin, apart from Ansible and HTTP.
+
+    raw = collect(get, map_fn, want_config=False)   # 2 requests + 1 per running qemu guest
+    model = build(raw, cidr="10.0.0.0/24")           # hosts, groups, warnings: plain data
+
+``get(path, **params)`` is any function answering a Proxmox API GET with the response's ``data``;
+``map_fn(fn, items)`` maps fn over items (concurrently, in the plugin). Nothing here templates,
+logs or opens a connection, so every function is unit-tested with plain dicts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+# A tag puts a guest into a role group; the names match nerv.homelab.site's groups.
+DEFAULT_ROLE_GROUPS = {
+    "k8s-control-plane": "control_plane",
+    "control-plane": "control_plane",
+    "k8s-worker": "workers",
+    "worker": "workers",
+}
+DEFAULT_PREFIX = "proxmox_"
+# 500 answers of the agent endpoint that only mean "no address (yet)": no agent, VM down, agent busy.
+AGENT_DOWN = ("no qemu guest agent configured", "not running", "got timeout")
+CACHE_FORMAT = 1
+GUEST_TYPES = ("qemu", "lxc")
+
+
+@dataclass
+class InventoryModel:
+    """What the plugin adds to the inventory: host -> vars, group -> hosts, and what to warn about."""
+
+    hosts: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    def add(self, group: str, host: str) -> None:
+        members = self.groups.setdefault(group, [])
+        if host not in members:
+            members.append(host)
+
+
+# ---------------------------------------------------------------- pure parsing
+
+
+def split_tags(tags) -> list:
+    """Proxmox tags ('a;b', also ',' or ' ' as PVE accepts on input) as a list, order kept, no duplicates."""
+    if not tags:
+        return []
+    if isinstance(tags, (list, tuple)):
+        tags = ";".join(str(t) for t in tags)
+    return list(dict.fromkeys(t for t in re.split(r"[;,\s]+", str(tags)) if t))
+
+
+def safe_group_name(name) -> str:
+    """A valid Ansible group name: letters, digits and '_' only, not starting with a digit."""
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", str(name))
+    return "_" + safe if not safe or safe[0].isdigit() else safe
+
+
+def role_groups(tags, mapping: dict | None = None) -> list:
+    """The role groups the tags put a guest in, e.g. k8s-control-plane -> control_plane."""
+    mapping = DEFAULT_ROLE_GROUPS if mapping is None else mapping
+    return list(dict.fromkeys(safe_group_name(mapping[t]) for t in split_tags(tags) if t in mapping))
+
+
+def _usable(address: str):
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+        return None
+    return ip
+
+
+def agent_addresses(result) -> list:
+    """The usable addresses of an agent's network-get-interfaces answer, in order: no lo, loopback, link-local."""
+    if isinstance(result, dict):
+        result = result.get("result")
+    found = []
+    for iface in result if isinstance(result, list) else []:
+        if not isinstance(iface, dict) or iface.get("name") in ("lo", "lo0"):
+            continue
+        for entry in iface.get("ip-addresses") or []:
+            ip = _usable(str((entry or {}).get("ip-address", "")))
+            if ip is not None and str(ip) not in found:
+                found.append(str(ip))
+    return found
+
+
+def static_address(netconfig):
+    """The static address of ipconfig0 ('ip=10.0.0.5/24,gw=10.0.0.1') or an LXC net0; None for dhcp or none."""
+    if not netconfig:
+        return None
+    options = dict(part.split("=", 1) for part in str(netconfig).split(",") if "=" in part)
+    for key in ("ip", "ip6"):
+        try:
+            ip = ipaddress.ip_interface(options.get(key, "")).ip
+        except ValueError:
+            continue
+        if _usable(str(ip)) is not None:
+            return str(ip)
+    return None
+
+
+def networks(cidr) -> list:
+    """cidr (a CIDR, a list of them, or None) as ip_network objects; ValueError names a bad one."""
+    if not cidr:
+        return []
+    items = [cidr] if isinstance(cidr, str) else list(cidr)
+    try:
+        return [ipaddress.ip_network(str(item), strict=False) for item in items]
+    except ValueError as exc:
+        raise ValueError(f"cidr: {exc}") from None
+
+
+def pick_ansible_host(addresses, netconfig=None, cidr=None):
+    """An agent address inside the CIDR (any agent address, IPv4 first, when no CIDR is given), then the
+    static address of ipconfig0/net0, then None."""
+    nets = networks(cidr)
+    ips = [ipaddress.ip_address(a) for a in addresses or []]
+    if nets:
+        inside = [ip for ip in ips if any(ip.version == n.version and ip in n for n in nets)]
+    else:
+        inside = sorted(ips, key=lambda ip: ip.version)
+    if inside:
+        return str(inside[0])
+    return static_address(netconfig)
+
+
+def agent_is_down(status, message) -> bool:
+    """True for the 500s that mean the guest has no agent answering (yet): no address, not a failure."""
+    text = str(message or "").lower()
+    return status == 500 and any(phrase in text for phrase in AGENT_DOWN)
+
+
+def agent_enabled(config) -> bool:
+    """The 'agent' option of a qemu config ('1', 'enabled=1,fstrim_cloned_disks=1', ...) is on."""
+    value = str((config or {}).get("agent", "0")).split(",")[0]
+    return value.split("=")[-1].strip() in ("1", "on", "yes", "true")
+
+
+# ---------------------------------------------------------------- the requests
+
+
+def online_nodes(cluster_status) -> dict:
+    """node name -> online (bool) from GET /cluster/status."""
+    return {
+        str(item.get("name")): bool(item.get("online", 1))
+        for item in cluster_status or []
+        if isinstance(item, dict) and item.get("type") == "node"
+    }
+
+
+def guests(resources) -> list:
+    """The qemu and lxc guests of GET /cluster/resources?type=vm, by vmid."""
+    found = [r for r in resources or [] if isinstance(r, dict) and r.get("type") in GUEST_TYPES]
+    return sorted(found, key=lambda r: int(r.get("vmid", 0)))
+
+
+def wanted(guest: dict, nodes: dict, want_templates: bool) -> bool:
+    return nodes.get(str(guest.get("node")), True) and (want_templates or not guest.get("template"))
+
+
+def needs_request(guest: dict, want_config: bool) -> bool:
+    """Whether the guest costs a request beyond the two listings: config when asked, agent when it may answer."""
+    running_qemu = guest.get("type") == "qemu" and guest.get("status") == "running" and not guest.get("template")
+    return want_config or running_qemu
+
+
+def guest_path(guest: dict) -> str:
+    return "/nodes/{}/{}/{}".format(guest["node"], guest["type"], guest["vmid"])
+
+
+def fetch_guest(get, guest: dict, want_config: bool, api_errors: tuple) -> dict:
+    """The per-guest requests: config (only when asked), then agent interfaces of a running qemu guest
+    (skipped when the config says the agent is off). Errors are kept as data, never raised."""
+    out = {"vmid": guest["vmid"]}
+    if want_config:
+        try:
+            out["config"] = get(guest_path(guest) + "/config")
+        except api_errors as exc:
+            out["error"] = _describe(exc)
+            return out
+    running_qemu = guest.get("type") == "qemu" and guest.get("status") == "running" and not guest.get("template")
+    if not running_qemu or (want_config and not agent_enabled(out.get("config"))):
+        return out
+    try:
+        out["interfaces"] = get(guest_path(guest) + "/agent/network-get-interfaces")
+    except api_errors as exc:
+        status, message = getattr(exc, "status", None), _describe(exc)
+        if not agent_is_down(status, message):
+            out["error"] = message
+    return out
+
+
+def _describe(exc) -> str:
+    status = getattr(exc, "status", None)
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{status} {message}" if status and not str(message).startswith(str(status)) else str(message)
+
+
+def collect(get, map_fn, want_config: bool = False, want_templates: bool = False, api_errors=(Exception,)) -> dict:
+    """Everything the inventory needs: two listings, then per-guest requests through map_fn.
+
+    The result is plain JSON data: it is what the inventory cache stores."""
+    resources = get("/cluster/resources", type="vm")
+    status = get("/cluster/status")
+    nodes = online_nodes(status)
+    todo = [g for g in guests(resources) if wanted(g, nodes, want_templates) and needs_request(g, want_config)]
+    details = map_fn(lambda g: fetch_guest(get, g, want_config, tuple(api_errors)), todo)
+    return {
+        "format": CACHE_FORMAT,
+        "want_config": bool(want_config),
+        "want_templates": bool(want_templates),
+        "resources": resources,
+        "cluster_status": status,
+        "guests": {str(d["vmid"]): d for d in details},
+    }
+
+
+def cache_usable(raw, want_config: bool, want_templates: bool) -> bool:
+    """A cached collect() result answers this run only if it fetched at least what the options ask for."""
+    return (
+        isinstance(raw, dict)
+        and raw.get("format") == CACHE_FORMAT
+        and (raw.get("want_config") or not want_config)
+        and (raw.get("want_templates") or not want_templates)
+    )
+
+
+# ---------------------------------------------------------------- the inventory
+
+
+def host_names(items: list) -> dict:
+    """vmid -> inventory host name: the guest's name, or <name>-<vmid> when names clash (or vm<vmid> unnamed)."""
+    counts: dict = {}
+    for g in items:
+        counts[g.get("name")] = counts.get(g.get("name"), 0) + 1
+    names = {}
+    for g in items:
+        name = g.get("name")
+        if not name:
+            names[g["vmid"]] = "vm{}".format(g["vmid"])
+        else:
+            names[g["vmid"]] = name if counts[name] == 1 else "{}-{}".format(name, g["vmid"])
+    return names
+
+
+def guest_vars(guest: dict, detail: dict, cidr=None) -> dict:
+    """The host vars of one guest."""
+    config = detail.get("config")
+    addresses = agent_addresses(detail.get("interfaces"))
+    netconfig = (config or {}).get("ipconfig0" if guest.get("type") == "qemu" else "net0")
+    hostvars = {
+        "proxmox_vmid": int(guest["vmid"]),
+        "proxmox_name": guest.get("name"),
+        "proxmox_node": guest.get("node"),
+        "proxmox_status": guest.get("status"),
+        "proxmox_type": guest.get("type"),
+        "proxmox_tags": split_tags(guest.get("tags")),
+        "proxmox_pool": guest.get("pool") or None,
+        "proxmox_template": bool(guest.get("template")),
+        "proxmox_addresses": addresses,
+    }
+    if config is not None:
+        hostvars["proxmox_config"] = config
+    address = pick_ansible_host(addresses, netconfig, cidr)
+    if address:
+        hostvars["ansible_host"] = address
+    return hostvars
+
+
+def guest_groups(hostvars: dict, prefix: str = DEFAULT_PREFIX, roles: dict | None = None) -> list:
+    """Groups of a guest: all guests, type, node, status, pool, each tag, and role groups from tags."""
+    names = [prefix + "guests", prefix + hostvars["proxmox_type"]]
+    names += [prefix + "node_" + hostvars["proxmox_node"], prefix + "status_" + hostvars["proxmox_status"]]
+    if hostvars.get("proxmox_pool"):
+        names.append(prefix + "pool_" + hostvars["proxmox_pool"])
+    names += [prefix + "tag_" + tag for tag in hostvars["proxmox_tags"]]
+    return list(dict.fromkeys([safe_group_name(n) for n in names] + role_groups(hostvars["proxmox_tags"], roles)))
+
+
+def build(raw: dict, cidr=None, prefix: str = DEFAULT_PREFIX, roles: dict | None = None) -> InventoryModel:
+    """The inventory of a collect() result: guests of offline nodes skipped with a warning, templates
+    only when they were fetched."""
+    model = InventoryModel()
+    nodes = online_nodes(raw.get("cluster_status"))
+    everything = guests(raw.get("resources"))
+    for node in sorted({str(g.get("node")) for g in everything if not nodes.get(str(g.get("node")), True)}):
+        skipped = ", ".join(str(g.get("name") or g["vmid"]) for g in everything if str(g.get("node")) == node)
+        model.warnings.append(f"Proxmox node {node} is offline: its guests are not inventoried ({skipped})")
+    kept = [g for g in everything if wanted(g, nodes, raw.get("want_templates", False))]
+    names = host_names(kept)
+    details = raw.get("guests") or {}
+    failed = []
+    for guest in kept:
+        detail = details.get(str(guest["vmid"]), {})
+        name = names[guest["vmid"]]
+        if detail.get("error"):
+            failed.append("{} ({})".format(name, detail["error"]))
+        model.hosts[name] = guest_vars(guest, detail, cidr)
+        for group in guest_groups(model.hosts[name], prefix, roles):
+            model.add(group, name)
+    if failed:
+        model.warnings.append("Proxmox guest details could not be read, so they have no address: " + "; ".join(failed))
+    return model
