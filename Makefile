@@ -86,3 +86,9 @@ demo: venv
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .ruff_cache
 	find plugins tests -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Not part of `make test`: community.proxmox against nerv.homelab.proxmox on a fakepve, in bench/.venv
+# (made on first use). A few minutes; BENCH_ARGS=--quick for a smoke run, --json for JSON. See docs/benchmarks.md.
+.PHONY: bench
+bench:
+	$(PYTHON) bench/inventory.py $(BENCH_ARGS)
