@@ -141,7 +141,7 @@ def agent_is_down(status, message) -> bool:
 
 def agent_enabled(config) -> bool:
     """The 'agent' option of a qemu config ('1', 'enabled=1,fstrim_cloned_disks=1', ...) is on."""
-    value = str((config or {}).get("agent", "0")).split(",")[0]
+    value = str((config or {}).get("agent", "0")).split(",", maxsplit=1)[0]
     return value.split("=")[-1].strip() in ("1", "on", "yes", "true")
 
 
