@@ -237,7 +237,9 @@ def endpoint(path):
 def run_inventory(fake, tool, label, workdir, cafile, secret, cache_dir, timeout, expected):
     """One ansible-inventory --list run against fake, with its request log cleared first."""
     name = re.sub(r"\W+", "-", f"{fake.count}-{label}").strip("-")
-    source = workdir / f"{name}.proxmox.yml"
+    # One source file per plugin and size: the inventory cache is keyed by the source's path, so the
+    # warm-cache run must read the very file the cold run wrote its cache for.
+    source = workdir / (re.sub(r"\W+", "-", f"{fake.count}-{tool}").strip("-") + ".proxmox.yml")
     source.write_text(json.dumps(config_for(tool, fake.url, secret, cafile, cache_dir), indent=2) + "\n")
     source.chmod(0o600)
     output = workdir / f"{name}.json"

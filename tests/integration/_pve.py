@@ -201,6 +201,27 @@ class PveSite:
         options.update(kwargs)
         return ProxmoxAPI(self.host, **options)
 
+    def add_site_vms(self, agent: bool = True, status: str = "running") -> list[Any]:
+        """The site's VM hosts as guests, as provisioning leaves them: tagged with their role, ipconfig0 set,
+        the guest agent enabled and (agent=True) reporting lo, the host address and a CNI bridge."""
+        added = []
+        for host in self.site.get("hosts", []):
+            if host.get("kind") != "vm":
+                continue
+            address, prefix = host["ip"].split("/")
+            config = {
+                "memory": 2048,
+                "agent": "1",
+                "tags": f"k8s-{host['role']};nerv",
+                "net0": f"virtio=BC:24:11:00:00:{host['vmid'] % 256:02X},bridge={self.shape.bridge}",
+                "ipconfig0": f"ip={host['ip']},gw={self.site['network']['gateway']}",
+            }
+            vm = self.pve.add_vm(host["vmid"], host["name"], node=host["node"], status=status, config=config)
+            if agent and status == "running":
+                vm.agent = {"interfaces": agent_interfaces(address, int(prefix))}
+            added.append(vm)
+        return added
+
     def reset(self) -> None:
         """Back to the state right after start: the site's nodes, storages, token and template, no
         requests, tasks, failures, network trouble or guests made by tests."""
@@ -245,6 +266,20 @@ class PveSite:
         finally:
             self._loop.close()
             self._loop = None
+
+
+def agent_interfaces(address: str, prefix: int) -> list[dict[str, Any]]:
+    """What qemu-guest-agent's network-get-interfaces reports on a K3s node: lo, the NIC, the CNI bridge."""
+
+    def nic(name: str, mac: str, ip: str, length: int) -> dict[str, Any]:
+        entry = {"ip-address": ip, "ip-address-type": "ipv4", "prefix": length}
+        return {"name": name, "hardware-address": mac, "ip-addresses": [entry]}
+
+    return [
+        nic("lo", "00:00:00:00:00:00", "127.0.0.1", 8),
+        nic("cni0", "0a:58:0a:2a:00:01", "10.42.0.1", 24),
+        nic("ens18", "bc:24:11:00:00:01", address, prefix),
+    ]
 
 
 def start_pve_site(site_path: Path, cafile: str, keyfile: str, time_scale: float = 0) -> PveSite:

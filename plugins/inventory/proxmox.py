@@ -1,0 +1,225 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: proxmox
+short_description: Proxmox VE guests as hosts, from two API calls plus one per running VM
+version_added: 0.2.0
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+description:
+  - Reads every guest (QEMU VM and LXC container) of a Proxmox VE cluster from one C(GET /cluster/resources?type=vm)
+    and the nodes' state from one C(GET /cluster/status). Per guest it asks only what that listing lacks, concurrently
+    with O(workers) threads - the guest agent's interfaces of running QEMU VMs, and the config when O(want_config)
+    is set.
+  - Sets C(ansible_host) itself - an agent address inside O(cidr) (or the site's C(network.cidr)) first, then the
+    static address of C(ipconfig0), then none.
+  - Guests of an offline node are skipped with a warning; a VM whose agent is not configured, not running or not
+    answering gets no address, and no error.
+  - Connection settings come from the plugin options (or their environment variables), else from O(site_file).
+  - With O(cache) on and a fresh cache entry the plugin makes no request at all, login included.
+  - The configuration file must end in C(proxmox.yml) or C(proxmox.yaml).
+  - Every string read from Proxmox is marked unsafe, so guest names, tags and descriptions are never templated.
+extends_documentation_fragment:
+  - nerv.homelab.proxmox_auth.plugin
+  - ansible.builtin.constructed
+  - ansible.builtin.inventory_cache
+options:
+  plugin:
+    description: The name of this plugin, so that Ansible knows the file is its configuration.
+    type: str
+    required: true
+    choices: [nerv.homelab.proxmox]
+  site_file:
+    description:
+      - A nerv.homelab site file (see C(docs/site.md)) to read the connection settings (C(proxmox.url),
+        C(proxmox.token_id), C(proxmox.validate_certs), C(proxmox.ca_path)) and O(cidr) (C(network.cidr)) from.
+        The token secret comes from the environment variable the site names in C(proxmox.token_secret_env).
+      - A relative path is relative to the directory of this configuration file.
+      - A setting given as a plugin option or through its environment variable wins over the site file's.
+    type: str
+  cidr:
+    description:
+      - Networks (CIDR) C(ansible_host) is chosen in, among the guest agent's addresses.
+      - Defaults to the site's C(network.cidr) with O(site_file); without either, any agent address qualifies
+        (IPv4 first).
+    type: list
+    elements: str
+  want_config:
+    description:
+      - Also read each guest's config (one request per guest) - the C(ipconfig0) (LXC C(net0)) static address
+        becomes the C(ansible_host) fallback, the agent is asked only where the config enables it, and the config is
+        exposed as C(proxmox_config).
+    type: bool
+    default: false
+  want_templates:
+    description: Inventory templates too (they are skipped by default).
+    type: bool
+    default: false
+  workers:
+    description: How many per-guest requests run at once.
+    type: int
+    default: 8
+  group_prefix:
+    description: Prefix of the node, status, pool, tag and type groups.
+    type: str
+    default: proxmox_
+  role_groups:
+    description:
+      - Tag -> group. A guest carrying the tag joins the group (not prefixed). The default maps the K3s roles onto
+        the groups of nerv.homelab's site inventory.
+      - Give C({}) to make no role groups.
+    type: dict
+    default:
+      k8s-control-plane: control_plane
+      control-plane: control_plane
+      k8s-worker: workers
+      worker: workers
+notes:
+  - Without O(want_config) the listing does not say which VMs have the guest agent enabled, so every running QEMU VM
+    costs one agent request; one without an agent answers C(500 No QEMU guest agent configured) and gets no address.
+"""
+
+EXAMPLES = r"""
+# inventory/home/proxmox.yml, the whole file: everything from the site file beside it, the token secret from
+# the variable the site names (proxmox.token_secret_env, default PROXMOX_TOKEN_SECRET):
+#
+#   plugin: nerv.homelab.proxmox
+#   site_file: site.yml
+#
+# Without a site file: the connection from options, or from PROXMOX_URL, PROXMOX_TOKEN_ID and
+# PROXMOX_TOKEN_SECRET; configs read too, a cache, and groups of one's own.
+plugin: nerv.homelab.proxmox
+url: https://pve1.lab.example:8006
+token_id: automation@pve!inventory
+ca_path: /etc/ssl/certs/pve-root-ca.pem
+cidr: [192.168.10.0/24]
+want_config: true
+workers: 16
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/nerv-homelab-inventory
+cache_timeout: 300
+keyed_groups:
+  - key: proxmox_node
+    prefix: node
+compose:
+  ansible_user: "'root'"
+"""
+
+import os
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
+
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
+    ProxmoxClient,
+    ProxmoxError,
+    ProxmoxSettings,
+    settings_from_site,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
+from ansible_collections.nerv.homelab.plugins.plugin_utils import _proxmox_inventory as logic
+
+CONNECTION_OPTIONS = (
+    "url",
+    "token_id",
+    "token_secret",
+    "user",
+    "password",
+    "validate_certs",
+    "ca_path",
+    "timeout",
+    "retries",
+)
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    NAME = "nerv.homelab.proxmox"
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith(("proxmox.yml", "proxmox.yaml"))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        self._source_dir = os.path.dirname(os.path.abspath(path))
+        site = self._site()
+        cidr = self._cidr(site)
+        want_config, want_templates = self.get_option("want_config"), self.get_option("want_templates")
+        raw = self._cached(path, cache, want_config, want_templates)
+        if raw is None:
+            raw = self._fetch(site, want_config, want_templates)
+            if self.get_option("cache"):
+                self._cache[self.get_cache_key(path)] = raw
+        self._populate(logic.build(raw, cidr, self.get_option("group_prefix"), self.get_option("role_groups")))
+
+    def _fetch(self, site, want_config, want_templates):
+        """The raw listing from Proxmox: two requests, then the per-guest ones on `workers` threads."""
+        workers = self.get_option("workers")
+        if workers < 1:
+            raise AnsibleParserError(f"nerv.homelab.proxmox: workers must be 1 or more, not {workers}")
+        try:
+            client = ProxmoxClient(self._settings(site), pool_size=workers)
+            return logic.collect(client.get, client.map, want_config, want_templates, api_errors=(ProxmoxError,))
+        except ProxmoxError as exc:
+            raise AnsibleError(f"nerv.homelab.proxmox: {exc}") from None
+
+    def _settings(self, site):
+        """Connection settings: options (and their environment variables) over the site file's."""
+        options = {key: self.get_option(key) for key in CONNECTION_OPTIONS}
+        if site is not None:
+            return settings_from_site(site, **options)
+        options = {key: value for key, value in options.items() if value is not None}
+        return ProxmoxSettings(**{"url": "", **options})
+
+    def _cached(self, path, cache, want_config, want_templates):
+        if not (cache and self.get_option("cache")):
+            return None
+        try:
+            raw = self._cache[self.get_cache_key(path)]
+        except KeyError:
+            return None
+        return raw if logic.cache_usable(raw, want_config, want_templates) else None
+
+    def _site(self):
+        """The validated site of site_file (relative to this source's directory), or None."""
+        site_file = self.get_option("site_file")
+        if not site_file:
+            return None
+        path = os.path.join(self._source_dir, os.path.expanduser(site_file))
+        try:
+            return load_site(path)
+        except SiteError as exc:
+            raise AnsibleParserError(f"nerv.homelab.proxmox: site_file {path}: {exc}") from None
+
+    def _cidr(self, site):
+        cidr = self.get_option("cidr") or (site and [site["network"]["cidr"]]) or None
+        try:
+            logic.networks(cidr)
+        except ValueError as exc:
+            raise AnsibleParserError(f"nerv.homelab.proxmox: {exc}") from None
+        return cidr
+
+    def _populate(self, model):
+        for warning in model.warnings:
+            self.display.warning(f"nerv.homelab.proxmox: {warning}")
+        strict = self.get_option("strict")
+        member_of = {}
+        for group, hosts in model.groups.items():
+            for host in hosts:
+                member_of.setdefault(host, []).append(group)
+        for name, hostvars in model.hosts.items():
+            host = wrap_var(name)
+            safe_vars = wrap_var(hostvars)
+            self.inventory.add_host(host)
+            for key, value in safe_vars.items():
+                self.inventory.set_variable(host, key, value)
+            for group in member_of.get(name, []):
+                self.inventory.add_child(self.inventory.add_group(wrap_var(group)), host)
+            self._set_composite_vars(self.get_option("compose"), safe_vars, host, strict=strict)
+            self._add_host_to_composed_groups(self.get_option("groups"), safe_vars, host, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), safe_vars, host, strict=strict)
