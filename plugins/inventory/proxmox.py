@@ -59,9 +59,11 @@ options:
     type: bool
     default: false
   workers:
-    description: How many per-guest requests run at once.
+    description:
+      - How many per-guest requests run at once, each on its own kept-alive connection.
+      - Proxmox answers agent requests from the node's pveproxy workers; lower it for a small or busy cluster.
     type: int
-    default: 8
+    default: 16
   group_prefix:
     description: Prefix of the node, status, pool, tag and type groups.
     type: str
@@ -218,8 +220,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_host(host)
             for key, value in safe_vars.items():
                 self.inventory.set_variable(host, key, value)
+            # Group names are letters, digits and '_' only (or the role_groups of this trusted source):
+            # nothing in them can template, and wrapping 5 names per host costs as much as the host.
             for group in member_of.get(name, []):
-                self.inventory.add_child(self.inventory.add_group(wrap_var(group)), host)
+                self.inventory.add_child(self.inventory.add_group(group), host)
             self._set_composite_vars(self.get_option("compose"), safe_vars, host, strict=strict)
             self._add_host_to_composed_groups(self.get_option("groups"), safe_vars, host, strict=strict)
             self._add_host_to_keyed_groups(self.get_option("keyed_groups"), safe_vars, host, strict=strict)

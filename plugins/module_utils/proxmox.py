@@ -13,6 +13,7 @@ AnsibleError. Connecting is lazy - a client that is never asked anything makes n
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -163,13 +164,13 @@ class ProxmoxClient:
     def _connect(self):
         settings = self.settings
         host, port = settings.endpoint()
-        common = {"host": host, "port": port, "verify_ssl": settings.verify, "timeout": settings.timeout}
+        common = {"host": host, "port": port, "verify_ssl": _verify(settings), "timeout": settings.timeout}
         if settings.uses_token:
             user, name = settings.token_id.split("!", 1)
             api = ProxmoxAPI(user=user, token_name=name, token_value=settings.token_secret, **common)
         else:
             api = self._login(common)
-        self._widen_pool(api)
+        self._tune_session(api)
         return api
 
     def _login(self, common):
@@ -186,11 +187,15 @@ class ProxmoxClient:
         except requests.exceptions.RequestException as exc:
             raise self._connection_error(exc) from None  # a transient one is retried like any request
 
-    def _widen_pool(self, api):
-        """One keep-alive connection per worker, so concurrent requests do not re-handshake TLS."""
+    def _tune_session(self, api):
+        """One keep-alive connection per worker, so concurrent requests do not re-handshake TLS; and the
+        environment read once: requests otherwise re-reads every proxy variable on each request (about a
+        millisecond apiece, the largest CPU cost of a request). NO_PROXY and HTTPS_PROXY still apply."""
         session = api._store["session"]  # pylint: disable=protected-access
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size)
         session.mount("https://", adapter)
+        session.proxies.update(requests.utils.get_environ_proxies(self.settings.url))
+        session.trust_env = False
 
     # ------------------------------------------------------------ errors
 
@@ -265,6 +270,14 @@ class ProxmoxClient:
             return [fn(item) for item in items]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(fn, items))
+
+
+def _verify(settings):
+    """requests' verify, with the CA bundle variables requests itself honours (read once, see _tune_session)."""
+    verify = settings.verify
+    if verify is True:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return verify
 
 
 # ---------------------------------------------------------------- the module boundary

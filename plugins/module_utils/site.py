@@ -259,7 +259,8 @@ def site_plan(site: dict) -> list:
     git = ["{}/{} {}@{}".format(flux["owner"], flux["repository"], flux["path"], flux["branch"])]
     phases = [
         ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
-        ("discover", "Find the hosts: Proxmox nodes and VMs, bare metal by MAC", everyone, False, "issues 3, 7"),
+        # Proxmox guests are already listed by the nerv.homelab.proxmox inventory source; bare metal is not.
+        ("discover", "Find the hosts: Proxmox nodes and VMs, bare metal by MAC", everyone, False, "issue 7"),
         ("template", "Build the NixOS installer ISO and the Proxmox template", vms and image, False, "issue 4"),
         ("provision", "Clone the cluster VMs from the template with cloud-init", vms, False, "issue 5"),
         ("secrets", "Make per-host age/SSH keys, .sops.yaml rules, pinned known_hosts", everyone, False, "issue 6"),

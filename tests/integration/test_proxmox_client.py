@@ -213,3 +213,18 @@ def test_map_runs_requests_concurrently_in_order(pve_site):
     answers = client.map(client.get, paths, workers=4)
     assert answers[0] == answers[3] and isinstance(answers[1], list)
     assert client.requests == 4
+
+
+def test_the_proxy_environment_is_honoured(pve_site, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:1")
+    with pytest.raises(ProxmoxError, match="connection failed"):
+        token_client(pve_site, retries=0).get("/version")
+    monkeypatch.setenv("no_proxy", pve_site.host)
+    assert token_client(pve_site, retries=0).get("/version")
+
+
+def test_requests_ca_bundle_is_honoured_when_no_ca_path_is_given(pve_site, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", pve_site.cafile)
+    assert token_client(pve_site, ca_path=None).get("/version")
