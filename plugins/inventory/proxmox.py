@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: proxmox
 short_description: Proxmox VE guests as hosts, from two API calls plus one per running VM
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - nerv.homelab contributors (@nerv-homelab)
 description:

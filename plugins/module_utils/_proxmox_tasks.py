@@ -46,7 +46,7 @@ class ProxmoxError(Exception):
     def details(self) -> dict:
         """What a module returns beside msg: only the fields that are set."""
         found = {
-            "status": self.status,
+            "http_status": self.status,
             "exitstatus": self.exitstatus,
             "log_tail": self.log_tail or None,
             "upid": self.upid,

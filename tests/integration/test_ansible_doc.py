@@ -63,3 +63,14 @@ def test_every_module_documents_options_examples_and_return(ansible_cli, name):
     assert doc["doc"].get("options") is not None, f"{name}: no options"
     assert yaml.safe_load(doc["examples"] or "null"), f"{name}: no EXAMPLES"
     assert doc["return"], f"{name}: no RETURN"
+
+
+def test_the_proxmox_inventory_documents_its_connection_environment(ansible_cli):
+    run = ansible_cli.doc("-t", "inventory", "--json", "nerv.homelab.proxmox")
+    assert run.rc == 0 and "[WARNING]" not in run.stderr, run.describe()
+    options = run.json()["nerv.homelab.proxmox"]["doc"]["options"]
+    expected = {"url": "PROXMOX_URL", "token_id": "PROXMOX_TOKEN_ID", "token_secret": "PROXMOX_TOKEN_SECRET"}
+    expected |= {"ca_path": "PROXMOX_CA_PATH", "validate_certs": "PROXMOX_VALIDATE_CERTS"}
+    for option, variable in expected.items():
+        assert {"name": variable} in options[option]["env"], options[option]
+    assert {"site_file", "cidr", "workers", "want_config", "cache", "compose", "keyed_groups"} <= set(options)
