@@ -31,7 +31,9 @@ help:
 	@echo 'make molecule     every scenario under roles/*/molecule/*'
 	@echo 'make unit         pytest tests/unit'
 	@echo 'make integration  pytest tests/integration'
-	@echo 'make demo         ansible-playbook playbooks/site.yml -i inventory/demo'
+	@echo 'make demo         validate inventory/demo, then playbooks/template.yml against a local fakepve'
+	@echo 'make bench        bench/inventory.py: community.proxmox against nerv.homelab.proxmox (minutes)'
+	@echo 'make bench-upload bench/upload.py: peak memory of a 2 GiB upload'
 	@echo 'make clean        remove .venv and test output'
 
 $(BIN)/python:
@@ -82,6 +84,7 @@ integration: venv
 
 demo: venv
 	$(BIN)/ansible-playbook playbooks/site.yml -i inventory/demo
+	$(BIN)/python hacking/demo_template.py
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .ruff_cache
@@ -89,6 +92,10 @@ clean:
 
 # Not part of `make test`: community.proxmox against nerv.homelab.proxmox on a fakepve, in bench/.venv
 # (made on first use). A few minutes; BENCH_ARGS=--quick for a smoke run, --json for JSON. See docs/benchmarks.md.
-.PHONY: bench
+.PHONY: bench bench-upload
 bench:
 	$(PYTHON) bench/inventory.py $(BENCH_ARGS)
+
+# Peak memory of a 2 GiB ISO upload, nerv's streamed upload against a naive requests upload (about a minute).
+bench-upload: venv
+	$(BIN)/python bench/upload.py $(BENCH_ARGS)

@@ -43,6 +43,14 @@ except ImportError as exc:  # the module reports it through missing_required_lib
 else:
     PROXMOXER_IMPORT_ERROR = None
 
+try:
+    from requests_toolbelt import MultipartEncoder
+except ImportError as exc:  # only upload() needs it, and says so
+    MultipartEncoder = None
+    TOOLBELT_IMPORT_ERROR = exc
+else:
+    TOOLBELT_IMPORT_ERROR = None
+
 __all__ = [
     "ProxmoxClient",
     "ProxmoxError",
@@ -54,6 +62,8 @@ __all__ = [
 ]
 
 TASK_TIMEOUT = 600
+UPLOAD_TIMEOUT = 3600
+UPLOAD_BLOCK = 1024 * 1024
 TASK_LOG_LIMIT = 1000
 
 
@@ -140,6 +150,67 @@ class ProxmoxClient:
             raise
         except requests.exceptions.RequestException as exc:
             raise self._connection_error(exc) from None
+
+    def upload(self, path: str, fields, file_field: str, file_path: str, filename: str, timeout=UPLOAD_TIMEOUT):
+        """POST path as multipart/form-data: the fields first, in the order given ((name, value) pairs or a
+        dict), then the file part file_field (named filename, application/octet-stream), streamed from
+        file_path with a Content-Length - never read into memory, never chunked. Sent once (not retried: a
+        POST), except once more after a renewed ticket login; timeout bounds the connection (the client's
+        timeout) and then every read and write of the transfer (this one). Returns the answer's data."""
+        if MultipartEncoder is None:
+            raise ProxmoxError(
+                "the Python library requests-toolbelt is needed to upload files "
+                f"(pip install requests-toolbelt): {TOOLBELT_IMPORT_ERROR}"
+            )
+        pairs = list(fields.items() if isinstance(fields, dict) else fields)
+        for renewed in (False, True):
+            api, generation = self._session()
+            try:
+                return self._upload_once(api, path, pairs, file_field, file_path, filename, timeout)
+            except ResourceException as exc:
+                if exc.status_code == 401 and not self.settings.uses_token and not renewed:
+                    self._renew(generation)
+                    continue
+                raise self._api_error("POST", path, exc) from None
+            except _Transient as exc:
+                raise self._gave_up("POST", path, exc, 1) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _upload_once(self, api, path, pairs, file_field, file_path, filename, timeout):
+        session = api._store["session"]  # pylint: disable=protected-access
+        resource = api(str(path).strip("/"))
+        url = resource._store["base_url"]  # pylint: disable=protected-access
+        auth = session.auth
+        try:
+            with open(file_path, "rb") as handle:
+                parts = [(str(key), str(value)) for key, value in pairs]
+                parts.append((file_field, (filename, handle, "application/octet-stream")))
+                encoder = MultipartEncoder(fields=parts)
+                self._count()
+                # requests.Session.request itself: proxmoxer's session would try to copy the encoder as a dict.
+                response = requests.Session.request(
+                    session,
+                    "POST",
+                    url,
+                    data=_Blocks(encoder),
+                    headers={"Content-Type": encoder.content_type},
+                    cookies=auth.get_cookies(),
+                    verify=auth.verify_ssl,
+                    timeout=(self.settings.timeout, timeout),
+                )
+        except OSError as exc:
+            if isinstance(exc, requests.exceptions.RequestException):
+                raise self._connection_error(exc) from None
+            raise ProxmoxError(f"cannot read {file_path} to upload it: {mask(exc, self.settings.secrets)}") from None
+        serializer = api._store["serializer"]  # pylint: disable=protected-access
+        if response.status_code >= 400:
+            error = ResourceException(
+                response.status_code, response.reason, response.reason, errors=serializer.loads_errors(response)
+            )
+            if response.status_code in TRANSIENT_STATUSES:
+                raise _Transient(f"HTTP {response.status_code} {self._reason(error)}", response.status_code)
+            raise error
+        return serializer.loads(response)
 
     def _count(self):
         with self._lock:
@@ -270,6 +341,19 @@ class ProxmoxClient:
             return [fn(item) for item in items]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(fn, items))
+
+
+class _Blocks:
+    """A streamed body read in blocks of at least UPLOAD_BLOCK bytes: http.client asks for 8 KiB at a time,
+    and each such read and TLS write costs more than the bytes themselves. len gives the Content-Length."""
+
+    def __init__(self, stream, block=UPLOAD_BLOCK):
+        self._stream = stream
+        self._block = block
+        self.len = stream.len
+
+    def read(self, size=-1):
+        return self._stream.read(max(size, self._block) if size is not None and size >= 0 else -1)
 
 
 def _verify(settings):

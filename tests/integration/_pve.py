@@ -181,6 +181,15 @@ class PveSite:
         """The environment a module reads the token secret from, as the site names it."""
         return {self.shape.token_secret_env: self.token_secret}
 
+    def proxmox_env(self, secret: str | None = None) -> dict[str, str]:
+        """The connection as a user sets it for the modules: PROXMOX_* variables (the secret, or another)."""
+        return {
+            "PROXMOX_URL": self.url,
+            "PROXMOX_TOKEN_ID": self.token_id,
+            "PROXMOX_TOKEN_SECRET": secret or self.token_secret,
+            "PROXMOX_CA_PATH": self.cafile,
+        }
+
     def site_for_fake(self) -> dict[str, Any]:
         """The site with proxmox.url and proxmox.ca_path pointing at this fake."""
         site = copy.deepcopy(self.site)

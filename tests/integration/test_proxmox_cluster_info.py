@@ -11,20 +11,10 @@ def play(**options):
     return [{"name": "Proxmox", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]
 
 
-def connection_env(pve_site, secret=None):
-    """The connection as a user sets it: PROXMOX_* variables, the secret never in the playbook."""
-    return {
-        "PROXMOX_URL": pve_site.url,
-        "PROXMOX_TOKEN_ID": pve_site.token_id,
-        "PROXMOX_TOKEN_SECRET": secret or pve_site.token_secret,
-        "PROXMOX_CA_PATH": pve_site.cafile,
-    }
-
-
 def test_reports_version_quorum_and_nodes_unchanged_in_check_mode_too(ansible_cli, pve_site):
     pve_site.pve.set_node_offline("pve2")
     for check in (False, True):
-        run = ansible_cli.playbook(play(), env=connection_env(pve_site), check=check)
+        run = ansible_cli.playbook(play(), env=pve_site.proxmox_env(), check=check)
         assert run.rc == 0, run.describe()
         result = run.task("Cluster")
         assert result["changed"] is False and result["requests"] == 2
@@ -35,13 +25,13 @@ def test_reports_version_quorum_and_nodes_unchanged_in_check_mode_too(ansible_cl
 
 
 def test_options_win_over_the_environment(ansible_cli, pve_site):
-    env = {**connection_env(pve_site), "PROXMOX_URL": "https://127.0.0.1:1"}
+    env = {**pve_site.proxmox_env(), "PROXMOX_URL": "https://127.0.0.1:1"}
     run = ansible_cli.playbook(play(url=pve_site.url), env=env)
     assert run.rc == 0, run.describe()
 
 
 def test_a_bad_token_fails_once_naming_the_token_not_the_secret(ansible_cli, pve_site):
-    run = ansible_cli.playbook(play(), "-vvv", env=connection_env(pve_site, secret=CANARY))
+    run = ansible_cli.playbook(play(), "-vvv", env=pve_site.proxmox_env(CANARY))
     assert run.rc != 0
     result = run.task("Cluster")
     assert result["failed"] and result["http_status"] == 401
@@ -50,7 +40,7 @@ def test_a_bad_token_fails_once_naming_the_token_not_the_secret(ansible_cli, pve
 
 
 def test_missing_settings_fail_before_any_request(ansible_cli, pve_site):
-    env = connection_env(pve_site)
+    env = pve_site.proxmox_env()
     del env["PROXMOX_TOKEN_SECRET"]
     pve_site.pve.requests.clear()
     run = ansible_cli.playbook(play(), env=env)
@@ -61,6 +51,6 @@ def test_missing_settings_fail_before_any_request(ansible_cli, pve_site):
 
 def test_a_failing_cluster_status_is_reported_after_its_retries(ansible_cli, pve_site):
     pve_site.pve.fail("GET", "/cluster/status", 595, "No route to host")
-    run = ansible_cli.playbook(play(retries=1), env=connection_env(pve_site))
+    run = ansible_cli.playbook(play(retries=1), env=pve_site.proxmox_env())
     result = run.task("Cluster")
     assert result["failed"] and result["http_status"] == 595 and "2 times" in result["msg"]

@@ -1,0 +1,271 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: proxmox_template_build
+short_description: Turn a self-installing NixOS ISO into a Proxmox VM template, one build per template version
+version_added: 0.1.0
+description:
+  - Makes the installer VM of a build (the ISO as cdrom, an empty disk, UEFI or BIOS, the guest agent, a serial
+    console), starts it, waits until the unattended installer powers it off, then detaches the ISO, adds a
+    cloud-init drive and converts the VM to a template.
+  - Every VM it makes carries the tags C(nerv-template), C(nerv-build-<build>) and C(nerv-phase-<phase>). A run
+    picks up where an interrupted one stopped, from those tags and the VM's state.
+  - Versions live at O(vmid), O(vmid)+1, and so on. The same O(build) finds its own VM wherever it is; a new build
+    takes the first free vmid and never touches an older template, which clones may still use. A VM without the
+    C(nerv-template) tag in the way is refused, never overwritten.
+  - Each call waits at most O(wait) seconds for the installer; until it powers off the module returns
+    C(phase=installing), so a task can repeat it (C(until)) and show progress. A VM still installing is left
+    running, for inspection.
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.proxmox_auth
+options:
+  node:
+    description: Node the installer VM is made on (an existing VM of the build stays where it is).
+    type: str
+    required: true
+  vmid:
+    description: First vmid of the template's versions.
+    type: int
+    required: true
+  name:
+    description: Name of the template VM.
+    type: str
+    required: true
+  build:
+    description: Build id of the ISO (the Nix output hash); names the version.
+    type: str
+    required: true
+  iso:
+    description: Volume id of the installer ISO, e.g. C(local:iso/nixos-installer-0a1b2c3d4e5f.iso).
+    type: str
+    required: true
+  storage:
+    description: Storage of the disk, the EFI disk and the cloud-init drive.
+    type: str
+    required: true
+  bridge:
+    description: Bridge of the virtio NIC.
+    type: str
+    required: true
+  cores:
+    description: CPU cores of the VM (clones take their own).
+    type: int
+    default: 2
+  memory:
+    description: Memory in MiB.
+    type: int
+    default: 2048
+  disk:
+    description: Disk size in GiB.
+    type: int
+    default: 16
+  bios:
+    description: C(ovmf) (UEFI, with an EFI disk) or C(seabios).
+    type: str
+    choices: [ovmf, seabios]
+    default: ovmf
+  pool:
+    description: Resource pool the VM joins.
+    type: str
+  wait:
+    description: Seconds this call waits for the installer to power the VM off; 0 returns at once.
+    type: int
+    default: 0
+  poll:
+    description: Seconds between looks at the installer VM while waiting.
+    type: int
+    default: 5
+attributes:
+  check_mode:
+    support: full
+    description: Reports the steps a run would take (RV(actions)) and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the phase before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs wherever proxmoxer is installed; normally the controller.
+notes:
+  - A VM tagged C(nerv-phase-installing) that is stopped counts as installed - the installer powers off when done,
+    and its guard powers off at once on a disk it already installed. Stop such a VM yourself only to abandon the
+    build, then delete it.
+seealso:
+  - module: nerv.homelab.proxmox_iso
+"""
+
+EXAMPLES = r"""
+- name: Build the template, showing progress until the installer powers off (up to 30 minutes)
+  nerv.homelab.proxmox_template_build:
+    node: pve1
+    vmid: 9000
+    name: nixos-base
+    build: "{{ installer.build }}"
+    iso: "{{ iso.volid }}"
+    storage: local-lvm
+    bridge: vmbr0
+    wait: 55
+  register: template
+  until: template.phase == 'template'
+  retries: 30
+  delay: 5
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+vmid:
+  description: The vmid of this build's VM.
+  returned: success
+  type: int
+  sample: 9001
+node:
+  description: The node it is on.
+  returned: success
+  type: str
+  sample: pve1
+phase:
+  description: C(created), C(installing) (the installer is still running), C(installed) or C(template) (done).
+  returned: success
+  type: str
+  sample: template
+actions:
+  description: What this call did (or, in check mode, would do), in order.
+  returned: success
+  type: list
+  elements: str
+  sample: [create, start, wait, finish]
+requests:
+  description: HTTP requests made.
+  returned: success
+  type: int
+  sample: 9
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _proxmox_template as tpl
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
+    ProxmoxClient,
+    proxmox_argument_spec,
+    run_module,
+    settings_from_params,
+)
+
+STEPS = {None: ["create", "start", "wait", "finish"], "created": ["start", "wait", "finish"]}
+STEPS.update(installing=["wait", "finish"], installed=["finish"], template=[])
+
+
+def argument_spec() -> dict:
+    spec = proxmox_argument_spec()
+    spec.update(
+        node={"type": "str", "required": True},
+        vmid={"type": "int", "required": True},
+        name={"type": "str", "required": True},
+        build={"type": "str", "required": True},
+        iso={"type": "str", "required": True},
+        storage={"type": "str", "required": True},
+        bridge={"type": "str", "required": True},
+        cores={"type": "int", "default": 2},
+        memory={"type": "int", "default": 2048},
+        disk={"type": "int", "default": 16},
+        bios={"type": "str", "default": "ovmf", "choices": ["ovmf", "seabios"]},
+        pool={"type": "str"},
+        wait={"type": "int", "default": 0},
+        poll={"type": "int", "default": 5},
+    )
+    return spec
+
+
+class Pipeline:
+    """One build's VM, advanced phase by phase; every step waits for its Proxmox task."""
+
+    def __init__(self, client, params, vmid, guest):
+        self.client, self.params, self.vmid = client, params, vmid
+        self.node = guest["node"] if guest else params["node"]
+        self.actions = []
+
+    @property
+    def path(self):
+        return f"/nodes/{self.node}/qemu/{self.vmid}"
+
+    def create(self):
+        self.client.wait_task(
+            self.client.post(f"/nodes/{self.node}/qemu", **tpl.installer_config(self.params, self.vmid))
+        )
+        self.actions.append("create")
+
+    def start(self):
+        if self.client.get(self.path + "/status/current").get("status") != "running":
+            self.client.wait_task(self.client.post(self.path + "/status/start"))
+        # Tagged only once it runs: a VM tagged installing and stopped is one the installer powered off.
+        self.client.put(self.path + "/config", tags=tpl.tags_for(self.params["build"], "installing"))
+        self.actions.append("start")
+
+    def wait(self, seconds, poll):
+        """True once the VM is stopped; waits at most `seconds`."""
+        deadline = time.monotonic() + seconds
+        self.actions.append("wait")
+        while self.client.get(self.path + "/status/current").get("status") != "stopped":
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(max(1, min(poll, deadline - time.monotonic())))
+        return True
+
+    def finish(self):
+        self.client.put(self.path + "/config", **tpl.finish_config(self.params))
+        self.client.wait_task(self.client.post(self.path + "/template"))
+        self.actions.append("finish")
+
+
+def advance(pipeline, phase, params):
+    """Run the steps from phase on; returns the phase reached."""
+    if phase is None:
+        pipeline.create()
+        phase = "created"
+    if phase == "created":
+        pipeline.start()
+        phase = "installing"
+    if phase == "installing":
+        if not pipeline.wait(params["wait"], params["poll"]):
+            return "installing"
+        phase = "installed"
+    if phase == "installed":
+        pipeline.finish()
+        phase = "template"
+    return phase
+
+
+def run(module):
+    params = dict(module.params)
+    client = ProxmoxClient(settings_from_params(params))
+    params["build"] = tpl.check_build(params["build"])
+    vmid, guest = tpl.choose_slot(params["vmid"], client.get("/cluster/resources", type="vm"), params["build"])
+    before = tpl.phase_of(guest) if guest else None
+    pipeline = Pipeline(client, params, vmid, guest)
+    if module.check_mode:
+        after, actions = ("template" if STEPS[before] else before), STEPS[before]
+    else:
+        after = advance(pipeline, before, params)
+        actions = pipeline.actions
+    changed = after != before
+    result = {"changed": changed, "vmid": vmid, "node": pipeline.node, "phase": after, "actions": actions}
+    result["diff"] = {"before": {"phase": before or "absent"}, "after": {"phase": after}}
+    result["requests"] = client.requests
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, lambda: run(module))
+
+
+if __name__ == "__main__":
+    main()
