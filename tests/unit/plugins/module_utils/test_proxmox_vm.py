@@ -357,7 +357,7 @@ class FakeClient:
 def start_with(client):
     from types import SimpleNamespace
 
-    from ansible_collections.nerv.homelab.plugins.modules import proxmox_vm
+    from ansible_collections.nerv.homelab.plugins.module_utils import _proxmox_vm_run as proxmox_vm
 
     vm = proxmox_vm.Vm(SimpleNamespace(params=params()), client)
     vm.start()
