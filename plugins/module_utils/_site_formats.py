@@ -99,17 +99,33 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
     return hrp, _regroup(values[:-6])
 
 
+def bech32_encode(hrp: str, payload: bytes) -> str:
+    """Encode payload bytes as Bech32 (BIP 173 checksum) under hrp, lower case."""
+    values = _convert_bits(payload, 8, 5, pad=True)
+    expanded = [ord(ch) >> 5 for ch in hrp] + [0] + [ord(ch) & 31 for ch in hrp]
+    polymod = _bech32_polymod(expanded + values + [0] * 6) ^ 1
+    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_BECH32_ALPHABET[v] for v in values + checksum)
+
+
 def _regroup(values: list[int]) -> bytes:
-    acc, bits, out = 0, 0, bytearray()
+    return bytes(_convert_bits(values, 5, 8, pad=False))
+
+
+def _convert_bits(values, source: int, target: int, pad: bool) -> list[int]:
+    """Regroup a sequence of source-bit values into target-bit values (BIP 173 convertbits)."""
+    acc, bits, out = 0, 0, []
     for value in values:
-        acc = (acc << 5) | value
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            out.append((acc >> bits) & 0xFF)
-    if bits >= 5 or (acc & ((1 << bits) - 1)):
+        acc = (acc << source) | value
+        bits += source
+        while bits >= target:
+            bits -= target
+            out.append((acc >> bits) & ((1 << target) - 1))
+    if pad and bits:
+        out.append((acc << (target - bits)) & ((1 << target) - 1))
+    elif not pad and (bits >= source or (acc & ((1 << bits) - 1))):
         raise ValueError("bad padding")
-    return bytes(out)
+    return out
 
 
 def check_age_recipient(value: str) -> str | None:

@@ -276,7 +276,13 @@ def site_plan(site: dict) -> list:
             False,
             "issue 5; meanwhile run playbooks/provision.yml",
         ),
-        ("secrets", "Make per-host age/SSH keys, .sops.yaml rules, pinned known_hosts", everyone, False, "issue 6"),
+        (
+            "secrets",
+            "Make per-host age/SSH keys, .sops.yaml rules, pinned known_hosts",
+            everyone,
+            False,
+            "issue 6; meanwhile run playbooks/keys.yml",
+        ),
         ("install", "Install NixOS with nixos-anywhere, carrying per-host secrets", everyone, False, "issue 7"),
         ("gitops", "Bootstrap Flux on K3s and wait until every release is Ready", git, False, "issue 8"),
     ]

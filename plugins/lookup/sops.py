@@ -1,0 +1,90 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: sops
+short_description: Read a value (or the whole content) of a sops file
+version_added: 0.1.0
+description:
+  - Decrypts a sops file (YAML, JSON or dotenv, age recipients) natively in Python, verifies its MAC and returns
+    one value, or the whole decrypted content when O(key) is not given.
+  - Relative paths are searched like other file lookups (the role's or playbook's C(files/), then their directory).
+  - Use the result in a task with C(no_log), or pass it straight on to a module option that is C(no_log).
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+options:
+  _terms:
+    description: The sops file(s).
+    required: true
+    type: list
+    elements: path
+  key:
+    description: Key path of the value, C(a.b.c); without it the whole content is returned.
+    type: str
+  format:
+    description: The store; by default from the file name (C(.json), C(.env), else YAML).
+    type: str
+    choices: [yaml, json, dotenv]
+  identity_files:
+    description:
+      - Age key files or OpenSSH private keys to decrypt with, tried before the places sops looks
+        (E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE), E(SOPS_AGE_KEY_CMD), C(~/.config/sops/age/keys.txt), SSH keys).
+    type: list
+    elements: path
+    default: []
+notes:
+  - A file whose MAC does not verify, or that no available identity opens, fails the lookup with a message naming
+    the file and its recipients, never a value.
+requirements:
+  - pyrage >= 1.4
+  - cryptography
+  - PyYAML
+seealso:
+  - module: nerv.homelab.sops_file
+"""
+
+EXAMPLES = r"""
+- name: Give the K3s token to a module option that is no_log
+  some.collection.k3s_join:
+    token: "{{ lookup('nerv.homelab.sops', 'inventory/home/secrets/k3s.sops.yaml', key='token') }}"
+
+- name: Everything in a file, for a task that logs nothing
+  ansible.builtin.set_fact:
+    proxmox_secrets: "{{ lookup('nerv.homelab.sops', 'secrets/proxmox.sops.yaml') }}"
+  no_log: true
+"""
+
+RETURN = r"""
+_raw:
+  description: The value at O(key), or the whole decrypted content, one per term.
+  type: list
+  elements: raw
+"""
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _sops_files as files
+from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, load_identities, require_libraries
+from ansible_collections.nerv.homelab.plugins.module_utils._sops import get_path, split_key
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        try:
+            require_libraries()
+            identities = load_identities(extra_files=self.get_option("identity_files"))
+            return [self._read(term, variables, identities) for term in terms]
+        except SopsError as exc:
+            raise AnsibleLookupError(f"nerv.homelab.sops: {exc}") from None
+
+    def _read(self, term, variables, identities):
+        path = self.find_file_in_search_path(variables, "files", term, ignore_missing=True)
+        if not path:
+            raise SopsError(f"sops file {term} not found")
+        plain = files.without_comments(files.decrypt_file(path, identities, self.get_option("format")))
+        key = self.get_option("key")
+        return get_path(plain, split_key(key)) if key else plain

@@ -1,0 +1,212 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sops_config
+short_description: Render a site's .sops.yaml creation rules from its admins and hosts
+version_added: 0.1.0
+description:
+  - Writes the C(creation_rules) of a C(.sops.yaml) so that every secret is encrypted to exactly who needs it,
+    first match wins as in sops -
+  - O(admin_only) paths (host private keys, the Proxmox token) to the admins;
+  - per-host files C(<host_dir>/<host>/...) to the admins and that host;
+  - each O(shared) entry (the K3s token, a Git token) to the admins and the hosts it names;
+  - anything else to the admins.
+  - All age keys of a rule are in one key group (several groups would mean Shamir and break decryption).
+  - Rewrites the file only when its content changes. Run M(nerv.homelab.sops_file) with
+    O(nerv.homelab.sops_file#module:updatekeys=true) over the secrets afterwards so they follow the new rules.
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.sops
+options:
+  path:
+    description: The C(.sops.yaml) to write (normally beside the site file, so rules match paths relative to it).
+    type: path
+    required: true
+  admin_recipients:
+    description: Admin age recipients; they can decrypt every file.
+    type: list
+    elements: str
+    required: true
+  hosts:
+    description: The hosts and their age recipients (from M(nerv.homelab.host_keys)); hosts without one are left out.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Host name.
+        type: str
+        required: true
+      recipient:
+        description: The host's age recipient (C(age1...)).
+        type: str
+  shared:
+    description: Files several hosts need.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path_regex:
+        description: Regex on the file path relative to the directory of O(path).
+        type: str
+        required: true
+      hosts:
+        description: Host names, or C(all).
+        type: list
+        elements: str
+        default: [all]
+      encrypted_regex:
+        description: Encrypt only values under keys matching this (C(^(data|stringData)$) for Kubernetes Secrets).
+        type: str
+  host_dir:
+    description: Directory, relative to O(path)'s, whose C(<host>/) subdirectories hold per-host secrets.
+    type: str
+    default: secrets/hosts
+  admin_only:
+    description: Path regexes for files only admins may read; they come first.
+    type: list
+    elements: str
+    default: ['^secrets/host-keys/']
+  require_identity:
+    description:
+      - Fail unless an age identity of one of O(admin_recipients) is available here (see O(identity_files)), saying
+        how to make one; without it no secret of the site can be read or re-keyed.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Renders the rules and reports whether the file would change; writes nothing.
+  diff_mode:
+    support: full
+    description: The file before and after (recipients are public).
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller.
+seealso:
+  - module: nerv.homelab.host_keys
+  - module: nerv.homelab.sops_file
+"""
+
+EXAMPLES = r"""
+- name: The site's .sops.yaml
+  nerv.homelab.sops_config:
+    path: inventory/home/.sops.yaml
+    admin_recipients: "{{ site_model.sops.admin_recipients }}"
+    hosts: "{{ keys.recipients | dict2items(key_name='name', value_name='recipient') }}"
+    shared:
+      - path_regex: ^secrets/k3s\.sops\.yaml$
+        hosts: [all]
+    require_identity: true
+"""
+
+RETURN = r"""
+path:
+  description: The file.
+  returned: always
+  type: str
+rules:
+  description: The creation rules, in order.
+  returned: always
+  type: list
+  elements: dict
+admin_identity:
+  description: Where the admin identity was found (a file name or variable, never the key), with O(require_identity).
+  returned: when require_identity is true
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _sops_config as config
+from ansible_collections.nerv.homelab.plugins.module_utils import _sops_files as files
+from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, check_recipient
+from ansible_collections.nerv.homelab.plugins.module_utils._sops_module import IDENTITY_OPTIONS, identities, run_module
+
+HEADER = (
+    "Written by nerv.homelab.sops_config from the site file: edit the site (sops.admin_recipients, hosts),\n"
+    "not this file. First matching rule wins."
+)
+
+
+def argument_spec() -> dict:
+    shared = {
+        "path_regex": {"type": "str", "required": True},
+        "hosts": {"type": "list", "elements": "str", "default": ["all"]},
+        "encrypted_regex": {"type": "str"},
+    }
+    return {
+        "path": {"type": "path", "required": True},
+        "admin_recipients": {"type": "list", "elements": "str", "required": True},
+        "hosts": {
+            "type": "list",
+            "elements": "dict",
+            "default": [],
+            "options": {"name": {"type": "str", "required": True}, "recipient": {"type": "str"}},
+        },
+        "shared": {"type": "list", "elements": "dict", "default": [], "options": shared},
+        "host_dir": {"type": "str", "default": "secrets/hosts"},
+        "admin_only": {"type": "list", "elements": "str", "default": ["^secrets/host-keys/"]},
+        "require_identity": {"type": "bool", "default": False},
+        **IDENTITY_OPTIONS,
+    }
+
+
+def _shared(entries: list) -> list:
+    out = []
+    for entry in entries:
+        hosts = entry["hosts"]
+        out.append({**entry, "hosts": "all" if hosts == ["all"] else hosts})
+    return out
+
+
+def admin_identity(params: dict) -> str:
+    admins = {check_recipient(a) for a in params["admin_recipients"]}
+    for identity in identities(params):
+        if identity.public in admins:
+            return identity.source
+    raise SopsError(
+        "no age identity of the site's admins is available here, so no secret can be read or re-keyed. Make one with "
+        "`age-keygen -o ~/.config/sops/age/keys.txt` (or point SOPS_AGE_KEY_FILE at yours) and put its public key "
+        f"(age1...) in sops.admin_recipients of the site file; the site lists: {', '.join(sorted(admins))}"
+    )
+
+
+def execute(module) -> dict:
+    params = module.params
+    result = {}
+    if params["require_identity"]:
+        result["admin_identity"] = admin_identity(params)
+    host_dir = params["host_dir"].strip("/")
+    if not host_dir:
+        raise SopsError("host_dir must name a directory, e.g. secrets/hosts")
+    rules = config.site_rules(
+        params["admin_recipients"], params["hosts"], _shared(params["shared"]), host_dir, params["admin_only"]
+    )
+    text = config.render(rules, HEADER)
+    before = files.read_text(params["path"]) or ""
+    changed = before != text
+    if changed and not module.check_mode:
+        files.write_private(params["path"], text, mode=0o644)
+    result.update(
+        changed=changed,
+        path=params["path"],
+        rules=rules,
+        diff={"before_header": params["path"], "after_header": params["path"], "before": before, "after": text},
+    )
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, lambda: execute(module))
+
+
+if __name__ == "__main__":
+    main()

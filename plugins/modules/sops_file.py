@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sops_file
+short_description: Encrypt, edit, re-key (updatekeys) and rotate a sops file with age recipients
+version_added: 0.1.0
+description:
+  - Works on one sops file (YAML, JSON or dotenv) the way the sops 3.x command line does, natively in Python.
+  - O(values) sets values (creating the file, encrypted, when it does not exist), O(generate) fills keys that are
+    missing with random tokens, O(remove) deletes keys; the file is rewritten only when the decrypted content changes,
+    and values whose plaintext did not change keep their ciphertext (as sops does), so diffs in Git stay small.
+  - O(updatekeys=true) re-wraps the data key for the recipients of the file's C(.sops.yaml) creation rule (or
+    O(recipients)); values, MAC and C(lastmodified) stay. Unchanged when the recipients are the same.
+  - O(rotate=true) makes a new data key and re-encrypts every value; it always changes the file.
+  - A file whose MAC does not verify is refused. Decrypting without a matching identity fails naming the recipients
+    the file is encrypted to.
+  - Files are written atomically with mode C(0600).
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.sops
+options:
+  path:
+    description: The sops file.
+    type: path
+    required: true
+  format:
+    description: The store; by default from the file name (C(.json) JSON, C(.env) dotenv, anything else YAML).
+    type: str
+    choices: [yaml, json, dotenv]
+  values:
+    description:
+      - Values to set, by key path (C(a.b.c)); nested dicts set nested keys too (a key holding a dot must be given
+        nested).
+      - Never logged.
+    type: dict
+    default: {}
+  generate:
+    description:
+      - Key paths to fill with a random token (URL-safe, O(generate_bytes) random bytes) when they are missing; an
+        existing value is never replaced. For secrets no one needs to type, such as a K3s join token.
+    type: list
+    elements: str
+    default: []
+  generate_bytes:
+    description: Random bytes per generated token.
+    type: int
+    default: 32
+  remove:
+    description: Key paths to remove.
+    type: list
+    elements: str
+    default: []
+  updatekeys:
+    description: Re-wrap the data key for the recipients of the creation rule (or O(recipients)).
+    type: bool
+    default: false
+  rotate:
+    description: Make a new data key and re-encrypt every value.
+    type: bool
+    default: false
+  recipients:
+    description:
+      - Age recipients (C(age1...) or C(ssh-ed25519 ...)) for a new file or for O(updatekeys), instead of the
+        C(.sops.yaml) creation rule found above O(path).
+    type: list
+    elements: str
+  encrypted_regex:
+    description:
+      - For a new file given O(recipients) - encrypt only values under keys matching this regex (Kubernetes Secrets
+        use C(^(data|stringData)$)). Without it the default C(unencrypted_suffix) rule applies.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Decrypts and computes the change, writes nothing.
+  diff_mode:
+    support: full
+    description: Key paths (changed ones marked) and recipients before and after; never a value.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the file and the age identities are, normally the controller.
+seealso:
+  - module: nerv.homelab.sops_config
+  - module: nerv.homelab.host_keys
+  - plugin: nerv.homelab.sops
+    plugin_type: lookup
+"""
+
+EXAMPLES = r"""
+- name: Keep the Proxmox token secret in the site's secrets (encrypted per .sops.yaml)
+  nerv.homelab.sops_file:
+    path: inventory/home/secrets/proxmox.sops.yaml
+    values:
+      token_secret: "{{ vault_proxmox_token_secret }}"
+
+- name: Make the K3s join token once
+  nerv.homelab.sops_file:
+    path: inventory/home/secrets/k3s.sops.yaml
+    generate: [token]
+
+- name: A host joined - re-wrap the data key for the recipients .sops.yaml now lists
+  nerv.homelab.sops_file:
+    path: inventory/home/secrets/k3s.sops.yaml
+    updatekeys: true
+
+- name: Rotate the data key
+  nerv.homelab.sops_file:
+    path: inventory/home/secrets/k3s.sops.yaml
+    rotate: true
+"""
+
+RETURN = r"""
+path:
+  description: The file.
+  returned: always
+  type: str
+created:
+  description: Whether the file was (or in check mode would be) created.
+  returned: always
+  type: bool
+keys:
+  description: Every key path of the file after the change, in document order.
+  returned: always
+  type: list
+  elements: str
+  sample: [token]
+changed_keys:
+  description: Key paths whose value was set, generated or removed.
+  returned: always
+  type: list
+  elements: str
+recipients:
+  description: The age recipients the file is encrypted to after the change.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import secrets
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _sops_files as files
+from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError
+from ansible_collections.nerv.homelab.plugins.module_utils._sops import Rules
+from ansible_collections.nerv.homelab.plugins.module_utils._sops_module import IDENTITY_OPTIONS, identities, run_module
+
+
+def argument_spec() -> dict:
+    return {
+        "path": {"type": "path", "required": True},
+        "format": {"type": "str", "choices": ["yaml", "json", "dotenv"]},
+        "values": {"type": "dict", "default": {}, "no_log": True},
+        "generate": {"type": "list", "elements": "str", "default": [], "no_log": False},
+        "generate_bytes": {"type": "int", "default": 32},
+        "remove": {"type": "list", "elements": "str", "default": []},
+        "updatekeys": {"type": "bool", "default": False},
+        "rotate": {"type": "bool", "default": False},
+        "recipients": {"type": "list", "elements": "str"},
+        "encrypted_regex": {"type": "str"},
+        **IDENTITY_OPTIONS,
+    }
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        out.update(_flatten(value, dotted) if isinstance(value, dict) and value else {dotted: value})
+    return out
+
+
+def plan(params: dict):
+    if params["generate_bytes"] < 16:
+        raise SopsError("generate_bytes must be at least 16")
+    if params["rotate"] and (params["values"] or params["remove"] or params["generate"]):
+        raise SopsError("rotate changes the data key only: run it in a task of its own, without values/remove/generate")
+    ids = identities(params)
+    path, fmt = params["path"], params["format"]
+    rules = Rules("encrypted_regex", params["encrypted_regex"]) if params["encrypted_regex"] else None
+    values = _flatten(params["values"])
+    missing = _missing(path, ids, params["generate"], fmt)
+    values.update({key: secrets.token_urlsafe(params["generate_bytes"]) for key in missing if key not in values})
+    steps = []
+    if values or params["remove"] or not (params["updatekeys"] or params["rotate"]):
+        steps.append(files.plan_values(path, ids, values, params["remove"], params["recipients"], rules, fmt))
+    return ids, steps
+
+
+def _missing(path, ids, keys, fmt) -> list:
+    if not keys:
+        return []
+    document = files.open_document(path, fmt)
+    if document is None:
+        return list(keys)
+    present = files.key_paths(files.decrypt_file(path, ids, fmt))
+    return [key for key in keys if key not in present]
+
+
+def execute(module) -> dict:
+    params = module.params
+    ids, steps = plan(params)
+    for step in steps:
+        _apply(module, step)
+    # a file created just now is already encrypted to the rule's recipients
+    if params["updatekeys"] and not (steps and steps[0].created):
+        steps.append(_apply(module, files.plan_updatekeys(params["path"], ids, params["recipients"], params["format"])))
+    if params["rotate"]:
+        steps.append(_apply(module, files.plan_rotate(params["path"], ids, params["format"])))
+    return _result(steps)
+
+
+def _apply(module, step):
+    if step.changed and not module.check_mode:
+        step.apply()
+    return step
+
+
+def _result(steps) -> dict:
+    last = steps[-1]
+    changed = any(s.changed for s in steps)
+    changed_keys = list(dict.fromkeys(k for s in steps for k in s.changed_keys))
+    diff = {**steps[0].diff(), "after": last.diff()["after"]}
+    return {
+        "changed": changed,
+        "path": last.path,
+        "created": steps[0].created,
+        "keys": last.keys,
+        "changed_keys": changed_keys,
+        "recipients": last.after_recipients,
+        "diff": diff,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, lambda: execute(module))
+
+
+if __name__ == "__main__":
+    main()
