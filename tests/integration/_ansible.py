@@ -175,6 +175,17 @@ class AnsibleCli:
         return run
 
 
+def plain(value):
+    """ansible-inventory --list writes strings marked unsafe as {"__ansible_unsafe": str}: the str, everywhere."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
 def _children() -> dict[int, list[int]]:
     """Parent pid -> child pids, from /proc (empty where there is no /proc)."""
     tree: dict[int, list[int]] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ._ansible import plain
 from ._pve import PveSite
 from ._sites import INVENTORY as REPO_INVENTORY
 
@@ -29,17 +30,6 @@ def graph_groups(text: str) -> dict[str, set[str]]:
         elif stack:
             groups[stack[-1]].add(name)
     return groups
-
-
-def plain(value):
-    """ansible-inventory --list writes strings marked unsafe as {"__ansible_unsafe": str}: the str, everywhere."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def source(tmp_path: Path, served: PveSite, **options) -> Path:
