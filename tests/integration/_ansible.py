@@ -88,6 +88,8 @@ class AnsibleCli:
     repo: Path = REPO
     timeout: int = TIMEOUT
     env: dict[str, str] = field(default_factory=dict)
+    # Prepended to every command, e.g. ["ip", "netns", "exec", "<ns>"] to run inside a test network namespace.
+    wrapper: list[str] = field(default_factory=list)
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         temp = self.tmp_path / "ansible-tmp"
@@ -111,7 +113,7 @@ class AnsibleCli:
 
     def run(self, tool: str, *args: str, env: dict[str, str] | None = None, timeout: int | None = None) -> AnsibleRun:
         """Run tool with args; a run that outlives the timeout is killed with its workers and fails the test."""
-        argv = [str(executable(tool)), *map(str, args)]
+        argv = [*self.wrapper, str(executable(tool)), *map(str, args)]
         limit = timeout or self.timeout
         with subprocess.Popen(
             argv,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._skips import require_commands
@@ -22,6 +24,17 @@ def _ip(*args: str) -> None:
     done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+@dataclass
+class Machine:
+    """How a machine with sshd looks from inside (private mount and UTS namespaces, nothing leaks out)."""
+
+    host_key: Path | None = None  # sshd's private host key; one is made when not given
+    authorized_keys: Path | None = None  # who may log in as root
+    os_release: Path | None = None  # bind-mounted over /etc/os-release (a NixOS installer, say)
+    hostname: str | None = None
+    disks: tuple = ()  # names under /dev/disk/by-id, made as block nodes in a private /dev
 
 
 class Lan:
@@ -50,8 +63,8 @@ class Lan:
         """argv run inside the controller namespace."""
         return ["ip", "netns", "exec", self.ctl, *argv]
 
-    def add(self, mac: str, address: str, sshd: bool = False) -> str:
-        """A machine with this MAC and address on the LAN; with sshd, a real sshd listens on port 22."""
+    def add(self, mac: str, address: str, sshd: bool = False, machine: Machine | None = None) -> str:
+        """A machine with this MAC and address on the LAN; with sshd (or a machine), a real sshd on port 22."""
         index = len(self.namespaces)
         name, outer, inner = f"{self.tag}h{index}", f"{self.tag}v{index}", f"{self.tag}p{index}"
         self._ns(name)
@@ -67,19 +80,23 @@ class Lan:
             ("ip", "link", "set", "lo", "up"),
         ):
             _ip("netns", "exec", name, *argv)
-        if sshd:
-            self._sshd(name, address)
+        if sshd or machine:
+            self._sshd(name, address, machine or Machine())
         return name
 
-    def _sshd(self, namespace: str, address: str) -> None:
+    def _sshd(self, namespace: str, address: str, machine: Machine) -> None:
         paths = require_commands("sshd", "ssh-keygen")
-        key = self.workdir / f"{namespace}_host_ed25519_key"
+        key = machine.host_key or self.workdir / f"{namespace}_host_ed25519_key"
         if not key.exists():
             subprocess.run([paths["ssh-keygen"], "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         argv = [paths["sshd"], "-D", "-e", "-f", "/dev/null", "-h", str(key)]
-        argv += ["-o", f"ListenAddress={address}", "-o", "PidFile=none", "-o", "UsePAM=no"]
-        daemon = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stderr=subprocess.DEVNULL)
+        argv += ["-o", f"ListenAddress={address}", "-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no"]
+        if machine.authorized_keys:
+            argv += ["-o", f"AuthorizedKeysFile={machine.authorized_keys}"]
+        inside = _setup(machine) + ["exec " + shlex.join(argv)]
+        command = ["ip", "netns", "exec", namespace, "unshare", "--mount", "--uts", "sh", "-ec", "\n".join(inside)]
+        daemon = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         self.daemons.append(daemon)
         self._wait_listening(namespace, address)
 
@@ -110,3 +127,22 @@ class Lan:
                 daemon.kill()
         for name in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30, check=False)
+
+
+def _setup(machine: Machine) -> list:
+    """Shell lines run in the machine's private mount and UTS namespaces before sshd starts."""
+    lines = []
+    if machine.os_release:
+        lines.append(f"mount --bind {shlex.quote(str(machine.os_release))} /etc/os-release")
+    if machine.hostname:
+        lines.append(f"hostname {shlex.quote(machine.hostname)}")
+    if machine.disks:
+        # a private /dev with the few nodes sshd and a shell need, and the machine's disks as block nodes
+        lines += [
+            "mount -t tmpfs -o mode=755 tmpfs /dev",
+            "mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5",
+            "mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0",
+            "mkdir -p /dev/disk/by-id",
+        ]
+        lines += [f"mknod /dev/disk/by-id/{shlex.quote(d)} b 7 {i}" for i, d in enumerate(machine.disks)]
+    return lines

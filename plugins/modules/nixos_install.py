@@ -1,0 +1,257 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nixos_install
+short_description: Install a host's NixOS with nixos-anywhere, refusing what would wipe a system by surprise
+version_added: 0.1.0
+description:
+  - Probes the target over SSH first (read-only) - its OS, hostname, RAM and disks.
+  - A NixOS installer (C(VARIANT_ID=installer), the ISO or nixos-anywhere's kexec image) is installed. A host that
+    already runs NixOS with the expected hostname and the pinned host key is left alone (C(changed=false)). Any
+    other installed system (NixOS or not) is refused unless O(reinstall=true) is set for that host, since installing
+    wipes O(disk).
+  - O(disk) must be a C(/dev/disk/by-id/...) path and must exist on the target.
+  - Runs C(nixos-anywhere --flake <flake>#<host> --target-host <user>@<address> -i <key> --extra-files <tree>
+    --phases ...), streaming its output to O(log_file) (mode 0600) and collecting the names of the steps it
+    announces as RV(steps). On failure the task fails with the last step reached and the last lines of output;
+    a re-run probes again and continues (an interrupted install leaves the target in the installer).
+  - Afterwards waits until the host answers SSH at O(address_after), checks that it presents the pinned host key
+    (O(host_key), or the key O(known_hosts) pins for that address) and that its hostname is O(host).
+  - Only paths go into argv (the identity file, the C(--extra-files) tree); never a key or a secret.
+  - The installer's own SSH host keys are ephemeral and cannot be pinned in advance, so nixos-anywhere connects to
+    it without host key checking; the installed host is then verified against the pinned key.
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+options:
+  host:
+    description: The host's name - C(nixosConfigurations.<host>) of O(flake) and the hostname expected afterwards.
+    type: str
+    required: true
+  flake:
+    description: The directory of the site's flake (with the site's C(hosts.json)).
+    type: path
+    required: true
+  address:
+    description: Where the target answers SSH now (the installer's address, found by MAC by the site inventory).
+    type: str
+    required: true
+  address_after:
+    description: Where the installed host answers (its static address); defaults to O(address).
+    type: str
+  port:
+    description: SSH port.
+    type: int
+    default: 22
+  user:
+    description: SSH user on the target.
+    type: str
+    default: root
+  identity_file:
+    description: The SSH private key nixos-anywhere and the probes log in with.
+    type: path
+  disk:
+    description:
+      - The disk that will be wiped, as C(/dev/disk/by-id/...) (the host's C(disk_id) in the site file). Checked
+        to exist on the target before anything runs.
+    type: str
+  extra_files:
+    description:
+      - The C(--extra-files) tree (C(etc/ssh/ssh_host_ed25519_key) 0600, C(.pub), directories 0755), as
+        M(nerv.homelab.host_keys) prepares it. Its modes are checked.
+    type: path
+  host_key:
+    description: The host's pinned public key (C(ssh-ed25519 AAAA...)) the installed host must present.
+    type: str
+  known_hosts:
+    description: The site's known_hosts; without O(host_key), the key it pins for O(address_after) is expected.
+    type: path
+  phases:
+    description: nixos-anywhere's phases to run.
+    type: list
+    elements: str
+    default: [kexec, disko, install, reboot]
+  hardware_config:
+    description: Write C(nixos-generate-config)'s hardware configuration to this path (C(--generate-hardware-config)).
+    type: path
+  reinstall:
+    description: Install even though the target runs an installed system (it is wiped). Set per host.
+    type: bool
+    default: false
+  log_file:
+    description: Where nixos-anywhere's output goes; defaults to C(~/.cache/nerv-homelab/nixos_install/<host>.log).
+    type: path
+  timeout:
+    description: Seconds nixos-anywhere may run.
+    type: int
+    default: 3600
+  wait_timeout:
+    description: Seconds to wait for the host to come back after the reboot.
+    type: int
+    default: 600
+  nixos_anywhere:
+    description: The nixos-anywhere command.
+    type: str
+    default: nixos-anywhere
+  extra_args:
+    description: More nixos-anywhere arguments (for example C(--build-on-remote)).
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    description: Probes the target (read-only) and reports the decision and the argv; runs nothing else.
+  diff_mode:
+    support: none
+    description: Nothing to diff - the result says what was decided (RV(action), RV(reason)) and the argv.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller, where nixos-anywhere, ssh and ssh-keyscan are.
+requirements:
+  - nixos-anywhere on PATH (or O(nixos_anywhere))
+  - ssh and ssh-keyscan (OpenSSH client)
+seealso:
+  - module: nerv.homelab.host_keys
+  - plugin: nerv.homelab.site
+    plugin_type: inventory
+"""
+
+EXAMPLES = r"""
+- name: Install mini1 from the installer it booted
+  nerv.homelab.nixos_install:
+    host: mini1
+    flake: "{{ nixos_install_flake }}"
+    address: "{{ hostvars.mini1.ansible_host }}"
+    address_after: "{{ hostvars.mini1.nerv_address }}"
+    identity_file: ~/.ssh/id_ed25519
+    disk: "{{ hostvars.mini1.nerv_disk_id }}"
+    extra_files: "{{ sops_keys_trees.mini1 }}"
+    known_hosts: inventory/minis/known_hosts
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+action:
+  description: C(install) (nixos-anywhere ran, or would in check mode) or C(installed) (already this host).
+  returned: always
+  type: str
+reason:
+  description: Why.
+  returned: always
+  type: str
+argv:
+  description: The nixos-anywhere command line (paths only).
+  returned: always
+  type: list
+  elements: str
+steps:
+  description: The steps nixos-anywhere announced, in order.
+  returned: when nixos-anywhere ran
+  type: list
+  elements: str
+log_file:
+  description: nixos-anywhere's full output.
+  returned: when nixos-anywhere ran
+  type: str
+facts:
+  description: What the probe found (os_id, variant_id, pretty_name, hostname, mem_kb, disk_present, by_id).
+  returned: always
+  type: dict
+hostname:
+  description: The hostname the installed host answered with.
+  returned: when nixos-anywhere ran
+  type: str
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_install as ni
+from ansible_collections.nerv.homelab.plugins.module_utils._host_keys import pinned_keys
+
+
+def argument_spec() -> dict:
+    return {
+        "host": {"type": "str", "required": True},
+        "flake": {"type": "path", "required": True},
+        "address": {"type": "str", "required": True},
+        "address_after": {"type": "str"},
+        "port": {"type": "int", "default": 22},
+        "user": {"type": "str", "default": "root"},
+        "identity_file": {"type": "path"},
+        "disk": {"type": "str"},
+        "extra_files": {"type": "path"},
+        "host_key": {"type": "str", "no_log": False},  # a public key
+        "known_hosts": {"type": "path"},
+        "phases": {"type": "list", "elements": "str", "default": list(ni.PHASES)},
+        "hardware_config": {"type": "path"},
+        "reinstall": {"type": "bool", "default": False},
+        "log_file": {"type": "path"},
+        "timeout": {"type": "int", "default": 3600},
+        "wait_timeout": {"type": "int", "default": 600},
+        "nixos_anywhere": {"type": "str", "default": "nixos-anywhere"},
+        "extra_args": {"type": "list", "elements": "str", "default": []},
+    }
+
+
+def execute(module) -> dict:
+    p = module.params
+    ni.check_inputs(p["host"], p["flake"], p["disk"], p["phases"], p["identity_file"] or "", p["extra_files"])
+    target = ni.Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    after = ni.Target(p["host"], p["address_after"] or p["address"], p["port"], p["user"], p["identity_file"] or "")
+    pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
+    with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
+        facts = ni.probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
+        is_pinned = bool(pinned) and ni.normal_key(ni.scan_host_key(target)) == ni.normal_key(pinned)
+        plan = ni.decide(target, facts, p["disk"], p["reinstall"], is_pinned)
+        for warning in plan.warnings:
+            module.warn(warning)
+        argv = ni.argv_for(p, target)
+        result = {"changed": plan.action == "install", "action": plan.action, "reason": plan.reason, "argv": argv}
+        result["facts"] = facts.__dict__
+        if plan.action == "installed" or module.check_mode:
+            return result
+        return {**result, **_install(p, argv, after, pinned)}
+
+
+def _install(p, argv, after, pinned) -> dict:
+    log_file = p["log_file"] or os.path.join(
+        os.environ.get("HOME", "/root"), ".cache/nerv-homelab/nixos_install", f"{p['host']}.log"
+    )
+    os.makedirs(os.path.dirname(log_file), mode=0o700, exist_ok=True)
+    run = ni.run_logged(argv, log_file, p["timeout"])
+    if run.rc != 0:
+        last = run.steps[-1] if run.steps else "(before the first step)"
+        raise ni.InstallError(
+            f"nixos-anywhere failed for {p['host']} (exit {run.rc}) during step: {last}; see {log_file}. "
+            "Re-running continues from the installer",
+            steps=run.steps,
+            tail=run.tail,
+            log_file=log_file,
+        )
+    if "reboot" in p["phases"]:
+        ni.wait_for_ssh(after, p["wait_timeout"])
+        hostname = ni.verify(after, pinned, p["known_hosts"])
+    else:
+        hostname = None
+    return {"steps": run.steps, "log_file": log_file, "hostname": hostname}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = execute(module)
+    except ni.InstallError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
