@@ -3,6 +3,8 @@
 {
   # Site data: `site (builtins.fromJSON (builtins.readFile ../site.json))`.
   site = import ./site.nix;
+  # Host data: `hosts (builtins.fromJSON (builtins.readFile ../hosts.json))` -> per-host settings.
+  hosts = import ./hosts.nix;
   sshKeys = import ./ssh-keys.nix;
   # The disk layout (data) shared by the install script and the base system.
   partitions = import ./partitions.nix;

@@ -16,14 +16,12 @@ import re
 import shutil
 import struct
 import subprocess
-from pathlib import Path
 
 import pytest
+from nix_helpers import NIX_DIR, REPO, nix_eval, nix_eval_error, nix_string, run_nix
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _site_formats
 
-REPO = Path(__file__).resolve().parents[2]
-NIX_DIR = REPO / "nix"
 TOPLEVEL = "/nix/store/00000000000000000000000000000000-nixos-system-nixos-base-25.05"
 GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIONiBCZ3Gzwswu2P4FaiIFyItRg6xHsj8zkpWv6CysAa example-admin-replace-me"
 DESTRUCTIVE = (
@@ -67,35 +65,6 @@ in {{ inherit lib site layout pkgs config baseSystem; modulesPath = "/stub/nixos
 """
 
 
-@pytest.fixture(scope="session")
-def nix_instantiate() -> str:
-    path = shutil.which("nix-instantiate")
-    if path is None:
-        pytest.skip("needs nix-instantiate (Debian package nix-bin) to parse and evaluate nix/: not found on PATH")
-    return path
-
-
-def run_nix(nix_instantiate: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([nix_instantiate, *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
-
-
-def nix_eval(nix_instantiate: str, expr: str):
-    proc = run_nix(nix_instantiate, "--eval", "--strict", "--json", "-E", expr)
-    assert proc.returncode == 0, f"evaluation failed:\n{expr}\n{proc.stderr}"
-    return json.loads(proc.stdout)
-
-
-def nix_eval_error(nix_instantiate: str, expr: str) -> str:
-    proc = run_nix(nix_instantiate, "--eval", "--strict", "--json", "-E", expr)
-    assert proc.returncode != 0, f"evaluation should have failed but gave {proc.stdout}"
-    return proc.stderr
-
-
-def nix_string(value: str) -> str:
-    """A Nix string literal."""
-    return json.dumps(value).replace("${", "\\${")
-
-
 # ---------------------------------------------------------------------------------------------------- parse
 
 
@@ -125,17 +94,23 @@ def test_every_nix_file_parses(nix_instantiate, path):
 # ---------------------------------------------------------------------------------------------------- flake
 
 
-def test_flake_inputs_are_only_nixpkgs(nix_instantiate):
+def test_flake_inputs_are_nixpkgs_disko_and_sops_nix(nix_instantiate):
     inputs = nix_eval(nix_instantiate, "(import ./nix/flake.nix).inputs")
-    assert set(inputs) == {"nixpkgs"}
+    assert set(inputs) == {"nixpkgs", "disko", "sops-nix"}
     assert re.fullmatch(r"github:NixOS/nixpkgs/nixos-\d\d\.\d\d", inputs["nixpkgs"]["url"]), inputs
+    # One nixpkgs for everything: disko and sops-nix follow the flake's pin.
+    follows = {"nixpkgs": {"follows": "nixpkgs"}}
+    assert inputs["disko"] == {"url": "github:nix-community/disko", "inputs": follows}
+    assert inputs["sops-nix"] == {"url": "github:Mic92/sops-nix", "inputs": follows}
 
 
 def test_flake_wires_both_configurations(nix_instantiate):
     expr = """
     let
       flake = import ./nix/flake.nix;
-      self = flake.outputs { inherit self; nixpkgs = { lib.nixosSystem = args: args; }; };
+      self = flake.outputs {
+        inherit self; nixpkgs = { lib.nixosSystem = args: args; }; disko = { }; sops-nix = { };
+      };
       describe = c: {
         files = map baseNameOf (builtins.filter builtins.isPath c.modules);
         inline = builtins.filter (m: !(builtins.isPath m)) c.modules;
@@ -226,7 +201,7 @@ def test_bad_site_json_stops_the_flake(nix_instantiate, tmp_path):
     (flake / "site.json").write_text(json.dumps({"admin_ssh_keys": ["ssh-ed25519 nope"]}))
     expr = f"""
     let self = (import {nix_string(str(flake / "flake.nix"))}).outputs
-      {{ inherit self; nixpkgs = {{ lib.nixosSystem = args: args; }}; }};
+      {{ inherit self; nixpkgs = {{ lib.nixosSystem = args: args; }}; disko = {{ }}; sops-nix = {{ }}; }};
     in self.nixosConfigurations.base.specialArgs.site
     """
     assert "site.json: admin_ssh_keys[0]" in nix_eval_error(nix_instantiate, expr)
@@ -590,11 +565,18 @@ def test_base_module_boots_on_bios_and_uefi_from_labelled_file_systems(modules):
     assert base["imports"][1].endswith("/nix/modules/growroot.nix")
 
 
+# The host modules name the ed25519 key a host already holds (nixos-anywhere --extra-files, or the clone's first
+# boot) for sshd and sops-nix; tests/unit/test_nix_hosts.py checks that naming that path is all they do.
+HOST_KEY_READERS = {"modules/host.nix", "modules/sops.nix"}
+
+
 def test_no_file_bakes_or_generates_ssh_host_keys():
     for path in NIX_DIR.rglob("*.nix"):
         text = path.read_text()
-        assert "hostKeys" not in text.replace("services.openssh.hostKeys keeps its default", ""), path
         assert "ssh-keygen" not in text, path
+        if path.relative_to(NIX_DIR).as_posix() in HOST_KEY_READERS:
+            continue
+        assert "hostKeys" not in text.replace("services.openssh.hostKeys keeps its default", ""), path
         assert "ssh_host_" not in text or path.name == "install-script.nix", path
 
 
