@@ -260,7 +260,13 @@ def site_plan(site: dict) -> list:
     phases = [
         ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
         # Proxmox guests are already listed by the nerv.homelab.proxmox inventory source; bare metal is not.
-        ("discover", "Find the hosts: Proxmox nodes and VMs, bare metal by MAC", everyone, False, "issue 7"),
+        (
+            "discover",
+            "Find the hosts: Proxmox nodes and VMs, bare metal by MAC",
+            everyone,
+            False,
+            "issue 7; meanwhile add a nerv.homelab.site inventory source",
+        ),
         # Runs on its own as playbooks/template.yml until site.yml chains it.
         (
             "template",
@@ -283,7 +289,13 @@ def site_plan(site: dict) -> list:
             False,
             "issue 6; meanwhile run playbooks/keys.yml",
         ),
-        ("install", "Install NixOS with nixos-anywhere, carrying per-host secrets", everyone, False, "issue 7"),
+        (
+            "install",
+            "Install NixOS with nixos-anywhere, carrying per-host secrets",
+            everyone,
+            False,
+            "issue 7; meanwhile run playbooks/install.yml",
+        ),
         ("gitops", "Bootstrap Flux on K3s and wait until every release is Ready", git, False, "issue 8"),
     ]
     return [

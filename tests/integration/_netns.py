@@ -35,6 +35,8 @@ class Machine:
     os_release: Path | None = None  # bind-mounted over /etc/os-release (a NixOS installer, say)
     hostname: str | None = None
     disks: tuple = ()  # names under /dev/disk/by-id, made as block nodes in a private /dev
+    run_links: dict | None = None  # a private /run holding these symlinks (e.g. current-system -> a store path)
+    etc_files: dict | None = None  # files added to a private copy of /etc (path relative to /etc -> content)
 
 
 class Lan:
@@ -94,11 +96,23 @@ class Lan:
         argv += ["-o", f"ListenAddress={address}", "-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no"]
         if machine.authorized_keys:
             argv += ["-o", f"AuthorizedKeysFile={machine.authorized_keys}"]
-        inside = _setup(machine) + ["exec " + shlex.join(argv)]
+        inside = _setup(machine) + self._etc(namespace, machine) + ["exec " + shlex.join(argv)]
         command = ["ip", "netns", "exec", namespace, "unshare", "--mount", "--uts", "sh", "-ec", "\n".join(inside)]
         daemon = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         self.daemons.append(daemon)
         self._wait_listening(namespace, address)
+
+    def _etc(self, namespace: str, machine: Machine) -> list:
+        """A private copy of /etc with the machine's extra files, bind-mounted over /etc in its namespace."""
+        if not machine.etc_files:
+            return []
+        extra, copy = self.workdir / f"{namespace}-etc-extra", self.workdir / f"{namespace}-etc"
+        for relative, content in machine.etc_files.items():
+            path = extra / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        return [f"cp -a /etc {shlex.quote(str(copy))}", f"cp -a {shlex.quote(str(extra))}/. {shlex.quote(str(copy))}/",
+                f"mount --bind {shlex.quote(str(copy))} /etc"]  # fmt: skip
 
     def _wait_listening(self, namespace: str, address: str) -> None:
         probe = (
@@ -136,6 +150,9 @@ def _setup(machine: Machine) -> list:
         lines.append(f"mount --bind {shlex.quote(str(machine.os_release))} /etc/os-release")
     if machine.hostname:
         lines.append(f"hostname {shlex.quote(machine.hostname)}")
+    if machine.run_links is not None:
+        lines += ["mount -t tmpfs -o mode=755 tmpfs /run", "mkdir -p /run/sshd"]
+        lines += [f"ln -s {shlex.quote(t)} /run/{shlex.quote(n)}" for n, t in machine.run_links.items()]
     if machine.disks:
         # a private /dev with the few nodes sshd and a shell need, and the machine's disks as block nodes
         lines += [

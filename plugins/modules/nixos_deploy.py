@@ -1,0 +1,184 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nixos_deploy
+short_description: Deploy a host's NixOS configuration with nixos-rebuild over pinned SSH, only when it changed
+version_added: 0.1.0
+description:
+  - Evaluates the store path of C(nixosConfigurations.<host>) of O(flake) (C(nix eval), nothing is built) and reads
+    the system the host runs (C(/run/current-system), or the boot profile for O(action=boot)) over SSH with the
+    site's pinned known_hosts and strict host key checking.
+  - When they are the same nothing happens (C(changed=false)); otherwise runs C(nixos-rebuild <action> --flake
+    <flake>#<host> --target-host <user>@<address>) with C(NIX_SSHOPTS) pinning the host key, streams its output to
+    O(log_file) (0600), and checks that the host then runs (or boots) the new system.
+  - For day-2 changes and for VMs cloned from the template, which already run NixOS.
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+options:
+  host:
+    description: The host - C(nixosConfigurations.<host>) of O(flake).
+    type: str
+    required: true
+  flake:
+    description: The site's flake directory (used as C(path:), so it need not be a git repository).
+    type: path
+    required: true
+  address:
+    description: The host's address.
+    type: str
+    required: true
+  port:
+    description: SSH port.
+    type: int
+    default: 22
+  user:
+    description: SSH user (root, or a user allowed to activate systems).
+    type: str
+    default: root
+  identity_file:
+    description: The SSH private key to log in with.
+    type: path
+  known_hosts:
+    description: The site's known_hosts pinning the host's key; connections are refused when it does not match.
+    type: path
+    required: true
+  action:
+    description: C(switch) (activate now and at boot), C(boot) (at the next boot) or C(test) (now, not at boot).
+    type: str
+    choices: [switch, boot, test]
+    default: switch
+  log_file:
+    description: Where nixos-rebuild's output goes; defaults to C(~/.cache/nerv-homelab/nixos_deploy/<host>.log).
+    type: path
+  timeout:
+    description: Seconds nixos-rebuild may run.
+    type: int
+    default: 3600
+  nix:
+    description: The nix command (for C(nix eval)).
+    type: str
+    default: nix
+  nixos_rebuild:
+    description: The nixos-rebuild command.
+    type: str
+    default: nixos-rebuild
+  extra_args:
+    description: More nixos-rebuild arguments (for example C(--use-substitutes)).
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    description: Evaluates the wanted system and reads the running one; reports whether a deploy would happen.
+  diff_mode:
+    support: full
+    description: The system store path before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller, where nix, nixos-rebuild and ssh are.
+requirements:
+  - nix (2.8 or later) and nixos-rebuild on the controller
+seealso:
+  - module: nerv.homelab.nixos_install
+"""
+
+EXAMPLES = r"""
+- name: Deploy cp1
+  nerv.homelab.nixos_deploy:
+    host: cp1
+    flake: ~/.cache/nerv-homelab/flake/home
+    address: 192.168.10.21
+    known_hosts: inventory/home/known_hosts
+    identity_file: ~/.ssh/id_ed25519
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+before:
+  description: The system store path the host ran (or would boot) before.
+  returned: always
+  type: str
+after:
+  description: The system store path of the configuration.
+  returned: always
+  type: str
+argv:
+  description: The nixos-rebuild command line.
+  returned: always
+  type: list
+  elements: str
+log_file:
+  description: nixos-rebuild's output.
+  returned: when nixos-rebuild ran
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_deploy as nd
+from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import HOST, InstallError, Target
+
+
+def argument_spec() -> dict:
+    return {
+        "host": {"type": "str", "required": True},
+        "flake": {"type": "path", "required": True},
+        "address": {"type": "str", "required": True},
+        "port": {"type": "int", "default": 22},
+        "user": {"type": "str", "default": "root"},
+        "identity_file": {"type": "path"},
+        "known_hosts": {"type": "path", "required": True},
+        "action": {"type": "str", "choices": list(nd.ACTIONS), "default": "switch"},
+        "log_file": {"type": "path"},
+        "timeout": {"type": "int", "default": 3600},
+        "nix": {"type": "str", "default": "nix"},
+        "nixos_rebuild": {"type": "str", "default": "nixos-rebuild"},
+        "extra_args": {"type": "list", "elements": "str", "default": []},
+    }
+
+
+def execute(module) -> dict:
+    p = module.params
+    if not HOST.match(p["host"]):
+        raise InstallError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")
+    if not os.path.isfile(p["known_hosts"]):
+        raise InstallError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
+    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    flake = p["flake"]
+    want = nd.wanted_system(p["nix"], flake, p["host"])
+    before = nd.running_system(target, p["known_hosts"], p["action"])
+    argv = nd.rebuild_argv({**p, "flake": flake}, target)
+    result = {"changed": before != want, "before": before, "after": want, "argv": argv}
+    result["diff"] = {"before": f"{before}\n", "after": f"{want}\n"}
+    if before == want or module.check_mode:
+        return result
+    log_file = p["log_file"] or os.path.join(
+        os.environ.get("HOME", "/root"), ".cache/nerv-homelab/nixos_deploy", f"{p['host']}.log"
+    )
+    os.makedirs(os.path.dirname(log_file), mode=0o700, exist_ok=True)
+    nd.rebuild(argv, target, p["known_hosts"], log_file, p["timeout"])
+    now = nd.running_system(target, p["known_hosts"], p["action"])
+    if now != want:
+        raise InstallError(f"nixos-rebuild finished but {p['host']} runs {now}, not {want}", log_file=log_file)
+    return {**result, "log_file": log_file}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = execute(module)
+    except InstallError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
