@@ -1,0 +1,186 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading a cluster through the `kubernetes` client: nodes and Flux objects, and what "Ready" means for them.
+
+Ready is the Ready condition True *for the current generation*: status.observedGeneration (or the condition's
+own) must equal metadata.generation, or a stale Ready from before the last change would pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+try:
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+except ImportError:  # api_client reports it
+    k8s_client = k8s_config = None
+
+FLUX_KINDS = {
+    "GitRepository": ("source.toolkit.fluxcd.io", "v1", "gitrepositories"),
+    "OCIRepository": ("source.toolkit.fluxcd.io", "v1beta2", "ocirepositories"),
+    "HelmRepository": ("source.toolkit.fluxcd.io", "v1", "helmrepositories"),
+    "Kustomization": ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations"),
+    "HelmRelease": ("helm.toolkit.fluxcd.io", "v2", "helmreleases"),
+}
+
+
+class KubeError(Exception):
+    """A cluster that cannot be read, or a wait that ran out; details go to fail_json."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.details = details
+
+
+def api_client(kubeconfig: str, context: str | None = None):
+    if k8s_client is None:
+        raise KubeError("the Python library kubernetes is required (pip install kubernetes)")
+    try:
+        return k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
+    except Exception as exc:  # the loader raises ConfigException, OSError, YAML errors ...
+        raise KubeError(f"cannot load kubeconfig {kubeconfig}: {exc}") from None
+
+
+@dataclass
+class State:
+    kind: str
+    namespace: str
+    name: str
+    ready: str  # True | False | Unknown
+    reason: str
+    message: str
+    generation: int
+    observed_generation: int
+    revision: str = ""
+    suspended: bool = False
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready == "True" and self.observed_generation == self.generation
+
+    def row(self) -> list:
+        stale = "" if self.observed_generation == self.generation else f" (observed {self.observed_generation})"
+        return [f"{self.kind}/{self.namespace}/{self.name}", self.ready + stale, self.reason, self.message]
+
+
+def state_of(kind: str, obj: dict) -> State:
+    meta, status = obj.get("metadata", {}), obj.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    generation = int(meta.get("generation") or 0)
+    observed = status.get("observedGeneration")
+    if observed is None and ready is not None:
+        observed = ready.get("observedGeneration")
+    revision = status.get("lastAppliedRevision") or status.get("lastAttemptedRevision") or ""
+    artifact = status.get("artifact") or {}
+    return State(
+        kind=kind,
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        ready=(ready or {}).get("status", "Unknown"),
+        reason=(ready or {}).get("reason", "NoStatus" if not status else ""),
+        message=_one_line((ready or {}).get("message", "")),
+        generation=generation,
+        observed_generation=int(observed if observed is not None else -1),
+        revision=revision or artifact.get("revision", ""),
+        suspended=bool((obj.get("spec") or {}).get("suspend")),
+    )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def flux_states(api, kinds: list, namespace: str | None) -> list:
+    """The state of every object of these Flux kinds (all namespaces unless one is named)."""
+    custom = k8s_client.CustomObjectsApi(api)
+    states = []
+    for kind in kinds:
+        group, version, plural = FLUX_KINDS[kind]
+        try:
+            if namespace:
+                listing = custom.list_namespaced_custom_object(group, version, namespace, plural)
+            else:
+                listing = custom.list_cluster_custom_object(group, version, plural)
+        except Exception as exc:  # ApiException (an HTTP answer) or urllib3's connection errors
+            status = getattr(exc, "status", None)
+            if status == 404:
+                continue  # this Flux API is not installed: nothing of that kind to wait for
+            if status is not None:
+                raise KubeError(f"cannot list {kind} objects: {status} {getattr(exc, 'reason', '')}") from None
+            raise KubeError(f"cannot reach the cluster: {exc}") from None
+        states += [state_of(kind, item) for item in listing.get("items", [])]
+    return states
+
+
+def table(rows: list, header=("OBJECT", "READY", "REASON", "MESSAGE")) -> str:
+    rows = [list(header)] + rows
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + str(r[-1]) for r in rows
+    )
+
+
+def wait_flux(
+    api, kinds, namespace, wait: bool, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep
+):
+    """(states, not_ready) now, or - with wait - once all are Ready; KubeError with the table at the deadline."""
+    deadline = clock() + timeout
+    while True:
+        states = flux_states(api, kinds, namespace)
+        pending = [s for s in states if not s.is_ready and not s.suspended]
+        if not wait or not pending:
+            return states, pending
+        if clock() >= deadline:
+            raise KubeError(
+                f"{len(pending)} of {len(states)} Flux objects are not Ready after {timeout:g} s:\n"
+                + table([s.row() for s in pending]),
+                objects=[asdict(s) for s in states],
+                not_ready=[asdict(s) for s in pending],
+            )
+        sleep(interval)
+
+
+# ---- nodes ------------------------------------------------------------------------------------------------------
+
+
+def node_states(api) -> dict:
+    core = k8s_client.CoreV1Api(api)
+    try:
+        nodes = core.list_node().items
+    except Exception as exc:
+        raise KubeError(f"cannot list the nodes: {getattr(exc, 'reason', exc)}") from None
+    states = {}
+    for node in nodes:
+        ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None) if node.status else None
+        states[node.metadata.name] = {
+            "ready": ready.status if ready else "Unknown",
+            "reason": (ready.reason if ready else "") or "",
+            "message": _one_line(ready.message if ready and ready.message else ""),
+        }
+    return states
+
+
+def wait_nodes(api, names: list, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep) -> dict:
+    """Every named node Ready, or KubeError with a per-node report at the deadline."""
+    deadline = clock() + timeout
+    while True:
+        states = node_states(api)
+        missing = [n for n in names if states.get(n, {}).get("ready") != "True"]
+        if not missing:
+            return states
+        if clock() >= deadline:
+            absent = ["absent", "NotRegistered", "the node has not joined the cluster"]
+            rows = [
+                [n, *([states[n][k] for k in ("ready", "reason", "message")] if n in states else absent)]
+                for n in missing
+            ]
+            raise KubeError(
+                f"{len(missing)} of {len(names)} nodes are not Ready after {timeout:g} s:\n"
+                + table(rows, ("NODE", "READY", "REASON", "MESSAGE")),
+                nodes=states,
+                not_ready=missing,
+            )
+        sleep(interval)

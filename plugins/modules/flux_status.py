@@ -1,0 +1,147 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: flux_status
+short_description: Read the state of Flux objects, and wait until every one is Ready
+version_added: 0.1.0
+description:
+  - Lists GitRepository, OCIRepository, HelmRepository, Kustomization and HelmRelease objects through the
+    C(kubernetes) client and reports, for each, its Ready condition, reason, message and revision.
+  - An object is Ready when its Ready condition is C(True) B(and) its C(status.observedGeneration) equals
+    C(metadata.generation) - a Ready left over from before the last change does not count.
+  - With O(wait=true) it polls until every object is Ready (suspended objects are reported but not waited for),
+    or fails at the deadline with a table of the objects that are not Ready, their reason and message, and the
+    partial result.
+  - Read-only; it never changes anything.
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+options:
+  kubeconfig:
+    description: The kubeconfig file of the cluster.
+    type: path
+    required: true
+  context:
+    description: The kubeconfig context; its current context by default.
+    type: str
+  namespace:
+    description: Only objects in this namespace; all namespaces by default.
+    type: str
+  kinds:
+    description: The Flux kinds to read.
+    type: list
+    elements: str
+    choices: [GitRepository, OCIRepository, HelmRepository, Kustomization, HelmRelease]
+    default: [GitRepository, OCIRepository, HelmRepository, Kustomization, HelmRelease]
+  wait:
+    description: Wait until every object is Ready.
+    type: bool
+    default: false
+  timeout:
+    description: Seconds to wait with O(wait).
+    type: int
+    default: 600
+  interval:
+    description: Seconds between polls.
+    type: float
+    default: 5
+attributes:
+  check_mode:
+    support: full
+    description: It only reads, in check mode as otherwise.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
+requirements:
+  - kubernetes (Python)
+seealso:
+  - module: nerv.homelab.k8s_nodes_ready
+"""
+
+EXAMPLES = r"""
+- name: Wait until the platform is reconciled
+  nerv.homelab.flux_status:
+    kubeconfig: inventory/home/.state/kubeconfig
+    wait: true
+    timeout: 1200
+"""
+
+RETURN = r"""
+objects:
+  description: Every object read.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - kind: HelmRelease
+      namespace: metallb-system
+      name: metallb
+      ready: "True"
+      reason: InstallSucceeded
+      message: Helm install succeeded
+      generation: 1
+      observed_generation: 1
+      revision: 0.14.9
+      suspended: false
+not_ready:
+  description: The objects that are not Ready (empty when all are).
+  returned: always
+  type: list
+  elements: dict
+ready:
+  description: Whether every (not suspended) object is Ready.
+  returned: always
+  type: bool
+"""
+
+from dataclasses import asdict
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
+
+
+def argument_spec() -> dict:
+    kinds = list(kube.FLUX_KINDS)
+    return {
+        "kubeconfig": {"type": "path", "required": True},
+        "context": {"type": "str"},
+        "namespace": {"type": "str"},
+        "kinds": {"type": "list", "elements": "str", "choices": kinds, "default": kinds},
+        "wait": {"type": "bool", "default": False},
+        "timeout": {"type": "int", "default": 600},
+        "interval": {"type": "float", "default": 5},
+    }
+
+
+def execute(params: dict) -> dict:
+    api = kube.api_client(params["kubeconfig"], params["context"])
+    states, pending = kube.wait_flux(
+        api, params["kinds"], params["namespace"], params["wait"], params["timeout"], params["interval"]
+    )
+    return {
+        "changed": False,
+        "objects": [asdict(s) for s in states],
+        "not_ready": [asdict(s) for s in pending],
+        "ready": not pending,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = execute(module.params)
+    except kube.KubeError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

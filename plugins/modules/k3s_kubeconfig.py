@@ -1,0 +1,152 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: k3s_kubeconfig
+short_description: Fetch a K3s server's kubeconfig over pinned SSH, pointed at the server's address
+version_added: 0.1.0
+description:
+  - Reads C(/etc/rancher/k3s/k3s.yaml) from the first control-plane host over SSH with the site's pinned
+    known_hosts and strict host key checking, replaces its C(server) (C(https://127.0.0.1:6443)) with the host's
+    address, optionally renames the cluster, user and context from C(default), and writes it to O(dest) with mode
+    0600, atomically, only when it changed.
+  - The file holds the cluster's admin credentials - it is never returned, logged or shown in a diff (the diff
+    shows the server and the context only).
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+options:
+  host:
+    description: The host's name (for messages).
+    type: str
+    required: true
+  address:
+    description: The host's address; the kubeconfig's server becomes C(https://<address>:6443).
+    type: str
+    required: true
+  port:
+    description: SSH port.
+    type: int
+    default: 22
+  user:
+    description: SSH user (root can read the file).
+    type: str
+    default: root
+  identity_file:
+    description: The SSH private key to log in with.
+    type: path
+  known_hosts:
+    description: The site's known_hosts pinning the host's key.
+    type: path
+    required: true
+  dest:
+    description: Where the kubeconfig is written (mode 0600), e.g. the site's state directory.
+    type: path
+    required: true
+  remote_path:
+    description: The kubeconfig on the server.
+    type: str
+    default: /etc/rancher/k3s/k3s.yaml
+  name:
+    description: Name for the cluster, user and context instead of C(default) (the site's name, say).
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Fetches and compares; writes nothing.
+  diff_mode:
+    support: full
+    description: The server and context before and after, never the credentials.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller.
+seealso:
+  - module: nerv.homelab.k8s_nodes_ready
+"""
+
+EXAMPLES = r"""
+- name: The cluster's kubeconfig, from its first server
+  nerv.homelab.k3s_kubeconfig:
+    host: cp1
+    address: 192.168.10.21
+    known_hosts: inventory/home/known_hosts
+    dest: inventory/home/.state/kubeconfig
+    name: home
+"""
+
+RETURN = r"""
+dest:
+  description: The kubeconfig written.
+  returned: always
+  type: str
+server:
+  description: The API server URL in it.
+  returned: always
+  type: str
+context:
+  description: Its current context.
+  returned: always
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils._k3s import fetch_kubeconfig, rewrite, summary
+from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import InstallError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
+
+
+def argument_spec() -> dict:
+    return {
+        "host": {"type": "str", "required": True},
+        "address": {"type": "str", "required": True},
+        "port": {"type": "int", "default": 22},
+        "user": {"type": "str", "default": "root"},
+        "identity_file": {"type": "path"},
+        "known_hosts": {"type": "path", "required": True},
+        "dest": {"type": "path", "required": True},
+        "remote_path": {"type": "str", "default": "/etc/rancher/k3s/k3s.yaml"},
+        "name": {"type": "str"},
+    }
+
+
+def execute(module) -> dict:
+    p = module.params
+    if not os.path.isfile(p["known_hosts"]):
+        raise InstallError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
+    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
+    text = rewrite(fetched, f"https://{p['address']}:6443", p["name"])
+    before = read_text(p["dest"]) or ""
+    changed = before != text
+    if changed and not module.check_mode:
+        write_private(p["dest"], text)
+    after = summary(text)
+    return {
+        "changed": changed,
+        "dest": p["dest"],
+        **after,
+        "diff": {"before": _describe(summary(before)) if before else "", "after": _describe(after)},
+    }
+
+
+def _describe(info: dict) -> str:
+    return f"server: {info['server']}\ncontext: {info['context']}\n"
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = execute(module)
+    except InstallError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

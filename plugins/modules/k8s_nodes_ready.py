@@ -1,0 +1,103 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: k8s_nodes_ready
+short_description: Wait until every named host is a Ready node of the cluster
+version_added: 0.1.0
+description:
+  - Polls the cluster's nodes through the C(kubernetes) client until every node in O(names) exists and has its
+    Ready condition C(True).
+  - At the deadline it fails with a per-node report - absent (never joined), or its Ready status, reason and
+    message - and the nodes as last seen.
+  - Read-only.
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+options:
+  kubeconfig:
+    description: The kubeconfig file of the cluster.
+    type: path
+    required: true
+  context:
+    description: The kubeconfig context; its current context by default.
+    type: str
+  names:
+    description: The node names that must be Ready (the site's host names).
+    type: list
+    elements: str
+    required: true
+  timeout:
+    description: Seconds to wait.
+    type: int
+    default: 600
+  interval:
+    description: Seconds between polls.
+    type: float
+    default: 5
+attributes:
+  check_mode:
+    support: full
+    description: It only reads, in check mode as otherwise.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
+requirements:
+  - kubernetes (Python)
+seealso:
+  - module: nerv.homelab.flux_status
+"""
+
+EXAMPLES = r"""
+- name: Every host of the site is a Ready node
+  nerv.homelab.k8s_nodes_ready:
+    kubeconfig: inventory/home/.state/kubeconfig
+    names: "{{ site_model.hosts | map(attribute='name') | list }}"
+    timeout: 900
+"""
+
+RETURN = r"""
+nodes:
+  description: Every node of the cluster, with its Ready status, reason and message.
+  returned: always
+  type: dict
+  sample:
+    cp1: {ready: "True", reason: KubeletReady, message: kubelet is posting ready status}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
+
+
+def argument_spec() -> dict:
+    return {
+        "kubeconfig": {"type": "path", "required": True},
+        "context": {"type": "str"},
+        "names": {"type": "list", "elements": "str", "required": True},
+        "timeout": {"type": "int", "default": 600},
+        "interval": {"type": "float", "default": 5},
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    try:
+        if not params["names"]:
+            raise kube.KubeError("names is empty: list the nodes that must be Ready")
+        api = kube.api_client(params["kubeconfig"], params["context"])
+        nodes = kube.wait_nodes(api, params["names"], params["timeout"], params["interval"])
+    except kube.KubeError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(changed=False, nodes=nodes)
+
+
+if __name__ == "__main__":
+    main()
