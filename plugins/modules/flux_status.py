@@ -106,6 +106,7 @@ from dataclasses import asdict
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
+from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 
 
 def argument_spec() -> dict:
@@ -136,11 +137,7 @@ def execute(params: dict) -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = execute(module.params)
-    except kube.KubeError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    module.exit_json(**result)
+    run_module(module, lambda: execute(module.params), (kube.KubeError,))
 
 
 if __name__ == "__main__":

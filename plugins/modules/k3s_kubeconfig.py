@@ -96,6 +96,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._k3s import fetch_kubeconfig, rewrite, summary
 from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import InstallError, Target
 from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
@@ -141,11 +142,7 @@ def _describe(info: dict) -> str:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = execute(module)
-    except InstallError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run_module(module, lambda: execute(module), (InstallError,))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ nodes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
+from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 
 
 def argument_spec() -> dict:
@@ -86,17 +87,16 @@ def argument_spec() -> dict:
     }
 
 
+def execute(params: dict) -> dict:
+    if not params["names"]:
+        raise kube.KubeError("names is empty: list the nodes that must be Ready")
+    api = kube.api_client(params["kubeconfig"], params["context"])
+    return {"changed": False, "nodes": kube.wait_nodes(api, params["names"], params["timeout"], params["interval"])}
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    params = module.params
-    try:
-        if not params["names"]:
-            raise kube.KubeError("names is empty: list the nodes that must be Ready")
-        api = kube.api_client(params["kubeconfig"], params["context"])
-        nodes = kube.wait_nodes(api, params["names"], params["timeout"], params["interval"])
-    except kube.KubeError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    module.exit_json(changed=False, nodes=nodes)
+    run_module(module, lambda: execute(module.params), (kube.KubeError,))
 
 
 if __name__ == "__main__":

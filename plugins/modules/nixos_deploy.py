@@ -124,6 +124,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_deploy as nd
+from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import HOST, InstallError, Target
 
 
@@ -173,11 +174,7 @@ def execute(module) -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = execute(module)
-    except InstallError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    module.exit_json(**result)
+    run_module(module, lambda: execute(module), (InstallError,))
 
 
 if __name__ == "__main__":

@@ -174,6 +174,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_install as ni
+from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._host_keys import pinned_keys
 
 
@@ -246,11 +247,7 @@ def _install(p, argv, after, pinned) -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = execute(module)
-    except ni.InstallError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    module.exit_json(**result)
+    run_module(module, lambda: execute(module), (ni.InstallError,))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ nothing here uses those names.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 from ._ansible import AnsibleCli
 from ._pve import HOST, PveSite, start_pve_site
 from ._sites import DEMO_SITE
+
+# hacking/ holds the emulators the tests and `make demo` share
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hacking"))
 
 
 @pytest.fixture
@@ -67,3 +71,15 @@ def pve_site_factory(pve_site_pki: tuple[str, str]) -> Iterator[Callable[..., Pv
     finally:
         for served in started:
             served.stop()
+
+
+@pytest.fixture
+def kube_api():
+    """A Kubernetes API emulator (hacking/kube_emulator.py) on a loopback port, stopped after the test."""
+    from kube_emulator import KubeEmulator
+
+    emulator = KubeEmulator().start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

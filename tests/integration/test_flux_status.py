@@ -12,16 +12,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hacking"))
 
-from kube_emulator import KINDS, KubeEmulator, ready_status  # noqa: E402
+from kube_emulator import KINDS, ready_status  # noqa: E402
 
 
 @pytest.fixture
-def api():
-    emulator = KubeEmulator().start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+def api(kube_api):
+    return kube_api
 
 
 def kind(name):
