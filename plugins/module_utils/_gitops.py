@@ -1,0 +1,208 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cluster's Git content, rendered from the site model: Flux Kustomizations and the platform's releases.
+
+clusters/<site>/ (what flux-system applies) holds only four Flux Kustomizations, applied in order (infrastructure
+-> infrastructure-config -> platform -> apps, each dependsOn the one before, with wait, prune and sops decryption).
+Their content lives outside it, in platform/<site>/<stage>/ - inside clusters/<site>/ flux-system would apply it
+all at once and the order would be lost: the HelmRepositories and HelmReleases of MetalLB, cert-manager, Traefik
+and Longhorn, MetalLB's pool from the site, a self-signed CA for the site's domain, and the dashboards' ingresses.
+Pure data: no I/O here.
+"""
+
+from __future__ import annotations
+
+try:
+    import yaml
+except ImportError:
+    yaml = None
+
+CHARTS = {
+    # release: (namespace, repository name, repository URL, chart, version)
+    "metallb": ("metallb-system", "metallb", "https://metallb.github.io/metallb", "metallb", "0.14.9"),
+    "cert-manager": ("cert-manager", "jetstack", "https://charts.jetstack.io", "cert-manager", "v1.16.2"),
+    "traefik": ("traefik", "traefik", "https://traefik.github.io/charts", "traefik", "33.2.1"),
+    "longhorn": ("longhorn-system", "longhorn", "https://charts.longhorn.io", "longhorn", "1.7.2"),
+}
+STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
+SOPS_SECRET = "sops-age"
+
+
+class RenderError(Exception):
+    """Bad input for rendering (the checkout is missing, say)."""
+
+
+def dump(docs: list) -> str:
+    """Documents as one multi-document YAML text, keys in the order they were built."""
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=120)
+
+
+def _meta(name: str, namespace: str | None = None, labels: dict | None = None) -> dict:
+    meta = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = labels
+    return meta
+
+
+def flux_kustomizations(stage_root: str) -> list:
+    """The four stages, each waiting for the one before (MetalLB's CRs need its webhook up first)."""
+    docs = []
+    for index, stage in enumerate(STAGES):
+        spec = {
+            "interval": "10m",
+            "retryInterval": "1m",
+            "timeout": "10m",
+            "path": f"./{stage_root}/{stage}",
+            "prune": True,
+            "wait": True,
+            "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+            # flux-system's own Kustomization (written by bootstrap) has no decryption: the stages carry it
+            "decryption": {"provider": "sops", "secretRef": {"name": SOPS_SECRET}},
+        }
+        if index:
+            spec["dependsOn"] = [{"name": STAGES[index - 1]}]
+        docs.append({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                     "metadata": _meta(stage, "flux-system"), "spec": spec})  # fmt: skip
+    return docs
+
+
+def _kustomization(resources: list) -> dict:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
+
+
+def helm_repositories() -> list:
+    repos = {}
+    for _namespace, name, url, _chart, _version in CHARTS.values():
+        repos[name] = url
+    return [
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": _meta(name, "flux-system"),
+            "spec": {"interval": "1h", "url": url},
+        }  # fmt: skip
+        for name, url in repos.items()
+    ]
+
+
+def helm_release(release: str, values: dict) -> dict:
+    namespace, repo, _url, chart, version = CHARTS[release]
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": _meta(release, namespace),
+        "spec": {
+            "interval": "30m",
+            "chart": {
+                "spec": {
+                    "chart": chart,
+                    "version": version,
+                    "sourceRef": {"kind": "HelmRepository", "name": repo, "namespace": "flux-system"},
+                }
+            },  # fmt: skip
+            "install": {"crds": "CreateReplace", "remediation": {"retries": 3}},
+            "upgrade": {"crds": "CreateReplace", "remediation": {"retries": 3}},
+            "values": values,
+        },
+    }
+
+
+def namespaces() -> list:
+    names = sorted({ns for ns, *_rest in CHARTS.values()})
+    labels = {"longhorn-system": {"pod-security.kubernetes.io/enforce": "privileged"},
+              "metallb-system": {"pod-security.kubernetes.io/enforce": "privileged"}}  # fmt: skip
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(n, labels=labels.get(n))} for n in names]
+
+
+def releases(site: dict) -> dict:
+    replicas = min(3, len(site["hosts"]))
+    traefik = {
+        "ingressClass": {"enabled": True, "isDefaultClass": True},
+        "service": {"type": "LoadBalancer"},
+        # the dashboard gets an Ingress of its own (platform/ingresses.yaml), behind the site's CA
+        "ingressRoute": {"dashboard": {"enabled": True, "matchRule": f"Host(`traefik.{site['network']['domain']}`)"}},
+        "providers": {"kubernetesIngress": {"publishedService": {"enabled": True}}},
+    }
+    longhorn = {
+        "defaultSettings": {"defaultReplicaCount": replicas},
+        "persistence": {"defaultClassReplicaCount": replicas},
+    }
+    return {
+        "metallb": helm_release("metallb", {}),
+        # crds.enabled: installCRDs is deprecated
+        "cert-manager": helm_release("cert-manager", {"crds": {"enabled": True}}),
+        "traefik": helm_release("traefik", traefik),
+        "longhorn": helm_release("longhorn", longhorn),
+    }
+
+
+def metallb_pool(site: dict) -> list:
+    addresses = [a if "/" in a else a.replace(" ", "") for a in site["metallb"]["addresses"]]
+    return [
+        {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": _meta("site", "metallb-system"),
+         "spec": {"addresses": addresses}},
+        {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": _meta("site", "metallb-system"),
+         "spec": {"ipAddressPools": ["site"]}},
+    ]  # fmt: skip
+
+
+def cluster_issuers(site: dict) -> list:
+    """A self-signed root, a CA certificate for the site's domain made from it, and the issuer that signs with it."""
+    domain = site["network"]["domain"]
+    return [
+        {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": _meta("selfsigned"),
+         "spec": {"selfSigned": {}}},
+        {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": _meta("site-ca", "cert-manager"),
+         "spec": {"isCA": True, "commonName": f"{site['site']['name']} CA ({domain})", "secretName": "site-ca",
+                  "duration": "87600h", "privateKey": {"algorithm": "ECDSA", "size": 256},
+                  "issuerRef": {"name": "selfsigned", "kind": "ClusterIssuer", "group": "cert-manager.io"}}},
+        {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": _meta("site-ca"),
+         "spec": {"ca": {"secretName": "site-ca"}}},
+    ]  # fmt: skip
+
+
+def ingresses(site: dict) -> list:
+    """Ingresses for the dashboards, with certificates from the site's CA."""
+    domain = site["network"]["domain"]
+    wanted = [
+        ("longhorn", "longhorn-system", "longhorn-frontend", 80),
+        ("traefik", "traefik", "traefik", 8080),
+    ]
+    docs = []
+    for name, namespace, service, port in wanted:
+        host = f"{name}.{domain}"
+        docs.append({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {**_meta(f"{name}-dashboard", namespace),
+                         "annotations": {"cert-manager.io/cluster-issuer": "site-ca"}},
+            "spec": {
+                "ingressClassName": "traefik",
+                "tls": [{"hosts": [host], "secretName": f"{name}-dashboard-tls"}],
+                "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                    "service": {"name": service, "port": {"number": port}}}}]}}],
+            },
+        })  # fmt: skip
+    return docs
+
+
+def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
+    """relative path -> list of documents: site_path (clusters/<site>) and stage_root (platform/<site>)."""
+    site_path = site_path.strip("/")
+    stage_root = (stage_root or f"platform/{site['site']['name']}").strip("/")
+    infra = {
+        "namespaces.yaml": namespaces(),
+        "repositories.yaml": helm_repositories(),
+        **{f"{name}.yaml": [release] for name, release in releases(site).items()},
+    }
+    config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site)}
+    platform = {"ingresses.yaml": ingresses(site)}
+    files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
+    for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):
+        for name, docs in content.items():
+            files[f"{stage_root}/{stage}/{name}"] = docs
+        files[f"{stage_root}/{stage}/kustomization.yaml"] = [_kustomization(sorted(content))]
+    files[f"{stage_root}/apps/kustomization.yaml"] = [_kustomization([])]
+    return files

@@ -1,0 +1,121 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gitops_render
+short_description: Render a site's GitOps platform (Flux stages, MetalLB, cert-manager, Traefik, Longhorn)
+version_added: 0.1.0
+description:
+  - Writes, into the checkout O(dest) of the site's GitOps repository, the Flux content of the site -
+    C(<site_path>/stages.yaml) with four Kustomizations applied in order (C(infrastructure) ->
+    C(infrastructure-config) -> C(platform) -> C(apps), C(dependsOn), C(wait), C(prune), sops decryption with the
+    C(sops-age) Secret), and under C(<stage_root>/) the HelmRepositories and HelmReleases of MetalLB, cert-manager
+    (CRDs through C(crds.enabled)), Traefik and Longhorn, the MetalLB IPAddressPool and L2Advertisement of the site's
+    C(metallb.addresses), a self-signed CA for the site's domain with its ClusterIssuer, and Ingresses for the
+    Traefik and Longhorn dashboards.
+  - A file is rewritten only when its content changes; the diff shows each changed file. Committing and pushing
+    is the caller's (the role nerv.homelab.gitops_platform).
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+options:
+  site_file:
+    description: The site file.
+    type: path
+    required: true
+  dest:
+    description: The checkout of the GitOps repository.
+    type: path
+    required: true
+  site_path:
+    description: The cluster's directory in the repository (what flux-system applies); the site's C(flux.path).
+    type: str
+  stage_root:
+    description: Where the stages' content goes; defaults to C(platform/<site name>).
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Renders and compares; writes nothing.
+  diff_mode:
+    support: full
+    description: Every file that would change, before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller, in the checkout.
+seealso:
+  - module: nerv.homelab.flux_bootstrap
+"""
+
+EXAMPLES = r"""
+- name: Render the platform into the checkout
+  nerv.homelab.gitops_render:
+    site_file: inventory/home/site.yml
+    dest: ~/.cache/nerv-homelab/gitops/home
+"""
+
+RETURN = r"""
+files:
+  description: Every file rendered, relative to O(dest).
+  returned: always
+  type: list
+  elements: str
+changed_files:
+  description: The files written (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _gitops as gitops
+from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
+from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
+
+HEADER = "# Rendered by nerv.homelab.gitops_render from the site file: edit the site, not this file.\n"
+
+
+def argument_spec() -> dict:
+    return {
+        "site_file": {"type": "path", "required": True},
+        "dest": {"type": "path", "required": True},
+        "site_path": {"type": "str"},
+        "stage_root": {"type": "str"},
+    }
+
+
+def execute(module) -> dict:
+    p = module.params
+    site = load_site(p["site_file"])
+    if not os.path.isdir(p["dest"]):
+        raise gitops.RenderError(f"dest {p['dest']} is not a directory: give the checkout of the GitOps repository")
+    files = gitops.render(site, p["site_path"] or site["flux"]["path"], p["stage_root"])
+    changed, diffs = [], []
+    for relative, docs in files.items():
+        path = os.path.join(p["dest"], relative)
+        text = HEADER + gitops.dump(docs)
+        before = read_text(path)
+        if before == text:
+            continue
+        changed.append(relative)
+        diffs.append({"before_header": relative, "after_header": relative, "before": before or "", "after": text})
+        if not module.check_mode:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_private(path, text, mode=0o644)
+    return {"changed": bool(changed), "files": list(files), "changed_files": changed, "diff": diffs}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, lambda: execute(module), (SiteError, gitops.RenderError))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The rendered platform: stage order, decryption, the site's pool and domain, and schema-valid core objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _gitops as gitops
+from ansible_collections.nerv.homelab.plugins.module_utils.site import load_site
+
+REPO = Path(__file__).resolve().parents[4]
+SITE = load_site(str(REPO / "inventory" / "example-proxmox" / "site.yml"))
+
+
+def files():
+    return gitops.render(SITE, "clusters/home")
+
+
+def docs(path):
+    return files()[path]
+
+
+def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
+    assert [p for p in files() if p.startswith("clusters/home/")] == ["clusters/home/stages.yaml"]
+    stages = docs("clusters/home/stages.yaml")
+    assert [d["metadata"]["name"] for d in stages] == list(gitops.STAGES)
+    depends = [d["spec"].get("dependsOn") for d in stages]
+    assert depends == [None, [{"name": "infrastructure"}], [{"name": "infrastructure-config"}], [{"name": "platform"}]]
+    for stage in stages:
+        spec = stage["spec"]
+        assert spec["wait"] and spec["prune"] and spec["path"] == f"./platform/home/{stage['metadata']['name']}"
+        assert spec["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
+
+
+def test_every_stage_directory_lists_exactly_its_files():
+    rendered = files()
+    for stage in gitops.STAGES:
+        directory = f"platform/home/{stage}/"
+        (kustomization,) = rendered[directory + "kustomization.yaml"]
+        present = sorted(
+            p[len(directory) :] for p in rendered if p.startswith(directory) and not p.endswith("/kustomization.yaml")
+        )
+        assert kustomization["resources"] == present
+
+
+def test_metallb_gets_the_sites_pool_and_cert_manager_its_crds():
+    pool, advertisement = docs("platform/home/infrastructure-config/metallb-pool.yaml")
+    assert pool["spec"]["addresses"] == SITE["metallb"]["addresses"]
+    assert advertisement["spec"]["ipAddressPools"] == ["site"]
+    (release,) = docs("platform/home/infrastructure/cert-manager.yaml")
+    assert release["spec"]["values"] == {"crds": {"enabled": True}}
+    assert release["spec"]["install"]["crds"] == "CreateReplace"
+
+
+def test_dashboards_are_served_for_the_sites_domain_with_its_ca():
+    hosts = [i["spec"]["rules"][0]["host"] for i in docs("platform/home/platform/ingresses.yaml")]
+    assert hosts == ["longhorn.home.lab.example", "traefik.home.lab.example"]
+    issuers = docs("platform/home/infrastructure-config/cluster-issuers.yaml")
+    assert [d["kind"] for d in issuers] == ["ClusterIssuer", "Certificate", "ClusterIssuer"]
+
+
+def test_core_objects_validate_against_the_kubernetes_schema():
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate (requirements-test.txt)"
+    )
+    core = [d for docs_ in files().values() for d in docs_ if d["apiVersion"] in ("v1", "networking.k8s.io/v1")]
+    assert {d["kind"] for d in core} == {"Namespace", "Ingress"}
+    for doc in core:
+        kubernetes_validate.validate(doc, "1.31", strict=True)
+
+
+def test_rendering_is_stable():
+    assert gitops.dump(docs("clusters/home/stages.yaml")) == gitops.dump(docs("clusters/home/stages.yaml"))
