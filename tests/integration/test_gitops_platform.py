@@ -1,0 +1,59 @@
+"""The role gitops_platform against a local bare Git repository standing in for GitHub: check mode pushes
+nothing, the first run commits and pushes the platform, the second changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from ._sites import INVENTORY
+
+
+def git(*args, cwd=None):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def remote(tmp_path):
+    if not shutil.which("git"):
+        pytest.skip("needs git (Debian package git)")
+    bare = tmp_path / "home-gitops.git"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = tmp_path / "seed"
+    git("init", "--quiet", "--initial-branch=main", str(seed))
+    (seed / "README.md").write_text("home-gitops\n")
+    git("add", "README.md", cwd=seed)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "initial", cwd=seed)
+    git("push", "--quiet", str(bare), "main", cwd=seed)
+    return bare
+
+
+def run(ansible_cli, tmp_path, remote, check=False):
+    play = [{"name": "g", "hosts": "localhost", "gather_facts": False, "roles": [
+        {"role": "nerv.homelab.site", "vars": {"site_show_plan": False}},
+        {"role": "nerv.homelab.gitops_platform"}]}]  # fmt: skip
+    extra = {"site_file": str(INVENTORY / "example-proxmox" / "site.yml"), "gitops_platform_repo_url": f"file://{remote}",
+             "gitops_platform_checkout": str(tmp_path / "checkout")}  # fmt: skip
+    result = ansible_cli.playbook(play, "--diff", extra_vars=extra, check=check)
+    assert result.rc == 0, result.describe()
+    return result
+
+
+def commits(remote):
+    return git("--git-dir", str(remote), "log", "--format=%s", "main").splitlines()
+
+
+def test_commits_and_pushes_only_when_the_platform_changed(ansible_cli, tmp_path, remote):
+    checked = run(ansible_cli, tmp_path, remote, check=True)
+    assert checked.task("Render the platform into the checkout")["changed"] and commits(remote) == ["initial"]
+
+    first = run(ansible_cli, tmp_path, remote)
+    assert first.stats()["changed"] > 0
+    assert commits(remote)[0].startswith("nerv.homelab: platform of site home") and len(commits(remote)) == 2
+    tree = git("--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main").splitlines()
+    assert "clusters/home/stages.yaml" in tree and "platform/home/infrastructure/metallb.yaml" in tree
+
+    second = run(ansible_cli, tmp_path, remote)
+    assert second.stats()["changed"] == 0 and len(commits(remote)) == 2, second.describe()
