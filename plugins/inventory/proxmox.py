@@ -115,7 +115,6 @@ import os
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
     ProxmoxClient,
@@ -125,6 +124,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
 from ansible_collections.nerv.homelab.plugins.plugin_utils import _proxmox_inventory as logic
+from ansible_collections.nerv.homelab.plugins.plugin_utils._inventory import populate
 
 CONNECTION_OPTIONS = (
     "url",
@@ -207,23 +207,5 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return cidr
 
     def _populate(self, model):
-        for warning in model.warnings:
-            self.display.warning(f"nerv.homelab.proxmox: {warning}")
-        strict = self.get_option("strict")
-        member_of = {}
-        for group, hosts in model.groups.items():
-            for host in hosts:
-                member_of.setdefault(host, []).append(group)
-        for name, hostvars in model.hosts.items():
-            host = wrap_var(name)
-            safe_vars = wrap_var(hostvars)
-            self.inventory.add_host(host)
-            for key, value in safe_vars.items():
-                self.inventory.set_variable(host, key, value)
-            # Group names are letters, digits and '_' only (or the role_groups of this trusted source):
-            # nothing in them can template, and wrapping 5 names per host costs as much as the host.
-            for group in member_of.get(name, []):
-                self.inventory.add_child(self.inventory.add_group(group), host)
-            self._set_composite_vars(self.get_option("compose"), safe_vars, host, strict=strict)
-            self._add_host_to_composed_groups(self.get_option("groups"), safe_vars, host, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), safe_vars, host, strict=strict)
+        # guest names come from Proxmox: marked unsafe like every other string read from it
+        populate(self, model, wrap_names=True)

@@ -74,10 +74,10 @@ import os
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
 from ansible_collections.nerv.homelab.plugins.plugin_utils import _site_inventory as logic
+from ansible_collections.nerv.homelab.plugins.plugin_utils._inventory import populate
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -140,19 +140,5 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return probe
 
     def _populate(self, model):
-        strict = self.get_option("strict")
-        member_of = {}
-        for group, hosts in model.groups.items():
-            for host in hosts:
-                member_of.setdefault(host, []).append(group)
-        for name, hostvars in model.hosts.items():
-            # MACs and addresses come from the network: never templated
-            safe_vars = wrap_var(hostvars)
-            self.inventory.add_host(name)
-            for key, value in safe_vars.items():
-                self.inventory.set_variable(name, key, value)
-            for group in member_of.get(name, []):
-                self.inventory.add_child(self.inventory.add_group(group), name)
-            self._set_composite_vars(self.get_option("compose"), safe_vars, name, strict=strict)
-            self._add_host_to_composed_groups(self.get_option("groups"), safe_vars, name, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), safe_vars, name, strict=strict)
+        # host names are the site file's own (checked DNS labels) or made from a MAC: no need to mark them
+        populate(self, model, wrap_names=False)
