@@ -135,12 +135,30 @@ def _recipients_for(path: str, recipients: list | None, rules: Rules | None):
     return rule.recipients, rules or rule.rules
 
 
-def plan_values(path: str, identities: list, values: dict, remove: list, recipients=None, rules=None, fmt=None) -> Plan:
-    """Set values (key path -> value) and remove keys; a new file is encrypted to recipients or its creation rule."""
+def _with_generated(values: dict, present: list, generate, token) -> dict:
+    """values plus a fresh token for every key of generate that is neither given nor already in the file."""
+    missing = [key for key in generate if key not in values and key not in present]
+    return {**values, **{key: token() for key in missing}}
+
+
+def plan_values(
+    path: str,
+    identities: list,
+    values: dict,
+    remove: list,
+    recipients=None,
+    rules=None,
+    fmt=None,
+    generate=(),
+    token=None,
+) -> Plan:
+    """Set values (key path -> value), fill the keys of generate that are missing with token(), remove keys; a new
+    file is encrypted to recipients or its creation rule."""
     fmt = stores.format_for(path, fmt)
     document = open_document(path, fmt)
     plan = Plan(path)
     if document is None:
+        values = _with_generated(values, [], generate, token)
         if not values:
             raise SopsError(f"{path} does not exist and there is nothing to put in it: give values or generate")
         plain = {}
@@ -153,6 +171,7 @@ def plan_values(path: str, identities: list, values: dict, remove: list, recipie
     else:
         before = _decrypt(document, identities, path)
         plan.before_recipients, plan._before_keys = document.recipients, key_paths(before)
+        values = _with_generated(values, plan._before_keys, generate, token)
         plain = before
         for key in remove:
             plain = remove_path(plain, split_key(key))

@@ -185,22 +185,18 @@ def plan(params: dict):
     path, fmt = params["path"], params["format"]
     rules = Rules("encrypted_regex", params["encrypted_regex"]) if params["encrypted_regex"] else None
     values = _flatten(params["values"])
-    missing = _missing(path, ids, params["generate"], fmt)
-    values.update({key: secrets.token_urlsafe(params["generate_bytes"]) for key in missing if key not in values})
     steps = []
-    if values or params["remove"] or not (params["updatekeys"] or params["rotate"]):
-        steps.append(files.plan_values(path, ids, values, params["remove"], params["recipients"], rules, fmt))
+    if values or params["remove"] or params["generate"] or not (params["updatekeys"] or params["rotate"]):
+
+        def token():
+            return secrets.token_urlsafe(params["generate_bytes"])
+
+        steps.append(
+            files.plan_values(
+                path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"], token
+            )
+        )
     return ids, steps
-
-
-def _missing(path, ids, keys, fmt) -> list:
-    if not keys:
-        return []
-    document = files.open_document(path, fmt)
-    if document is None:
-        return list(keys)
-    present = files.key_paths(files.decrypt_file(path, ids, fmt))
-    return [key for key in keys if key not in present]
 
 
 def execute(module) -> dict:
