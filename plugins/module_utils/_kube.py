@@ -17,6 +17,9 @@ try:
 except ImportError:  # api_client reports it
     k8s_client = k8s_config = None
 
+# The argument spec of nerv.homelab.kubeconfig (doc fragment).
+KUBECONFIG_OPTIONS = {"kubeconfig": {"type": "path", "required": True}, "context": {"type": "str"}}
+
 FLUX_KINDS = {
     "GitRepository": ("source.toolkit.fluxcd.io", "v1", "gitrepositories"),
     "OCIRepository": ("source.toolkit.fluxcd.io", "v1beta2", "ocirepositories"),

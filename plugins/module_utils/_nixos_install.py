@@ -38,6 +38,14 @@ exit 0
 """
 
 
+# The argument spec of nerv.homelab.ssh_target (doc fragment): how a module logs in to a host.
+SSH_OPTIONS = {
+    "port": {"type": "int", "default": 22},
+    "user": {"type": "str", "default": "root"},
+    "identity_file": {"type": "path"},
+}
+
+
 class InstallError(Exception):
     """Any refusal or failure of an install; the module boundary turns it into fail_json with details."""
 
@@ -226,6 +234,13 @@ class Run:
     rc: int
     steps: list
     tail: list
+
+
+def log_path(given: str | None, name: str) -> str:
+    """given, or ~/.cache/nerv-homelab/<name>; its directory made private (0700) when missing."""
+    path = given or os.path.join(os.environ.get("HOME", "/root"), ".cache", "nerv-homelab", name)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return path
 
 
 def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None) -> Run:

@@ -18,14 +18,9 @@ description:
     environment (C(GITHUB_TOKEN), or C(GIT_PASSWORD) for O(provider=git)); it is never in argv, output or errors.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.kubeconfig
 options:
-  kubeconfig:
-    description: The cluster's kubeconfig.
-    type: path
-    required: true
-  context:
-    description: The kubeconfig context.
-    type: str
   provider:
     description: C(github) (C(flux bootstrap github), with a deploy key) or C(git) (any Git server by URL).
     type: str
@@ -91,7 +86,6 @@ attributes:
     platforms: posix
     description: Runs on the controller, where the flux CLI and the kubeconfig are.
 requirements:
-  - kubernetes (Python)
   - the flux CLI
 seealso:
   - module: nerv.homelab.flux_status
@@ -136,13 +130,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nerv.homelab.plugins.module_utils import _flux as flux
 from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import log_path, run_logged
 
 
 def argument_spec() -> dict:
     return {
-        "kubeconfig": {"type": "path", "required": True},
-        "context": {"type": "str"},
+        **kube.KUBECONFIG_OPTIONS,
         "provider": {"type": "str", "choices": ["github", "git"], "default": "github"},
         "owner": {"type": "str"},
         "repository": {"type": "str"},
@@ -190,8 +183,7 @@ def execute(module) -> dict:
     token = os.environ.get(p["token_env"])
     if p["provider"] == "github" and not token:
         raise kube.KubeError(f"the Git token is not in the environment variable {p['token_env']}: export it first")
-    log_file = p["log_file"] or os.path.join(os.environ.get("HOME", "/root"), ".cache/nerv-homelab/flux_bootstrap.log")
-    os.makedirs(os.path.dirname(log_file), mode=0o700, exist_ok=True)
+    log_file = log_path(p["log_file"], "flux_bootstrap.log")
     run = run_logged(argv, log_file, p["timeout"] + 600, env=flux.bootstrap_env(p["provider"], token))
     if run.rc != 0:
         tail = [line.replace(token, "********") if token else line for line in run.tail]

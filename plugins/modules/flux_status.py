@@ -19,14 +19,9 @@ description:
   - Read-only; it never changes anything.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.kubeconfig
 options:
-  kubeconfig:
-    description: The kubeconfig file of the cluster.
-    type: path
-    required: true
-  context:
-    description: The kubeconfig context; its current context by default.
-    type: str
   namespace:
     description: Only objects in this namespace; all namespaces by default.
     type: str
@@ -59,8 +54,6 @@ attributes:
     support: full
     platforms: posix
     description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
-requirements:
-  - kubernetes (Python)
 seealso:
   - module: nerv.homelab.k8s_nodes_ready
 """
@@ -112,8 +105,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_
 def argument_spec() -> dict:
     kinds = list(kube.FLUX_KINDS)
     return {
-        "kubeconfig": {"type": "path", "required": True},
-        "context": {"type": "str"},
+        **kube.KUBECONFIG_OPTIONS,
         "namespace": {"type": "str"},
         "kinds": {"type": "list", "elements": "str", "choices": kinds, "default": kinds},
         "wait": {"type": "bool", "default": False},

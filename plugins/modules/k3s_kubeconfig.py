@@ -17,6 +17,8 @@ description:
     shows the server and the context only).
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.ssh_target
 options:
   host:
     description: The host's name (for messages).
@@ -26,17 +28,6 @@ options:
     description: The host's address; the kubeconfig's server becomes C(https://<address>:6443).
     type: str
     required: true
-  port:
-    description: SSH port.
-    type: int
-    default: 22
-  user:
-    description: SSH user (root can read the file).
-    type: str
-    default: root
-  identity_file:
-    description: The SSH private key to log in with.
-    type: path
   known_hosts:
     description: The site's known_hosts pinning the host's key.
     type: path
@@ -98,7 +89,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._k3s import fetch_kubeconfig, rewrite, summary
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import InstallError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import SSH_OPTIONS, InstallError, Target
 from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
 
 
@@ -106,9 +97,7 @@ def argument_spec() -> dict:
     return {
         "host": {"type": "str", "required": True},
         "address": {"type": "str", "required": True},
-        "port": {"type": "int", "default": 22},
-        "user": {"type": "str", "default": "root"},
-        "identity_file": {"type": "path"},
+        **SSH_OPTIONS,
         "known_hosts": {"type": "path", "required": True},
         "dest": {"type": "path", "required": True},
         "remote_path": {"type": "str", "default": "/etc/rancher/k3s/k3s.yaml"},

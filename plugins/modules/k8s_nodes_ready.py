@@ -16,14 +16,9 @@ description:
   - Read-only.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.kubeconfig
 options:
-  kubeconfig:
-    description: The kubeconfig file of the cluster.
-    type: path
-    required: true
-  context:
-    description: The kubeconfig context; its current context by default.
-    type: str
   names:
     description: The node names that must be Ready (the site's host names).
     type: list
@@ -48,8 +43,6 @@ attributes:
     support: full
     platforms: posix
     description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
-requirements:
-  - kubernetes (Python)
 seealso:
   - module: nerv.homelab.flux_status
 """
@@ -79,8 +72,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_
 
 def argument_spec() -> dict:
     return {
-        "kubeconfig": {"type": "path", "required": True},
-        "context": {"type": "str"},
+        **kube.KUBECONFIG_OPTIONS,
         "names": {"type": "list", "elements": "str", "required": True},
         "timeout": {"type": "int", "default": 600},
         "interval": {"type": "float", "default": 5},

@@ -18,6 +18,8 @@ description:
   - For day-2 changes and for VMs cloned from the template, which already run NixOS.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.ssh_target
 options:
   host:
     description: The host - C(nixosConfigurations.<host>) of O(flake).
@@ -31,17 +33,6 @@ options:
     description: The host's address.
     type: str
     required: true
-  port:
-    description: SSH port.
-    type: int
-    default: 22
-  user:
-    description: SSH user (root, or a user allowed to activate systems).
-    type: str
-    default: root
-  identity_file:
-    description: The SSH private key to log in with.
-    type: path
   known_hosts:
     description: The site's known_hosts pinning the host's key; connections are refused when it does not match.
     type: path
@@ -125,7 +116,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_deploy as nd
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import HOST, InstallError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import (
+    HOST,
+    SSH_OPTIONS,
+    InstallError,
+    Target,
+    log_path,
+)
 
 
 def argument_spec() -> dict:
@@ -133,9 +130,7 @@ def argument_spec() -> dict:
         "host": {"type": "str", "required": True},
         "flake": {"type": "path", "required": True},
         "address": {"type": "str", "required": True},
-        "port": {"type": "int", "default": 22},
-        "user": {"type": "str", "default": "root"},
-        "identity_file": {"type": "path"},
+        **SSH_OPTIONS,
         "known_hosts": {"type": "path", "required": True},
         "action": {"type": "str", "choices": list(nd.ACTIONS), "default": "switch"},
         "log_file": {"type": "path"},
@@ -161,10 +156,7 @@ def execute(module) -> dict:
     result["diff"] = {"before": f"{before}\n", "after": f"{want}\n"}
     if before == want or module.check_mode:
         return result
-    log_file = p["log_file"] or os.path.join(
-        os.environ.get("HOME", "/root"), ".cache/nerv-homelab/nixos_deploy", f"{p['host']}.log"
-    )
-    os.makedirs(os.path.dirname(log_file), mode=0o700, exist_ok=True)
+    log_file = log_path(p["log_file"], f"nixos_deploy/{p['host']}.log")
     nd.rebuild(argv, target, p["known_hosts"], log_file, p["timeout"])
     now = nd.running_system(target, p["known_hosts"], p["action"])
     if now != want:

@@ -26,6 +26,8 @@ description:
     it without host key checking; the installed host is then verified against the pinned key.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.ssh_target
 options:
   host:
     description: The host's name - C(nixosConfigurations.<host>) of O(flake) and the hostname expected afterwards.
@@ -42,17 +44,6 @@ options:
   address_after:
     description: Where the installed host answers (its static address); defaults to O(address).
     type: str
-  port:
-    description: SSH port.
-    type: int
-    default: 22
-  user:
-    description: SSH user on the target.
-    type: str
-    default: root
-  identity_file:
-    description: The SSH private key nixos-anywhere and the probes log in with.
-    type: path
   disk:
     description:
       - The disk that will be wiped, as C(/dev/disk/by-id/...) (the host's C(disk_id) in the site file). Checked
@@ -184,9 +175,7 @@ def argument_spec() -> dict:
         "flake": {"type": "path", "required": True},
         "address": {"type": "str", "required": True},
         "address_after": {"type": "str"},
-        "port": {"type": "int", "default": 22},
-        "user": {"type": "str", "default": "root"},
-        "identity_file": {"type": "path"},
+        **ni.SSH_OPTIONS,
         "disk": {"type": "str"},
         "extra_files": {"type": "path"},
         "host_key": {"type": "str", "no_log": False},  # a public key
@@ -223,10 +212,7 @@ def execute(module) -> dict:
 
 
 def _install(p, argv, after, pinned) -> dict:
-    log_file = p["log_file"] or os.path.join(
-        os.environ.get("HOME", "/root"), ".cache/nerv-homelab/nixos_install", f"{p['host']}.log"
-    )
-    os.makedirs(os.path.dirname(log_file), mode=0o700, exist_ok=True)
+    log_file = ni.log_path(p["log_file"], f"nixos_install/{p['host']}.log")
     run = ni.run_logged(argv, log_file, p["timeout"])
     if run.rc != 0:
         last = run.steps[-1] if run.steps else "(before the first step)"

@@ -1,0 +1,23 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    """How the modules that reach a host over SSH log in (Target in plugins/module_utils/_nixos_install.py)."""
+
+    DOCUMENTATION = r"""
+options:
+  port:
+    description: SSH port.
+    type: int
+    default: 22
+  user:
+    description: SSH user on the host (root, or a user allowed to do what the module does there).
+    type: str
+    default: root
+  identity_file:
+    description: The SSH private key to log in with (keys only, never a password prompt).
+    type: path
+"""
