@@ -39,6 +39,12 @@ class Machine:
     etc_files: dict | None = None  # files added to a private copy of /etc (path relative to /etc -> content)
 
 
+def keygen(path: Path) -> Path:
+    """A fresh ed25519 key pair at path (and path.pub), no passphrase, no comment."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True)
+    return path
+
+
 class Lan:
     """ctl namespace with bridge br0 at gateway/prefix; add() plugs machines into it."""
 

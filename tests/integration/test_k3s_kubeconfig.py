@@ -4,14 +4,13 @@ private copy of /etc) holds canary credentials that must never reach the output.
 from __future__ import annotations
 
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ._ansible import AnsibleCli
-from ._netns import Lan, Machine
+from ._netns import Lan, Machine, keygen
 from ._skips import require_commands, require_netns
 
 ADDRESS = "10.77.0.11"
@@ -36,11 +35,6 @@ users:
     client-certificate-data: LS0tLS1DRVJU
     client-key-data: {CANARY}
 """
-
-
-def keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True)
-    return path
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ._ansible import AnsibleCli
-from ._netns import Lan, Machine
+from ._netns import Lan, Machine, keygen
 from ._skips import require_commands, require_netns
 
 FAKE = Path(__file__).resolve().parent / "fixtures" / "fake_nixos_rebuild.py"
@@ -29,11 +29,6 @@ FLAKE = """{
   };
 }
 """
-
-
-def keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True)
-    return path
 
 
 class Rig:

@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from ._ansible import AnsibleCli
-from ._netns import Lan, Machine
+from ._netns import Lan, Machine, keygen
 from ._skips import require_commands, require_netns
 
 FAKE = Path(__file__).resolve().parent / "fixtures" / "fake_nixos_anywhere.py"
 DISK = "nvme-DEMO_SSD_256GB_0000000021"
 ADDRESS = "10.77.0.150"
 INSTALLER = 'ID=nixos\nVARIANT_ID=installer\nPRETTY_NAME="NixOS 25.05 (Warbler)"\n'
-
-
-def keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True)
-    return path
 
 
 class Rig:

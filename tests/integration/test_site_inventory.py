@@ -7,12 +7,10 @@ a machine nobody declared runs sshd at .151, and mini2 is switched off.
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import yaml
 
-from ._ansible import executable, plain
+from ._ansible import AnsibleCli, plain
 from ._netns import Lan
 from ._sites import DEMO_SITE
 from ._skips import require_netns
@@ -53,22 +51,9 @@ def lan(tmp_path):
 
 
 def inventory_in(lan, ansible_cli, directory, *args):
-    """ansible-inventory --list inside the controller namespace; the parsed JSON."""
-    argv = lan.command(str(ansible_cli_path(ansible_cli)), "-i", str(directory / "hosts.site.yml"), "--list", *args)
-    done = subprocess.run(
-        argv,
-        cwd=ansible_cli.repo,
-        env=ansible_cli.environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done
-
-
-def ansible_cli_path(_ansible_cli):
-    return executable("ansible-inventory")
+    """ansible-inventory --list of the directory's source, inside the controller namespace (lan None: outside)."""
+    cli = AnsibleCli(ansible_cli.tmp_path, wrapper=lan.command()) if lan else ansible_cli
+    return cli.inventory("-i", str(directory / "hosts.site.yml"), "--list", *args)
 
 
 def hostvars(listing, name):
@@ -84,7 +69,7 @@ def test_bare_metal_is_found_by_mac_and_strangers_are_unclaimed(lan, ansible_cli
     lan.add(STRANGER, "10.77.0.151", sshd=True)
     lan.add(MACS["mini3"], "10.77.0.152")
     done = inventory_in(lan, ansible_cli, site_dir(tmp_path))
-    assert done.returncode == 0, done.stderr
+    assert done.rc == 0, done.stderr
     listing = plain(yaml.safe_load(done.stdout))
 
     mini1 = hostvars(listing, "mini1")
@@ -110,7 +95,7 @@ def test_without_discovery_every_host_has_its_static_address(lan, ansible_cli, t
     directory = site_dir(tmp_path)
     (directory / "hosts.site.yml").write_text("plugin: nerv.homelab.site\ndiscover: false\n")
     done = inventory_in(lan, ansible_cli, directory)
-    assert done.returncode == 0, done.stderr
+    assert done.rc == 0, done.stderr
     listing = plain(yaml.safe_load(done.stdout))
     assert hostvars(listing, "mini1")["ansible_host"] == "10.77.0.21"
     assert "nerv_discovered" not in hostvars(listing, "mini1") and not members(listing, "unclaimed")
@@ -120,7 +105,7 @@ def test_a_declared_mac_at_two_addresses_is_an_error(lan, ansible_cli, tmp_path)
     lan.add(MACS["mini1"], "10.77.0.150", sshd=True)
     lan.add(MACS["mini1"], "10.77.0.153")
     done = inventory_in(lan, ansible_cli, site_dir(tmp_path))
-    assert done.returncode != 0
+    assert done.rc != 0
     assert "58:47:ca:77:00:21 of mini1 answers at 10.77.0.150 and at 10.77.0.153" in done.stderr
 
 
@@ -133,16 +118,8 @@ def test_a_cached_scan_is_reused(lan, ansible_cli, tmp_path):
         f"cache_connection: {cache}\ncache_timeout: 600\n"
     )
     first = inventory_in(lan, ansible_cli, directory)
-    assert first.returncode == 0, first.stderr
+    assert first.rc == 0, first.stderr
     lan.close()  # the LAN is gone: only the cache can say where mini1 was
-    second = subprocess.run(
-        [str(ansible_cli_path(ansible_cli)), "-i", str(directory / "hosts.site.yml"), "--list"],
-        cwd=ansible_cli.repo,
-        env=ansible_cli.environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert second.returncode == 0, second.stderr
+    second = inventory_in(None, ansible_cli, directory)
+    assert second.rc == 0, second.stderr
     assert hostvars(plain(yaml.safe_load(second.stdout)), "mini1")["ansible_host"] == "10.77.0.150"
