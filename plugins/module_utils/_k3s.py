@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import InstallError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target
 
 try:
     import yaml
@@ -20,12 +20,12 @@ def fetch_kubeconfig(target: Target, known_hosts: str, remote_path: str) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired:
-        raise InstallError(f"{target.host} at {target.address} did not answer within 120 s") from None
+        raise HostError(f"{target.host} at {target.address} did not answer within 120 s") from None
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
         if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
             last = f"its host key does not match the pinned one in {known_hosts} ({last})"
-        raise InstallError(f"cannot read {remote_path} on {target.host} at {target.address}: {last}")
+        raise HostError(f"cannot read {remote_path} on {target.host} at {target.address}: {last}")
     return done.stdout
 
 
@@ -37,7 +37,7 @@ def rewrite(text: str, server: str, name: str | None) -> str:
         config = None
     if not isinstance(config, dict) or not config.get("clusters"):
         # the message must not quote the text: it holds the admin credentials
-        raise InstallError("the file fetched is not a kubeconfig (no clusters): is K3s installed and started there?")
+        raise HostError("the file fetched is not a kubeconfig (no clusters): is K3s installed and started there?")
     for cluster in config["clusters"]:
         cluster.setdefault("cluster", {})["server"] = server
     if name:

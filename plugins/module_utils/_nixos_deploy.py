@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import InstallError, Target, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target, run_logged
 
 ACTIONS = ("switch", "boot", "test")
 STORE_PATH = re.compile(r"^/nix/store/[a-z0-9]{32}-[^/\s]+$")
@@ -34,11 +34,11 @@ def wanted_system(nix: str, flake: str, host: str, timeout: int = 600) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise InstallError(f"evaluating {host}'s system took longer than {timeout} s") from None
+        raise HostError(f"evaluating {host}'s system took longer than {timeout} s") from None
     path = done.stdout.strip()
     if done.returncode != 0 or not STORE_PATH.match(path):
         tail = " | ".join(done.stderr.strip().splitlines()[-5:])
-        raise InstallError(f"cannot evaluate nixosConfigurations.{host} of {flake}: {tail or path!r}")
+        raise HostError(f"cannot evaluate nixosConfigurations.{host} of {flake}: {tail or path!r}")
     return path
 
 
@@ -56,7 +56,7 @@ def running_system(target: Target, known_hosts: str, action: str) -> str:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
         if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
             reason = f"its host key does not match the pinned one in {known_hosts} ({reason})"
-        raise InstallError(f"cannot read {target.host}'s system at {target.address}: {reason}")
+        raise HostError(f"cannot read {target.host}'s system at {target.address}: {reason}")
     return done.stdout.strip()
 
 
@@ -71,7 +71,7 @@ def rebuild(argv: list, target: Target, known_hosts: str, log_file: str, timeout
     env = dict(os.environ, NIX_SSHOPTS=" ".join(shlex.quote(o) for o in ssh_options(target, known_hosts)))
     run = run_logged(argv, log_file, timeout, env=env)
     if run.rc != 0:
-        raise InstallError(
+        raise HostError(
             f"nixos-rebuild {argv[1]} of {target.host} failed (exit {run.rc}); see {log_file}",
             tail=run.tail,
             log_file=log_file,

@@ -14,15 +14,14 @@ import shlex
 import socket
 import subprocess
 import time
-from collections import deque
 from dataclasses import dataclass, field
+
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
 HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PHASES = ("kexec", "disko", "install", "reboot")
-STEP = re.compile(r"^### (.+) ###\s*$")
 KEXEC_MIN_KB = 1536 * 1024  # nixos-anywhere's kexec image needs about 1.5 GB of RAM
-TAIL_LINES = 25
 
 # Read-only facts of the target, one key=value per line; $1 is the declared disk.
 PROBE_SCRIPT = r"""
@@ -36,41 +35,6 @@ if [ -b "$1" ]; then echo "disk=present"; else echo "disk=missing"; fi
 for d in /dev/disk/by-id/*; do [ -e "$d" ] && echo "by_id=$d"; done
 exit 0
 """
-
-
-# The argument spec of nerv.homelab.ssh_target (doc fragment): how a module logs in to a host.
-SSH_OPTIONS = {
-    "port": {"type": "int", "default": 22},
-    "user": {"type": "str", "default": "root"},
-    "identity_file": {"type": "path"},
-}
-
-
-class InstallError(Exception):
-    """Any refusal or failure of an install; the module boundary turns it into fail_json with details."""
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.details = details
-
-
-@dataclass
-class Target:
-    host: str
-    address: str
-    port: int = 22
-    user: str = "root"
-    identity_file: str = ""
-    connect_timeout: int = 10
-
-    def ssh(self, known_hosts: str, strict: bool) -> list:
-        """ssh argv to the target: keys only, never a prompt, host keys from known_hosts."""
-        argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
-        argv += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
-        argv += ["-o", f"StrictHostKeyChecking={'yes' if strict else 'accept-new'}", "-o", "LogLevel=ERROR"]
-        if self.identity_file:
-            argv += ["-o", "IdentitiesOnly=yes", "-i", self.identity_file]
-        return argv + ["-p", str(self.port), f"{self.user}@{self.address}"]
 
 
 @dataclass
@@ -109,19 +73,19 @@ def parse_facts(text: str) -> Facts:
 def check_inputs(host: str, flake: str, disk: str | None, phases: list, identity_file: str, extra_files: str | None):
     """Bad input fails here, before the target is contacted."""
     if not HOST.match(host):
-        raise InstallError(f"host {host!r} is not a DNS label: it must name nixosConfigurations.<host> of the flake")
+        raise HostError(f"host {host!r} is not a DNS label: it must name nixosConfigurations.<host> of the flake")
     if not os.path.isfile(os.path.join(flake, "flake.nix")):
-        raise InstallError(f"flake {flake} has no flake.nix: give the directory of the site's flake")
+        raise HostError(f"flake {flake} has no flake.nix: give the directory of the site's flake")
     if disk is not None and not BY_ID.match(disk):
-        raise InstallError(
+        raise HostError(
             f"disk {disk!r} of {host} is not a /dev/disk/by-id/... path: name the disk to wipe by its stable id "
             "(ls -l /dev/disk/by-id on the machine), never /dev/sdX or /dev/nvmeXnY"
         )
     unknown = [p for p in phases if p not in PHASES]
     if unknown or not phases:
-        raise InstallError(f"phases must be a non-empty list of {', '.join(PHASES)}; got {', '.join(phases) or 'none'}")
+        raise HostError(f"phases must be a non-empty list of {', '.join(PHASES)}; got {', '.join(phases) or 'none'}")
     if identity_file and not os.path.isfile(identity_file):
-        raise InstallError(f"identity_file {identity_file} does not exist")
+        raise HostError(f"identity_file {identity_file} does not exist")
     if extra_files is not None:
         check_extra_files(extra_files)
 
@@ -130,15 +94,15 @@ def check_extra_files(root: str) -> None:
     """The tree nixos-anywhere copies: the private host key 0600, no directory or file writable by others."""
     key = os.path.join(root, "etc", "ssh", "ssh_host_ed25519_key")
     if not os.path.isfile(key):
-        raise InstallError(
+        raise HostError(
             f"extra_files {root} has no etc/ssh/ssh_host_ed25519_key: prepare it with nerv.homelab.host_keys"
         )
     if os.stat(key).st_mode & 0o077:
-        raise InstallError(f"{key} is readable by others: it must be mode 0600")
+        raise HostError(f"{key} is readable by others: it must be mode 0600")
     for directory, _dirs, files in os.walk(root):
         for path in [directory, *(os.path.join(directory, f) for f in files)]:
             if os.lstat(path).st_mode & 0o022:
-                raise InstallError(f"{path} in extra_files is writable by group or others")
+                raise HostError(f"{path} in extra_files is writable by group or others")
 
 
 def probe(target: Target, known_hosts: str, disk: str | None, timeout: int = 60) -> Facts:
@@ -147,12 +111,12 @@ def probe(target: Target, known_hosts: str, disk: str | None, timeout: int = 60)
     try:
         done = subprocess.run(argv, input=PROBE_SCRIPT, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise InstallError(
+        raise HostError(
             f"{target.host} at {target.address}:{target.port} did not answer over SSH within {timeout} s"
         ) from None
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
-        raise InstallError(f"cannot reach {target.host} at {target.address}:{target.port} over SSH: {reason}")
+        raise HostError(f"cannot reach {target.host} at {target.address}:{target.port} over SSH: {reason}")
     return parse_facts(done.stdout)
 
 
@@ -191,7 +155,7 @@ def decide(target: Target, facts: Facts, disk: str | None, reinstall: bool, is_p
     elif reinstall:
         plan = Plan("install", f"reinstall asked for {target.host}, which runs {facts.pretty_name} ({facts.hostname})")
     else:
-        raise InstallError(
+        raise HostError(
             f"{target.host} at {target.address} runs an installed {facts.pretty_name} "
             f"(hostname {facts.hostname or '?'}), "
             f"not a NixOS installer: installing would wipe {disk or 'its disk'}. Boot it from the installer, or set "
@@ -199,7 +163,7 @@ def decide(target: Target, facts: Facts, disk: str | None, reinstall: bool, is_p
             facts=facts.__dict__,
         )
     if disk and not facts.disk_present:
-        raise InstallError(
+        raise HostError(
             f"disk {disk} is not on {target.host}; its disks by id: {', '.join(facts.by_id) or 'none'}",
             facts=facts.__dict__,
         )
@@ -229,46 +193,8 @@ def argv_for(options: dict, target: Target) -> list:
     return argv + list(options.get("extra_args") or [])
 
 
-@dataclass
-class Run:
-    rc: int
-    steps: list
-    tail: list
-
-
-def log_path(given: str | None, name: str) -> str:
-    """given, or ~/.cache/nerv-homelab/<name>; its directory made private (0700) when missing."""
-    path = given or os.path.join(os.environ.get("HOME", "/root"), ".cache", "nerv-homelab", name)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    return path
-
-
-def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None) -> Run:
-    """Run argv, streaming its output to log_file (0600) and collecting the '### step ###' lines."""
-    steps, tail = [], deque(maxlen=TAIL_LINES)
-    handle = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    deadline = time.monotonic() + timeout
-    with os.fdopen(handle, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
-        with subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
-        ) as proc:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                tail.append(line.rstrip("\n"))
-                step = STEP.match(line.strip())
-                if step:
-                    steps.append(step.group(1))
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    raise InstallError(f"nixos-anywhere ran longer than {timeout} s and was stopped", log_file=log_file)
-            rc = proc.wait()
-    return Run(rc, steps, list(tail))
-
-
 def wait_for_ssh(target: Target, timeout: int, interval: float = 2.0) -> None:
-    """Until TCP port 22 of the target accepts connections again (after the reboot), or InstallError."""
+    """Until TCP port 22 of the target accepts connections again (after the reboot), or HostError."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -277,7 +203,7 @@ def wait_for_ssh(target: Target, timeout: int, interval: float = 2.0) -> None:
         except OSError as exc:
             last = exc.strerror or str(exc)
         if time.monotonic() > deadline:
-            raise InstallError(
+            raise HostError(
                 f"{target.host} did not come back at {target.address}:{target.port} within {timeout} s ({last})"
             )
         time.sleep(interval)
@@ -287,7 +213,7 @@ def verify(target: Target, pinned_key: str | None, known_hosts: str | None) -> s
     """After the install: the host presents the pinned key and answers with its own hostname; its hostname."""
     presented = normal_key(scan_host_key(target))
     if pinned_key and presented != normal_key(pinned_key):
-        raise InstallError(
+        raise HostError(
             f"{target.host} at {target.address} now presents host key {presented or '(none)'} but the pinned key is "
             f"{normal_key(pinned_key)}: this is not the host that was installed, or its key was not carried over. "
             "Nothing more was done; do not trust this machine until you know why"
@@ -296,8 +222,8 @@ def verify(target: Target, pinned_key: str | None, known_hosts: str | None) -> s
     argv = target.ssh(known_hosts or "/dev/null", strict=strict) + ["hostname"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
-        raise InstallError(f"{target.host} came back but SSH as {target.user} failed: {done.stderr.strip()[-300:]}")
+        raise HostError(f"{target.host} came back but SSH as {target.user} failed: {done.stderr.strip()[-300:]}")
     hostname = done.stdout.strip()
     if hostname != target.host:
-        raise InstallError(f"{target.address} came back as {hostname!r}, not {target.host}: check the flake's host")
+        raise HostError(f"{target.address} came back as {hostname!r}, not {target.host}: check the flake's host")
     return hostname

@@ -89,7 +89,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._k3s import fetch_kubeconfig, rewrite, summary
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import SSH_OPTIONS, InstallError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import SSH_OPTIONS, HostError, Target
 from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
 
 
@@ -108,7 +108,7 @@ def argument_spec() -> dict:
 def execute(module) -> dict:
     p = module.params
     if not os.path.isfile(p["known_hosts"]):
-        raise InstallError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
+        raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
     target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
     fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
     text = rewrite(fetched, f"https://{p['address']}:6443", p["name"])
@@ -131,7 +131,7 @@ def _describe(info: dict) -> str:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (InstallError,))
+    run_module(module, lambda: execute(module), (HostError,))
 
 
 if __name__ == "__main__":

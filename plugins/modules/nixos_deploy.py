@@ -116,10 +116,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_deploy as nd
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import (
-    HOST,
+from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import HOST
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import (
     SSH_OPTIONS,
-    InstallError,
+    HostError,
     Target,
     log_path,
 )
@@ -144,9 +144,9 @@ def argument_spec() -> dict:
 def execute(module) -> dict:
     p = module.params
     if not HOST.match(p["host"]):
-        raise InstallError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")
+        raise HostError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")
     if not os.path.isfile(p["known_hosts"]):
-        raise InstallError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
+        raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
     target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
     flake = p["flake"]
     want = nd.wanted_system(p["nix"], flake, p["host"])
@@ -160,13 +160,13 @@ def execute(module) -> dict:
     nd.rebuild(argv, target, p["known_hosts"], log_file, p["timeout"])
     now = nd.running_system(target, p["known_hosts"], p["action"])
     if now != want:
-        raise InstallError(f"nixos-rebuild finished but {p['host']} runs {now}, not {want}", log_file=log_file)
+        raise HostError(f"nixos-rebuild finished but {p['host']} runs {now}, not {want}", log_file=log_file)
     return {**result, "log_file": log_file}
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (InstallError,))
+    run_module(module, lambda: execute(module), (HostError,))
 
 
 if __name__ == "__main__":

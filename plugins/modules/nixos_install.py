@@ -165,6 +165,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_install as ni
+from ansible_collections.nerv.homelab.plugins.module_utils import _remote as remote
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._host_keys import pinned_keys
 
@@ -175,7 +176,7 @@ def argument_spec() -> dict:
         "flake": {"type": "path", "required": True},
         "address": {"type": "str", "required": True},
         "address_after": {"type": "str"},
-        **ni.SSH_OPTIONS,
+        **remote.SSH_OPTIONS,
         "disk": {"type": "str"},
         "extra_files": {"type": "path"},
         "host_key": {"type": "str", "no_log": False},  # a public key
@@ -194,8 +195,8 @@ def argument_spec() -> dict:
 def execute(module) -> dict:
     p = module.params
     ni.check_inputs(p["host"], p["flake"], p["disk"], p["phases"], p["identity_file"] or "", p["extra_files"])
-    target = ni.Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
-    after = ni.Target(p["host"], p["address_after"] or p["address"], p["port"], p["user"], p["identity_file"] or "")
+    target = remote.Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    after = remote.Target(p["host"], p["address_after"] or p["address"], p["port"], p["user"], p["identity_file"] or "")
     pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
     with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
         facts = ni.probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
@@ -212,11 +213,11 @@ def execute(module) -> dict:
 
 
 def _install(p, argv, after, pinned) -> dict:
-    log_file = ni.log_path(p["log_file"], f"nixos_install/{p['host']}.log")
-    run = ni.run_logged(argv, log_file, p["timeout"])
+    log_file = remote.log_path(p["log_file"], f"nixos_install/{p['host']}.log")
+    run = remote.run_logged(argv, log_file, p["timeout"])
     if run.rc != 0:
         last = run.steps[-1] if run.steps else "(before the first step)"
-        raise ni.InstallError(
+        raise remote.HostError(
             f"nixos-anywhere failed for {p['host']} (exit {run.rc}) during step: {last}; see {log_file}. "
             "Re-running continues from the installer",
             steps=run.steps,
@@ -233,7 +234,7 @@ def _install(p, argv, after, pinned) -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (ni.InstallError,))
+    run_module(module, lambda: execute(module), (remote.HostError,))
 
 
 if __name__ == "__main__":

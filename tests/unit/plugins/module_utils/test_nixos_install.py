@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_install as ni
+from ansible_collections.nerv.homelab.plugins.module_utils import _remote as remote
 
-TARGET = ni.Target("mini1", "10.0.0.50")
+TARGET = remote.Target("mini1", "10.0.0.50")
 DISK = "/dev/disk/by-id/nvme-X"
 
 
@@ -41,7 +42,7 @@ def test_this_host_already_installed_is_left_alone_unless_reinstall():
 
 
 def test_the_same_name_without_the_pinned_key_is_not_this_host():
-    with pytest.raises(ni.InstallError, match="runs an installed NixOS"):
+    with pytest.raises(remote.HostError, match="runs an installed NixOS"):
         ni.decide(TARGET, facts(variant_id="", hostname="mini1"), DISK, False, False)
 
 
@@ -52,7 +53,7 @@ def test_low_memory_warns_when_kexec_is_needed_only():
 
 
 def test_a_missing_disk_lists_the_disks_there():
-    with pytest.raises(ni.InstallError, match="its disks by id: /dev/disk/by-id/other"):
+    with pytest.raises(remote.HostError, match="its disks by id: /dev/disk/by-id/other"):
         ni.decide(TARGET, facts(disk_present=False, by_id=["/dev/disk/by-id/other"]), DISK, False, False)
 
 
@@ -65,7 +66,7 @@ def test_argv_holds_paths_and_the_chosen_phases_only():
         "hardware_config": "/f/hw.nix",
         "extra_args": ["--build-on-remote"],
     }
-    argv = ni.argv_for(options, ni.Target("mini1", "10.0.0.50", identity_file="/k"))
+    argv = ni.argv_for(options, remote.Target("mini1", "10.0.0.50", identity_file="/k"))
     assert argv[argv.index("--phases") + 1] == "disko,install"
     assert argv[argv.index("--generate-hardware-config") + 1 : argv.index("--generate-hardware-config") + 3] == [
         "nixos-generate-config",
@@ -78,6 +79,6 @@ def test_steps_are_collected_from_the_output(tmp_path):
     script = tmp_path / "na"
     script.write_text("#!/bin/sh\necho '### One ###'\necho noise\necho '### Two ###'\nexit 3\n")
     script.chmod(0o755)
-    run = ni.run_logged([str(script)], str(tmp_path / "log"), timeout=30)
+    run = remote.run_logged([str(script)], str(tmp_path / "log"), timeout=30)
     assert (run.rc, run.steps, run.tail[-1]) == (3, ["One", "Two"], "### Two ###")
     assert (tmp_path / "log").stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,92 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the modules that work on a host over SSH, or run a long external tool, share: how to log in (Target),
+their one error type, and running a command with its output streamed to a private log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass
+
+# nixos-anywhere announces each step as "### <step> ###"; other tools print none, and get no steps.
+STEP = re.compile(r"^### (.+) ###\s*$")
+TAIL_LINES = 25
+
+# The argument spec of nerv.homelab.ssh_target (doc fragment): how a module logs in to a host.
+SSH_OPTIONS = {
+    "port": {"type": "int", "default": 22},
+    "user": {"type": "str", "default": "root"},
+    "identity_file": {"type": "path"},
+}
+
+
+class HostError(Exception):
+    """A refusal or failure on a host or of an external tool; the module boundary turns it into fail_json with
+    its details."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass
+class Target:
+    host: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    identity_file: str = ""
+    connect_timeout: int = 10
+
+    def ssh(self, known_hosts: str, strict: bool) -> list:
+        """ssh argv to the target: keys only, never a prompt, host keys from known_hosts."""
+        argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
+        argv += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        argv += ["-o", f"StrictHostKeyChecking={'yes' if strict else 'accept-new'}", "-o", "LogLevel=ERROR"]
+        if self.identity_file:
+            argv += ["-o", "IdentitiesOnly=yes", "-i", self.identity_file]
+        return argv + ["-p", str(self.port), f"{self.user}@{self.address}"]
+
+
+@dataclass
+class Run:
+    rc: int
+    steps: list
+    tail: list
+
+
+def log_path(given: str | None, name: str) -> str:
+    """given, or ~/.cache/nerv-homelab/<name>; its directory made private (0700) when missing."""
+    path = given or os.path.join(os.environ.get("HOME", "/root"), ".cache", "nerv-homelab", name)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return path
+
+
+def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None) -> Run:
+    """Run argv, streaming its output to log_file (0600) and collecting the '### step ###' lines."""
+    steps, tail = [], deque(maxlen=TAIL_LINES)
+    handle = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    deadline = time.monotonic() + timeout
+    with os.fdopen(handle, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
+        ) as proc:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                tail.append(line.rstrip("\n"))
+                step = STEP.match(line.strip())
+                if step:
+                    steps.append(step.group(1))
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise HostError(f"nixos-anywhere ran longer than {timeout} s and was stopped", log_file=log_file)
+            rc = proc.wait()
+    return Run(rc, steps, list(tail))
