@@ -248,6 +248,21 @@ def age_identity_from_ed25519(private) -> str:
     return bech32_encode("age-secret-key-", hashlib.sha512(seed).digest()[:32]).upper()
 
 
+def new_age_identity() -> str:
+    """A fresh X25519 age identity, AGE-SECRET-KEY-1... (as age-keygen writes it)."""
+    require_libraries()
+    return str(pyrage.x25519.Identity.generate())
+
+
+def age_public(identity: str) -> str:
+    """The age1... recipient of an AGE-SECRET-KEY-1... identity; SopsError (without the value) otherwise."""
+    require_libraries()
+    try:
+        return str(pyrage.x25519.Identity.from_str(str(identity).strip()).to_public())
+    except Exception:  # pyrage raises its own IdentityError or ValueError; the value is a secret, never echoed
+        raise SopsError("the value is not an age identity as age-keygen writes it") from None
+
+
 def new_ssh_host_key(comment: str) -> tuple[bytes, str]:
     """A fresh ed25519 key: (OpenSSH private key bytes, 'ssh-ed25519 AAAA... comment')."""
     require_libraries()

@@ -12,6 +12,8 @@ Pure data: no I/O here.
 
 from __future__ import annotations
 
+import re
+
 try:
     import yaml
 except ImportError:
@@ -163,15 +165,26 @@ def cluster_issuers(site: dict) -> list:
     ]  # fmt: skip
 
 
+# dashboard: (namespace, service, port); the host is <dashboard>.<domain>
+DASHBOARDS = {
+    "traefik": ("traefik", "traefik", 8080),
+    "longhorn": ("longhorn-system", "longhorn-frontend", 80),
+    # Capacitor, a UI for Flux itself (Flux has none of its own), from its published manifests
+    "flux": ("flux-system", "capacitor", 9000),
+}
+CAPACITOR_MANIFESTS = "oci://ghcr.io/gimlet-io/capacitor-manifests"
+
+
+def dashboards(site: dict) -> dict:
+    """dashboard -> its URL on the site's domain."""
+    return {name: f"https://{name}.{site['network']['domain']}/" for name in DASHBOARDS}
+
+
 def ingresses(site: dict) -> list:
     """Ingresses for the dashboards, with certificates from the site's CA."""
     domain = site["network"]["domain"]
-    wanted = [
-        ("longhorn", "longhorn-system", "longhorn-frontend", 80),
-        ("traefik", "traefik", "traefik", 8080),
-    ]
     docs = []
-    for name, namespace, service, port in wanted:
+    for name, (namespace, service, port) in DASHBOARDS.items():
         host = f"{name}.{domain}"
         docs.append({
             "apiVersion": "networking.k8s.io/v1",
@@ -188,6 +201,43 @@ def ingresses(site: dict) -> list:
     return docs
 
 
+def flux_dashboard() -> list:
+    """Capacitor's manifests as an OCI artifact, applied into flux-system by a Kustomization of its own."""
+    return [
+        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+         "metadata": _meta("capacitor", "flux-system"),
+         "spec": {"interval": "12h", "url": CAPACITOR_MANIFESTS, "ref": {"semver": ">=0.1.0"}}},
+        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+         "metadata": _meta("capacitor", "flux-system"),
+         "spec": {"targetNamespace": "flux-system", "interval": "1h", "retryInterval": "2m", "timeout": "5m",
+                  "wait": True, "prune": True, "path": "./",
+                  "sourceRef": {"kind": "OCIRepository", "name": "capacitor"}}},
+    ]  # fmt: skip
+
+
+def parse_sops_config(text: str, path: str) -> dict:
+    """An existing .sops.yaml as a mapping; RenderError naming the file when it is not one."""
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{path} is not valid YAML ({exc}): mend it or remove it") from None
+    if not isinstance(config, dict):
+        raise RenderError(f"{path} is not a mapping of sops settings: mend it or remove it")
+    return config
+
+
+def sops_rules(existing: dict | None, stage_root: str, recipients: list) -> dict:
+    """The repository's .sops.yaml with this site's rule (secrets under stage_root, encrypted to recipients: the
+    admins and the cluster's Flux key) put first; the rules of other sites and the user's own are kept."""
+    path_regex = f"^{re.escape(stage_root)}/.*\\.sops\\.ya?ml$"
+    rule = {"path_regex": path_regex, "encrypted_regex": "^(data|stringData)$", "age": ",".join(recipients)}
+    config = dict(existing or {})
+    rules = config.get("creation_rules") or []
+    others = [r for r in rules if not (isinstance(r, dict) and r.get("path_regex") == path_regex)]
+    config["creation_rules"] = [rule, *others]
+    return config
+
+
 def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     """relative path -> list of documents: site_path (clusters/<site>) and stage_root (platform/<site>)."""
     site_path = site_path.strip("/")
@@ -198,7 +248,7 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
         **{f"{name}.yaml": [release] for name, release in releases(site).items()},
     }
     config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site)}
-    platform = {"ingresses.yaml": ingresses(site)}
+    platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard()}
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
     for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):
         for name, docs in content.items():

@@ -104,6 +104,8 @@ class Plan:
     after_recipients: list = field(default_factory=list)
     keys: list = field(default_factory=list)
     _before_keys: list = field(default_factory=list)
+    # key path -> public value of a generated secret (an age identity's recipient), for the keys of generate
+    public: dict = field(default_factory=dict)
 
     def diff(self) -> dict:
         def listing(keys, recipients, marks):
@@ -151,6 +153,7 @@ def plan_values(
     fmt=None,
     generate=(),
     token=None,
+    public_of=None,
 ) -> Plan:
     """Set values (key path -> value), fill the keys of generate that are missing with token(), remove keys; a new
     file is encrypted to recipients or its creation rule."""
@@ -182,7 +185,16 @@ def plan_values(
         if plan.changed:
             document.encrypt(plain)
     plan.after_recipients, plan.keys, plan.text = document.recipients, key_paths(document.plain or {}), document.text()
+    if public_of:
+        plan.public = {key: _public(public_of, plain, key, path) for key in generate}
     return plan
+
+
+def _public(public_of, plain: dict, key: str, path: str) -> str:
+    try:
+        return public_of(_leaf(plain, key))
+    except SopsError as exc:
+        raise SopsError(f"{path}: {key}: {exc}") from None
 
 
 def _leaf(tree, dotted: str):

@@ -54,6 +54,11 @@ options:
   age_key_file:
     description: The cluster's age identity file (C(AGE-SECRET-KEY-1...)), installed as Secret C(flux-system/sops-age).
     type: path
+  age_key:
+    description:
+      - The cluster's age identity itself, instead of O(age_key_file), e.g. read with the lookup nerv.homelab.sops
+        from the file the role nerv.homelab.sops_keys made. Never logged.
+    type: str
   timeout:
     description: Seconds to wait for C(flux-system) to become Ready after the bootstrap.
     type: int
@@ -100,6 +105,14 @@ EXAMPLES = r"""
     path: clusters/home
     personal: true
     age_key_file: inventory/home/.state/flux-age.key
+
+- name: Bootstrap with the cluster's age key straight from its sops file
+  nerv.homelab.flux_bootstrap:
+    kubeconfig: inventory/home/.state/kubeconfig
+    owner: example-homelab
+    repository: home-gitops
+    path: clusters/home
+    age_key: "{{ lookup('nerv.homelab.sops', 'inventory/home/secrets/cluster/flux.agekey.sops.yaml', key='identity') }}"
 """
 
 RETURN = r"""
@@ -145,6 +158,7 @@ def argument_spec() -> dict:
         "path": {"type": "str", "required": True},
         "token_env": {"type": "str", "default": "GITHUB_TOKEN", "no_log": False},
         "age_key_file": {"type": "path"},
+        "age_key": {"type": "str", "no_log": True},
         "timeout": {"type": "int", "default": 600},
         "interval": {"type": "float", "default": 5},
         "log_file": {"type": "path"},
@@ -153,7 +167,11 @@ def argument_spec() -> dict:
     }
 
 
-def _age_key(path):
+def _age_key(path, value):
+    if value is not None:
+        if not value.strip().startswith("AGE-SECRET-KEY-1"):
+            raise kube.KubeError("age_key holds no age identity: give the identity as age-keygen writes it")
+        return value.strip().encode() + b"\n"
     if not path:
         return None
     try:
@@ -171,7 +189,7 @@ def execute(module) -> dict:
     if p["provider"] == "github" and not (p["owner"] and p["repository"]):
         raise kube.KubeError("provider github needs owner and repository")
     url = flux.source_url(p["provider"], p["owner"], p["repository"], p["url"])
-    age_key = _age_key(p["age_key_file"])
+    age_key = _age_key(p["age_key_file"], p["age_key"])
     api = kube.api_client(p["kubeconfig"], p["context"])
     reasons = flux.differences(flux.current(api), url, p["branch"], p["path"])
     argv = flux.bootstrap_argv(p)
@@ -199,6 +217,7 @@ def main() -> None:
         argument_spec=argument_spec(),
         supports_check_mode=True,
         required_if=[("provider", "git", ["url"])],
+        mutually_exclusive=[("age_key", "age_key_file")],
     )
     run_module(module, lambda: execute(module), (kube.KubeError,))
 

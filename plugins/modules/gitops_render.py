@@ -15,7 +15,7 @@ description:
     C(sops-age) Secret), and under C(<stage_root>/) the HelmRepositories and HelmReleases of MetalLB, cert-manager
     (CRDs through C(crds.enabled)), Traefik and Longhorn, the MetalLB IPAddressPool and L2Advertisement of the site's
     C(metallb.addresses), a self-signed CA for the site's domain with its ClusterIssuer, and Ingresses for the
-    Traefik and Longhorn dashboards.
+    Traefik, Longhorn and Flux (Capacitor) dashboards.
   - A file is rewritten only when its content changes; the diff shows each changed file. Committing and pushing
     is the caller's (the role nerv.homelab.gitops_platform).
 author:
@@ -35,6 +35,13 @@ options:
   stage_root:
     description: Where the stages' content goes; defaults to C(platform/<site name>).
     type: str
+  sops_recipients:
+    description:
+      - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
+        repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
+        C(stringData) to them; the rules of other sites and your own are kept.
+    type: list
+    elements: str
 attributes:
   check_mode:
     support: full
@@ -68,6 +75,11 @@ changed_files:
   returned: always
   type: list
   elements: str
+dashboards:
+  description: Each dashboard's URL (served by Traefik once the platform is up, certificate from the site's CA).
+  returned: always
+  type: dict
+  sample: {traefik: "https://traefik.home.lab/", longhorn: "https://longhorn.home.lab/", flux: "https://flux.home.lab/"}
 """
 
 import os
@@ -75,11 +87,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _gitops as gitops
+from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, check_recipient
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
 from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
 
 HEADER = "# Rendered by nerv.homelab.gitops_render from the site file: edit the site, not this file.\n"
+SOPS_HEADER = "# sops creation rules; nerv.homelab.gitops_render keeps the rule of each site's platform current.\n"
 
 
 def argument_spec() -> dict:
@@ -88,6 +102,7 @@ def argument_spec() -> dict:
         "dest": {"type": "path", "required": True},
         "site_path": {"type": "str"},
         "stage_root": {"type": "str"},
+        "sops_recipients": {"type": "list", "elements": "str"},
     }
 
 
@@ -97,10 +112,12 @@ def execute(module) -> dict:
     if not os.path.isdir(p["dest"]):
         raise gitops.RenderError(f"dest {p['dest']} is not a directory: give the checkout of the GitOps repository")
     files = gitops.render(site, p["site_path"] or site["flux"]["path"], p["stage_root"])
+    texts = {relative: HEADER + gitops.dump(docs) for relative, docs in files.items()}
+    if p["sops_recipients"]:
+        texts[".sops.yaml"] = _sops_yaml(p, site)
     changed, diffs = [], []
-    for relative, docs in files.items():
+    for relative, text in texts.items():
         path = os.path.join(p["dest"], relative)
-        text = HEADER + gitops.dump(docs)
         before = read_text(path)
         if before == text:
             continue
@@ -109,12 +126,22 @@ def execute(module) -> dict:
         if not module.check_mode:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             write_private(path, text, mode=0o644)
-    return {"changed": bool(changed), "files": list(files), "changed_files": changed, "diff": diffs}
+    return {"changed": bool(changed), "files": list(texts), "changed_files": changed, "diff": diffs,
+            "dashboards": gitops.dashboards(site)}  # fmt: skip
+
+
+def _sops_yaml(p: dict, site: dict) -> str:
+    for recipient in p["sops_recipients"]:
+        check_recipient(recipient)
+    path = os.path.join(p["dest"], ".sops.yaml")
+    existing = gitops.parse_sops_config(read_text(path) or "", path)
+    stage_root = (p["stage_root"] or f"platform/{site['site']['name']}").strip("/")
+    return SOPS_HEADER + gitops.dump([gitops.sops_rules(existing, stage_root, p["sops_recipients"])])
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (SiteError, gitops.RenderError))
+    run_module(module, lambda: execute(module), (SiteError, gitops.RenderError, SopsError))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,14 @@ options:
     type: list
     elements: str
     default: []
+  generate_type:
+    description:
+      - What O(generate) fills a missing key with. C(token) is a random token; C(age_identity) is a new age X25519
+        identity (C(AGE-SECRET-KEY-1...)), such as the key a cluster's Flux decrypts the site's Git secrets with;
+        its recipient is returned in RV(public).
+    type: str
+    choices: [token, age_identity]
+    default: token
   generate_bytes:
     description: Random bytes per generated token.
     type: int
@@ -104,6 +112,13 @@ EXAMPLES = r"""
     path: inventory/home/secrets/k3s.sops.yaml
     generate: [token]
 
+- name: Make the cluster's age key for Flux once, and learn its recipient
+  nerv.homelab.sops_file:
+    path: inventory/home/secrets/cluster/flux.agekey.sops.yaml
+    generate: [identity]
+    generate_type: age_identity
+  register: flux_key
+
 - name: A host joined - re-wrap the data key for the recipients .sops.yaml now lists
   nerv.homelab.sops_file:
     path: inventory/home/secrets/k3s.sops.yaml
@@ -140,6 +155,11 @@ recipients:
   returned: always
   type: list
   elements: str
+public:
+  description: For O(generate_type=age_identity), the age recipient of each key path of O(generate) (public).
+  returned: when O(generate_type=age_identity)
+  type: dict
+  sample: {identity: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}
 """
 
 import secrets
@@ -147,7 +167,7 @@ import secrets
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _sops_files as files
-from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError
+from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, age_public, new_age_identity
 from ansible_collections.nerv.homelab.plugins.module_utils._sops import Rules
 from ansible_collections.nerv.homelab.plugins.module_utils._sops_module import IDENTITY_OPTIONS, identities, run_module
 
@@ -158,6 +178,7 @@ def argument_spec() -> dict:
         "format": {"type": "str", "choices": ["yaml", "json", "dotenv"]},
         "values": {"type": "dict", "default": {}, "no_log": True},
         "generate": {"type": "list", "elements": "str", "default": [], "no_log": False},
+        "generate_type": {"type": "str", "choices": ["token", "age_identity"], "default": "token"},
         "generate_bytes": {"type": "int", "default": 32},
         "remove": {"type": "list", "elements": "str", "default": []},
         "updatekeys": {"type": "bool", "default": False},
@@ -191,11 +212,13 @@ def plan(params: dict):
         def token():
             return secrets.token_urlsafe(params["generate_bytes"])
 
+        age = params["generate_type"] == "age_identity"
         steps.append(
             files.plan_values(
-                path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"], token
+                path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"],
+                new_age_identity if age else token, age_public if age else None,
             )
-        )
+        )  # fmt: skip
     return ids, steps
 
 
@@ -209,7 +232,10 @@ def execute(module) -> dict:
         steps.append(_apply(module, files.plan_updatekeys(params["path"], ids, params["recipients"], params["format"])))
     if params["rotate"]:
         steps.append(_apply(module, files.plan_rotate(params["path"], ids, params["format"])))
-    return _result(steps)
+    result = _result(steps)
+    if params["generate_type"] == "age_identity" and params["generate"]:
+        result["public"] = steps[0].public  # the values step, which comes first whenever generate is given
+    return result
 
 
 def _apply(module, step):

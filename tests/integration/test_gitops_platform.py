@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from ._sites import INVENTORY
 
@@ -54,6 +55,9 @@ def test_commits_and_pushes_only_when_the_platform_changed(ansible_cli, tmp_path
     assert commits(remote)[0].startswith("nerv.homelab: platform of site home") and len(commits(remote)) == 2
     tree = git("--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main").splitlines()
     assert "clusters/home/stages.yaml" in tree and "platform/home/infrastructure/metallb.yaml" in tree
+    rules = yaml.safe_load(git("--git-dir", str(remote), "show", "main:.sops.yaml"))["creation_rules"]
+    admins = yaml.safe_load((INVENTORY / "example-proxmox" / "site.yml").read_text())["sops"]["admin_recipients"]
+    assert rules[0]["path_regex"].startswith("^platform/home/") and rules[0]["age"] == ",".join(admins)
 
     second = run(ansible_cli, tmp_path, remote)
     assert second.stats()["changed"] == 0 and len(commits(remote)) == 2, second.describe()

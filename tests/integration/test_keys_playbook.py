@@ -56,6 +56,7 @@ def test_check_mode_then_twice_for_real(ansible_cli, site):
         ".sops.yaml",
         "known_hosts",
         "secrets/k3s.sops.yaml",
+        "secrets/cluster/flux.agekey.sops.yaml",
         *(f"host-keys/{h}.pub" for h in hosts),
         *(f"secrets/host-keys/{h}.sops.yaml" for h in hosts),
     }

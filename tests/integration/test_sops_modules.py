@@ -107,6 +107,35 @@ def test_a_generated_token_is_made_once(run, tmp_path, admin):
     assert not ok(run(make))["changed"] and decrypt(path, admin[0])["token"] == token
 
 
+def test_a_generated_age_identity_is_made_once_and_only_its_recipient_is_shown(run, tmp_path, admin):
+    path = tmp_path / "cluster" / "flux.agekey.sops.yaml"
+    make = task("sops_file", path=str(path), recipients=[admin[1]], generate=["identity"], generate_type="age_identity")
+    first = ok(run(make))  # run() fails the test if AGE-SECRET-KEY appears anywhere in the output
+    identity = decrypt(path, admin[0])["identity"]
+    assert first["changed"] and identity.startswith("AGE-SECRET-KEY-1")
+    recipient = str(pyrage.x25519.Identity.from_str(identity).to_public())
+    assert first["public"] == {"identity": recipient}
+    again = ok(run(make))
+    assert not again["changed"] and again["public"] == {"identity": recipient}
+    assert decrypt(path, admin[0])["identity"] == identity
+
+    age = shutil.which("age")
+    if age:  # the real age encrypts to the returned recipient and opens it with the stored identity
+        key_file = tmp_path / "cluster.agekey"
+        key_file.write_text(identity + "\n")
+        sealed = subprocess.run([age, "-r", recipient], input=b"x", capture_output=True, check=True).stdout
+        opened = subprocess.run([age, "-d", "-i", str(key_file)], input=sealed, capture_output=True, check=True)
+        assert opened.stdout == b"x"
+
+
+def test_a_value_that_is_not_an_age_identity_is_refused_without_showing_it(run, tmp_path, admin):
+    path = tmp_path / "flux.agekey.sops.yaml"
+    ok(run(task("sops_file", path=str(path), recipients=[admin[1]], values={"identity": CANARY})))
+    make = task("sops_file", path=str(path), generate=["identity"], generate_type="age_identity")
+    message = failed(run(make))["msg"]
+    assert "not an age identity" in message
+
+
 def test_updatekeys_follows_sops_yaml_and_the_host_key_opens_the_file(run, tmp_path, admin):
     site = tmp_path / "site"
     secret = site / "secrets" / "k3s.sops.yaml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,15 @@ def test_metallb_gets_the_sites_pool_and_cert_manager_its_crds():
 
 
 def test_dashboards_are_served_for_the_sites_domain_with_its_ca():
-    hosts = [i["spec"]["rules"][0]["host"] for i in docs("platform/home/platform/ingresses.yaml")]
-    assert hosts == ["longhorn.home.lab.example", "traefik.home.lab.example"]
+    ingresses = docs("platform/home/platform/ingresses.yaml")
+    hosts = [i["spec"]["rules"][0]["host"] for i in ingresses]
+    assert hosts == ["traefik.home.lab.example", "longhorn.home.lab.example", "flux.home.lab.example"]
+    assert gitops.dashboards(SITE) == {
+        name: f"https://{name}.home.lab.example/" for name in ("traefik", "longhorn", "flux")
+    }
+    for ingress in ingresses:
+        assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "site-ca"}
+        assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
     issuers = docs("platform/home/infrastructure-config/cluster-issuers.yaml")
     assert [d["kind"] for d in issuers] == ["ClusterIssuer", "Certificate", "ClusterIssuer"]
 
@@ -68,6 +76,43 @@ def test_core_objects_validate_against_the_kubernetes_schema():
     assert {d["kind"] for d in core} == {"Namespace", "Ingress"}
     for doc in core:
         kubernetes_validate.validate(doc, "1.31", strict=True)
+
+
+def test_the_flux_dashboard_is_capacitor_applied_into_flux_system():
+    source, kustomization = docs("platform/home/platform/flux-dashboard.yaml")
+    assert source["kind"] == "OCIRepository" and source["spec"]["url"] == gitops.CAPACITOR_MANIFESTS
+    assert kustomization["spec"]["sourceRef"] == {"kind": "OCIRepository", "name": "capacitor"}
+    assert kustomization["spec"]["targetNamespace"] == "flux-system"
+    (flux_ingress,) = [
+        i for i in docs("platform/home/platform/ingresses.yaml") if i["metadata"]["name"] == "flux-dashboard"
+    ]
+    backend = flux_ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert (flux_ingress["metadata"]["namespace"], backend) == (
+        "flux-system",
+        {"name": "capacitor", "port": {"number": 9000}},
+    )
+
+
+def test_the_sops_rule_of_a_site_is_put_first_and_other_rules_are_kept():
+    own = {"path_regex": "^apps/.*$", "age": "age1other"}
+    other_site = gitops.sops_rules({}, "platform/lab", ["age1lab"])["creation_rules"][0]
+    config = gitops.sops_rules({"creation_rules": [other_site, own], "stores": {"yaml": {"indent": 2}}},
+                               "platform/home", ["age1admin", "age1cluster"])  # fmt: skip
+    rule = config["creation_rules"][0]
+    assert rule == {"path_regex": "^platform/home/.*\\.sops\\.ya?ml$", "encrypted_regex": "^(data|stringData)$",
+                    "age": "age1admin,age1cluster"}  # fmt: skip
+    assert config["creation_rules"][1:] == [other_site, own] and config["stores"] == {"yaml": {"indent": 2}}
+    again = gitops.sops_rules(config, "platform/home", ["age1admin", "age1cluster"])
+    assert again == config, "the same recipients again are no change"
+    assert re.search(rule["path_regex"], "platform/home/apps/db.sops.yaml")
+    assert not re.search(rule["path_regex"], "platform/homelab/apps/db.sops.yaml")
+
+
+def test_a_sops_config_that_is_not_a_mapping_is_refused():
+    with pytest.raises(gitops.RenderError, match="not a mapping"):
+        gitops.parse_sops_config("- a\n", "/repo/.sops.yaml")
+    with pytest.raises(gitops.RenderError, match="not valid YAML"):
+        gitops.parse_sops_config("a: [\n", "/repo/.sops.yaml")
 
 
 def test_rendering_is_stable():
