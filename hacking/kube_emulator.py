@@ -15,6 +15,7 @@ import datetime
 import itertools
 import json
 import re
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ KINDS = [
     Kind("apps", "v1", "deployments", "Deployment"),
     Kind("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository"),
     Kind("source.toolkit.fluxcd.io", "v1", "helmrepositories", "HelmRepository"),
-    Kind("source.toolkit.fluxcd.io", "v1beta2", "ocirepositories", "OCIRepository"),
+    Kind("source.toolkit.fluxcd.io", "v1", "ocirepositories", "OCIRepository"),
     Kind("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization"),
     Kind("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease"),
 ]
@@ -177,16 +178,24 @@ def ready_status(obj: dict, ready: bool = True, reason: str = "ReconciliationSuc
 
 
 class KubeEmulator:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    """tls=(certfile, keyfile) serves HTTPS, as a real API server does (clients verify it against their CA)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: tuple | None = None):
         self.store = Store()
         self.server = ThreadingHTTPServer((host, port), _handler(self.store))
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self) -> KubeEmulator:
         self.thread.start()

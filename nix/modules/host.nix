@@ -24,6 +24,7 @@ in
   imports = [
     ./disko.nix
     ./k3s.nix
+    ./longhorn.nix
     ./sops.nix
   ]
   ++ (

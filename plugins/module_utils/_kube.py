@@ -8,6 +8,7 @@ own) must equal metadata.generation, or a stale Ready from before the last chang
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import asdict, dataclass
 
@@ -22,7 +23,7 @@ KUBECONFIG_OPTIONS = {"kubeconfig": {"type": "path", "required": True}, "context
 
 FLUX_KINDS = {
     "GitRepository": ("source.toolkit.fluxcd.io", "v1", "gitrepositories"),
-    "OCIRepository": ("source.toolkit.fluxcd.io", "v1beta2", "ocirepositories"),
+    "OCIRepository": ("source.toolkit.fluxcd.io", "v1", "ocirepositories"),
     "HelmRepository": ("source.toolkit.fluxcd.io", "v1", "helmrepositories"),
     "Kustomization": ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations"),
     "HelmRelease": ("helm.toolkit.fluxcd.io", "v2", "helmreleases"),
@@ -187,3 +188,43 @@ def wait_nodes(api, names: list, timeout: float, interval: float, clock=time.mon
                 not_ready=missing,
             )
         sleep(interval)
+
+
+def _in_pool(address: str, pool: list) -> bool:
+    """Whether address falls in one of MetalLB's entries (a CIDR or a first-last range)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for entry in pool:
+        if "-" in entry:
+            first, last = (ipaddress.ip_address(part.strip()) for part in entry.split("-", 1))
+            if first.version == ip.version and first <= ip <= last:
+                return True
+        elif ip in ipaddress.ip_network(entry, strict=False):
+            return True
+    return False
+
+
+def load_balancers(api, pool: list) -> list:
+    """Services of type LoadBalancer with the addresses assigned to them, each marked in or outside the pool."""
+    core = k8s_client.CoreV1Api(api)
+    try:
+        services = core.list_service_for_all_namespaces().items
+    except Exception as exc:
+        raise KubeError(f"cannot list the services: {getattr(exc, 'reason', exc)}") from None
+    found = []
+    for service in services:
+        if not service.spec or service.spec.type != "LoadBalancer":
+            continue
+        ingress = (
+            (service.status.load_balancer.ingress or []) if service.status and service.status.load_balancer else []
+        )
+        addresses = [i.ip or i.hostname for i in ingress if i.ip or i.hostname]
+        found.append({
+            "namespace": service.metadata.namespace,
+            "name": service.metadata.name,
+            "addresses": addresses,
+            "in_pool": bool(addresses) and all(_in_pool(a, pool) for a in addresses),
+        })  # fmt: skip
+    return sorted(found, key=lambda s: (s["namespace"], s["name"]))

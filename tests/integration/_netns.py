@@ -7,6 +7,8 @@ removed by close(). Needs root: callers use _skips.require_netns() first.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import os
 import shlex
@@ -18,6 +20,7 @@ from pathlib import Path
 from ._skips import require_commands
 
 _SERIAL = itertools.count()
+CLONE_NEWNET = 0x40000000
 
 
 def _ip(*args: str) -> None:
@@ -37,6 +40,22 @@ class Machine:
     disks: tuple = ()  # names under /dev/disk/by-id, made as block nodes in a private /dev
     run_links: dict | None = None  # a private /run holding these symlinks (e.g. current-system -> a store path)
     etc_files: dict | None = None  # files added to a private copy of /etc (path relative to /etc -> content)
+
+
+@contextlib.contextmanager
+def inside(namespace: str):
+    """Run the with-block's socket calls in a named network namespace (this thread only): a server socket made
+    there stays bound there, and a thread of the test can serve it (e.g. the Kubernetes API on a node's address).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net", "rb") as home, open(f"/run/netns/{namespace}", "rb") as target:
+        if libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {namespace}")
+        try:
+            yield
+        finally:
+            if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back to the test's own namespace")
 
 
 def keygen(path: Path) -> Path:

@@ -143,3 +143,27 @@ def test_nodes_ready_reports_each_node_that_is_not(ansible_cli, tmp_path, api):
     node(api, "worker1", "True")
     result, outcome = run(ansible_cli, tmp_path, api, module="k8s_nodes_ready", names=names, timeout=5)
     assert result.rc == 0 and not outcome["changed"] and set(outcome["nodes"]) == set(names), result.describe()
+
+
+def test_load_balancers_are_listed_with_their_addresses_and_pool_membership(ansible_cli, tmp_path, api):
+    def service(namespace, name, service_type, addresses):
+        status = {"loadBalancer": {"ingress": [{"ip": a} for a in addresses]}}
+        api.store.create(
+            kind("Service"), namespace, {"metadata": {"name": name}, "spec": {"type": service_type}, "status": status}
+        )
+
+    service("traefik", "traefik", "LoadBalancer", ["192.168.20.224"])
+    service("apps", "stray", "LoadBalancer", ["10.9.9.9"])
+    service("apps", "waiting", "LoadBalancer", [])
+    service("apps", "internal", "ClusterIP", [])
+    pool = ["192.168.20.224-192.168.20.239", "10.77.0.0/28"]
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    task = {"name": "the task", "nerv.homelab.k8s_load_balancers": {"kubeconfig": kubeconfig, "pool": pool}}
+    result = ansible_cli.playbook([{"name": "k", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+    outcome = result.task("the task")
+    assert result.rc == 0 and not outcome["changed"], result.describe()
+    assert outcome["services"] == [
+        {"namespace": "apps", "name": "stray", "addresses": ["10.9.9.9"], "in_pool": False},
+        {"namespace": "apps", "name": "waiting", "addresses": [], "in_pool": False},
+        {"namespace": "traefik", "name": "traefik", "addresses": ["192.168.20.224"], "in_pool": True},
+    ]

@@ -21,7 +21,14 @@ from ansible_collections.nerv.homelab.plugins.module_utils import _site_formats
 from ansible_collections.nerv.homelab.plugins.module_utils._site_schema import SITE_SCHEMA
 
 HOSTS_JSON = NIX_DIR / "hosts.json"
-NEW_NIX_FILES = ["lib/hosts.nix", "modules/host.nix", "modules/disko.nix", "modules/k3s.nix", "modules/sops.nix"]
+NEW_NIX_FILES = [
+    "lib/hosts.nix",
+    "modules/host.nix",
+    "modules/disko.nix",
+    "modules/k3s.nix",
+    "modules/longhorn.nix",
+    "modules/sops.nix",
+]
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINU9pb4AcSwRvvlx7xnotXk8P/jB2vMcsoOo2WrkuQWN admin1@laptop"
 FIRST_SERVER = "https://10.77.0.11:6443"
@@ -430,7 +437,7 @@ def stub_pkgs(**packages: dict) -> str:
 @pytest.fixture(scope="module")
 def modules(nix_instantiate):
     expr = (
-        module_args(read_hosts(HOSTS_JSON), stub_pkgs(k3s=STUB_K3S))
+        module_args(read_hosts(HOSTS_JSON), stub_pkgs(k3s=STUB_K3S, **{"nfs-utils": {"name": "nfs-utils"}}))
         + """
       evaluate = host:
         let
@@ -441,6 +448,7 @@ def modules(nix_instantiate):
         in {
           host = h // { imports = map toString h.imports; };
           k3s = import ./nix/modules/k3s.nix a;
+          longhorn = import ./nix/modules/longhorn.nix a;
           # toString: the file need not exist, and --json would copy a path into the store.
           sops = s.sops // { secrets.k3s-token = secret // { sopsFile = toString secret.sopsFile; }; };
           disko = import ./nix/modules/disko.nix a;
@@ -513,12 +521,12 @@ def test_disko_file_systems_and_lvm_match_the_template(modules):
 
 
 def test_host_module_imports_vm_support_only_for_vms(modules):
-    own = ["disko.nix", "k3s.nix", "sops.nix"]
+    own = ["disko.nix", "k3s.nix", "longhorn.nix", "sops.nix"]
     for name in ("cp1", "worker1"):
         imports = modules["hosts"][name]["host"]["imports"]
-        assert [Path(i).name for i in imports[:3]] == own
-        assert imports[3:5] == ["/stub/nixos/modules/profiles/qemu-guest.nix", str(NIX_DIR / "modules/growroot.nix")]
-        assert len(imports) == 5
+        assert [Path(i).name for i in imports[:4]] == own
+        assert imports[4:6] == ["/stub/nixos/modules/profiles/qemu-guest.nix", str(NIX_DIR / "modules/growroot.nix")]
+        assert len(imports) == 6
     assert [Path(i).name for i in modules["hosts"]["mini1"]["host"]["imports"]] == own
     for name in modules["hosts"]:
         assert not any(i.endswith("/base.nix") for i in modules["hosts"][name]["host"]["imports"])
@@ -608,6 +616,18 @@ def test_k3s_module_opens_the_ports_of_the_role(modules):
         "allowedUDPPorts": [8472],
     }
     assert agent == {"enable": True, "allowedTCPPorts": [10250], "allowedTCPPortRanges": [], "allowedUDPPorts": [8472]}
+
+
+def test_longhorn_module_gives_every_host_iscsi_nfs_and_the_fhs_tool_path(modules):
+    initiators = set()
+    for name, evaluated in modules["hosts"].items():
+        longhorn = evaluated["longhorn"]
+        assert longhorn["services"]["openiscsi"]["enable"] is True
+        initiators.add(longhorn["services"]["openiscsi"]["name"])
+        assert longhorn["services"]["openiscsi"]["name"].endswith(f":{name}")
+        assert longhorn["environment"]["systemPackages"] == [{"name": "nfs-utils"}]
+        assert longhorn["systemd"]["tmpfiles"]["rules"] == ["L+ /usr/local/bin - - - - /run/current-system/sw/bin"]
+    assert len(initiators) == len(modules["hosts"]), "each host needs an initiator name of its own"
 
 
 def test_sops_module_reads_the_token_with_the_host_key(modules):
