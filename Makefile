@@ -2,7 +2,7 @@
 # (.venv), which `make venv` creates and keeps in step with requirements*.txt.
 #
 #   make test         ruff, changelog lint, ansible-lint, ansible-test sanity, molecule, then pytest
-#   make demo         ansible-playbook playbooks/site.yml -i inventory/demo
+#   make demo         playbooks/site.yml for inventory/demo through its Proxmox phases, against a local fakepve
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -31,7 +31,7 @@ help:
 	@echo 'make molecule     every scenario under roles/*/molecule/*'
 	@echo 'make unit         pytest tests/unit'
 	@echo 'make integration  pytest tests/integration'
-	@echo 'make demo         validate inventory/demo, then playbooks/template.yml against a local fakepve'
+	@echo 'make demo         playbooks/site.yml for inventory/demo (keys, template, VMs) against a local fakepve'
 	@echo 'make bench        bench/inventory.py: community.proxmox against nerv.homelab.proxmox (minutes)'
 	@echo 'make bench-upload bench/upload.py: peak memory of a 2 GiB upload'
 	@echo 'make clean        remove .venv and test output'
@@ -83,8 +83,7 @@ integration: venv
 	$(BIN)/pytest tests/integration
 
 demo: venv
-	$(BIN)/ansible-playbook playbooks/site.yml -i inventory/demo
-	$(BIN)/python hacking/demo_template.py
+	$(BIN)/python hacking/demo.py
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .ruff_cache

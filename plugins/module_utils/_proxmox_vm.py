@@ -348,8 +348,9 @@ def check_ownership(guest: dict, params: dict) -> None:
         )
 
 
-def find_template(resources, template):
-    """The template's resource entry, from its name or vmid; a ProxmoxError when there is not exactly one."""
+def find_template(resources, template, missing_ok=False):
+    """The template's resource entry, from its name or vmid; a ProxmoxError when there is not exactly one (None
+    when there is none and missing_ok)."""
     text = str(template or "").strip()
     if not text:
         fail("template is required to create a VM: give the template's name or vmid, e.g. template: nixos-base")
@@ -359,6 +360,8 @@ def find_template(resources, template):
             fail(f"template: vmid {text} ({found[0].get('name')!r}) is not a template: give a template's name or vmid")
     else:
         found = [g for g in resources if g.get("template") and g.get("name") == text]
+    if not found and missing_ok:
+        return None
     if not found:
         fail(f"template {text!r} not found: no template of that name or vmid in the cluster; build it first")
     if len(found) > 1:

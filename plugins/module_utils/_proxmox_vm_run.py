@@ -247,10 +247,16 @@ def survey(vm, guest, resources):
             pvm.check_removal(params, found["status"], found["protected"])
     else:
         if guest is None:
-            template = found["template"] = pvm.find_template(resources, params.get("template"))
-            tpath = f"/nodes/{template['node']}/qemu/{template['vmid']}"
-            tconfig = client.get(tpath + "/config") or {}
-            if template.get("node") != params["node"]:
+            # check mode before the template exists (site.yml --check on a new site): plan from the settings alone
+            template = found["template"] = pvm.find_template(resources, params.get("template"), vm.module.check_mode)
+            if template is None:
+                vm.warnings.append(f"template {params.get('template')} does not exist yet: {vm.label()} is planned "
+                                   "from its settings alone; a real run needs the template first")  # fmt: skip
+                tconfig = {}
+            else:
+                tpath = f"/nodes/{template['node']}/qemu/{template['vmid']}"
+                tconfig = client.get(tpath + "/config") or {}
+            if template is not None and template.get("node") != params["node"]:
                 pvm.cross_node_problem(template, tconfig, params, client.get("/cluster/resources", type="storage"))
             config = pvm.cloned_config(tconfig, params)
         else:
@@ -258,7 +264,9 @@ def survey(vm, guest, resources):
             found["lock"] = pvm.lock_of(config)
         updates, changed, before, after = pvm.config_changes(config, params)
         found.update(updates=updates, changed=changed, before=before, after=after)
-        found["resize"] = pvm.disk_change(config, params.get("disk"))
+        # a template still to be built has no disk to compare with yet
+        planned_only = guest is None and found["template"] is None
+        found["resize"] = None if planned_only else pvm.disk_change(config, params.get("disk"))
     found["actions"] = pvm.plan(
         state,
         guest is not None,

@@ -257,46 +257,15 @@ def site_plan(site: dict) -> list:
     flux = site["flux"]
     image = ["{} ({}) on {}".format(template.get("name"), template.get("vmid"), template.get("node"))]
     git = ["{}/{} {}@{}".format(flux["owner"], flux["repository"], flux["path"], flux["branch"])]
+    # Each phase is a play (or plays) of playbooks/site.yml tagged with its name. Hosts are found by the inventory
+    # sources (nerv.homelab.proxmox, nerv.homelab.site), not by a phase.
     phases = [
         ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
-        # Proxmox guests are already listed by the nerv.homelab.proxmox inventory source; bare metal is not.
-        (
-            "discover",
-            "Find the hosts: Proxmox nodes and VMs, bare metal by MAC",
-            everyone,
-            False,
-            "issue 7; meanwhile add a nerv.homelab.site inventory source",
-        ),
-        # Runs on its own as playbooks/template.yml until site.yml chains it.
-        (
-            "template",
-            "Build the NixOS installer ISO and the Proxmox template",
-            vms and image,
-            False,
-            "issue 4; meanwhile run playbooks/template.yml",
-        ),
-        (
-            "provision",
-            "Clone the cluster VMs from the template with cloud-init",
-            vms,
-            False,
-            "issue 5; meanwhile run playbooks/provision.yml",
-        ),
-        (
-            "secrets",
-            "Make per-host age/SSH keys, .sops.yaml rules, pinned known_hosts",
-            everyone,
-            False,
-            "issue 6; meanwhile run playbooks/keys.yml",
-        ),
-        (
-            "install",
-            "Install NixOS with nixos-anywhere, carrying per-host secrets",
-            everyone,
-            False,
-            "issue 7; meanwhile run playbooks/install.yml",
-        ),
-        ("gitops", "Bootstrap Flux on K3s and wait until every release is Ready", git, False, "issue 8"),
+        ("keys", "Per-host SSH/age keys, .sops.yaml, the K3s token, the cluster's Flux key", everyone, True, None),
+        ("template", "Build the NixOS installer ISO and make the Proxmox template", vms and image, True, None),
+        ("vms", "Clone the VMs with cloud-init, wait for their addresses, record their keys", vms, True, None),
+        ("install", "Install NixOS: bare metal with nixos-anywhere, VMs with nixos-rebuild", everyone, True, None),
+        ("bootstrap", "Nodes Ready, the platform pushed to Git, Flux bootstrapped and Ready", git, True, None),
     ]
     return [
         {"phase": name, "summary": summary, "targets": targets, "implemented": done, "tracked_in": where}

@@ -126,7 +126,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports the actions (RV(actions)) and config changes a run would make, and writes nothing.
+    description:
+      - Reports the actions (RV(actions)) and config changes a run would make, and writes nothing.
+      - A VM to be cloned from a template that does not exist yet (C(site.yml --check) on a new site) is planned from
+        its settings alone, with a warning.
   diff_mode:
     support: full
     description: Shows the changed config keys and the status before and after.

@@ -67,6 +67,12 @@ class AnsibleRun:
             if name in (task["name"], task["full_name"])
         ]
 
+    def task_names(self) -> list[str]:
+        """The full name (role prefix included) of every task the run reached, in order."""
+        if self.results is None:
+            raise AssertionError(f"the playbook left no results (did it start?)\n{self.describe()}")
+        return [task["full_name"] for play in self.results["plays"] for task in play["tasks"]]
+
     def task(self, name: str, host: str = "localhost") -> dict[str, Any]:
         """The result of the one task called name on host; fails when it ran on host never or more than once."""
         found = [hosts[host] for hosts in self.tasks(name) if host in hosts]

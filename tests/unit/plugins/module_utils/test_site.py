@@ -278,20 +278,11 @@ def test_load_site_reports_unreadable_and_broken_files(tmp_path):
 
 def test_plan_lists_only_the_phases_the_site_needs():
     metal = [step["phase"] for step in site_plan(normalise_site(_metal()))]
-    assert metal == ["validate", "discover", "secrets", "install", "gitops"]
+    assert metal == ["validate", "keys", "install", "bootstrap"]
     plan = site_plan(normalise_site(_site()))
-    assert [step["phase"] for step in plan] == [
-        "validate",
-        "discover",
-        "template",
-        "provision",
-        "secrets",
-        "install",
-        "gitops",
-    ]
+    assert [step["phase"] for step in plan] == ["validate", "keys", "template", "vms", "install", "bootstrap"]
     assert plan[3]["targets"] == ["cp1", "worker1", "worker2"]
-    assert [s["phase"] for s in plan if s["implemented"]] == ["validate"]
-    assert all(s["tracked_in"] for s in plan if not s["implemented"])
+    assert all(s["implemented"] for s in plan)
 
 
 def test_published_schema_file_matches_the_code():

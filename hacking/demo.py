@@ -1,0 +1,101 @@
+"""DEMO: playbooks/site.yml for inventory/demo through its Proxmox phases, against a local Proxmox emulator.
+
+    .venv/bin/python hacking/demo.py        (make demo)
+
+Nothing here touches a real machine, and this says what it simulates. In a private temporary directory it copies the
+demo site, gives it a throwaway admin age identity (the keys phase needs one; the site's own admin keeps theirs), and
+places the VMs on the template's node with its disk size (the emulator's storage is local to a node, and it applies
+no disk resize). hacking/fakepve_site.py serves fakepve, a Proxmox VE emulator, at the site's URL with its nodes,
+storages and API token, and plays the guests: the installer VM powers off after a moment, a started clone's guest
+agent reports its address and host key. A small file stands in for the installer ISO (Nix cannot build the real one
+without nixpkgs). site.yml then runs for real, twice: validate, keys, template, vms; the second run changes nothing.
+install and bootstrap need real machines (SSH to installed hosts, a K3s API, GitHub) and are left out here; the tests
+run them against network namespaces with sshd, a Kubernetes API emulator and a local Git repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from fakepve_site import SiteFake, write_state
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "inventory" / "demo"
+LEFT_OUT = "install,bootstrap"
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def admin_identity(directory: Path) -> tuple[Path, str]:
+    """A throwaway age identity for the demo's admin: (key file, recipient)."""
+    import pyrage
+
+    identity = pyrage.x25519.Identity.generate()
+    key_file = directory / "admin-keys.txt"
+    key_file.write_text(f"{identity}\n")
+    key_file.chmod(0o600)
+    return key_file, str(identity.to_public())
+
+
+def demo_site(site: dict, recipient: str) -> dict:
+    site = dict(site, sops=dict(site["sops"], admin_recipients=[recipient]))
+    template = site["template"]
+    site["hosts"] = [
+        dict(h, node=template["node"], disk=template["disk"]) if h["kind"] == "vm" else h for h in site["hosts"]
+    ]
+    return site
+
+
+def main() -> int:
+    site = yaml.safe_load((DEMO / "site.yml").read_text())
+    variable = site["proxmox"]["token_secret_env"]
+    secret = os.environ.get(variable) or secrets.token_hex(16)
+    with tempfile.TemporaryDirectory(prefix="nerv-demo-") as tmp:
+        work = Path(tmp)
+        inventory = work / "inventory"
+        shutil.copytree(DEMO, inventory, ignore=shutil.ignore_patterns(".state", "proxmox.yml"))
+        key_file, recipient = admin_identity(work)
+        site = demo_site(site, recipient)
+        fake = SiteFake(site, secret, work)
+        write_state(site, fake, work)
+        # the site as the fake serves it (its URL and CA), in the copied inventory
+        shutil.move(work / "site.yml", inventory / "site.yml")
+        say(f"fakepve, a Proxmox VE emulator, serves {fake.pve.url}; no real machine is touched")
+        say(f"a throwaway admin age identity for this run ({recipient}); the VMs sit on {site['template']['node']}")
+        env = dict(os.environ, PROXMOX_CA_PATH=fake.cafile, SOPS_AGE_KEY_FILE=str(key_file), **{variable: secret})
+        env.pop("SOPS_AGE_KEY", None)
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/site.yml", "-i", str(inventory)]
+        argv += ["--skip-tags", LEFT_OUT, "-e", f"proxmox_template_iso={work / 'installer.iso'}"]
+        argv += ["-e", "proxmox_template_progress_every=2"]
+        recaps = []
+        try:
+            for run in ("makes the keys, the template and the VMs", "changes nothing"):
+                say(f"ansible-playbook playbooks/site.yml -i inventory/demo --skip-tags {LEFT_OUT} ({run})")
+                done = subprocess.run(argv, cwd=REPO, env=env, check=False, capture_output=True, text=True)
+                sys.stdout.write(done.stdout)
+                sys.stderr.write(done.stderr)
+                if done.returncode:
+                    return done.returncode
+                recaps.append(re.search(r"localhost\s*:\s*(ok=.*)", done.stdout).group(1).strip())
+        finally:
+            fake.stop()
+    say(f"first run:  {recaps[0]}")
+    say(f"second run: {recaps[1]}")
+    say("simulated: Proxmox (fakepve), the installer ISO (a stand-in file), the installer powering off, the agents")
+    say(f"not run: {LEFT_OUT} - they need the installed machines, K3s and GitHub; the tests run them against")
+    say("network namespaces with sshd, a Kubernetes API emulator and a local Git repository (docs/kubernetes.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
