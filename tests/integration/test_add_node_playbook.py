@@ -1,0 +1,164 @@
+"""playbooks/add_node.yml: a running one-host site (mini1) declares a second bare-metal host (mini2), which add_node
+keys, installs (a recording fake nixos-anywhere against a real sshd in a network namespace, as in
+test_install_playbook.py) and waits for until the Kubernetes API emulator lists it Ready - a thread plays mini2's
+kubelet, registering the node once its install ran. Also: an undeclared node, or no cluster yet, is refused before
+anything is written."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ._ansible import AnsibleCli
+from ._netns import Lan, Machine, inside
+from ._skips import require_commands, require_netns
+from .test_install_playbook import FAKE, INSTALLER
+
+pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
+pytest.importorskip("kubernetes", reason="the kubernetes client (requirements.txt)")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def site(tmp_path):
+    """The bare-metal example with mini1 (already in the cluster) and mini2 (just declared), a fresh admin."""
+    require_netns()
+    require_commands("sshd", "ssh", "ssh-keygen", "ssh-keyscan")
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text((REPO / "inventory" / "example-baremetal" / "hosts.yml").read_text())
+    data = yaml.safe_load((REPO / "inventory" / "example-baremetal" / "site.yml").read_text())
+    data["hosts"] = data["hosts"][:2]
+    identity = pyrage.x25519.Identity.generate()
+    data["sops"]["admin_recipients"] = [str(identity.to_public())]
+    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    admin = tmp_path / "admin-keys.txt"
+    admin.write_text(f"{identity}\n")
+    admin.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id_ed25519")], check=True)
+    return inventory, admin, data
+
+
+def run(cli, inventory, admin, tmp_path, playbook, **extra):
+    bin_dir = tmp_path / "bin"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        (bin_dir / "nixos-anywhere").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
+        (bin_dir / "nixos-anywhere").chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "SOPS_AGE_KEY_FILE": str(admin),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "SOPS_AGE_SSH_PRIVATE_KEY_FILE": "/dev/null",
+        "FAKE_NIXOS_ANYWHERE_RECORD": str(tmp_path / "record.jsonl"),
+        "FAKE_NIXOS_ANYWHERE_INSTALLED": str(tmp_path / "os-release"),
+    }
+    extra = {
+        "nixos_install_identity_file": str(tmp_path / "id_ed25519"),
+        "nixos_install_flake_dir": str(tmp_path / "flake"),
+        "add_node_interval": 0.5,
+        "add_node_timeout": 60,
+        **extra,
+    }
+    return cli.playbook(REPO / "playbooks" / playbook, inventory=inventory / "hosts.yml", env=env, extra_vars=extra)
+
+
+def files(directory):
+    return {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_an_undeclared_node_or_a_site_without_a_cluster_is_refused(site, tmp_path):
+    inventory, admin, _data = site
+    cli = AnsibleCli(tmp_path)
+    before = files(inventory)
+    for extra, words in (({"node": "mini9"}, "Declare the host"), ({}, "Declare the host"),
+                         ({"node": "mini2"}, "bring the cluster up first")):  # fmt: skip
+        refused = run(cli, inventory, admin, tmp_path, "add_node.yml", **extra)
+        assert refused.rc != 0 and words in refused.output, refused.describe()
+    assert files(inventory) == before, "a refused add_node wrote files"
+    assert not (tmp_path / "record.jsonl").exists()
+
+
+class Kubelet(threading.Thread):
+    """mini1 is a node already; mini2 registers Ready once nixos-anywhere has installed it."""
+
+    def __init__(self, api, record: Path):
+        super().__init__(daemon=True)
+        self.api, self.record, self.done = api, record, threading.Event()
+
+    def register(self, name):
+        from kube_emulator import KINDS, ApiError
+
+        node = next(k for k in KINDS if k.kind == "Node")
+        status = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}]}
+        with contextlib.suppress(ApiError):  # registered already
+            self.api.store.create(node, None, {"metadata": {"name": name}, "status": status})
+
+    def run(self):
+        self.register("mini1")
+        while not self.done.wait(0.3):
+            if self.record.exists() and "#mini2" in self.record.read_text():
+                self.register("mini2")
+
+
+def test_a_declared_bare_metal_node_is_installed_and_waited_for(site, tmp_path):
+    from kube_emulator import KubeEmulator
+
+    from ansible_collections.nerv.homelab.plugins.module_utils import _age, _sops_files
+
+    inventory, admin, data = site
+    keys = run(AnsibleCli(tmp_path), inventory, admin, tmp_path, "keys.yml")
+    assert keys.rc == 0, keys.describe()
+    mini1, mini2 = data["hosts"]
+
+    def host_key(name):
+        plain = _sops_files.decrypt_file(
+            str(inventory / "secrets" / "host-keys" / f"{name}.sops.yaml"), _age.load_identities({}, [str(admin)])
+        )
+        path = tmp_path / f"{name}_host_key"
+        path.write_text(plain["ssh_host_ed25519_key"])
+        path.chmod(0o600)
+        return path
+
+    (tmp_path / "os-release").write_text(INSTALLER)  # mini2 boots the installer
+    (tmp_path / "os-release-mini1").write_text('ID=nixos\nPRETTY_NAME="NixOS 25.05 (Warbler)"\n')  # installed
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
+
+    lan = Lan(tmp_path, "192.168.20.1", 24)
+    api = kubelet = None
+    try:
+        for host, release in ((mini1, "os-release-mini1"), (mini2, "os-release")):
+            machine = Machine(host_key=host_key(host["name"]), authorized_keys=authorized, hostname=host["name"],
+                              os_release=tmp_path / release, disks=(Path(host["disk_id"]).name,))  # fmt: skip
+            lan.add(host["mac"], host["ip"].split("/")[0], machine=machine)
+        with inside(lan.ctl):  # the controller reaches the cluster's API from its own namespace
+            api = KubeEmulator("127.0.0.1", 0)
+        api.start()
+        state = inventory / ".state"
+        state.mkdir(mode=0o700)
+        api.kubeconfig(state / "kubeconfig")
+        kubelet = Kubelet(api, tmp_path / "record.jsonl")
+        kubelet.start()
+        cli = AnsibleCli(tmp_path, wrapper=lan.command())
+        added = run(cli, inventory, admin, tmp_path, "add_node.yml", node="mini2")
+    finally:
+        if kubelet:
+            kubelet.done.set()
+        if api:
+            api.stop()
+        lan.close()
+    assert added.rc == 0, added.describe()
+    records = [json.loads(line) for line in (tmp_path / "record.jsonl").read_text().splitlines()]
+    assert [r["argv"][1].split("#")[1] for r in records] == ["mini2"], records
+    ready = added.task("Wait until the new node is Ready")
+    assert ready["nodes"]["mini2"]["ready"] == "True", added.describe()
+    assert "mini2: Ready=True" in added.output and "mini1: Ready=True" in added.output
