@@ -42,6 +42,7 @@ KINDS = [
     Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "configmaps", "ConfigMap"),
     Kind("", "v1", "services", "Service"),
+    Kind("", "v1", "pods", "Pod"),
     Kind("apps", "v1", "deployments", "Deployment"),
     Kind("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository"),
     Kind("source.toolkit.fluxcd.io", "v1", "helmrepositories", "HelmRepository"),
@@ -52,7 +53,7 @@ KINDS = [
 
 _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
-    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$"
+    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|eviction))?$"
 )
 
 
@@ -91,6 +92,8 @@ class Store:
         self.lock = threading.RLock()
         self.version = itertools.count(1)
         self.requests: list = []
+        # (namespace, name) of pods whose eviction a disruption budget refuses
+        self.evictions_refused: set = set()
         # on_write(store, kind, obj) runs after each create/update (not status writes): a test's "controller"
         self.on_write = None
 
@@ -163,6 +166,20 @@ class Store:
     def set_status(self, kind_name: str, namespace, name, status: dict) -> None:
         kind = next(k for k in KINDS if k.kind == kind_name)
         self.replace(kind, namespace, name, {"status": status}, status_only=True)
+
+
+def _selected(items: list, selector: str) -> list:
+    """items matching a fieldSelector of key=value terms (dotted paths, e.g. spec.nodeName=mini1)."""
+    for term in filter(None, selector.split(",")):
+        key, _eq, wanted = term.partition("=")
+        items = [i for i in items if _dotted(i, key.rstrip("=")) == wanted.lstrip("=")]
+    return items
+
+
+def _dotted(obj: dict, path: str):
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
 
 
 def _spec(obj: dict) -> dict:
@@ -288,7 +305,7 @@ def _handler(store: Store):
             except (ValueError, KeyError) as exc:
                 self._send(400, ApiError(400, "BadRequest", str(exc)).body())
 
-        def _resource(self, method: str, path: str, _query):
+        def _resource(self, method: str, path: str, query):
             match = _PATH.match(path)
             if not match:
                 raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
@@ -297,10 +314,12 @@ def _handler(store: Store):
             if kind is None:
                 raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
             ns, name, status = match["ns"], match["name"], match["sub"] == "status"
+            if match["sub"] == "eviction":
+                return self._evict(kind, ns, name)
             if method == "GET" and name:
                 return 200, store.get(kind, ns, name)
             if method == "GET":
-                items = store.list(kind, ns)
+                items = _selected(store.list(kind, ns), query.get("fieldSelector", [""])[0])
                 return 200, {"kind": f"{kind.kind}List", "apiVersion": kind.group_version, "items": items,
                              "metadata": {"resourceVersion": str(next(store.version))}}  # fmt: skip
             if method == "POST":
@@ -313,6 +332,19 @@ def _handler(store: Store):
             if method == "DELETE":
                 return 200, store.delete(kind, ns, name)
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+
+        def _evict(self, kind, ns, name):
+            """POST pods/<name>/eviction: the pod goes, unless store.evictions_refused names it (a disruption
+            budget says no: 429, as the real API answers)."""
+            self._body()  # the Eviction: read it, or the next request on this connection starts inside it
+            if kind.kind != "Pod" or self.command != "POST":
+                raise ApiError(404, "NotFound", "eviction is a POST on a pod")
+            store.get(kind, ns, name)
+            if (ns, name) in store.evictions_refused:
+                refusal = "Cannot evict pod as it would violate the pod's disruption budget."
+                raise ApiError(429, "TooManyRequests", refusal)
+            store.delete(kind, ns, name)
+            return 201, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 
         def do_GET(self):  # noqa: N802 (the http.server API)
             self._route("GET")

@@ -228,3 +228,78 @@ def load_balancers(api, pool: list) -> list:
             "in_pool": bool(addresses) and all(_in_pool(a, pool) for a in addresses),
         })  # fmt: skip
     return sorted(found, key=lambda s: (s["namespace"], s["name"]))
+
+
+# ------------------------------------------------------------------ a node's schedulability and its pods (drain)
+
+
+def node_unschedulable(api, name: str) -> bool:
+    """Whether the node is cordoned; KubeError when it is not a node of the cluster."""
+    try:
+        node = k8s_client.CoreV1Api(api).read_node(name)
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:
+            raise KubeError(f"{name} is not a node of the cluster (has it joined?)") from None
+        raise KubeError(f"cannot read node {name}: {getattr(exc, 'reason', exc)}") from None
+    return bool(node.spec and node.spec.unschedulable)
+
+
+def set_unschedulable(api, name: str, value: bool) -> None:
+    try:
+        k8s_client.CoreV1Api(api).patch_node(name, {"spec": {"unschedulable": value}})
+    except Exception as exc:
+        raise KubeError(f"cannot {'cordon' if value else 'uncordon'} {name}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _stays(pod) -> bool:
+    """Pods a drain leaves: DaemonSet pods (their controller puts them back at once), mirror pods of static
+    manifests (the kubelet owns them), and pods that have finished."""
+    owners = pod.metadata.owner_references or []
+    annotations = pod.metadata.annotations or {}
+    finished = pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
+    return any(o.kind == "DaemonSet" for o in owners) or "kubernetes.io/config.mirror" in annotations or finished
+
+
+def pods_to_evict(api, name: str) -> list:
+    """'namespace/name' of every pod on the node that a drain evicts."""
+    try:
+        pods = k8s_client.CoreV1Api(api).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
+    except Exception as exc:
+        raise KubeError(f"cannot list the pods of {name}: {getattr(exc, 'reason', exc)}") from None
+    return sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in pods if not _stays(p))
+
+
+def _evict(core, pod: str) -> bool:
+    """Ask for one eviction; False when a disruption budget refuses it for now (429)."""
+    namespace, name = pod.split("/", 1)
+    body = k8s_client.V1Eviction(metadata=k8s_client.V1ObjectMeta(name=name, namespace=namespace))
+    try:
+        core.create_namespaced_pod_eviction(name, namespace, body)
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        if status == 429:
+            return False
+        if status != 404:  # 404: gone already
+            raise KubeError(f"cannot evict {pod}: {getattr(exc, 'reason', exc)}") from None
+    return True
+
+
+def drain(api, name: str, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep) -> list:
+    """Evict the node's pods (retrying those a disruption budget holds) until none is left; KubeError naming the
+    pods still there at the deadline. Returns the pods evicted."""
+    core = k8s_client.CoreV1Api(api)
+    deadline = clock() + timeout
+    evicted = []
+    while True:
+        left = pods_to_evict(api, name)
+        if not left:
+            return evicted
+        for pod in left:
+            if pod not in evicted and _evict(core, pod):
+                evicted.append(pod)
+        if clock() >= deadline:
+            held = ", ".join(left)
+            raise KubeError(f"{name} still runs {held} after {timeout:g} s (a disruption budget, or a pod that does "
+                            "not stop): the node stays cordoned; look at those pods, then run again",
+                            evicted=evicted)  # fmt: skip
+        sleep(interval)

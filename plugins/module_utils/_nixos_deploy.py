@@ -66,6 +66,12 @@ def rebuild_argv(options: dict, target: Target) -> list:
     return argv + list(options.get("extra_args") or [])
 
 
+def rollback_argv(options: dict, target: Target) -> list:
+    """Back to the previous generation: the one before the deploy being undone (only run when that deploy switched)."""
+    argv = [options["nixos_rebuild"], "switch", "--rollback", "--target-host", f"{target.user}@{target.address}"]
+    return argv + list(options.get("extra_args") or [])
+
+
 def rebuild(argv: list, target: Target, known_hosts: str, log_file: str, timeout: int):
     """Run nixos-rebuild with NIX_SSHOPTS pinning the host key (nixos-rebuild passes them to every ssh)."""
     env = dict(os.environ, NIX_SSHOPTS=" ".join(shlex.quote(o) for o in ssh_options(target, known_hosts)))

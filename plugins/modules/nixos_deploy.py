@@ -16,6 +16,9 @@ description:
     <flake>#<host> --target-host <user>@<address>) with C(NIX_SSHOPTS) pinning the host key, streams its output to
     O(log_file) (0600), and checks that the host then runs (or boots) the new system.
   - For day-2 changes and for VMs cloned from the template, which already run NixOS.
+  - With O(rollback_to) (the RV(before) of a deploy) it undoes that deploy instead - C(nixos-rebuild switch
+    --rollback), back to the previous generation - only when the host no longer runs that system, and checks that
+    it does afterwards; O(flake) is not evaluated then.
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
@@ -62,6 +65,11 @@ options:
     type: list
     elements: str
     default: []
+  rollback_to:
+    description:
+      - The system store path the host ran before a deploy that went wrong (that deploy's RV(before)); the host is
+        switched back to its previous generation unless it already runs this system.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -88,6 +96,15 @@ EXAMPLES = r"""
     known_hosts: inventory/home/known_hosts
     identity_file: ~/.ssh/id_ed25519
   delegate_to: localhost
+  register: cp1_deploy
+
+- name: Undo that deploy (the host no longer became a Ready node, say)
+  nerv.homelab.nixos_deploy:
+    host: cp1
+    flake: ~/.cache/nerv-homelab/flake/home
+    address: 192.168.10.21
+    known_hosts: inventory/home/known_hosts
+    rollback_to: "{{ cp1_deploy.before }}"
 """
 
 RETURN = r"""
@@ -138,6 +155,7 @@ def argument_spec() -> dict:
         "nix": {"type": "str", "default": "nix"},
         "nixos_rebuild": {"type": "str", "default": "nixos-rebuild"},
         "extra_args": {"type": "list", "elements": "str", "default": []},
+        "rollback_to": {"type": "str"},
     }
 
 
@@ -149,9 +167,11 @@ def execute(module) -> dict:
         raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
     target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
     flake = p["flake"]
-    want = nd.wanted_system(p["nix"], flake, p["host"])
+    if p["rollback_to"] is not None and not nd.STORE_PATH.match(p["rollback_to"]):
+        raise HostError(f"rollback_to {p['rollback_to']!r} is not a system store path: give a deploy's 'before'")
+    want = p["rollback_to"] or nd.wanted_system(p["nix"], flake, p["host"])
     before = nd.running_system(target, p["known_hosts"], p["action"])
-    argv = nd.rebuild_argv({**p, "flake": flake}, target)
+    argv = nd.rollback_argv(p, target) if p["rollback_to"] else nd.rebuild_argv({**p, "flake": flake}, target)
     result = {"changed": before != want, "before": before, "after": want, "argv": argv}
     result["diff"] = {"before": f"{before}\n", "after": f"{want}\n"}
     if before == want or module.check_mode:
@@ -160,7 +180,8 @@ def execute(module) -> dict:
     nd.rebuild(argv, target, p["known_hosts"], log_file, p["timeout"])
     now = nd.running_system(target, p["known_hosts"], p["action"])
     if now != want:
-        raise HostError(f"nixos-rebuild finished but {p['host']} runs {now}, not {want}", log_file=log_file)
+        undo = "rolled back, " if p["rollback_to"] else ""
+        raise HostError(f"nixos-rebuild {undo}finished but {p['host']} runs {now}, not {want}", log_file=log_file)
     return {**result, "log_file": log_file}
 
 

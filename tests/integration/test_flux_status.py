@@ -167,3 +167,58 @@ def test_load_balancers_are_listed_with_their_addresses_and_pool_membership(ansi
         {"namespace": "apps", "name": "waiting", "addresses": [], "in_pool": False},
         {"namespace": "traefik", "name": "traefik", "addresses": ["192.168.20.224"], "in_pool": True},
     ]
+
+
+def pod(api, namespace, name, node, owner=None):
+    meta = {"name": name, **({"ownerReferences": [{"kind": owner, "name": "x", "apiVersion": "apps/v1", "uid": "1"}]}
+                             if owner else {})}  # fmt: skip
+    api.store.create(kind("Pod"), namespace, {"metadata": meta, "spec": {"nodeName": node, "containers": []},
+                                              "status": {"phase": "Running"}})  # fmt: skip
+
+
+def node_task(ansible_cli, tmp_path, api, check=False, **options):
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    task = {"name": "the task", "nerv.homelab.k8s_node": {"kubeconfig": kubeconfig, "interval": 0.2, **options}}
+    play = [{"name": "k", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]
+    result = ansible_cli.playbook(play, "--diff", check=check)
+    return result, result.task("the task")
+
+
+def test_a_node_is_drained_once_and_uncordoned(ansible_cli, tmp_path, api):
+    api.store.create(kind("Node"), None, {"metadata": {"name": "mini1"}, "spec": {}})
+    pod(api, "apps", "web-1", "mini1")
+    pod(api, "apps", "web-2", "mini2")
+    pod(api, "kube-system", "flannel-x", "mini1", owner="DaemonSet")
+
+    _run, checked = node_task(ansible_cli, tmp_path, api, check=True, name="mini1", state="drained")
+    assert checked["changed"] and checked["evicted"] == ["apps/web-1"]
+    assert not api.store.get(kind("Node"), None, "mini1")["spec"].get("unschedulable"), "check mode cordoned"
+
+    result, drained = node_task(ansible_cli, tmp_path, api, name="mini1", state="drained")
+    assert result.rc == 0 and drained["changed"] and drained["evicted"] == ["apps/web-1"], result.describe()
+    assert api.store.get(kind("Node"), None, "mini1")["spec"]["unschedulable"] is True
+    left = sorted(p["metadata"]["name"] for p in api.store.list(kind("Pod"), None))
+    assert left == ["flannel-x", "web-2"], "only mini1's pods go, and not its DaemonSet pod"
+    _run, again = node_task(ansible_cli, tmp_path, api, name="mini1", state="drained")
+    assert not again["changed"] and again["evicted"] == []
+
+    _run, back = node_task(ansible_cli, tmp_path, api, name="mini1", state="uncordoned")
+    assert back["changed"] and api.store.get(kind("Node"), None, "mini1")["spec"]["unschedulable"] is False
+    _run, back_again = node_task(ansible_cli, tmp_path, api, name="mini1", state="uncordoned")
+    assert not back_again["changed"]
+
+
+def test_a_drain_a_disruption_budget_holds_fails_naming_the_pod(ansible_cli, tmp_path, api):
+    api.store.create(kind("Node"), None, {"metadata": {"name": "mini1"}, "spec": {}})
+    pod(api, "apps", "db-0", "mini1")
+    pod(api, "apps", "web-1", "mini1")
+    api.store.evictions_refused.add(("apps", "db-0"))
+    result, outcome = node_task(ansible_cli, tmp_path, api, name="mini1", state="drained", timeout=1)
+    assert result.rc != 0 and "apps/db-0" in outcome["msg"] and "stays cordoned" in outcome["msg"], outcome
+    assert api.store.get(kind("Node"), None, "mini1")["spec"]["unschedulable"] is True
+    assert [p["metadata"]["name"] for p in api.store.list(kind("Pod"), None)] == ["db-0"]
+
+
+def test_an_unknown_node_is_named(ansible_cli, tmp_path, api):
+    result, outcome = node_task(ansible_cli, tmp_path, api, name="ghost", state="cordoned")
+    assert result.rc != 0 and "ghost is not a node of the cluster" in outcome["msg"], outcome

@@ -149,3 +149,20 @@ def test_a_failed_rebuild_reports_its_output(rig):
 def test_a_host_the_flake_does_not_have_is_a_clear_error(rig):
     result, outcome = deploy(rig, host="mini9")
     assert result.rc != 0 and "cannot evaluate nixosConfigurations.mini9" in outcome["msg"], outcome["msg"]
+
+
+def test_a_deploy_is_rolled_back_once_to_the_system_it_replaced(rig):
+    result, deployed = deploy(rig)
+    assert result.rc == 0 and deployed["changed"] and deployed["before"] == OLD_SYSTEM, result.describe()
+    assert rig.running() == deployed["after"]
+
+    result, back = deploy(rig, rollback_to=deployed["before"])
+    assert result.rc == 0 and back["changed"], result.describe()
+    assert back["argv"][1:3] == ["switch", "--rollback"] and "--flake" not in back["argv"]
+    assert rig.running() == OLD_SYSTEM
+    result, again = deploy(rig, rollback_to=deployed["before"])
+    assert result.rc == 0 and not again["changed"], "a host running that system is left alone"
+    assert [r["argv"][0] for r in rig.runs()] == ["switch", "switch"] and "--rollback" in rig.runs()[1]["argv"]
+
+    result, refused = deploy(rig, rollback_to="yesterday")
+    assert result.rc != 0 and "is not a system store path" in refused["msg"]

@@ -1,0 +1,120 @@
+#!/usr/bin/python
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: k8s_node
+short_description: Cordon, drain or uncordon a node of the cluster
+version_added: 0.1.0
+description:
+  - O(state=cordoned) marks the node unschedulable; O(state=drained) also evicts its pods through the Eviction API
+    (which honours disruption budgets), retrying those a budget holds back until O(timeout), and waits until they
+    are gone; O(state=uncordoned) makes it schedulable again.
+  - A drain leaves DaemonSet pods, mirror pods of static manifests and finished pods, as C(kubectl drain
+    --ignore-daemonsets) does. At the deadline it fails naming the pods still there; the node stays cordoned.
+author:
+  - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.kubeconfig
+options:
+  name:
+    description: The node.
+    type: str
+    required: true
+  state:
+    description: What the node should be.
+    type: str
+    choices: [cordoned, drained, uncordoned]
+    required: true
+  timeout:
+    description: Seconds a drain may take.
+    type: int
+    default: 300
+  interval:
+    description: Seconds between a drain's polls.
+    type: float
+    default: 2
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the node would be cordoned or uncordoned and the pods a drain would evict.
+  diff_mode:
+    support: full
+    description: The node's schedulability before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
+seealso:
+  - module: nerv.homelab.k8s_nodes_ready
+"""
+
+EXAMPLES = r"""
+- name: Drain mini1 before its upgrade
+  nerv.homelab.k8s_node:
+    kubeconfig: inventory/home/.state/kubeconfig
+    name: mini1
+    state: drained
+    timeout: 600
+
+- name: Put it back in service
+  nerv.homelab.k8s_node:
+    kubeconfig: inventory/home/.state/kubeconfig
+    name: mini1
+    state: uncordoned
+"""
+
+RETURN = r"""
+unschedulable:
+  description: Whether the node is cordoned after the task.
+  returned: always
+  type: bool
+evicted:
+  description: The pods (C(namespace/name)) evicted, or that would be in check mode.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
+from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
+
+
+def argument_spec() -> dict:
+    return {
+        **kube.KUBECONFIG_OPTIONS,
+        "name": {"type": "str", "required": True},
+        "state": {"type": "str", "choices": ["cordoned", "drained", "uncordoned"], "required": True},
+        "timeout": {"type": "int", "default": 300},
+        "interval": {"type": "float", "default": 2},
+    }
+
+
+def execute(module) -> dict:
+    p = module.params
+    api = kube.api_client(p["kubeconfig"], p["context"])
+    before = kube.node_unschedulable(api, p["name"])
+    wanted = p["state"] != "uncordoned"
+    pods = kube.pods_to_evict(api, p["name"]) if p["state"] == "drained" else []
+    result = {"changed": before != wanted or bool(pods), "unschedulable": wanted, "evicted": pods}
+    result["diff"] = {"before": {"unschedulable": before}, "after": {"unschedulable": wanted}}
+    if module.check_mode:
+        return result
+    if before != wanted:
+        kube.set_unschedulable(api, p["name"], wanted)
+    if pods:
+        result["evicted"] = kube.drain(api, p["name"], p["timeout"], p["interval"])
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, lambda: execute(module), (kube.KubeError,))
+
+
+if __name__ == "__main__":
+    main()
