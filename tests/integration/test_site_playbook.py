@@ -99,6 +99,18 @@ def test_site_playbook_runs_the_proxmox_phases_once(ansible_cli, pve_site, site_
     assert len(token_rule["key_groups"][0]["age"]) == 1 + len(site["hosts"])
     for host in site["hosts"]:
         assert f"{host['name']} {host['ip'].split('/')[0]} {host['role']} {host['kind']}" in first.output
+    vm_names = ", ".join(h["name"] for h in vms)
+    summary = (
+        "keys: mini1 generated, cp1 recorded, worker1 recorded, worker2 recorded",
+        "template: made (vmid 9100)",
+        f"vms: {vm_names} created or changed",
+        "install: not run",
+        "bootstrap: not run",
+    )
+    for line in summary:
+        assert line in first.output, f"the summary lacks {line!r}"
+    for line in ("keys: nothing changed", "template: unchanged", "vms: unchanged"):
+        assert line in second.output, f"the second run's summary lacks {line!r}"
     assert pve_site.token_secret not in first.output + second.output + checked.output
 
 
@@ -125,3 +137,32 @@ def test_the_chain_is_the_same_from_the_root_and_as_nerv_homelab_site(ansible_cl
         assert run.rc == 0, run.describe()
         for tag in ("keys", "template", "vms", "install", "bootstrap", "always"):
             assert tag in run.stdout, f"{playbook}: no phase tagged {tag}"
+
+
+def test_the_summary_names_installs_deploys_and_the_bootstrap(ansible_cli):
+    """The summary's install and bootstrap lines, from results shaped as those phases register them."""
+    facts = {
+        "site_model": {"hosts": []},
+        "nixos_install_results": {"results": [{"changed": True, "item": {"name": "mini1"}},
+                                              {"changed": False, "item": {"name": "mini2"}}]},
+        "nixos_install_deployed": {"results": [{"changed": True, "item": {"name": "cp1"}}]},
+        "gitops_platform_render": {"changed": True, "changed_files": ["a", "b", "c"]},
+        "bootstrap_flux_bootstrap": {"changed": True},
+    }  # fmt: skip
+    template = str(REPO / "playbooks" / "templates" / "summary.txt.j2")
+    tasks = [
+        {"name": "facts", "ansible.builtin.set_fact": facts},
+        {
+            "name": "the task",
+            "ansible.builtin.debug": {
+                "msg": "{{ lookup('ansible.builtin.template', '" + template + "') | split('\n') | select | list }}"
+            },
+        },
+    ]
+    run = ansible_cli.playbook([{"name": "s", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    assert run.rc == 0, run.describe()
+    assert run.task("the task")["msg"] == [
+        "keys: not run",
+        "install: mini1 installed, cp1 deployed",
+        "bootstrap: 3 files pushed, Flux bootstrapped",
+    ]
