@@ -9,8 +9,10 @@ no disk resize). hacking/fakepve_site.py serves fakepve, a Proxmox VE emulator, 
 storages and API token, and plays the guests: the installer VM powers off after a moment, a started clone's guest
 agent reports its address and host key. A small file stands in for the installer ISO (Nix cannot build the real one
 without nixpkgs). site.yml then runs for real, twice: validate, keys, template, vms; the second run changes nothing.
-install and bootstrap need real machines (SSH to installed hosts, a K3s API, GitHub) and are left out here; the tests
-run them against network namespaces with sshd, a Kubernetes API emulator and a local Git repository.
+install and bootstrap need real machines (SSH to installed hosts, a K3s API, GitHub), so a third run shows them in
+check mode only: the hosts do not answer, and each step says it plans without them; the platform is rendered into a
+local Git repository standing in for GitHub, and nothing is pushed. The tests run those phases for real against
+network namespaces with sshd, a Kubernetes API emulator and a local Git repository.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fakepve_site import SiteFake, write_state
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "inventory" / "demo"
 LEFT_OUT = "install,bootstrap"
+GIT = ("-c", "user.name=nerv demo", "-c", "user.email=demo@localhost")
 
 
 def say(message: str) -> None:
@@ -45,6 +48,33 @@ def admin_identity(directory: Path) -> tuple[Path, str]:
     key_file.write_text(f"{identity}\n")
     key_file.chmod(0o600)
     return key_file, str(identity.to_public())
+
+
+def gitops_repository(directory: Path) -> Path:
+    """A bare repository with one commit on main, standing in for the site's GitHub repository."""
+    bare, seed = directory / "gitops.git", directory / "gitops-seed"
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(bare)], check=True)
+    subprocess.run(["git", "init", "--quiet", "--initial-branch=main", str(seed)], check=True)
+    (seed / "README.md").write_text("the demo site's GitOps repository\n")
+    subprocess.run(["git", "-C", str(seed), "add", "README.md"], check=True)
+    subprocess.run(["git", "-C", str(seed), *GIT, "commit", "--quiet", "-m", "initial"], check=True)
+    subprocess.run(["git", "-C", str(seed), "push", "--quiet", str(bare), "main"], check=True)
+    return bare
+
+
+def ssh_key(directory: Path) -> Path:
+    """A throwaway SSH key the check-mode run would log in with (no host answers here)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = directory / "id_ed25519"
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    path.write_bytes(private)
+    path.chmod(0o600)
+    return path
 
 
 def demo_site(site: dict, recipient: str) -> dict:
@@ -77,11 +107,27 @@ def main() -> int:
         argv = [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/site.yml", "-i", str(inventory)]
         argv += ["--skip-tags", LEFT_OUT, "-e", f"proxmox_template_iso={work / 'installer.iso'}"]
         argv += ["-e", "proxmox_template_progress_every=2"]
+        bare = gitops_repository(work)
+        planned = [argv[0], "playbooks/site.yml", "-i", str(inventory), "--tags", LEFT_OUT, "--check", "--diff"]
+        planned += [
+            "-e",
+            f"gitops_platform_repo_url=file://{bare}",
+            "-e",
+            f"gitops_platform_checkout={work / 'checkout'}",
+        ]
+        identity = ssh_key(work)
+        planned += ["-e", f"nixos_install_flake_dir={work / 'flake'}", "-e", f"nixos_install_identity_file={identity}"]
+        planned += ["-e", f"bootstrap_ssh_identity_file={identity}"]
+        runs = (
+            (argv, f"--skip-tags {LEFT_OUT} (makes the keys, the template and the VMs)"),
+            (argv, f"--skip-tags {LEFT_OUT} (changes nothing)"),
+            (planned, f"--tags {LEFT_OUT} --check --diff (what the machines would get; no host answers here)"),
+        )
         recaps = []
         try:
-            for run in ("makes the keys, the template and the VMs", "changes nothing"):
-                say(f"ansible-playbook playbooks/site.yml -i inventory/demo --skip-tags {LEFT_OUT} ({run})")
-                done = subprocess.run(argv, cwd=REPO, env=env, check=False, capture_output=True, text=True)
+            for command, label in runs:
+                say(f"ansible-playbook playbooks/site.yml -i inventory/demo {label}")
+                done = subprocess.run(command, cwd=REPO, env=env, check=False, capture_output=True, text=True)
                 sys.stdout.write(done.stdout)
                 sys.stderr.write(done.stderr)
                 if done.returncode:
@@ -91,8 +137,10 @@ def main() -> int:
             fake.stop()
     say(f"first run:  {recaps[0]}")
     say(f"second run: {recaps[1]}")
-    say("simulated: Proxmox (fakepve), the installer ISO (a stand-in file), the installer powering off, the agents")
-    say(f"not run: {LEFT_OUT} - they need the installed machines, K3s and GitHub; the tests run them against")
+    say(f"check run:  {recaps[2]}")
+    say("simulated: Proxmox (fakepve), the installer ISO (a stand-in file), the installer powering off, the agents,")
+    say("and GitHub (a local Git repository)")
+    say(f"check mode only: {LEFT_OUT} - they need the installed machines and K3s; the tests run them for real against")
     say("network namespaces with sshd, a Kubernetes API emulator and a local Git repository (docs/kubernetes.md)")
     return 0
 

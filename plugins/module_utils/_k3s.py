@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target, Unreachable, ssh_error
 
 try:
     import yaml
@@ -20,12 +20,12 @@ def fetch_kubeconfig(target: Target, known_hosts: str, remote_path: str) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired:
-        raise HostError(f"{target.host} at {target.address} did not answer within 120 s") from None
+        raise Unreachable(f"{target.host} at {target.address} did not answer within 120 s") from None
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
         if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
             last = f"its host key does not match the pinned one in {known_hosts} ({last})"
-        raise HostError(f"cannot read {remote_path} on {target.host} at {target.address}: {last}")
+        raise ssh_error(done.stderr, f"cannot read {remote_path} on {target.host} at {target.address}: {last}")
     return done.stdout
 
 

@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 
-from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target, run_logged, ssh_error
 
 ACTIONS = ("switch", "boot", "test")
 STORE_PATH = re.compile(r"^/nix/store/[a-z0-9]{32}-[^/\s]+$")
@@ -56,7 +56,7 @@ def running_system(target: Target, known_hosts: str, action: str) -> str:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
         if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
             reason = f"its host key does not match the pinned one in {known_hosts} ({reason})"
-        raise HostError(f"cannot read {target.host}'s system at {target.address}: {reason}")
+        raise ssh_error(done.stderr, f"cannot read {target.host}'s system at {target.address}: {reason}")
     return done.stdout.strip()
 
 

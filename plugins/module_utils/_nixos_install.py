@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import HostError, Target, Unreachable, ssh_error
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
 HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -111,12 +111,13 @@ def probe(target: Target, known_hosts: str, disk: str | None, timeout: int = 60)
     try:
         done = subprocess.run(argv, input=PROBE_SCRIPT, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise HostError(
+        raise Unreachable(
             f"{target.host} at {target.address}:{target.port} did not answer over SSH within {timeout} s"
         ) from None
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
-        raise HostError(f"cannot reach {target.host} at {target.address}:{target.port} over SSH: {reason}")
+        message = f"cannot reach {target.host} at {target.address}:{target.port} over SSH: {reason}"
+        raise ssh_error(done.stderr, message)
     return parse_facts(done.stdout)
 
 

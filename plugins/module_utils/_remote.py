@@ -35,6 +35,28 @@ class HostError(Exception):
         self.details = details
 
 
+class Unreachable(HostError):
+    """The host did not answer at all (refused, no route, timed out), as opposed to refusing us: check mode can
+    plan without it (a VM the vms phase has not made yet, a machine not booted yet)."""
+
+
+# What ssh prints when nothing answered, as opposed to an answer that refused us (host key, authentication).
+UNREACHABLE_SIGNS = ("Connection refused", "No route to host", "timed out", "Network is unreachable",
+                     "Could not resolve hostname", "Host is down", "Connection closed by remote host")  # fmt: skip
+
+
+def plan_unreachable(module, error: Unreachable, what: str) -> None:
+    """In check mode, say that what is planned without the host; otherwise the error stands."""
+    if not module.check_mode:
+        raise error
+    module.warn(f"{error}. Check mode plans {what} without reading the host (not up yet, or not reachable from here).")
+
+
+def ssh_error(stderr: str, message: str) -> HostError:
+    """The error for a failed ssh: Unreachable when nothing answered, HostError otherwise."""
+    return (Unreachable if any(sign in stderr for sign in UNREACHABLE_SIGNS) else HostError)(message)
+
+
 @dataclass
 class Target:
     host: str

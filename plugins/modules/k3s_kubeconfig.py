@@ -46,7 +46,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Fetches and compares; writes nothing.
+    description:
+      - Fetches and compares; writes nothing.
+      - A server that does not answer at all (not up yet) is planned as a fetch, with a warning.
   diff_mode:
     support: full
     description: The server and context before and after, never the credentials.
@@ -89,7 +91,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils._k3s import fetch_kubeconfig, rewrite, summary
-from ansible_collections.nerv.homelab.plugins.module_utils._remote import SSH_OPTIONS, HostError, Target
+from ansible_collections.nerv.homelab.plugins.module_utils._remote import (
+    SSH_OPTIONS,
+    HostError,
+    Target,
+    Unreachable,
+    plan_unreachable,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
 
 
@@ -110,7 +118,11 @@ def execute(module) -> dict:
     if not os.path.isfile(p["known_hosts"]):
         raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
     target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
-    fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
+    try:
+        fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
+    except Unreachable as exc:
+        plan_unreachable(module, exc, f"fetching the kubeconfig of {p['host']}")
+        return {"changed": True, "dest": p["dest"], "server": f"https://{p['address']}:6443", "context": p["name"]}
     text = rewrite(fetched, f"https://{p['address']}:6443", p["name"])
     before = read_text(p["dest"]) or ""
     changed = before != text

@@ -73,7 +73,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Evaluates the wanted system and reads the running one; reports whether a deploy would happen.
+    description:
+      - Evaluates the wanted system and reads the running one; reports whether a deploy would happen.
+      - A host that does not answer at all (a VM not made yet, say) is planned as a deploy, with a warning, without
+        evaluating its system; RV(before) and RV(after) are then null.
   diff_mode:
     support: full
     description: The system store path before and after.
@@ -109,11 +112,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description: The system store path the host ran (or would boot) before.
+  description: The system store path the host ran (or would boot) before; null in check mode for a host that does not answer.
   returned: always
   type: str
 after:
-  description: The system store path of the configuration.
+  description: The system store path of the configuration; null in check mode for a host that does not answer.
   returned: always
   type: str
 argv:
@@ -138,7 +141,9 @@ from ansible_collections.nerv.homelab.plugins.module_utils._remote import (
     SSH_OPTIONS,
     HostError,
     Target,
+    Unreachable,
     log_path,
+    plan_unreachable,
 )
 
 
@@ -169,9 +174,13 @@ def execute(module) -> dict:
     flake = p["flake"]
     if p["rollback_to"] is not None and not nd.STORE_PATH.match(p["rollback_to"]):
         raise HostError(f"rollback_to {p['rollback_to']!r} is not a system store path: give a deploy's 'before'")
-    want = p["rollback_to"] or nd.wanted_system(p["nix"], flake, p["host"])
-    before = nd.running_system(target, p["known_hosts"], p["action"])
     argv = nd.rollback_argv(p, target) if p["rollback_to"] else nd.rebuild_argv({**p, "flake": flake}, target)
+    try:
+        before = nd.running_system(target, p["known_hosts"], p["action"])
+    except Unreachable as exc:
+        plan_unreachable(module, exc, f"a deploy to {p['host']}")
+        return {"changed": True, "before": None, "after": None, "argv": argv}
+    want = p["rollback_to"] or nd.wanted_system(p["nix"], flake, p["host"])
     result = {"changed": before != want, "before": before, "after": want, "argv": argv}
     result["diff"] = {"before": f"{before}\n", "after": f"{want}\n"}
     if before == want or module.check_mode:

@@ -95,7 +95,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Probes the target (read-only) and reports the decision and the argv; runs nothing else.
+    description:
+      - Probes the target (read-only) and reports the decision and the argv; runs nothing else.
+      - A target that does not answer at all (not booted yet, say) is planned as an install, with a warning.
   diff_mode:
     support: none
     description: Nothing to diff - the result says what was decided (RV(action), RV(reason)) and the argv.
@@ -199,7 +201,12 @@ def execute(module) -> dict:
     after = remote.Target(p["host"], p["address_after"] or p["address"], p["port"], p["user"], p["identity_file"] or "")
     pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
     with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
-        facts = ni.probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
+        try:
+            facts = ni.probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
+        except remote.Unreachable as exc:
+            remote.plan_unreachable(module, exc, f"the install of {p['host']}")
+            return {"changed": True, "action": "install", "reason": str(exc), "argv": ni.argv_for(p, target),
+                    "facts": {}}  # fmt: skip
         is_pinned = bool(pinned) and ni.normal_key(ni.scan_host_key(target)) == ni.normal_key(pinned)
         plan = ni.decide(target, facts, p["disk"], p["reinstall"], is_pinned)
         for warning in plan.warnings:

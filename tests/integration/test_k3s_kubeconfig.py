@@ -96,3 +96,12 @@ def test_a_server_presenting_another_key_is_refused(tmp_path, server):
 def test_a_host_without_k3s_says_so(tmp_path, server):
     result, outcome = fetch(tmp_path, server, remote_path="/etc/hostname")
     assert result.rc != 0 and "not a kubeconfig" in outcome["msg"], outcome["msg"]
+
+
+def test_a_server_that_does_not_answer_is_planned_in_check_mode_and_fails_for_real(tmp_path, server):
+    dest = tmp_path / "state" / "kubeconfig"
+    checked, outcome = fetch(tmp_path, server, check=True, address="10.77.0.99")
+    assert checked.rc == 0 and outcome["changed"] and not dest.exists(), checked.describe()
+    assert any("Check mode plans fetching the kubeconfig" in w for w in outcome.get("warnings", [])), outcome
+    refused, outcome = fetch(tmp_path, server, address="10.77.0.99")
+    assert refused.rc != 0 and "cannot read /etc/rancher/k3s/k3s.yaml" in outcome["msg"] and not dest.exists()

@@ -166,3 +166,12 @@ def test_a_deploy_is_rolled_back_once_to_the_system_it_replaced(rig):
 
     result, refused = deploy(rig, rollback_to="yesterday")
     assert result.rc != 0 and "is not a system store path" in refused["msg"]
+
+
+def test_a_host_that_does_not_answer_is_planned_in_check_mode_and_fails_for_real(rig):
+    result, planned = deploy(rig, check=True, address="10.77.0.99")
+    assert result.rc == 0 and planned["changed"] and planned["before"] is None, result.describe()
+    assert any("Check mode plans a deploy to mini1" in w for w in planned.get("warnings", [])), planned
+    result, refused = deploy(rig, address="10.77.0.99")
+    assert result.rc != 0 and "cannot read mini1's system" in refused["msg"]
+    assert rig.runs() == []

@@ -229,3 +229,13 @@ def test_extra_files_readable_by_others_are_refused(rig, ansible_cli_factory):
     (rig.tree / "etc" / "ssh" / "ssh_host_ed25519_key").chmod(0o644)
     result, outcome = install(rig, ansible_cli_factory)
     assert result.rc != 0 and "must be mode 0600" in outcome["msg"], outcome["msg"]
+
+
+def test_a_machine_that_does_not_answer_is_planned_in_check_mode_and_fails_for_real(rig, ansible_cli_factory):
+    # no machine is plugged in at all: nothing answers at the address
+    result, outcome = install(rig, ansible_cli_factory, check=True)
+    assert result.rc == 0 and outcome["changed"] and outcome["action"] == "install", result.describe()
+    assert any("Check mode plans the install of mini1" in w for w in outcome.get("warnings", [])), outcome
+    result, outcome = install(rig, ansible_cli_factory)
+    assert result.rc != 0 and "cannot reach mini1" in outcome["msg"], outcome
+    assert rig.runs() == []
