@@ -112,11 +112,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description: The system store path the host ran (or would boot) before; null in check mode for a host that does not answer.
+  description:
+    - The system store path the host ran (or would boot) before.
+    - Null in check mode for a host that does not answer.
   returned: always
   type: str
 after:
-  description: The system store path of the configuration; null in check mode for a host that does not answer.
+  description:
+    - The system store path of the configuration.
+    - Null in check mode for a host that does not answer.
   returned: always
   type: str
 argv:
