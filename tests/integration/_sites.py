@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import subprocess
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventory"
@@ -32,3 +35,39 @@ def site_schema() -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.SITE_SCHEMA
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def bare_repository(directory: Path, name: str = "gitops.git") -> Path:
+    """A bare Git repository with one commit on main, standing in for the site's GitHub repository."""
+    bare, seed = directory / name, directory / f"{name}-seed"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    git("init", "--quiet", "--initial-branch=main", str(seed))
+    (seed / "README.md").write_text("gitops\n")
+    git("add", "README.md", cwd=seed)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "initial", cwd=seed)
+    git("push", "--quiet", str(bare), "main", cwd=seed)
+    return bare
+
+
+def baremetal_site(tmp_path: Path, count: int) -> tuple[Path, Path, dict]:
+    """(inventory dir, admin key file, site data): the bare-metal example trimmed to its first count hosts, with a
+    fresh admin age identity; also a client SSH key at tmp_path/id_ed25519."""
+    import pyrage
+
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text((INVENTORY / "example-baremetal" / "hosts.yml").read_text())
+    data = yaml.safe_load((INVENTORY / "example-baremetal" / "site.yml").read_text())
+    data["hosts"] = data["hosts"][:count]
+    identity = pyrage.x25519.Identity.generate()
+    data["sops"]["admin_recipients"] = [str(identity.to_public())]
+    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    admin = tmp_path / "admin-keys.txt"
+    admin.write_text(f"{identity}\n")
+    admin.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id_ed25519")], check=True)
+    return inventory, admin, data

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ._ansible import AnsibleCli
 from ._netns import Lan, Machine, inside
+from ._sites import baremetal_site
 from ._skips import require_commands, require_netns
 from .test_install_playbook import FAKE, INSTALLER
 
@@ -32,19 +31,7 @@ def site(tmp_path):
     """The bare-metal example with mini1 (already in the cluster) and mini2 (just declared), a fresh admin."""
     require_netns()
     require_commands("sshd", "ssh", "ssh-keygen", "ssh-keyscan")
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    (inventory / "hosts.yml").write_text((REPO / "inventory" / "example-baremetal" / "hosts.yml").read_text())
-    data = yaml.safe_load((REPO / "inventory" / "example-baremetal" / "site.yml").read_text())
-    data["hosts"] = data["hosts"][:2]
-    identity = pyrage.x25519.Identity.generate()
-    data["sops"]["admin_recipients"] = [str(identity.to_public())]
-    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    admin = tmp_path / "admin-keys.txt"
-    admin.write_text(f"{identity}\n")
-    admin.chmod(0o600)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id_ed25519")], check=True)
-    return inventory, admin, data
+    return baremetal_site(tmp_path, 2)
 
 
 def run(cli, inventory, admin, tmp_path, playbook, **extra):

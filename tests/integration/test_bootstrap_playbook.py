@@ -16,7 +16,6 @@ import contextlib
 import json
 import shutil
 import stat
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -26,6 +25,7 @@ import yaml
 
 from ._ansible import AnsibleCli
 from ._netns import Lan, Machine, inside
+from ._sites import bare_repository, baremetal_site, git
 from ._skips import require_commands, require_netns
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
@@ -37,37 +37,14 @@ TOKEN = "ghp_canaryTokenThatMustNeverBeShown0000000"
 FLUX_KINDS = ("GitRepository", "OCIRepository", "HelmRepository", "Kustomization", "HelmRelease")
 
 
-def git(*args, cwd=None):
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
-
-
 @pytest.fixture
 def site(tmp_path):
     """The bare-metal example trimmed to mini1 (the first control-plane), a fresh admin identity, an SSH client key
     and an empty GitOps repository."""
     require_netns()
     require_commands("sshd", "ssh", "ssh-keygen", "git")
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    (inventory / "hosts.yml").write_text((REPO / "inventory" / "example-baremetal" / "hosts.yml").read_text())
-    data = yaml.safe_load((REPO / "inventory" / "example-baremetal" / "site.yml").read_text())
-    data["hosts"] = data["hosts"][:1]
-    identity = pyrage.x25519.Identity.generate()
-    data["sops"]["admin_recipients"] = [str(identity.to_public())]
-    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    admin = tmp_path / "admin-keys.txt"
-    admin.write_text(f"{identity}\n")
-    admin.chmod(0o600)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id_ed25519")], check=True)
-    bare = tmp_path / "gitops.git"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = tmp_path / "seed"
-    git("init", "--quiet", "--initial-branch=main", str(seed))
-    (seed / "README.md").write_text("gitops\n")
-    git("add", "README.md", cwd=seed)
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "initial", cwd=seed)
-    git("push", "--quiet", str(bare), "main", cwd=seed)
-    return inventory, admin, data, bare
+    inventory, admin, data = baremetal_site(tmp_path, 1)
+    return inventory, admin, data, bare_repository(tmp_path)
 
 
 def k3s_yaml(tmp_path, address):

@@ -4,31 +4,18 @@ nothing, the first run commits and pushes the platform, the second changes nothi
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 import yaml
 
-from ._sites import INVENTORY
-
-
-def git(*args, cwd=None):
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+from ._sites import INVENTORY, bare_repository, git
 
 
 @pytest.fixture
 def remote(tmp_path):
     if not shutil.which("git"):
         pytest.skip("needs git (Debian package git)")
-    bare = tmp_path / "home-gitops.git"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = tmp_path / "seed"
-    git("init", "--quiet", "--initial-branch=main", str(seed))
-    (seed / "README.md").write_text("home-gitops\n")
-    git("add", "README.md", cwd=seed)
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "initial", cwd=seed)
-    git("push", "--quiet", str(bare), "main", cwd=seed)
-    return bare
+    return bare_repository(tmp_path, "home-gitops.git")
 
 
 def run(ansible_cli, tmp_path, remote, check=False):

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ._ansible import AnsibleCli
 from ._netns import Lan, Machine
+from ._sites import baremetal_site
 from ._skips import require_commands, require_netns
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
@@ -33,18 +33,7 @@ def site(tmp_path):
     """The bare-metal example trimmed to mini1, with a fresh admin identity and a client SSH key."""
     require_netns()
     require_commands("sshd", "ssh", "ssh-keygen", "ssh-keyscan")
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    (inventory / "hosts.yml").write_text((REPO / "inventory" / "example-baremetal" / "hosts.yml").read_text())
-    data = yaml.safe_load((REPO / "inventory" / "example-baremetal" / "site.yml").read_text())
-    data["hosts"] = data["hosts"][:1]
-    identity = pyrage.x25519.Identity.generate()
-    data["sops"]["admin_recipients"] = [str(identity.to_public())]
-    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    admin = tmp_path / "admin-keys.txt"
-    admin.write_text(f"{identity}\n")
-    admin.chmod(0o600)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id_ed25519")], check=True)
+    inventory, admin, data = baremetal_site(tmp_path, 1)
     return inventory, admin, data["hosts"][0]
 
 
