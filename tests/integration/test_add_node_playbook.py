@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import threading
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from ._ansible import AnsibleCli
 from ._netns import Lan, Machine, inside
 from ._sites import baremetal_site
 from ._skips import require_commands, require_netns
-from .test_install_playbook import FAKE, INSTALLER
+from .test_install_playbook import INSTALLER
+from .test_install_playbook import run as install_run
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
 pytest.importorskip("kubernetes", reason="the kubernetes client (requirements.txt)")
@@ -35,27 +35,7 @@ def site(tmp_path):
 
 
 def run(cli, inventory, admin, tmp_path, playbook, **extra):
-    bin_dir = tmp_path / "bin"
-    if not bin_dir.exists():
-        bin_dir.mkdir()
-        (bin_dir / "nixos-anywhere").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-        (bin_dir / "nixos-anywhere").chmod(0o755)
-    env = {
-        "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "SOPS_AGE_KEY_FILE": str(admin),
-        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
-        "SOPS_AGE_SSH_PRIVATE_KEY_FILE": "/dev/null",
-        "FAKE_NIXOS_ANYWHERE_RECORD": str(tmp_path / "record.jsonl"),
-        "FAKE_NIXOS_ANYWHERE_INSTALLED": str(tmp_path / "os-release"),
-    }
-    extra = {
-        "nixos_install_identity_file": str(tmp_path / "id_ed25519"),
-        "nixos_install_flake_dir": str(tmp_path / "flake"),
-        "add_node_interval": 0.5,
-        "add_node_timeout": 60,
-        **extra,
-    }
-    return cli.playbook(REPO / "playbooks" / playbook, inventory=inventory / "hosts.yml", env=env, extra_vars=extra)
+    return install_run(cli, inventory, admin, tmp_path, playbook, add_node_interval=0.5, add_node_timeout=60, **extra)
 
 
 def files(directory):

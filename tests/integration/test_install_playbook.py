@@ -37,7 +37,9 @@ def site(tmp_path):
     return inventory, admin, data["hosts"][0]
 
 
-def run(cli, inventory, admin, tmp_path, playbook="install.yml"):
+def run(cli, inventory, admin, tmp_path, playbook="install.yml", **more):
+    """ansible-playbook playbooks/<playbook> with the fake nixos-anywhere on PATH, the admin identity, the client key
+    and a private flake directory; more: further extra vars."""
     bin_dir = tmp_path / "bin"
     if not bin_dir.exists():
         bin_dir.mkdir()
@@ -54,6 +56,7 @@ def run(cli, inventory, admin, tmp_path, playbook="install.yml"):
     extra = {
         "nixos_install_identity_file": str(tmp_path / "id_ed25519"),
         "nixos_install_flake_dir": str(tmp_path / "flake"),
+        **more,
     }
     return cli.playbook(REPO / "playbooks" / playbook, inventory=inventory / "hosts.yml", env=env, extra_vars=extra)
 
