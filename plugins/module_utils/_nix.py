@@ -349,6 +349,25 @@ def log_tail(path, count: int = LOG_TAIL_LINES) -> list:
         return []
 
 
+# Known failures of the machine rather than the flake, and what fixes them.
+_MACHINE_FIXES = (
+    (
+        "build-users-group",
+        "the build users group is missing: on Debian install nix-setup-systemd (it creates nixbld and its users), "
+        "or set build-users-group to an existing group in /etc/nix/nix.conf",
+    ),
+)
+
+
+def failure_hint(tail: list) -> str:
+    """'; Fix: ...' for a log tail that shows a known machine problem, else ''."""
+    text = "\n".join(tail)
+    for needle, fix in _MACHINE_FIXES:
+        if needle in text and "does not exist" in text:
+            return f"; Fix: {fix}"
+    return ""
+
+
 def on_disk(store_path: str, root=None) -> str:
     """Where a store path is on this machine: under root for a local store kept in another directory."""
     return os.path.join(root, store_path.lstrip("/")) if root else store_path
@@ -477,7 +496,10 @@ def check(request: Request, nix: str, environ=None) -> dict:
         tail = tail_lines(log)
     if rc != 0:
         raise NixError(
-            f"nix eval of {request.attribute} (check mode) failed with exit code {rc}", rc=rc, log_tail=tail, cmd=argv
+            f"nix eval of {request.attribute} (check mode) failed with exit code {rc}{failure_hint(tail)}",
+            rc=rc,
+            log_tail=tail,
+            cmd=argv,
         )
     drv_path, evaluated = parse_eval_json(stdout)
     outputs = would_build_outputs(record, evaluated)
@@ -520,10 +542,12 @@ def build(request: Request, nix: str, environ=None) -> dict:
             exc.details.update(log_file=request.log_file, log_tail=log_tail(request.log_file), cmd=argv)
             raise
     if rc != 0:
+        tail = log_tail(request.log_file)
         raise NixError(
-            f"nix build of {request.attribute} failed with exit code {rc}; see log_file {request.log_file}",
+            f"nix build of {request.attribute} failed with exit code {rc}; see log_file {request.log_file}"
+            f"{failure_hint(tail)}",
             rc=rc,
-            log_tail=log_tail(request.log_file),
+            log_tail=tail,
             log_file=request.log_file,
             cmd=argv,
         )

@@ -212,6 +212,20 @@ def test_failing_build_returns_log_tail_and_log_file(ansible_cli, nix_store, fla
     assert not state.exists(), "a failed build was recorded"
 
 
+def test_a_missing_build_users_group_fails_with_the_fix(ansible_cli, nix_store, flake, tmp_path):
+    # What a fresh Debian machine with nix-bin but without nix-setup-systemd meets, made here by naming a group
+    # that does not exist; the real nix refuses and the module says what to install.
+    extra = [*nix_store["extra_args"], "--option", "build-users-group", "nerv-no-such-group"]
+    # broken: never in the store, so nix must build, and so needs its build users.
+    task = build("Build without build users", nix_store, flake=str(flake), attribute=f"{ATTR}.broken",
+                 extra_args=extra)  # fmt: skip
+    run = ansible_cli.playbook(play(task), env=hermetic_env(tmp_path))
+    result = run.task("Build without build users")
+    assert result["status"] == "failed", result
+    if nix_store["store"] is None:  # a private store builds as this user, without build users
+        assert "Fix: the build users group is missing: on Debian install nix-setup-systemd" in result["msg"], result
+
+
 def test_missing_attribute_fails_in_check_mode_too_and_writes_nothing(ansible_cli, nix_store, flake, tmp_path):
     state = tmp_path / "state" / "nope.json"
     options = {"flake": str(flake), "attribute": f"{ATTR}.nope", "state_file": str(state)}

@@ -22,6 +22,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils._nix import (
     default_log_file,
     default_state_file,
     eval_argv,
+    failure_hint,
     find_isos,
     iso_info,
     log_tail,
@@ -392,3 +393,10 @@ def test_run_logged_kills_the_command_past_its_timeout(tmp_path):
 def test_run_logged_names_a_command_that_cannot_start(tmp_path):
     with open(tmp_path / "log", "wb") as log, pytest.raises(NixError, match="^cannot run /no/such/nix"):
         run_logged(["/no/such/nix"], log)
+
+
+def test_failure_hint_names_the_fix_for_a_missing_build_users_group():
+    # The line nix 2.8 prints as root when nix-bin is installed without nix-setup-systemd.
+    tail = ["error: the group 'nixbld' specified in 'build-users-group' does not exist"]
+    assert failure_hint(tail).startswith("; Fix: the build users group is missing: on Debian install nix-setup-systemd")
+    assert failure_hint(["error: builder for '/nix/store/x.drv' failed with exit code 1"]) == ""
