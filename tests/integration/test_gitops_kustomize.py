@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from ._ansible import AnsibleCli
-from ._kustomize import BuildError, flux_build, kubectl_path
+from ._kubectl import kubectl_path
+from ._kustomize import BuildError, flux_build
 from ._sites import SHIPPED_SITES, site_file
 
 STAGES = ["infrastructure", "infrastructure-config", "platform", "apps"]
