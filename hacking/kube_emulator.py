@@ -145,18 +145,20 @@ class _Kube(kmock.KubernetesEmulator):
 
     async def _namespaces(self, raw_request, name, sub):
         """/api/v1/namespaces[/<name>[/status]], served here: kmock's path parser reads `namespaces/<name>` as the
-        namespace part of a namespaced path and cannot parse these (POST /api/v1/namespaces fails inside kmock with
-        ValueError('not enough values to unpack (expected at least 1, got 0)'), GET /api/v1/namespaces/<name> finds
-        no resource)."""
+        namespace part of a namespaced path and cannot parse these (POST and GET /api/v1/namespaces fail inside kmock
+        with ValueError('not enough values to unpack (expected at least 1, got 0)'), GET /api/v1/namespaces/<name>
+        is a 404 Resource Not Found even with namespaces declared)."""
         kind = KINDS[0]
         body = await raw_request.read()
         method = raw_request.method
         try:
             data = json.loads(body) if body else None
         except ValueError:
-            return await self._render_error(_unsupported(raw_request.content_type))
+            data = None
         self._requests.append(kmock.Request(method=method, url=raw_request.url, params=dict(raw_request.query),
                                             data=data, body=body, resource=kind.resource, name=name))  # fmt: skip
+        if body and data is None:
+            return await self._render_error(_unsupported(raw_request.content_type))
         try:
             async with self._lock:
                 code, answer = self._serve_namespace(kind, method, name, sub == "status", data, raw_request.query)
