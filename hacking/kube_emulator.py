@@ -438,6 +438,9 @@ class KubeEmulator:
         return self
 
     def stop(self) -> None:
+        if self.thread.ident is None:  # never started: only the socket to give back
+            self.sock.close()
+            return
         if self._stopping is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self._stopping.set)
         self.thread.join(30)
