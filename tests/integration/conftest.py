@@ -75,7 +75,7 @@ def pve_site_factory(pve_site_pki: tuple[str, str]) -> Iterator[Callable[..., Pv
 
 @pytest.fixture
 def kube_api():
-    """A Kubernetes API emulator (hacking/kube_emulator.py) on a loopback port, stopped after the test."""
+    """The Kubernetes API (kmock's emulator, ours on top: hacking/kube_emulator.py) on loopback, stopped after."""
     from kube_emulator import KubeEmulator
 
     emulator = KubeEmulator().start()
