@@ -147,6 +147,31 @@ def sops_clear_layout(real_sops, tmp_path: Path, text: str = CORPUS) -> str:
 # ---- files sops wrote ------------------------------------------------------------------------------------------
 
 
+# One defect each, apart from the rest of the corpus: a file sops wrote must open and rewrite unchanged.
+DEFECTS = {
+    "dates": "since: 2024-01-02\nat: 2024-01-02T03:04:05Z\nwhen_unencrypted: 2024-01-02 03:04:05\n",
+    "floats": "tiny: 1e-07\nup: .inf\nclear_unencrypted: [1e-07, .inf, -.inf, .nan, 1234567.0]\n",
+    "comments": (
+        "# top\na: 1 # after a\nb:\n    # in b\n    c: 2\n    # end of b\nl:\n    - x\n    # in l\n    - y\n# end\n"
+    ),
+    "layout": (
+        "s_unencrypted:\n  - 'a: b'\n  - \"yes\"\n  - ' lead'\n  - - x\n    - y\n  - k: |\n      v\n"
+        "  - '2024-01-02'\nq_unencrypted: {x: [1, 2]}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("text", DEFECTS.values(), ids=DEFECTS.keys())
+def test_each_reported_defect_alone_a_sops_file_opens_prints_and_rewrites_unchanged(real_sops, tmp_path, text):
+    path = sops_encrypted(real_sops, tmp_path, "", text=text)
+    original = path.read_text()
+    document = _sops.Document.parse(original, "yaml")
+    plain = document.decrypt(identities(real_sops))
+    assert _sops_stores.dump(plain, None, "yaml") == real_sops.decrypt(path)
+    document.encrypt(plain, touch=False)
+    assert document.text() == original
+
+
 @pytest.mark.parametrize(("_name", "rule", "_rules"), RULES, ids=RULE_IDS)
 def test_a_file_sops_encrypted_is_read_and_rewritten_unchanged_byte_for_byte(real_sops, tmp_path, _name, rule, _rules):
     path = sops_encrypted(real_sops, tmp_path, rule)
