@@ -174,9 +174,9 @@ class _Item:
 
 @dataclass
 class _Block:
-    """A mapping or sequence: the column of its keys or dashes; comments found after its last item."""
+    """A mapping or sequence: the column of a mapping's keys (None for a sequence); comments after its items."""
 
-    column: int
+    keys: int | None
     after: list = field(default_factory=list)
 
 
@@ -205,6 +205,7 @@ class _Reader:
         self.blocks: dict = {}  # id(node) -> _Block
         self.scalar_lines: set = set()
         self.content_end: dict = {}  # line -> column after the last scalar or flow collection ending there
+        self._run = None  # (item, {column: block}) of the comments that end blocks after that item
         self._index(root, [])
         self._place_comments()
         self.tree = self._build(root, "")
@@ -215,32 +216,22 @@ class _Reader:
         if isinstance(node, yaml.ScalarNode) or getattr(node, "flow_style", False):
             self._content(node)
         if isinstance(node, yaml.MappingNode):
-            block = self._block(node, chain, node.value[0][0].start_mark.column if node.value else 0)
+            block = self._block(node)
             for key, value in node.value:
                 self.items[id(key)] = _Item(key.start_mark.line, key.start_mark.column, [*chain, block])
                 self._index(key, [*chain, block])
                 self._index(value, [*chain, block])
         elif isinstance(node, yaml.SequenceNode):
-            block = self._block(node, chain, node.start_mark.column)
+            block = self._block(node)
             for item in node.value:
                 line = self._dash_line(item, node.start_mark.column) if not node.flow_style else item.start_mark.line
                 column = node.start_mark.column if not node.flow_style else item.start_mark.column
                 self.items[id(item)] = _Item(line, column, [*chain, block])
                 self._index(item, [*chain, block])
 
-    def _block(self, node, chain: list, column: int) -> _Block:
-        # a mapping that is a sequence item starts at its dash, so comments at the dash's column end it
-        if chain and isinstance(node, yaml.MappingNode) and not getattr(node, "flow_style", False):
-            parent = chain[-1]
-            if parent.column < column and self._is_item_mapping(node):
-                column = parent.column
-        block = self.blocks.setdefault(id(node), _Block(column))
-        return block
-
-    def _is_item_mapping(self, node) -> bool:
-        mark = node.start_mark
-        before = self.lines[mark.line][: mark.column].rstrip()
-        return before.endswith("-")
+    def _block(self, node) -> _Block:
+        keys = node.value[0][0].start_mark.column if isinstance(node, yaml.MappingNode) and node.value else None
+        return self.blocks.setdefault(id(node), _Block(keys))
 
     def _dash_line(self, item, column: int) -> int:
         line = item.start_mark.line
@@ -282,13 +273,27 @@ class _Reader:
         if following is not None and (previous is None or column <= following.column):
             following.before.append(comment)
             return
-        # a comment indented past the next item (or after the last) ends the deepest block it is inside
-        chain = previous.chain
-        block = next((b for b in reversed(chain) if b.column <= column), chain[0])
+        if previous is None:
+            return  # a comment in a file without a single key: sops cannot read such a file at all
+        block = self._foot_block(column, previous)
         if following is not None and block is following.chain[-1]:
             following.before.append(comment)
         else:
             block.after.append(comment)
+
+    def _foot_block(self, column: int, previous) -> _Block:
+        """The block a comment indented past the next item ends, as go-yaml decides it: the first such comment
+        after a block ends the innermost one; a later one at another column the deepest block it is inside."""
+        run = self._run if self._run and self._run[0] is previous else None
+        if run is None:
+            block = previous.chain[-1]
+        elif column in run[1]:
+            block = run[1][column]
+        else:
+            mappings = (b for b in reversed(previous.chain) if b.keys is not None and b.keys <= column)
+            block = next(mappings, previous.chain[0])
+        self._run = (previous, {**(run[1] if run else {}), column: block})
+        return block
 
     def _comment_in(self, number: int, line: str):
         start = self.content_end.get(number, 0)
