@@ -200,6 +200,7 @@ def load(text: str) -> dict:
 
 class _Reader:
     def __init__(self, text: str, root):
+        self.text = text
         self.lines = text.split("\n")
         self.items: dict = {}  # id(node) -> _Item, for keys and sequence items
         self.blocks: dict = {}  # id(node) -> _Block
@@ -213,6 +214,8 @@ class _Reader:
     # first pass: where every item starts, which lines are inside scalars
 
     def _index(self, node, chain: list) -> None:
+        if id(node) in self.blocks:
+            return  # an alias of a node already seen: sops writes it out again, comments included
         if isinstance(node, yaml.ScalarNode) or getattr(node, "flow_style", False):
             self._content(node)
         if isinstance(node, yaml.MappingNode):
@@ -224,8 +227,7 @@ class _Reader:
         elif isinstance(node, yaml.SequenceNode):
             block = self._block(node)
             for item in node.value:
-                line = self._dash_line(item, node.start_mark.column) if not node.flow_style else item.start_mark.line
-                column = node.start_mark.column if not node.flow_style else item.start_mark.column
+                line, column = (item.start_mark.line, item.start_mark.column) if node.flow_style else self._dash(item)
                 self.items[id(item)] = _Item(line, column, [*chain, block])
                 self._index(item, [*chain, block])
 
@@ -233,11 +235,13 @@ class _Reader:
         keys = node.value[0][0].start_mark.column if isinstance(node, yaml.MappingNode) and node.value else None
         return self.blocks.setdefault(id(node), _Block(keys))
 
-    def _dash_line(self, item, column: int) -> int:
-        line = item.start_mark.line
-        while line > 0 and self.lines[line][column : column + 1] != "-":
-            line -= 1
-        return line
+    def _dash(self, item) -> tuple[int, int]:
+        """(line, column) of the dash before a block sequence item (its anchor or tag, if any, come after it)."""
+        index = item.start_mark.index
+        while index > 0 and self.text[index - 1] in " \t\r\n":
+            index -= 1
+        index -= 1
+        return self.text.count("\n", 0, index), index - (self.text.rfind("\n", 0, index) + 1)
 
     def _content(self, node) -> None:
         start, end = node.start_mark, node.end_mark
@@ -251,6 +255,9 @@ class _Reader:
     def _place_comments(self) -> None:
         ordered = sorted(self.items.values(), key=lambda item: (item.line, item.column))
         starts = [(item.line, item.column) for item in ordered]
+        by_line: dict = {}
+        for item in ordered:
+            by_line.setdefault(item.line, []).append(item)
         for number, line in enumerate(self.lines):
             if number in self.scalar_lines:
                 continue
@@ -259,7 +266,7 @@ class _Reader:
                 continue
             column, text = found
             trailing = bool(line[:column].strip())
-            here = [item for item in ordered if item.line == number]
+            here = by_line.get(number, [])
             if trailing and here:
                 deepest = max(len(item.chain) for item in here)
                 next(item for item in here if len(item.chain) == deepest).before.append(Comment(text))

@@ -158,6 +158,8 @@ DEFECTS = {
         "s_unencrypted:\n  - 'a: b'\n  - \"yes\"\n  - ' lead'\n  - - x\n    - y\n  - k: |\n      v\n"
         "  - '2024-01-02'\nq_unencrypted: {x: [1, 2]}\n"
     ),
+    # not reported, but found on the way: sops writes an alias out in full, comments included
+    "anchors": "base: &b\n    # in base\n    x: 1\nother: *b\nl: &l\n    - 1\n    # c\n    - 2\nm: *l\n",
 }
 
 
