@@ -391,11 +391,11 @@ def _mapping(node: dict, indent: int, child: int | None = None, first_prefix: st
             yield from _comment_lines(pending, indent)
             lead = " " * indent
         pending, first = [], False
-        yield from _entry(f"{lead}{_scalar(key, key=True)}:", value, child)
+        yield from _entry(f"{lead}{_scalar(key, key=True)}:", value, child, hint_ok=child == indent + _INDENT)
     yield from _comment_lines(pending, indent)
 
 
-def _entry(head: str, value, child: int):
+def _entry(head: str, value, child: int, hint_ok: bool = True):
     if isinstance(value, dict) and _has_content(value):
         yield head + "\n"
         yield from _mapping(value, child)
@@ -403,7 +403,7 @@ def _entry(head: str, value, child: int):
         yield head + "\n"
         yield from _sequence(value, child)
     else:
-        yield head + " " + _scalar(value, block_column=child) + "\n"
+        yield head + " " + _scalar(value, block_column=child, hint_ok=hint_ok) + "\n"
 
 
 def _has_content(node) -> bool:
@@ -437,10 +437,10 @@ def _sequence_item(lead: str, item, dash: int):
     elif isinstance(item, list) and _has_content(item):
         yield from _sequence(item, dash + 2, first_prefix=lead, prefix_indent=dash)
     else:
-        yield lead + _scalar(item, block_column=dash + 2) + "\n"
+        yield lead + _scalar(item, block_column=dash + 2, hint_ok=False) + "\n"
 
 
-def _scalar(value, key: bool = False, block_column: int = 0) -> str:
+def _scalar(value, key: bool = False, block_column: int = 0, hint_ok: bool = True) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -456,8 +456,8 @@ def _scalar(value, key: bool = False, block_column: int = 0) -> str:
     if isinstance(value, list):
         return "[]"
     if isinstance(value, Comment):
-        return _scalar(value.text, key, block_column)
-    return _string(str(value), key, block_column)
+        return _scalar(value.text, key, block_column, hint_ok)
+    return _string(str(value), key, block_column, hint_ok)
 
 
 def go_yaml_float(value: float) -> str:
@@ -500,7 +500,7 @@ def _shortest_digits(value: float) -> tuple[str, int]:
     return digits, point
 
 
-def _string(text: str, key: bool, block_column: int) -> str:
+def _string(text: str, key: bool, block_column: int, hint_ok: bool = True) -> str:
     if text == "<<":
         return "!!merge <<"  # go-yaml reads << as the merge key, so it writes the string with its tag
     if "\n" in text and not key:
@@ -515,6 +515,10 @@ def _string(text: str, key: bool, block_column: int) -> str:
     if style == "'" and not allowed["single"]:
         style = '"'
     if style == "|" and not allowed["block"]:
+        style = '"'
+    if style == "|" and text[:1] in " \n" and not hint_ok:
+        # go-yaml's indentation indicator is 2 off inside a sequence item: neither it nor sops reads such a
+        # block back ("did not find expected '-' indicator"), so it is written double-quoted instead
         style = '"'
     if style == "":
         return text

@@ -9,6 +9,7 @@ Ciphertexts differ between two encryptions, so layouts are compared with every E
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -212,6 +213,23 @@ def test_a_changed_clear_float_is_a_mac_mismatch_that_names_no_value(real_sops, 
     with pytest.raises(SopsError, match="MAC mismatch") as caught:
         _sops.Document.parse(tampered, "yaml").decrypt(identities(real_sops))
     assert "tiny" not in str(caught.value) and "e-07" not in str(caught.value)
+
+
+def test_go_yaml_quoting_of_many_strings_is_matched(real_sops, tmp_path):
+    """Short strings of YAML's indicator characters, tabs, breaks and unicode, as values and as keys, in the clear."""
+    rng = random.Random(7)
+    alphabet = [*"ab09 -:#,[]{}&*!|>'\"%@`?.~=\t\n+_eE", "é", "✓", "\u00a0", "\x7f", "\x85"]
+    strings = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(400)})
+    # sops cannot read back its own literal block of a sequence item that starts with a space or a break
+    strings = [v for v in strings if not ("\n" in v and v[:1] in " \n")]
+    # a key with a line break is a complex key (? ...) to go-yaml, which nerv.homelab does not write
+    keys = [k for k in strings if not any(c in k for c in "\n\x85")]
+    text = "v_unencrypted:\n" + "".join(f"    - {json.dumps(v)}\n" for v in strings)
+    text += "k_unencrypted:\n" + "".join(f"    {json.dumps(k)}: 1\n" for k in keys)
+    path = sops_encrypted(real_sops, tmp_path, "", text=text)
+    plain = _sops.Document.parse(path.read_text(), "yaml").decrypt(identities(real_sops))
+    assert plain["v_unencrypted"] == strings
+    assert _sops_stores.dump(plain, None, "yaml") == real_sops.decrypt(path)
 
 
 # ---- files we write --------------------------------------------------------------------------------------------

@@ -156,6 +156,12 @@ def test_multi_line_strings_are_literal_blocks_as_go_yaml_writes_them(value, wri
     assert _sops_stores.dump({"k": value}, None, "yaml") == f"k: {written}"
 
 
+def test_a_sequence_item_block_that_needs_an_indentation_indicator_is_double_quoted_so_it_reads_back():
+    text = _sops_stores.dump({"l": [" lead\nx", {"k": "\nx"}]}, None, "yaml")
+    assert text == 'l:\n    - " lead\\nx"\n    - k: "\\nx"\n'
+    assert _sops_stores.load(text, "yaml")[0] == {"l": [" lead\nx", {"k": "\nx"}]}
+
+
 # ---- layout and comments -----------------------------------------------------------------------------------
 
 LAYOUT = """\
