@@ -61,8 +61,8 @@ _OLD_BOOLS = frozenset(("y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO
 _OLD_BOOLS |= frozenset(("on", "On", "ON", "off", "Off", "OFF"))
 # go-yaml's timestamp layouts: short date fields, 'T', 't' or ' ' before the time, optional fraction and zone
 _TIMESTAMP = re.compile(
-    r"^(\d{4})-(\d{1,2})-(\d{1,2})"
-    r"(?:(?P<sep>[Tt ])(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,9}))?(?P<zone>Z|[+-]\d{2}:\d{2})?)?$"
+    r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})"
+    r"(?:(?P<sep>[Tt ])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:\.([0-9]+))?(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})?)?$"
 )
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -128,12 +128,12 @@ def parse_timestamp(text: str) -> Timestamp | None:
         return None
     if match.group("sep") is None:
         return Timestamp(f"{year:04d}-{month:02d}-{day:02d}T00:00:00Z")
-    if match.group("sep") == " " and match.group("zone"):
-        return None  # the space layout has no zone
+    if (match.group("sep") == " ") == bool(match.group("zone")):
+        return None  # the space layout has no zone; the T layouts need one
     hour, minute, second = (int(match.group(i)) for i in (5, 6, 7))
     if hour > 23 or minute > 59 or second > 59:
         return None
-    fraction = (match.group(8) or "").rstrip("0")
+    fraction = (match.group(8) or "")[:9].rstrip("0")  # Go keeps nanoseconds, dropping further digits
     zone = match.group("zone") or "Z"
     if zone in ("+00:00", "-00:00"):
         zone = "Z"

@@ -150,7 +150,10 @@ def sops_clear_layout(real_sops, tmp_path: Path, text: str = CORPUS) -> str:
 
 # One defect each, apart from the rest of the corpus: a file sops wrote must open and rewrite unchanged.
 DEFECTS = {
-    "dates": "since: 2024-01-02\nat: 2024-01-02T03:04:05Z\nwhen_unencrypted: 2024-01-02 03:04:05\n",
+    "dates": (
+        "since: 2024-01-02\nat: 2024-01-02T03:04:05Z\nwhen_unencrypted: 2024-01-02 03:04:05\n"
+        "more_unencrypted: [2024-01-02T03:04:05, 2024-01-02T03:04:05.1234567891Z, 2024-1-2 3:4:5, 2024-02-30]\n"
+    ),
     "floats": "tiny: 1e-07\nup: .inf\nclear_unencrypted: [1e-07, .inf, -.inf, .nan, 1234567.0]\n",
     "comments": (
         "# top\na: 1 # after a\nb:\n    # in b\n    c: 2\n    # end of b\nl:\n    - x\n    # in l\n    - y\n# end\n"

@@ -88,6 +88,9 @@ def test_plain_scalars_resolve_as_go_yaml_v3_resolves_them(text, value):
         ("2001-12-14t21:59:43.10-05:00", "2001-12-14T21:59:43.1-05:00"),
         ("2024-01-02 03:04:05", "2024-01-02T03:04:05Z"),
         ("2024-01-02T03:04:05+00:00", "2024-01-02T03:04:05Z"),
+        ("2024-01-02T03:04:05.1234567891Z", "2024-01-02T03:04:05.123456789Z"),
+        ("2024-01-02 3:4:5", "2024-01-02T03:04:05Z"),
+        ("2024-01-02t03:04:05+01:30", "2024-01-02T03:04:05+01:30"),
     ],
 )
 def test_dates_and_timestamps_are_time_values_in_go_rfc3339_nano(text, canonical):
@@ -96,7 +99,10 @@ def test_dates_and_timestamps_are_time_values_in_go_rfc3339_nano(text, canonical
     assert _sops.value_bytes(stamp) == ("time", canonical.encode())
 
 
-@pytest.mark.parametrize("text", ["2024-02-30", "2024-13-01", "2001-12-14 21:59:43.10 -5", "24-01-02"])
+@pytest.mark.parametrize(
+    "text",
+    ["2024-02-30", "2024-13-01", "2001-12-14 21:59:43.10 -5", "24-01-02", "2024-01-02T03:04:05", "２０２４-01-02"],
+)
 def test_what_is_not_a_valid_go_timestamp_stays_a_string(text):
     assert type(_sops_yaml.resolve_plain(text)) is str
 
