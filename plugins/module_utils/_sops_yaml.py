@@ -6,9 +6,9 @@ Reading follows go-yaml v3's resolution of plain scalars (YAML 1.2 booleans, ``1
 timestamps as ``Timestamp``), not PyYAML's YAML 1.1 one, so every leaf has the type, and so the MAC bytes, sops
 gives it. Comments are kept where sops keeps them: as ``Comment`` keys of a mapping or ``Comment`` items of a
 sequence, placed before the key or item they precede (a comment after a line's content precedes that line's
-innermost item) or at the end of the block whose indentation they share. Writing lays the tree out as sops emits
-it (go-yaml's choice of plain, single-quoted, double-quoted or literal scalars; no line wrapping), so a file sops
-wrote is rewritten byte for byte.
+innermost item) or, indented past the next key, at the end of the block go-yaml gives them. Writing lays the
+tree out as sops emits it (go-yaml's choice of plain, single-quoted, double-quoted or literal scalars; no line
+wrapping), so a file sops wrote is rewritten byte for byte.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ class _Reader:
         stripped = line.lstrip()
         if stripped.startswith("#") and len(line) - len(stripped) >= start:
             column = len(line) - len(stripped)
-            return column, line[column + 1 :]
+            return column, line[column + 1 :].rstrip("\r")
         if stripped.startswith(("---", "...")) and len(line) - len(stripped) == 0:
             start = max(start, 3)
         for match in re.finditer(r"[ \t]#", line[start:]):
