@@ -278,6 +278,7 @@ def test_a_value_we_set_is_laid_out_as_sops_set_lays_it_out(real_sops, tmp_path)
         _sops_files.plan_values(str(ours), identities(real_sops), {".".join(parts): value}, []).apply()
     assert normalised(ours.read_text()) == normalised(theirs.read_text())
     assert real_sops.decrypt(ours) == real_sops.decrypt(theirs)
+    assert real_sops.updatekeys(ours).returncode == 0
 
 
 def _json(value) -> str:
@@ -296,6 +297,9 @@ def test_updatekeys_and_rotate_of_a_sops_file_keep_comments_and_open_with_sops(r
     _sops_files.plan_rotate(str(path), identities(real_sops)).apply()
     assert path.read_text() != before and real_sops.decrypt(path) == expected
     assert normalised(path.read_text()) == normalised(before)
+    # and sops re-keys what we rotated: back to its creation rule's one recipient
+    real_sops.updatekeys(path)
+    assert str(host.to_public()) not in path.read_text() and real_sops.decrypt(path) == expected
 
 
 # ---- through Ansible -------------------------------------------------------------------------------------------
