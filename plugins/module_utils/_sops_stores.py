@@ -13,8 +13,10 @@ import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _sops_yaml
 from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils._sops_yaml import Comment, Timestamp  # noqa: F401
+from ansible_collections.nerv.homelab.plugins.module_utils._sops_yaml import Comment
 
+# the values of YAML dates and timestamps (sops type time), beside Comment for the code that walks trees
+Timestamp = _sops_yaml.Timestamp
 METADATA_KEY = "sops"
 _DOTENV_PREFIX = "sops_"
 _MAP, _LIST = "__map_", "__list_"
