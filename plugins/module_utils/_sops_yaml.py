@@ -351,11 +351,9 @@ def _shown(key) -> str:
 
 
 def _scalar_value(node):
-    if node.tag == _PLAIN_TAG:
-        return resolve_plain(node.value)
     if node.tag == _STR_TAG:
-        return node.value
-    # an explicit tag: read the text as go-yaml reads it untagged
+        return node.value  # quoted, or tagged !!str
+    # plain, or with another tag: the text as go-yaml reads it untagged
     return resolve_plain(node.value)
 
 
