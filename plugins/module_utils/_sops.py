@@ -14,6 +14,7 @@ import base64
 import datetime
 import decimal
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils._age import (
     unwrap_data_key,
     wrap_data_key,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils._sops_yaml import parse_timestamp
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -48,7 +50,12 @@ _OTHER_KEY_TYPES = ("kms", "gcp_kms", "azure_kv", "hc_vault", "pgp")
 
 
 def go_float(value: float) -> str:
-    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64): shortest round-trip digits, never an exponent."""
+    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64), which sops MACs and encrypts: the shortest digits that
+    read back, never an exponent (1e-07 is 0.0000001); +Inf, -Inf and NaN as Go spells them."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
     text = format(decimal.Decimal(repr(value)), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -67,6 +74,9 @@ def value_bytes(value) -> tuple[str, bytes]:
         return "float", go_float(value).encode()
     if isinstance(value, bytes):
         return "bytes", value
+    if isinstance(value, stores.Timestamp):
+        # sops 3.10+ keeps a YAML date or timestamp as a Go time.Time: MarshalText, RFC 3339 with nanoseconds
+        return "time", value.encode()
     if isinstance(value, str):
         return "str", value.encode()
     raise SopsError(f"a value of type {type(value).__name__} cannot be stored in a sops file")
@@ -87,9 +97,18 @@ def _typed(kind: str, raw: bytes, where: str):
             return raw
         if kind == "comment":
             return stores.Comment(text)
+        if kind == "time":
+            return _time(text)
     except ValueError:
         raise SopsError(f"the value at '{where}' does not decode as its type {kind}") from None
     raise SopsError(f"the value at '{where}' has an unknown sops type {kind!r}")
+
+
+def _time(text: str):
+    stamp = parse_timestamp(text)
+    if stamp is None or "T" not in text:
+        raise ValueError(text)
+    return stamp
 
 
 def _go_bool(text: str) -> bool:
@@ -189,12 +208,14 @@ def _walk(node, path: list, visit):
         out = {}
         for key, value in node.items():
             if isinstance(key, stores.Comment):
-                out[visit(key, path)] = None
+                seen = visit(key, path)
+                out[seen if isinstance(seen, stores.Comment) else stores.Comment(seen)] = None
             else:
                 out[key] = _walk(value, [*path, key], visit)
         return out
     if isinstance(node, list):
-        # list items add no index to the path (sops' additional data is the keys only)
+        # list items add no index to the path (sops' additional data is the keys only); an encrypted comment of a
+        # sequence becomes an item ENC[...,type:comment], as sops writes it
         return [_walk(item, path, visit) for item in node]
     if node is None:
         return None
@@ -227,8 +248,7 @@ class _Crypt:
         if not encrypted:
             return value
         aad = _aad(path)
-        text = encrypt_value(value, self.key, aad, self.nonces.get((aad, value_bytes(value))))
-        return stores.Comment(text) if isinstance(value, stores.Comment) else text
+        return encrypt_value(value, self.key, aad, self.nonces.get((aad, value_bytes(value))))
 
     def decrypt_leaf(self, value, path):
         encrypted = self.rules.encrypts(path)

@@ -71,11 +71,13 @@ def decrypt_file(path: str, identities: list, fmt: str | None = None) -> dict:
 
 
 def without_comments(tree):
-    """The plaintext as plain data: dotenv comment lines left out."""
+    """The plaintext as plain data: comments left out, a date or timestamp as its text (as `sops -d` prints it)."""
     if isinstance(tree, dict):
         return {k: without_comments(v) for k, v in tree.items() if not isinstance(k, stores.Comment)}
     if isinstance(tree, list):
-        return [without_comments(v) for v in tree]
+        return [without_comments(v) for v in tree if not isinstance(v, stores.Comment)]
+    if isinstance(tree, stores.Timestamp):
+        return str(tree)
     return tree
 
 
