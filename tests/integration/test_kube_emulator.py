@@ -47,8 +47,8 @@ def test_discovery_names_the_kinds_the_modules_use(kubectl):
 
 def test_namespaces_are_created_read_and_listed(kubectl, kube_api):
     # from a manifest: `kubectl create namespace` sends protobuf, which the emulator answers with 415
-    kubectl("create", *NO_OPENAPI, "-f", "-", stdin=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
-                                                       "metadata": {"name": "metallb-system"}}))  # fmt: skip
+    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metallb-system"}}
+    kubectl("create", *NO_OPENAPI, "-f", "-", stdin=yaml.safe_dump(manifest))
     namespace = get(kubectl, "namespace", "metallb-system")
     assert namespace["kind"] == "Namespace" and namespace["metadata"]["uid"]
     assert [n["metadata"]["name"] for n in get(kubectl, "namespaces")["items"]] == ["metallb-system"]

@@ -202,7 +202,7 @@ def test_dates_floats_and_yes_decrypt_to_what_sops_gives_them(real_sops, tmp_pat
         assert re.search(rf"^{key}: ENC\[.*,type:time\]$", text, re.M), f"sops 3.11 types {key} as time"
     plain = _sops_files.without_comments(_sops_files.decrypt_file(str(path), identities(real_sops)))
     assert plain["since"] == "2024-01-02T00:00:00Z" and plain["at_offset"] == "2024-01-02T03:04:05.5+02:00"
-    assert plain["at_space"] == "2024-01-02T03:04:05Z" and type(plain["since"]) is str
+    assert plain["at_space"] == "2024-01-02T03:04:05Z" and isinstance(plain["since"], str)
     assert plain["tiny"] == 1e-07 and plain["up"] == float("inf") and plain["unknown"] != plain["unknown"]
     assert plain["yes_word"] == "yes" and plain["on_word"] == "on" and plain["whole"] == 1.0
     assert plain["password"] == CANARY and plain["list"] == ["a", "b"]
@@ -222,7 +222,7 @@ def test_go_yaml_quoting_of_many_strings_is_matched(real_sops, tmp_path):
     """Short strings of YAML's indicator characters, tabs, breaks and unicode, as values and as keys, in the clear."""
     rng = random.Random(7)
     alphabet = [*"ab09 -:#,[]{}&*!|>'\"%@`?.~=\t\n+_eE", "é", "✓", "\u00a0", "\x7f", "\x85"]
-    strings = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(400)})
+    strings = sorted({"".join(rng.choice(alphabet) for _c in range(rng.randint(1, 6))) for _n in range(400)})
     # sops cannot read back its own literal block of a sequence item that starts with a space or a break
     strings = [v for v in strings if not ("\n" in v and v[:1] in " \n")]
     # a key with a line break is a complex key (? ...) to go-yaml, which nerv.homelab does not write

@@ -104,7 +104,7 @@ def test_dates_and_timestamps_are_time_values_in_go_rfc3339_nano(text, canonical
     ["2024-02-30", "2024-13-01", "2001-12-14 21:59:43.10 -5", "24-01-02", "2024-01-02T03:04:05", "２０２４-01-02"],
 )
 def test_what_is_not_a_valid_go_timestamp_stays_a_string(text):
-    assert type(_sops_yaml.resolve_plain(text)) is str
+    assert isinstance(_sops_yaml.resolve_plain(text), str)
 
 
 def test_a_time_value_encrypts_as_type_time_and_decrypts_back():
