@@ -9,8 +9,8 @@ body without a Content-Length (chunked), reads the body in 1 MiB pieces and thro
 what it received (bytes, and the multipart fields in the order they came); and, one after the other, two
 uploader children that report their own peak RSS (getrusage ru_maxrss) and wall time:
 
-  nerv   ProxmoxClient.upload (plugins/module_utils/proxmox.py) with the fields nerv.homelab.proxmox_iso sends,
-         after computing the sha256 the way the module does (streaming, _proxmox_iso.file_sha256);
+  nerv   ProxmoxClient.upload (plugins/module_utils/proxmox/client.py) with the fields nerv.homelab.proxmox_iso sends,
+         after computing the sha256 the way the module does (streaming, proxmox/iso.py file_sha256);
   naive  requests.post(files=...), which builds the whole multipart body in memory.
 
 The file is made with truncate (sparse: it takes no disk space, and reads cost no disk I/O, so the wall times
@@ -157,10 +157,10 @@ def run_uploader(kind, url, path, cafile):
     baseline = peak_rss_mib()
     if kind == "nerv":
         sys.path.insert(0, str(REPO / "collections"))
-        from ansible_collections.nerv.homelab.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
-            _proxmox_iso as iso,
-        )
         from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (  # pylint: disable=import-outside-toplevel
+            iso,
+        )
+        from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (  # pylint: disable=import-outside-toplevel
             ProxmoxClient,
             ProxmoxSettings,
         )

@@ -1,4 +1,4 @@
-"""Write docs/site.schema.json and the field reference in docs/site.md from plugins/module_utils/_site_schema.py.
+"""Write docs/site.schema.json and the field reference in docs/site.md from plugins/module_utils/site/schema.py.
 
 Editors (VS Code YAML, JetBrains) validate site files against the JSON file; the unit tests fail when either
 generated part differs from the schema, so run this after changing the schema.
@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "collections"))
 
-from ansible_collections.nerv.homelab.plugins.module_utils._site_schema import SITE_SCHEMA  # noqa: E402
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import SITE_SCHEMA  # noqa: E402
 
 BEGIN, END = "<!-- BEGIN GENERATED FIELDS -->", "<!-- END GENERATED FIELDS -->"
 

@@ -68,7 +68,7 @@ let
     "vm"
     "baremetal"
   ];
-  # As the Ansible site schema allows (plugins/module_utils/_site_schema.py, k3s.disable).
+  # As the Ansible site schema allows (plugins/module_utils/site/schema.py, k3s.disable).
   disableable = [
     "servicelb"
     "traefik"

@@ -1,7 +1,7 @@
 # Checks SSH public key lines in plain Nix (builtins only, no nixpkgs), so that
 # tests and `nix-instantiate --eval` can run them without fetching anything.
 #
-# The rules match plugins/module_utils/_site_formats.py (check_ssh_public_key):
+# The rules match plugins/module_utils/site/formats.py (check_ssh_public_key):
 # a line is `TYPE BASE64 [comment]`, TYPE is one of `types`, and the key blob
 # starts with its own type name (uint32 length + name). In base64 that start
 # is a fixed prefix per type; `prefixes` holds the characters fully decided by

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """How the modules that talk to a cluster find it (api_client in plugins/module_utils/_kube.py)."""
+    """How the modules that talk to a cluster find it (api_client in plugins/module_utils/cluster/kube.py)."""
 
     DOCUMENTATION = r"""
 options:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """How nerv.homelab modules and plugins reach the Proxmox VE API (plugins/module_utils/proxmox.py)."""
+    """How nerv.homelab modules and plugins reach the Proxmox VE API (plugins/module_utils/proxmox/client.py)."""
 
     # For modules: the environment variables are read by the argument spec's fallbacks.
     DOCUMENTATION = r"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """Where nerv.homelab's sops modules and lookup find age identities (plugins/module_utils/_age.py)."""
+    """Where nerv.homelab's sops modules and lookup find age identities (plugins/module_utils/secrets/age.py)."""
 
     DOCUMENTATION = r"""
 options:

@@ -116,15 +116,15 @@ import os
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     ProxmoxError,
     ProxmoxSettings,
     settings_from_site,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
-from ansible_collections.nerv.homelab.plugins.plugin_utils import _proxmox_inventory as logic
-from ansible_collections.nerv.homelab.plugins.plugin_utils._inventory import populate
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError, load_site
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import proxmox as logic
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import populate
 
 CONNECTION_OPTIONS = (
     "url",

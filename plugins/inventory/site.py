@@ -75,9 +75,9 @@ import os
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
-from ansible_collections.nerv.homelab.plugins.plugin_utils import _site_inventory as logic
-from ansible_collections.nerv.homelab.plugins.plugin_utils._inventory import populate
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError, load_site
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import site as logic
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import populate
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):

@@ -66,9 +66,13 @@ _raw:
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _sops_files as files
-from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, load_identities, require_libraries
-from ansible_collections.nerv.homelab.plugins.module_utils._sops import get_path, split_key
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
+    SopsError,
+    load_identities,
+    require_libraries,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import get_path, split_key
 
 
 class LookupModule(LookupBase):

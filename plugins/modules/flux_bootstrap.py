@@ -140,10 +140,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _flux as flux
-from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
-from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._remote import log_path, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import flux, kube
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import log_path, run_logged
 
 
 def argument_spec() -> dict:

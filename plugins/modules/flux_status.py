@@ -98,8 +98,8 @@ from dataclasses import asdict
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _kube as kube
-from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import kube
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 
 
 def argument_spec() -> dict:

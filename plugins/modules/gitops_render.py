@@ -86,11 +86,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _gitops as gitops
-from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, check_recipient
-from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
-from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError, load_site
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text, write_private
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError, load_site
 
 HEADER = "# Rendered by nerv.homelab.gitops_render from the site file: edit the site, not this file.\n"
 SOPS_HEADER = "# sops creation rules; nerv.homelab.gitops_render keeps the rule of each site's platform current.\n"

@@ -146,9 +146,13 @@ recipients:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _host_keys as hk
-from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, check_recipient
-from ansible_collections.nerv.homelab.plugins.module_utils._sops_module import IDENTITY_OPTIONS, identities, run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets import host_keys as hk
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
+    IDENTITY_OPTIONS,
+    identities,
+    run_module,
+)
 
 
 def argument_spec() -> dict:

@@ -89,16 +89,16 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._k3s import fetch_kubeconfig, rewrite, summary
-from ansible_collections.nerv.homelab.plugins.module_utils._remote import (
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.k3s import fetch_kubeconfig, rewrite, summary
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     SSH_OPTIONS,
     HostError,
     Target,
     Unreachable,
     plan_unreachable,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils._sops_files import read_text, write_private
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text, write_private
 
 
 def argument_spec() -> dict:

@@ -240,7 +240,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils._nix import NixError, run
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import NixError, run
 
 
 def main() -> None:

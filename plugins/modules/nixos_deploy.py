@@ -138,10 +138,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_deploy as nd
-from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._nixos_install import HOST
-from ansible_collections.nerv.homelab.plugins.module_utils._remote import (
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     SSH_OPTIONS,
     HostError,
     Target,
@@ -149,6 +147,8 @@ from ansible_collections.nerv.homelab.plugins.module_utils._remote import (
     log_path,
     plan_unreachable,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy as nd
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.install import HOST
 
 
 def argument_spec() -> dict:

@@ -166,10 +166,10 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _nixos_install as ni
-from ansible_collections.nerv.homelab.plugins.module_utils import _remote as remote
-from ansible_collections.nerv.homelab.plugins.module_utils._boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils._host_keys import pinned_keys
+from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install as ni
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.host_keys import pinned_keys
 
 
 def argument_spec() -> dict:

@@ -75,13 +75,13 @@ requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils._proxmox_cluster import summarise
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     proxmox_argument_spec,
     run_module,
     settings_from_params,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.cluster import summarise
 
 
 def main() -> None:

@@ -198,9 +198,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _proxmox_iso as iso
-from ansible_collections.nerv.homelab.plugins.module_utils._digest import sha256_file
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
+from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     ProxmoxError,
     proxmox_argument_spec,

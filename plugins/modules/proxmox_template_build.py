@@ -151,8 +151,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _proxmox_template as tpl
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template as tpl
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     proxmox_argument_spec,
     run_module,

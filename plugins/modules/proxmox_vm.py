@@ -235,8 +235,8 @@ host_key:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils._proxmox_vm_run import run
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import proxmox_argument_spec, run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import proxmox_argument_spec, run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.vm_apply import run
 
 
 def argument_spec() -> dict:

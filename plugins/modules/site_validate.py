@@ -118,7 +118,7 @@ site_warnings:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.site import (
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import (
     SiteError,
     parse_site,
     read_site_file,

@@ -124,10 +124,13 @@ admin_identity:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _sops_config as config
-from ansible_collections.nerv.homelab.plugins.module_utils import _sops_files as files
-from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, check_recipient
-from ansible_collections.nerv.homelab.plugins.module_utils._sops_module import IDENTITY_OPTIONS, identities, run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
+    IDENTITY_OPTIONS,
+    identities,
+    run_module,
+)
 
 HEADER = (
     "Written by nerv.homelab.sops_config from the site file: edit the site (sops.admin_recipients, hosts),\n"

@@ -166,10 +166,14 @@ import secrets
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _sops_files as files
-from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError, age_public, new_age_identity
-from ansible_collections.nerv.homelab.plugins.module_utils._sops import Rules
-from ansible_collections.nerv.homelab.plugins.module_utils._sops_module import IDENTITY_OPTIONS, identities, run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, age_public, new_age_identity
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
+    IDENTITY_OPTIONS,
+    identities,
+    run_module,
+)
 
 
 def argument_spec() -> dict:

@@ -24,7 +24,7 @@ HOST = "127.0.0.1"
 ROOT = "root@pam"
 CALL_TIMEOUT = 30
 GIB = 1024**3
-# Used only when plugins/module_utils/_site_schema.py cannot be read; the schema is the reference.
+# Used only when plugins/module_utils/site/schema.py cannot be read; the schema is the reference.
 FALLBACK_DEFAULTS = {
     "template": {"name": "nixos-base", "cores": 2, "memory": 2048, "disk": 20, "bios": "ovmf"},
     "proxmox": {"iso_storage": "local", "token_secret_env": "PROXMOX_TOKEN_SECRET"},

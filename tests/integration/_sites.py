@@ -29,8 +29,8 @@ def site_file(site: str) -> Path:
 
 @functools.cache
 def site_schema() -> dict:
-    """SITE_SCHEMA of plugins/module_utils/_site_schema.py, loaded by path (it needs no ansible imports)."""
-    path = REPO / "plugins" / "module_utils" / "_site_schema.py"
+    """SITE_SCHEMA of plugins/module_utils/site/schema.py, loaded by path (it needs no ansible imports)."""
+    path = REPO / "plugins" / "module_utils" / "site" / "schema.py"
     spec = importlib.util.spec_from_file_location("_nerv_site_schema", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

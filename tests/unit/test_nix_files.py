@@ -20,7 +20,7 @@ import subprocess
 import pytest
 from nix_helpers import NIX_DIR, REPO, nix_eval, nix_eval_error, nix_string, run_nix
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _site_formats
+from ansible_collections.nerv.homelab.plugins.module_utils.site import formats as site_formats
 
 TOPLEVEL = "/nix/store/00000000000000000000000000000000-nixos-system-nixos-base-25.05"
 GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIONiBCZ3Gzwswu2P4FaiIFyItRg6xHsj8zkpWv6CysAa example-admin-replace-me"
@@ -154,7 +154,7 @@ def test_example_site_evaluates(nix_instantiate):
     assert site == {"hostname": "nixos-base", "disk": "/dev/sda", "diskExplicit": True, "adminSshKeys": [GOOD_KEY]}
     raw = json.loads((NIX_DIR / "site.json").read_text())
     for key in raw["admin_ssh_keys"]:
-        assert _site_formats.check_ssh_public_key(key) is None, "the Python site validator must accept the example"
+        assert site_formats.check_ssh_public_key(key) is None, "the Python site validator must accept the example"
 
 
 def test_site_defaults_disk_and_says_it_was_not_named(nix_instantiate):
@@ -210,7 +210,7 @@ def test_bad_site_json_stops_the_flake(nix_instantiate, tmp_path):
 def test_key_prefixes_agree_with_the_python_site_validator(nix_instantiate):
     """The Nix table of base64 prefixes is what each key type's blob really starts with, for every Python type."""
     prefixes = nix_eval(nix_instantiate, "(import ./nix/lib/ssh-keys.nix).prefixes")
-    assert set(prefixes) == set(_site_formats.SSH_KEY_TYPES)
+    assert set(prefixes) == set(site_formats.SSH_KEY_TYPES)
     for key_type, prefix in prefixes.items():
         head = struct.pack(">I", len(key_type)) + key_type.encode()
         decided = len(head) * 8 // 6
@@ -230,7 +230,7 @@ def test_key_prefixes_agree_with_the_python_site_validator(nix_instantiate):
 )
 def test_nix_and_python_agree_on_keys(nix_instantiate, key):
     nix_ok = nix_eval(nix_instantiate, f"(import ./nix/lib/ssh-keys.nix).isValid {nix_string(key)}")
-    assert nix_ok is (_site_formats.check_ssh_public_key(key) is None)
+    assert nix_ok is (site_formats.check_ssh_public_key(key) is None)
 
 
 # ---------------------------------------------------------------------------------------------------- layout

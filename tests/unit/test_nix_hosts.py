@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from nix_helpers import NIX_DIR, REPO, nix_eval, nix_eval_error, nix_string, run_nix
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _site_formats
-from ansible_collections.nerv.homelab.plugins.module_utils._site_schema import SITE_SCHEMA
+from ansible_collections.nerv.homelab.plugins.module_utils.site import formats as site_formats
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import SITE_SCHEMA
 
 HOSTS_JSON = NIX_DIR / "hosts.json"
 NEW_NIX_FILES = [
@@ -161,7 +161,7 @@ def test_the_library_exports_the_host_checks(nix_instantiate):
 
 def test_the_example_admin_key_passes_the_python_site_validator():
     for key in example()["admin_ssh_keys"]:
-        assert _site_formats.check_ssh_public_key(key) is None
+        assert site_formats.check_ssh_public_key(key) is None
 
 
 def test_the_first_control_plane_in_list_order_starts_the_cluster(nix_instantiate, tmp_path):

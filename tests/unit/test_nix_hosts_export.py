@@ -9,7 +9,7 @@ import pytest
 from nix_helpers import NIX_DIR, REPO, nix_eval, nix_string
 
 from ansible_collections.nerv.homelab.plugins.filter.nix_hosts import nix_hosts
-from ansible_collections.nerv.homelab.plugins.module_utils.site import load_site
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site
 
 SITES = ("demo", "example-proxmox", "example-baremetal")
 

@@ -8,7 +8,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
 from ansible_collections.nerv.homelab.plugins.inventory.proxmox import InventoryModule
-from ansible_collections.nerv.homelab.plugins.plugin_utils import _proxmox_inventory as logic
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import proxmox as logic
 
 try:  # ansible-core 2.19+: data tags; a string is templated only when tagged TrustedAsTemplate
     from ansible._internal._datatag._tags import TrustedAsTemplate

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.site import SiteError
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError
 from ansible_collections.nerv.homelab.plugins.modules.site_validate import run
 
 DEMO = Path(__file__).resolve().parents[4] / "inventory" / "demo" / "site.yml"

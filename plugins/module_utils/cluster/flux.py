@@ -1,0 +1,147 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Flux bootstrap, idempotently: nothing runs when flux-system already points at the same source and is Ready.
+
+The Git token reaches the flux CLI through its environment (GITHUB_TOKEN / GIT_PASSWORD), never argv; the
+cluster's age key becomes the Secret sops-age in flux-system (key age.agekey) before the first reconcile.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError, k8s_client, state_of
+
+NAMESPACE = "flux-system"
+SOPS_SECRET = "sops-age"
+SOPS_KEY = "age.agekey"  # Flux's sops decryption takes keys ending in .agekey
+
+
+def source_url(provider: str, owner: str, repository: str, url: str | None) -> str:
+    """The URL flux bootstrap writes into GitRepository flux-system (SSH with a deploy key for GitHub)."""
+    if provider == "github":
+        return f"ssh://git@github.com/{owner}/{repository}"
+    if not url:
+        raise KubeError("provider git needs url, the repository's URL (ssh://, https:// or file://)")
+    return url
+
+
+def current(api) -> dict:
+    """GitRepository and Kustomization flux-system as they are (None when absent)."""
+    custom = k8s_client.CustomObjectsApi(api)
+    found = {}
+    for kind, (group, version, plural) in (
+        ("GitRepository", ("source.toolkit.fluxcd.io", "v1", "gitrepositories")),
+        ("Kustomization", ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")),
+    ):
+        try:
+            found[kind] = custom.get_namespaced_custom_object(group, version, NAMESPACE, plural, NAMESPACE)
+        except Exception as exc:  # ApiException or a connection error
+            status = getattr(exc, "status", None)
+            if status == 404:
+                found[kind] = None
+            elif status is None:
+                raise KubeError(f"cannot reach the cluster: {exc}") from None
+            else:
+                raise KubeError(f"cannot read {kind} flux-system: {status} {getattr(exc, 'reason', '')}") from None
+    return found
+
+
+def differences(found: dict, url: str, branch: str, path: str) -> list:
+    """Why a bootstrap is needed (empty: flux-system already syncs this source and is Ready)."""
+    repo, kustomization = found.get("GitRepository"), found.get("Kustomization")
+    if repo is None or kustomization is None:
+        return ["flux-system is not installed"]
+    reasons = []
+    spec = repo.get("spec") or {}
+    if spec.get("url") != url:
+        reasons.append(f"GitRepository flux-system points at {spec.get('url')}, not {url}")
+    if (spec.get("ref") or {}).get("branch") != branch:
+        reasons.append(
+            f"GitRepository flux-system follows branch {(spec.get('ref') or {}).get('branch')}, not {branch}"
+        )
+    wanted_path = "./" + path.strip("/")
+    if (kustomization.get("spec") or {}).get("path") != wanted_path:
+        reasons.append(
+            f"Kustomization flux-system applies {(kustomization.get('spec') or {}).get('path')}, not {wanted_path}"
+        )
+    for kind, obj in (("GitRepository", repo), ("Kustomization", kustomization)):
+        state = state_of(kind, obj)
+        if not state.is_ready:
+            reasons.append(f"{kind} flux-system is not Ready ({state.ready} {state.reason}: {state.message})")
+    return reasons
+
+
+def wait_synced(api, url: str, branch: str, path: str, timeout: float, interval: float) -> list:
+    """Poll until flux-system syncs this source and is Ready; the remaining reasons at the deadline (else [])."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reasons = differences(current(api), url, branch, path)
+        if not reasons or time.monotonic() >= deadline:
+            return reasons
+        time.sleep(interval)
+
+
+def ensure_sops_secret(api, age_key: bytes, check_mode: bool) -> bool:
+    """Secret flux-system/sops-age holding the cluster's age identity; True when created or replaced."""
+    core = k8s_client.CoreV1Api(api)
+    encoded = base64.b64encode(age_key).decode()
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": SOPS_SECRET, "namespace": NAMESPACE}, "data": {SOPS_KEY: encoded}}  # fmt: skip
+    try:
+        existing = core.read_namespaced_secret(SOPS_SECRET, NAMESPACE)
+    except Exception as exc:
+        if getattr(exc, "status", None) != 404:
+            raise KubeError(f"cannot read Secret {NAMESPACE}/{SOPS_SECRET}: {getattr(exc, 'reason', exc)}") from None
+        existing = None
+    if existing is not None and (existing.data or {}).get(SOPS_KEY) == encoded:
+        return False
+    if check_mode:
+        return True
+    _ensure_namespace(core)
+    try:
+        if existing is None:
+            core.create_namespaced_secret(NAMESPACE, body)
+        else:
+            core.replace_namespaced_secret(SOPS_SECRET, NAMESPACE, body)
+    except Exception as exc:
+        # the message must not carry the body: it holds the key
+        raise KubeError(
+            f"cannot write Secret {NAMESPACE}/{SOPS_SECRET}: {getattr(exc, 'status', '')} {getattr(exc, 'reason', '')}"
+        ) from None
+    return True
+
+
+def _ensure_namespace(core) -> None:
+    try:
+        core.read_namespace(NAMESPACE)
+    except Exception as exc:
+        if getattr(exc, "status", None) != 404:
+            raise KubeError(f"cannot read namespace {NAMESPACE}: {getattr(exc, 'reason', exc)}") from None
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+
+
+def bootstrap_argv(options: dict) -> list:
+    """flux bootstrap's command line: no token in it (the token goes through the environment)."""
+    argv = [options["flux"], "bootstrap", options["provider"]]
+    if options["provider"] == "github":
+        argv += [f"--owner={options['owner']}", f"--repository={options['repository']}"]
+        if options.get("personal"):
+            argv.append("--personal")
+    else:
+        argv += [f"--url={options['url']}", "--silent"]
+    argv += [f"--branch={options['branch']}", f"--path={options['path'].strip('/')}"]
+    argv += [f"--kubeconfig={options['kubeconfig']}"]
+    if options.get("context"):
+        argv.append(f"--context={options['context']}")
+    return argv + list(options.get("extra_args") or [])
+
+
+def bootstrap_env(provider: str, token: str | None) -> dict:
+    env = dict(os.environ)
+    if token:
+        # flux reads GITHUB_TOKEN for github, and GIT_PASSWORD for HTTPS basic auth with git
+        env["GITHUB_TOKEN" if provider == "github" else "GIT_PASSWORD"] = token
+    return env

@@ -1,0 +1,73 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""K3s's kubeconfig: fetched over pinned SSH, pointed at the server, renamed; its credentials never in a message."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
+    HostError,
+    Target,
+    Unreachable,
+    ssh_error,
+)
+
+try:
+    import yaml
+except ImportError:
+    yaml = None
+
+
+def fetch_kubeconfig(target: Target, known_hosts: str, remote_path: str) -> str:
+    argv = target.ssh(known_hosts, strict=True) + [f"cat {shlex.quote(remote_path)}"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        raise Unreachable(f"{target.host} at {target.address} did not answer within 120 s") from None
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
+        if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
+            last = f"its host key does not match the pinned one in {known_hosts} ({last})"
+        raise ssh_error(done.stderr, f"cannot read {remote_path} on {target.host} at {target.address}: {last}")
+    return done.stdout
+
+
+def rewrite(text: str, server: str, name: str | None) -> str:
+    """The kubeconfig with every cluster's server set, and default names replaced by name when given."""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError:
+        config = None
+    if not isinstance(config, dict) or not config.get("clusters"):
+        # the message must not quote the text: it holds the admin credentials
+        raise HostError("the file fetched is not a kubeconfig (no clusters): is K3s installed and started there?")
+    for cluster in config["clusters"]:
+        cluster.setdefault("cluster", {})["server"] = server
+    if name:
+        _rename(config, name)
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def _rename(config: dict, name: str) -> None:
+    for section in ("clusters", "users", "contexts"):
+        for entry in config.get(section) or []:
+            entry["name"] = name
+    for entry in config.get("contexts") or []:
+        context = entry.setdefault("context", {})
+        context["cluster"], context["user"] = name, name
+    config["current-context"] = name
+
+
+def summary(text: str) -> dict:
+    """server and current context of a kubeconfig text (nothing else is ever reported)."""
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        config = {}
+    clusters = config.get("clusters") or [{}]
+    return {
+        "server": (clusters[0].get("cluster") or {}).get("server", ""),
+        "context": config.get("current-context", ""),
+    }

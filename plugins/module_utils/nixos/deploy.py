@@ -1,0 +1,85 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Deploying a host's NixOS configuration to a running NixOS with nixos-rebuild, over pinned SSH only.
+
+The system the flake would build is known from evaluation alone (its store path), so a host already running it
+is left alone without building or copying anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import HostError, Target, run_logged, ssh_error
+
+ACTIONS = ("switch", "boot", "test")
+STORE_PATH = re.compile(r"^/nix/store/[a-z0-9]{32}-[^/\s]+$")
+NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
+# Where the running system and the next boot's system are.
+CURRENT = {"switch": "/run/current-system", "test": "/run/current-system", "boot": "/nix/var/nix/profiles/system"}
+
+
+def flake_ref(flake: str) -> str:
+    # path: so the flake need not be a git repository and untracked files (hosts.json, secrets/) count
+    return f"path:{os.path.abspath(flake)}"
+
+
+def wanted_system(nix: str, flake: str, host: str, timeout: int = 600) -> str:
+    """The store path of the host's system, by evaluation only (nothing is built)."""
+    attr = f"{flake_ref(flake)}#nixosConfigurations.{host}.config.system.build.toplevel.outPath"
+    argv = [nix, *NIX_FEATURES, "eval", "--raw", attr]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise HostError(f"evaluating {host}'s system took longer than {timeout} s") from None
+    path = done.stdout.strip()
+    if done.returncode != 0 or not STORE_PATH.match(path):
+        tail = " | ".join(done.stderr.strip().splitlines()[-5:])
+        raise HostError(f"cannot evaluate nixosConfigurations.{host} of {flake}: {tail or path!r}")
+    return path
+
+
+def ssh_options(target: Target, known_hosts: str) -> list:
+    """The ssh options every connection uses: the pinned known_hosts, strictly, and the identity."""
+    argv = target.ssh(known_hosts, strict=True)
+    return argv[1 : argv.index("-p")] + ["-p", str(target.port)]
+
+
+def running_system(target: Target, known_hosts: str, action: str) -> str:
+    """The store path the host runs (or boots next, for boot), over pinned SSH."""
+    argv = target.ssh(known_hosts, strict=True) + [f"readlink -f {CURRENT[action]}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
+        if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
+            reason = f"its host key does not match the pinned one in {known_hosts} ({reason})"
+        raise ssh_error(done.stderr, f"cannot read {target.host}'s system at {target.address}: {reason}")
+    return done.stdout.strip()
+
+
+def rebuild_argv(options: dict, target: Target) -> list:
+    argv = [options["nixos_rebuild"], options["action"], "--flake", f"{flake_ref(options['flake'])}#{target.host}"]
+    argv += ["--target-host", f"{target.user}@{target.address}"]
+    return argv + list(options.get("extra_args") or [])
+
+
+def rollback_argv(options: dict, target: Target) -> list:
+    """Back to the previous generation: the one before the deploy being undone (only run when that deploy switched)."""
+    argv = [options["nixos_rebuild"], "switch", "--rollback", "--target-host", f"{target.user}@{target.address}"]
+    return argv + list(options.get("extra_args") or [])
+
+
+def rebuild(argv: list, target: Target, known_hosts: str, log_file: str, timeout: int):
+    """Run nixos-rebuild with NIX_SSHOPTS pinning the host key (nixos-rebuild passes them to every ssh)."""
+    env = dict(os.environ, NIX_SSHOPTS=" ".join(shlex.quote(o) for o in ssh_options(target, known_hosts)))
+    run = run_logged(argv, log_file, timeout, env=env)
+    if run.rc != 0:
+        raise HostError(
+            f"nixos-rebuild {argv[1]} of {target.host} failed (exit {run.rc}); see {log_file}",
+            tail=run.tail,
+            log_file=log_file,
+        )
+    return run

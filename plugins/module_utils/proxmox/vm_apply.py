@@ -1,0 +1,343 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The API side of nerv.homelab.proxmox_vm: read the VM, plan with vm_plan, act through the Proxmox client.
+
+run(module) takes anything with .params, .check_mode and .warn() (the AnsibleModule) and returns the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import vm_plan as pvm
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
+    ProxmoxClient,
+    ProxmoxError,
+    settings_from_params,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import poll_delays
+
+LOCK_POLL = 0.5
+
+
+class Vm:
+    """One VM's run: read, plan, act. Every write waits for its task and survives locks up to lock_timeout."""
+
+    def __init__(self, module, client):
+        self.module, self.client, self.params = module, client, module.params
+        self.vmid, self.name = self.params["vmid"], self.params["name"]
+        self.node = self.params["node"]
+        self.warnings = []
+
+    @property
+    def path(self):
+        return f"/nodes/{self.node}/qemu/{self.vmid}"
+
+    def label(self):
+        return f"VM {self.name} (vmid {self.vmid})"
+
+    # ------------------------------------------------------------ reading
+
+    def effective_config(self):
+        """The config with pending changes applied: what the VM will run with, so a pending change is not sent
+        twice. Also whether anything is pending."""
+        config = dict(self.client.get(self.path + "/config") or {})
+        pending = self.client.get(self.path + "/pending") or []
+        waiting = []
+        for item in pending:
+            key = item.get("key")
+            if item.get("delete"):
+                config.pop(key, None)
+                waiting.append(key)
+            elif "pending" in item:
+                config[key] = item["pending"]
+                waiting.append(key)
+        return config, waiting
+
+    def status(self):
+        return (self.client.get(self.path + "/status/current") or {}).get("status")
+
+    # ------------------------------------------------------------ locks
+
+    def wait_unlocked(self, path, what):
+        """The config at path once it has no lock, or a ProxmoxError naming the lock after lock_timeout."""
+        deadline = time.monotonic() + self.params["lock_timeout"]
+        while True:
+            config = self.client.get(path + "/config") or {}
+            lock = pvm.lock_of(config)
+            if not lock:
+                return config
+            if time.monotonic() >= deadline:
+                raise ProxmoxError(self.lock_message(what, path, f"lock {lock!r}"))
+            time.sleep(LOCK_POLL)
+
+    def lock_message(self, what, path, lock):
+        vmid = path.rstrip("/").rsplit("/", 1)[1]
+        return (
+            f"{what} is locked ({lock}) and stayed locked for lock_timeout={self.params['lock_timeout']} s: wait "
+            f"until the backup/clone/migration holding it ends and run again, raise lock_timeout, or clear a stale "
+            f"lock on the node with 'qm unlock {vmid}'"
+        )
+
+    def patiently(self, what, path, call):
+        """call(), retried while Proxmox answers that the VM is locked, up to lock_timeout."""
+        deadline = time.monotonic() + self.params["lock_timeout"]
+        while True:
+            try:
+                return call()
+            except ProxmoxError as exc:
+                if not pvm.is_lock_error(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise pvm.retold(exc, self.lock_message(what, path, exc.message)) from None
+            time.sleep(LOCK_POLL)
+
+    def task(self, upid):
+        if isinstance(upid, str) and upid.startswith("UPID:"):
+            return self.client.wait_task(upid)
+        return None
+
+    # ------------------------------------------------------------ actions
+
+    def clone(self, template):
+        tnode, tvmid = template["node"], template["vmid"]
+        source = f"/nodes/{tnode}/qemu/{tvmid}"
+        data = pvm.clone_request(self.params, template)
+
+        what = f"template {template.get('name')!r} (vmid {tvmid})"
+        self.wait_unlocked(source, what)
+        try:
+            self.patiently(what, source, lambda: self.task(self.client.post(source + "/clone", **data)))
+        except ProxmoxError as exc:
+            left = pvm.guest_at(self.client.get("/cluster/resources", type="vm"), self.vmid)
+            note = ""
+            if left is not None:
+                note = (
+                    f"; vmid {self.vmid} now holds VM {left.get('name')!r} (lock {left.get('lock') or 'none'}): if "
+                    f"it is what is left of this clone, remove it with 'qm unlock {self.vmid}; qm destroy "
+                    f"{self.vmid}' before running again"
+                )
+            what = f"cloning template {template.get('name')!r} (vmid {tvmid} on {tnode}) to {self.label()}"
+            raise pvm.retold(exc, f"{what} failed: {exc.message}{note}") from None
+
+    def configure(self, updates, fresh):
+        def call():
+            return self.client.put(self.path + "/config", **updates)
+
+        try:
+            self.patiently(self.label(), self.path, call)
+        except ProxmoxError:
+            if fresh and "tags" in updates:
+                # Tag the new clone at least, so the next run adopts it instead of refusing it as foreign.
+                with contextlib.suppress(ProxmoxError):
+                    self.client.put(self.path + "/config", tags=updates["tags"])
+            raise
+
+    def resize(self, size):
+        gib = size // pvm.GIB
+
+        def call():
+            return self.task(self.client.put(self.path + "/resize", disk=pvm.DISK_KEY, size=f"{gib}G"))
+
+        self.patiently(self.label(), self.path, call)
+
+    def start(self):
+        def call():
+            try:
+                upid = self.client.post(self.path + "/status/start")
+            except ProxmoxError as exc:
+                if not pvm.is_transient(exc):
+                    raise
+                # The proxy lost the answer (596 ...): the start may or may not have happened. Look, then once more.
+                self.warnings.append(f"starting {self.label()}: {exc.message}; checked its status and retried")
+                if self.status() == "running":
+                    return
+                upid = self.client.post(self.path + "/status/start")
+                try:
+                    self.task(upid)
+                except ProxmoxError:
+                    if self.status() != "running":
+                        raise
+                return
+            self.task(upid)
+
+        self.patiently(self.label(), self.path, call)
+
+    def stop(self, force):
+        action = "stop" if force else "shutdown"
+        try:
+            self.patiently(
+                self.label(), self.path, lambda: self.task(self.client.post(self.path + f"/status/{action}"))
+            )
+        except ProxmoxError as exc:
+            if force or pvm.is_lock_error(exc):
+                raise
+            hint = "Does the guest handle ACPI shutdown? Set force: true to stop it at once"
+            raise pvm.retold(exc, f"shutting down {self.label()} failed: {exc.message}. {hint}") from None
+
+    def unprotect(self):
+        self.patiently(self.label(), self.path, lambda: self.client.put(self.path + "/config", delete="protection"))
+
+    def delete(self):
+        self.patiently(self.label(), self.path, lambda: self.task(self.client.delete(self.path, purge=1)))
+
+    # ------------------------------------------------------------ guest agent
+
+    def wait_address(self, patient=True):
+        """(addresses, address) the agent reports; waits up to wait_timeout for one (inside cidr, if given)."""
+        nets = pvm.networks(self.params.get("cidr"))
+        deadline = time.monotonic() + (self.params["wait_timeout"] if patient else 0)
+        found, last = [], "no answer yet"
+        for delay in poll_delays(initial=0.5, cap=3.0):
+            try:
+                answer = self.client.get(self.path + "/agent/network-get-interfaces") or {}
+                interfaces = answer.get("result") if isinstance(answer, dict) else answer
+                found = pvm.usable_addresses(interfaces)
+                address, inside = pvm.pick_address(found, nets)
+                if address and (inside or not nets):
+                    return [f["address"] for f in found], address
+                shown = ", ".join(f["address"] for f in found)
+                last = f"only addresses outside cidr ({shown})" if found else "no address but loopback/link-local"
+            except ProxmoxError as exc:
+                if exc.status is not None and exc.status < 500:
+                    raise
+                last = exc.message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(delay, remaining))
+        if found:
+            address, _inside = pvm.pick_address(found, nets)
+            self.warnings.append(
+                f"{self.label()} has no address inside cidr {self.params.get('cidr')}; using {address}"
+            )
+            return [f["address"] for f in found], address
+        if not patient:
+            self.warnings.append(f"{self.label()}: the guest agent reports no address yet ({last})")
+            return [], None
+        raise ProxmoxError(
+            f"{self.label()} on {self.node} reported no address through the guest agent within "
+            f"wait_timeout={self.params['wait_timeout']} s; last seen: {last}. Check that qemu-guest-agent runs in "
+            "the guest (agent: 1 in the VM config) and that its network comes up"
+        )
+
+    def host_key(self):
+        try:
+            answer = self.client.get(self.path + "/agent/file-read", file=pvm.HOST_KEY_FILE)
+        except ProxmoxError as exc:
+            self.warnings.append(f"could not read {pvm.HOST_KEY_FILE} of {self.label()}: {exc.message}")
+            return None
+        key = pvm.host_key_of(answer)
+        if key is None:
+            self.warnings.append(f"{self.label()} has no ed25519 host key in {pvm.HOST_KEY_FILE}; host_key is null")
+        return key
+
+
+def survey(vm, guest, resources):
+    """What the VM is and what it should become: the plan and everything the actions need."""
+    params, client, state = vm.params, vm.client, vm.params["state"]
+    found = {"template": None, "updates": {}, "changed": [], "before": {}, "after": {}, "resize": None}
+    found.update(protected=False, lock=None, pending=[], status=guest.get("status") if guest else None)
+    if state == "absent":
+        if guest is not None:
+            config = client.get(vm.path + "/config") or {}
+            found["lock"] = pvm.lock_of(config)
+            found["protected"] = str(config.get("protection", 0)) in ("1", "true")
+            pvm.check_removal(params, found["status"], found["protected"])
+    else:
+        if guest is None:
+            # check mode before the template exists (site.yml --check on a new site): plan from the settings alone
+            template = found["template"] = pvm.find_template(resources, params.get("template"), vm.module.check_mode)
+            if template is None:
+                vm.warnings.append(f"template {params.get('template')} does not exist yet: {vm.label()} is planned "
+                                   "from its settings alone; a real run needs the template first")  # fmt: skip
+                tconfig = {}
+            else:
+                tpath = f"/nodes/{template['node']}/qemu/{template['vmid']}"
+                tconfig = client.get(tpath + "/config") or {}
+            if template is not None and template.get("node") != params["node"]:
+                pvm.cross_node_problem(template, tconfig, params, client.get("/cluster/resources", type="storage"))
+            config = pvm.cloned_config(tconfig, params)
+        else:
+            config, found["pending"] = vm.effective_config()
+            found["lock"] = pvm.lock_of(config)
+        updates, changed, before, after = pvm.config_changes(config, params)
+        found.update(updates=updates, changed=changed, before=before, after=after)
+        # a template still to be built has no disk to compare with yet
+        planned_only = guest is None and found["template"] is None
+        found["resize"] = None if planned_only else pvm.disk_change(config, params.get("disk"))
+    found["actions"] = pvm.plan(
+        state,
+        guest is not None,
+        found["status"],
+        bool(found["updates"]),
+        bool(found["resize"]),
+        found["protected"],
+        params["force"],
+    )
+    return found
+
+
+def run(module):
+    params = pvm.check_options(module.params)
+    state = params["state"]
+    client = ProxmoxClient(settings_from_params(params))
+    vm = Vm(module, client)
+    resources = client.get("/cluster/resources", type="vm") or []
+    guest = pvm.guest_at(resources, params["vmid"])
+    result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None}
+    if guest is not None:
+        pvm.check_ownership(guest, params)
+        vm.node = guest.get("node") or vm.node
+        result["node"] = vm.node
+
+    found = survey(vm, guest, resources)
+    if found["lock"] and found["actions"] and not module.check_mode:
+        # Wait out the lock (a backup, a migration...) before writing, then look again: the VM may have changed.
+        vm.wait_unlocked(vm.path, vm.label())
+        found = survey(vm, guest, resources)
+    actions, status, resize = found["actions"], found["status"], found["resize"]
+    updates, changed, before, after = found["updates"], found["changed"], found["before"], found["after"]
+
+    if resize:
+        changed.append("disk")
+        before["disk"], after["disk"] = pvm.show_size(resize[0]), pvm.show_size(resize[1])
+    final = pvm.final_status(state, status, actions)
+    if guest is None and state != "absent":
+        before = {"status": "absent"}
+        after = dict(after, status=final)
+    elif final != (status or "absent"):
+        before["status"], after["status"] = status or "absent", final
+
+    if not module.check_mode:
+        for action in actions:
+            if action == "clone":
+                vm.clone(found["template"])
+            elif action == "config":
+                vm.configure(updates, fresh=guest is None)
+                late = [k for k in updates if k not in pvm.HOTPLUG]
+                if status == "running" and late:
+                    vm.warnings.append(
+                        f"{vm.label()} is running: {', '.join(late)} take effect at its next start (pending)"
+                    )
+            elif action == "resize":
+                vm.resize(resize[1])
+            elif action == "start":
+                vm.start()
+            elif action == "stop":
+                vm.stop(params["force"])
+            elif action == "unprotect":
+                vm.unprotect()
+            elif action == "delete":
+                vm.delete()
+
+    if state == "started" and (not module.check_mode or (guest is not None and status == "running")):
+        result["addresses"], result["address"] = vm.wait_address(patient=not module.check_mode)
+        result["host_key"] = vm.host_key()
+
+    result.update(changed=bool(actions), status=final, actions=actions, changed_keys=changed)
+    result["diff"] = {"before": before, "after": after}
+    for warning in vm.warnings:
+        module.warn(warning)
+    return result

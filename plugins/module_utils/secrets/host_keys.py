@@ -1,0 +1,206 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-host SSH host keys of a site: made on the controller or recorded from the host, never silently replaced.
+
+Layout: ``<public_dir>/<host>.pub`` holds the public key in plain text (what known_hosts and the age recipient
+come from); ``<secrets_dir>/<host>.sops.yaml`` holds the private key of a key made here, sops-encrypted to the
+admins. A key made on the host itself (a VM's first boot) has only the public record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
+    SopsError,
+    age_recipient_from_ssh,
+    new_ssh_host_key,
+    public_line_of,
+    ssh_public_key_blob,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules, new_document
+
+PRIVATE_KEY = "ssh_host_ed25519_key"
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass
+class HostKey:
+    """The plan for one host: what happens (kept, generated, recorded, rotated) and the resulting public key."""
+
+    name: str
+    action: str
+    public_key: str | None = None
+    private_pem: bytes | None = None
+    source: str = "generated"
+
+    @property
+    def changes(self) -> bool:
+        return self.action not in ("kept", "pending")
+
+    @property
+    def recipient(self) -> str | None:
+        return age_recipient_from_ssh(self.public_key) if self.public_key else None
+
+
+class Store:
+    """The two directories of a site's host keys."""
+
+    def __init__(self, public_dir: str, secrets_dir: str):
+        self.public_dir, self.secrets_dir = public_dir, secrets_dir
+
+    def public_path(self, name: str) -> str:
+        return os.path.join(self.public_dir, f"{name}.pub")
+
+    def private_path(self, name: str) -> str:
+        return os.path.join(self.secrets_dir, f"{name}.sops.yaml")
+
+    def recorded(self, name: str) -> str | None:
+        """The recorded public key line (with its comment), or None."""
+        text = files.read_text(self.public_path(name))
+        return text.strip() if text and text.strip() else None
+
+
+def fingerprint(line: str) -> str:
+    """SHA256:... of a public key line, as ssh-keygen -l prints it."""
+    blob = base64.b64decode(_normal(line).split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def _normal(line: str) -> str:
+    """'type body' of a public key line (the comment is not part of the key)."""
+    parts = str(line).split()
+    return " ".join(parts[:2])
+
+
+def check_hosts(hosts: list, rotate: list) -> None:
+    names = [str(h.get("name", "")) for h in hosts]
+    for name in names:
+        if not _NAME.match(name):
+            raise SopsError(f"host name {name!r} is not a DNS label (a-z, 0-9, '-'): it names the host's key files")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SopsError(f"hosts listed twice: {', '.join(duplicates)}")
+    unknown = sorted(set(rotate) - set(names))
+    if unknown:
+        raise SopsError(f"rotate names hosts that are not in hosts: {', '.join(unknown)}")
+    for host in hosts:
+        if host.get("public_key"):
+            ssh_public_key_blob(host["public_key"])
+
+
+def pinned_keys(path: str | None) -> dict:
+    """address -> 'ssh-ed25519 AAAA...' of a known_hosts file (plain entries only; hashed ones cannot be matched)."""
+    text = files.read_text(path) if path else None
+    pinned = {}
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[0].startswith(("#", "|", "@")) or fields[1] != "ssh-ed25519":
+            continue
+        for address in fields[0].split(","):
+            pinned.setdefault(address.strip("[]").split("]:")[0], f"{fields[1]} {fields[2]}")
+    return pinned
+
+
+def plan_host(store: Store, host: dict, rotate: bool, check_mode: bool, pinned: dict | None = None) -> HostKey:
+    """What to do for one host; raises (changing nothing) when a recorded key would be replaced silently."""
+    name, given = host["name"], _normal(host["public_key"]) if host.get("public_key") else None
+    if not given and not host.get("generate", True) and host.get("address"):
+        # a VM's own key, pinned in known_hosts by proxmox_vms after reading it through the guest agent
+        given = (pinned or {}).get(host["address"])
+    recorded = store.recorded(name)
+    if rotate:
+        return _fresh(name, given, "rotated", check_mode)
+    if recorded:
+        if given and given != _normal(recorded):
+            raise SopsError(
+                f"host {name} now presents SSH host key {fingerprint(given)}, but {store.public_path(name)} "
+                f"records {fingerprint(recorded)}: if {name} was reinstalled or replaced, rotate its key "
+                f"explicitly (rotate: [{name}]); nothing was changed"
+            )
+        return HostKey(name, "kept", recorded, source="generated" if _has_private(store, name) else "host")
+    if _has_private(store, name):
+        raise SopsError(
+            f"{store.private_path(name)} holds a private key but {store.public_path(name)} is missing: restore the "
+            f"public key file, or rotate {name}'s key explicitly"
+        )
+    if not given and not host.get("generate", True):
+        # a host that makes its own key (a VM) and has not reported it yet: nothing to record until it does
+        return HostKey(name, "pending", source="host")
+    return _fresh(name, given, "recorded" if given else "generated", check_mode)
+
+
+def _has_private(store: Store, name: str) -> bool:
+    return os.path.exists(store.private_path(name))
+
+
+def _fresh(name: str, given: str | None, action: str, check_mode: bool) -> HostKey:
+    if given:
+        return HostKey(name, action, given, source="host")
+    if check_mode:
+        return HostKey(name, action)
+    pem, public = new_ssh_host_key(f"root@{name}")
+    return HostKey(name, action, public, pem)
+
+
+def apply(store: Store, key: HostKey, admins: list) -> None:
+    """Write the host's files: the encrypted private key first, then the public record that points at it."""
+    if not key.changes:
+        return
+    if key.private_pem is not None:
+        document = new_document({PRIVATE_KEY: key.private_pem.decode()}, "yaml", admins, Rules())
+        files.write_private(store.private_path(key.name), document.text())
+    elif os.path.exists(store.private_path(key.name)):
+        # the host made its own key: a private key kept here would be a key no one uses
+        os.unlink(store.private_path(key.name))
+    files.write_private(store.public_path(key.name), key.public_key + "\n", mode=0o644)
+
+
+def private_pem(store: Store, key: HostKey, identities: list) -> bytes | None:
+    """The host's private key (made now, or decrypted from its sops file), checked against the public record."""
+    if key.private_pem is not None:
+        return key.private_pem
+    if key.source != "generated":
+        return None
+    plain = files.decrypt_file(store.private_path(key.name), identities)
+    pem = str(plain.get(PRIVATE_KEY, "")).encode()
+    if _normal(public_line_of(pem)) != _normal(key.public_key):
+        raise SopsError(
+            f"{store.private_path(key.name)} does not hold the private half of {store.public_path(key.name)}"
+        )
+    return pem
+
+
+def write_extra_files(root: str, key: HostKey, pem: bytes) -> tuple[str, bool]:
+    """<root>/<host>/etc/ssh/ssh_host_ed25519_key (0600) and .pub (0644), directories 0755, for --extra-files."""
+    base = os.path.join(root, key.name)
+    ssh_dir = os.path.join(base, "etc", "ssh")
+    wanted = {
+        os.path.join(ssh_dir, PRIVATE_KEY): (pem, 0o600),
+        os.path.join(ssh_dir, PRIVATE_KEY + ".pub"): ((key.public_key + "\n").encode(), 0o644),
+    }
+    changed = False
+    for directory in (base, os.path.join(base, "etc"), ssh_dir):
+        if not os.path.isdir(directory):
+            os.mkdir(directory, 0o755)
+            changed = True
+        os.chmod(directory, 0o755)
+    for path, (data, mode) in wanted.items():
+        if _same(path, data, mode):
+            continue
+        files.write_private(path, data, mode=mode)
+        changed = True
+    return base, changed
+
+
+def _same(path: str, data: bytes, mode: int) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read() == data and (os.stat(path).st_mode & 0o777) == mode
+    except OSError:
+        return False

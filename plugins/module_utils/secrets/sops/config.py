@@ -1,0 +1,151 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+""".sops.yaml: finding it, resolving a file's creation rule like sops does, and rendering the site's rules."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import RULE_KEYS, Rules
+
+try:
+    import yaml
+except ImportError:
+    yaml = None
+
+CONFIG_NAMES = (".sops.yaml", ".sops.yml")
+_OTHER_KEY_TYPES = ("pgp", "kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri")
+
+
+@dataclass
+class CreationRule:
+    """The rule sops would apply to one file: its age recipients and crypt rule."""
+
+    recipients: list
+    rules: Rules = field(default_factory=Rules)
+    config: str = ""
+    index: int = -1
+
+
+def find_config(path: str) -> str | None:
+    """The .sops.yaml sops would use for path: searched from the file's directory upwards."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        for name in CONFIG_NAMES:
+            candidate = os.path.join(directory, name)
+            if os.path.isfile(candidate):
+                return candidate
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def load_rules(config: str) -> list:
+    if yaml is None:
+        raise SopsError("the Python library PyYAML is required to read .sops.yaml")
+    try:
+        with open(config, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SopsError(f"cannot read {config}: {exc}") from None
+    rules = data.get("creation_rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list):
+        raise SopsError(f"{config} has no creation_rules list")
+    return rules
+
+
+def resolve(path: str, config: str | None = None) -> CreationRule:
+    """The first creation rule whose path_regex matches path relative to the config's directory (sops' order)."""
+    config = config or find_config(path)
+    if not config:
+        raise SopsError(f"no .sops.yaml found above {path}: give recipients, or write one (nerv.homelab.sops_config)")
+    relative = os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(config))).replace(os.sep, "/")
+    for index, rule in enumerate(load_rules(config)):
+        if not isinstance(rule, dict):
+            raise SopsError(f"creation rule {index} of {config} is not a mapping")
+        regex = rule.get("path_regex") or rule.get("filename_regex")
+        if not regex or _search(regex, relative, config, index):
+            return CreationRule(_rule_recipients(rule, config, index), _rule_crypt(rule, config, index), config, index)
+    raise SopsError(f"no creation rule of {config} matches {relative}: add one (a rule without path_regex matches all)")
+
+
+def _search(regex: str, relative: str, config: str, index: int) -> bool:
+    try:
+        return re.search(regex, relative) is not None
+    except re.error as exc:
+        raise SopsError(
+            f"path_regex of creation rule {index} in {config} is not a regular expression ({exc})"
+        ) from None
+
+
+def _rule_recipients(rule: dict, config: str, index: int) -> list:
+    where = f"creation rule {index} of {config}"
+    if any(rule.get(name) for name in _OTHER_KEY_TYPES):
+        raise SopsError(f"{where} names non-age keys; nerv.homelab handles age recipients only")
+    groups = rule.get("key_groups")
+    if groups:
+        if len(groups) > 1:
+            raise SopsError(f"{where} has {len(groups)} key groups (Shamir): put all age keys in one group")
+        recipients = groups[0].get("age") or []
+    else:
+        recipients = rule.get("age") or []
+    if isinstance(recipients, str):
+        recipients = [r for r in re.split(r"[,\s]+", recipients) if r]
+    checked = []
+    for recipient in recipients:
+        try:
+            checked.append(check_recipient(recipient))
+        except SopsError as exc:
+            raise SopsError(f"{where}: {exc}") from None
+    if not checked:
+        raise SopsError(f"{where} has no age recipient")
+    return list(dict.fromkeys(checked))
+
+
+def _rule_crypt(rule: dict, config: str, index: int) -> Rules:
+    try:
+        return Rules.from_metadata({k: rule[k] for k in (*RULE_KEYS, "mac_only_encrypted") if k in rule})
+    except SopsError as exc:
+        raise SopsError(f"creation rule {index} of {config}: {exc}") from None
+
+
+# ---- rendering the site's rules --------------------------------------------------------------------------------
+
+
+def site_rules(admins: list, hosts: list, shared: list, host_dir: str, admin_only: list) -> list:
+    """creation_rules for a site, first match wins:
+
+    admin_only paths (host private keys, the Proxmox token) -> admins; <host_dir>/<host>/ -> admins + that host;
+    each shared entry (path_regex, hosts) -> admins + those hosts; everything else -> admins."""
+    admins = [check_recipient(a) for a in admins]
+    if not admins:
+        raise SopsError("sops.admin_recipients is empty: list at least one admin age recipient")
+    by_name = {h["name"]: check_recipient(h["recipient"]) for h in hosts if h.get("recipient")}
+    rules = [_rule(regex, admins) for regex in admin_only]
+    for name in sorted(by_name):
+        rules.append(_rule(f"^{re.escape(host_dir)}/{re.escape(name)}/", admins + [by_name[name]]))
+    for entry in shared:
+        names = sorted(by_name) if entry.get("hosts", "all") == "all" else list(entry["hosts"])
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise SopsError(f"shared rule {entry['path_regex']!r} names hosts without a key: {', '.join(unknown)}")
+        rules.append(_rule(entry["path_regex"], admins + [by_name[n] for n in names], entry.get("encrypted_regex")))
+    rules.append({"key_groups": [{"age": admins}]})
+    return rules
+
+
+def _rule(regex: str, recipients: list, encrypted_regex: str | None = None) -> dict:
+    rule = {"path_regex": regex}
+    if encrypted_regex:
+        rule["encrypted_regex"] = encrypted_regex
+    rule["key_groups"] = [{"age": list(dict.fromkeys(recipients))}]
+    return rule
+
+
+def render(rules: list, header: str) -> str:
+    body = yaml.safe_dump({"creation_rules": rules}, sort_keys=False, default_flow_style=False, width=2**20)
+    return "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body

@@ -1,0 +1,452 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SOPS files in Python, compatible with sops 3.x and age recipients.
+
+Values are AES-256-GCM under a random 32-byte data key with a 32-byte nonce and the value's key path
+(``a:b:``) as additional data; a SHA-512 MAC over the plaintext leaves, encrypted with ``lastmodified`` as
+additional data, guards the whole tree; the data key is wrapped for every age recipient. Re-encrypting an
+unchanged value reuses its nonce, as sops does, so a file changes only where its values change.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
+    Identity,
+    SopsError,
+    check_recipient,
+    unwrap_data_key,
+    wrap_data_key,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import parse_timestamp
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:
+    AESGCM = InvalidTag = None
+
+SOPS_VERSION = "3.9.4"  # the sops release whose format these files follow (written into sops.version)
+DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"
+RULE_KEYS = ("unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex")
+_UNSUPPORTED_META = ("unencrypted_comment_regex", "encrypted_comment_regex")
+_NONCE = 32
+_ENC = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
+# sops seeds the MAC with sha256(b"sops") when mac_only_encrypted is set, so the two MAC kinds never collide.
+_MAC_ONLY_ENCRYPTED_SEED = hashlib.sha256(b"sops").digest()
+_OTHER_KEY_TYPES = ("kms", "gcp_kms", "azure_kv", "hc_vault", "pgp")
+
+
+# ---- values ----------------------------------------------------------------------------------------------------
+
+
+def go_float(value: float) -> str:
+    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64), which sops MACs and encrypts: the shortest digits that
+    read back, never an exponent (1e-07 is 0.0000001); +Inf, -Inf and NaN as Go spells them."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = format(decimal.Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def value_bytes(value) -> tuple[str, bytes]:
+    """(sops type, plaintext bytes) of a leaf, as sops' ToBytes and cipher encode them."""
+    if isinstance(value, stores.Comment):
+        return "comment", value.text.encode()
+    if isinstance(value, bool):
+        return "bool", b"True" if value else b"False"
+    if isinstance(value, int):
+        return "int", str(value).encode()
+    if isinstance(value, float):
+        return "float", go_float(value).encode()
+    if isinstance(value, bytes):
+        return "bytes", value
+    if isinstance(value, stores.Timestamp):
+        # sops 3.10+ keeps a YAML date or timestamp as a Go time.Time: MarshalText, RFC 3339 with nanoseconds
+        return "time", value.encode()
+    if isinstance(value, str):
+        return "str", value.encode()
+    raise SopsError(f"a value of type {type(value).__name__} cannot be stored in a sops file")
+
+
+def _typed(kind: str, raw: bytes, where: str):
+    text = raw.decode("utf-8", "replace")
+    try:
+        if kind == "str":
+            return text
+        if kind in ("int", "int64"):
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            return _go_bool(text)
+        if kind == "bytes":
+            return raw
+        if kind == "comment":
+            return stores.Comment(text)
+        if kind == "time":
+            return _time(text)
+    except ValueError:
+        raise SopsError(f"the value at '{where}' does not decode as its type {kind}") from None
+    raise SopsError(f"the value at '{where}' has an unknown sops type {kind!r}")
+
+
+def _time(text: str):
+    stamp = parse_timestamp(text)
+    if stamp is None or "T" not in text:
+        raise ValueError(text)
+    return stamp
+
+
+def _go_bool(text: str) -> bool:
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ValueError(text)
+
+
+def encrypt_value(value, key: bytes, aad: str, nonce: bytes | None = None) -> str:
+    """ENC[AES256_GCM,...] of one value; the empty string stays empty, as in sops."""
+    kind, plain = value_bytes(value)
+    if not plain and kind in ("str", "bytes", "comment"):
+        return ""
+    nonce = nonce or os.urandom(_NONCE)
+    sealed = AESGCM(key).encrypt(nonce, plain, aad.encode())
+    parts = (base64.b64encode(sealed[:-16]), base64.b64encode(nonce), base64.b64encode(sealed[-16:]))
+    return "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]".format(*(p.decode() for p in parts), kind)
+
+
+def decrypt_value(text: str, key: bytes, aad: str) -> tuple[object, bytes]:
+    """(value, nonce) of an ENC[...] string; SopsError naming the path when it does not open."""
+    if text == "":
+        return "", b""
+    match = _ENC.match(text)
+    if not match:
+        raise SopsError(f"the value at '{aad}' is not in sops' ENC[AES256_GCM,...] format")
+    try:
+        data, nonce, tag = (base64.b64decode(match.group(i), validate=True) for i in (1, 2, 3))
+    except ValueError:
+        raise SopsError(f"the value at '{aad}' has broken base64") from None
+    try:
+        plain = AESGCM(key).decrypt(nonce, data + tag, aad.encode())
+    except (InvalidTag, ValueError):
+        raise SopsError(f"the value at '{aad}' does not decrypt with the file's data key (tampered or moved)") from None
+    return _typed(match.group(4), plain, aad), nonce
+
+
+# ---- which values are encrypted ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Rules:
+    """The file's crypt rule (at most one of RULE_KEYS) and mac_only_encrypted."""
+
+    kind: str = "unencrypted_suffix"
+    value: str = DEFAULT_UNENCRYPTED_SUFFIX
+    mac_only_encrypted: bool = False
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> Rules:
+        for name in _UNSUPPORTED_META:
+            if meta.get(name):
+                raise SopsError(f"sops.{name} is not supported by nerv.homelab; use encrypted_regex instead")
+        given = [(k, meta[k]) for k in RULE_KEYS if meta.get(k)]
+        if len(given) > 1:
+            raise SopsError(
+                f"a file may use only one of {', '.join(RULE_KEYS)}; it has {', '.join(name for name, _value in given)}"
+            )
+        kind, value = given[0] if given else ("unencrypted_suffix", DEFAULT_UNENCRYPTED_SUFFIX)
+        rules = cls(kind, str(value), bool(meta.get("mac_only_encrypted")))
+        rules.check()
+        return rules
+
+    def check(self) -> None:
+        if self.kind not in RULE_KEYS:
+            raise SopsError(f"unknown crypt rule {self.kind!r}: use one of {', '.join(RULE_KEYS)}")
+        if self.kind.endswith("regex"):
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise SopsError(f"{self.kind} {self.value!r} is not a regular expression ({exc})") from None
+
+    def encrypts(self, path: list) -> bool:
+        """Whether the leaf at path is encrypted: the rule applies to any component of the path."""
+        if self.kind == "unencrypted_suffix":
+            return not any(p.endswith(self.value) for p in path)
+        if self.kind == "encrypted_suffix":
+            return any(p.endswith(self.value) for p in path)
+        hit = any(re.search(self.value, p) for p in path)
+        return not hit if self.kind == "unencrypted_regex" else hit
+
+    def metadata(self) -> dict:
+        meta = {self.kind: self.value}
+        if self.mac_only_encrypted:
+            meta["mac_only_encrypted"] = True
+        return meta
+
+
+# ---- walking the tree ------------------------------------------------------------------------------------------
+
+
+def _walk(node, path: list, visit):
+    """A copy of node with every leaf replaced by visit(leaf, path); None stays None, as sops skips it."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if isinstance(key, stores.Comment):
+                seen = visit(key, path)
+                out[seen if isinstance(seen, stores.Comment) else stores.Comment(seen)] = None
+            else:
+                out[key] = _walk(value, [*path, key], visit)
+        return out
+    if isinstance(node, list):
+        # list items add no index to the path (sops' additional data is the keys only); an encrypted comment of a
+        # sequence becomes an item ENC[...,type:comment], as sops writes it
+        return [_walk(item, path, visit) for item in node]
+    if node is None:
+        return None
+    return visit(node, path)
+
+
+def _aad(path: list) -> str:
+    return ":".join(path) + ":"
+
+
+class _Crypt:
+    """One pass over a tree with a data key: encrypts or decrypts the leaves the rules select and hashes the MAC."""
+
+    def __init__(self, key: bytes, rules: Rules, nonces: dict | None = None):
+        self.key, self.rules = key, rules
+        self.nonces = {} if nonces is None else nonces
+        self.mac = hashlib.sha512()
+        if rules.mac_only_encrypted:
+            self.mac.update(_MAC_ONLY_ENCRYPTED_SEED)
+
+    def _hash(self, value, encrypted: bool) -> None:
+        if isinstance(value, stores.Comment):
+            return
+        if encrypted or not self.rules.mac_only_encrypted:
+            self.mac.update(value_bytes(value)[1])
+
+    def encrypt_leaf(self, value, path):
+        encrypted = self.rules.encrypts(path)
+        self._hash(value, encrypted)
+        if not encrypted:
+            return value
+        aad = _aad(path)
+        return encrypt_value(value, self.key, aad, self.nonces.get((aad, value_bytes(value))))
+
+    def decrypt_leaf(self, value, path):
+        encrypted = self.rules.encrypts(path)
+        if isinstance(value, stores.Comment):
+            return self._decrypt_comment(value, path) if encrypted else value
+        if encrypted:
+            if not isinstance(value, str):
+                raise SopsError(
+                    f"the value at '{_aad(path)}' should be encrypted but is a plain {type(value).__name__}"
+                )
+            plain, nonce = decrypt_value(value, self.key, _aad(path))
+            self.nonces[(_aad(path), value_bytes(plain))] = nonce
+            value = plain
+        self._hash(value, encrypted)
+        return value
+
+    def _decrypt_comment(self, comment, path):
+        try:
+            plain, nonce = decrypt_value(comment.text, self.key, _aad(path))
+        except SopsError:
+            return comment  # a comment written before sops encrypted comments: keep it as it is
+        self.nonces[(_aad(path), value_bytes(plain))] = nonce
+        return plain
+
+    def digest(self) -> str:
+        return self.mac.hexdigest().upper()
+
+
+# ---- documents -------------------------------------------------------------------------------------------------
+
+
+def now_rfc3339() -> str:
+    # timezone.utc, not datetime.UTC: module_utils stay importable on the older Pythons of managed nodes
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: UP017
+
+
+@dataclass
+class Document:
+    """An encrypted sops file: its store, encrypted tree and metadata; ``decrypt`` fills the plaintext side."""
+
+    fmt: str
+    tree: dict
+    meta: dict
+    plain: dict | None = None
+    data_key: bytes | None = field(default=None, repr=False)
+    nonces: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def parse(cls, text: str, fmt: str, where: str = "the file") -> Document:
+        _require_crypto()
+        tree, meta = stores.load(text, fmt)
+        if not isinstance(meta, dict):
+            raise SopsError(f"{where} is not a sops file: it has no sops metadata")
+        document = cls(fmt, tree, meta)
+        document.check_metadata(where)
+        return document
+
+    def check_metadata(self, where: str) -> None:
+        if len(self.meta.get("key_groups") or []) > 1:
+            raise SopsError(f"{where} uses several key groups (Shamir); put all age keys in one group")
+        for name in _OTHER_KEY_TYPES:
+            if self.meta.get(name):
+                raise SopsError(f"{where} has {name} keys; nerv.homelab handles age recipients only")
+        for name in ("lastmodified", "mac"):
+            if not isinstance(self.meta.get(name), str):
+                raise SopsError(f"{where} has no sops.{name}: the sops metadata is damaged")
+        Rules.from_metadata(self.meta)
+
+    @property
+    def stanzas(self) -> list:
+        groups = self.meta.get("key_groups")
+        if groups:
+            return list(groups[0].get("age") or [])
+        return list(self.meta.get("age") or [])
+
+    @property
+    def recipients(self) -> list:
+        return [str(s.get("recipient")) for s in self.stanzas]
+
+    def decrypt(self, identities: list[Identity]) -> dict:
+        """The plaintext tree; SopsError when no identity opens the data key or the MAC does not verify."""
+        self.data_key = unwrap_data_key(self.stanzas, identities)
+        crypt = _Crypt(self.data_key, Rules.from_metadata(self.meta), self.nonces)
+        plain = _walk(self.tree, [], crypt.decrypt_leaf)
+        stored, _nonce = decrypt_value(self.meta["mac"], self.data_key, self.meta["lastmodified"])
+        if stored != crypt.digest():
+            raise SopsError("MAC mismatch: the file was changed outside sops (or tampered with); refused")
+        self.nonces[(self.meta["lastmodified"], value_bytes(stored))] = _nonce
+        self.plain = plain
+        return plain
+
+    def encrypt(self, plain: dict, touch: bool = True) -> None:
+        """Encrypt plain into this document with its data key (nonces of unchanged values kept), new MAC."""
+        crypt = _Crypt(self.data_key, Rules.from_metadata(self.meta), self.nonces)
+        self.tree = _walk(plain, [], crypt.encrypt_leaf)
+        if touch:
+            self.meta["lastmodified"] = now_rfc3339()
+        lastmodified = self.meta["lastmodified"]
+        digest = crypt.digest()
+        self.meta["mac"] = encrypt_value(
+            digest, self.data_key, lastmodified, self.nonces.get((lastmodified, value_bytes(digest)))
+        )
+        self.plain = plain
+
+    def set_recipients(self, recipients: list) -> bool:
+        """Wrap the data key for exactly these recipients; stanzas of kept recipients stay as they are."""
+        wanted = _unique(check_recipient(r) for r in recipients)
+        if not wanted:
+            raise SopsError("a sops file needs at least one age recipient")
+        if set(wanted) == set(self.recipients):
+            return False
+        old = {str(s.get("recipient")): s for s in self.stanzas}
+        stanzas = [old.get(r) or {"recipient": r, "enc": wrap_data_key(self.data_key, r)} for r in wanted]
+        self._store_stanzas(stanzas)
+        return True
+
+    def _store_stanzas(self, stanzas: list) -> None:
+        if self.meta.get("key_groups"):
+            self.meta["key_groups"][0]["age"] = stanzas
+        else:
+            self.meta["age"] = stanzas
+
+    def rotate(self) -> None:
+        """A new data key: every value re-encrypted (new nonces), wrapped anew for the same recipients."""
+        plain = self.plain
+        self.data_key, self.nonces = os.urandom(32), {}
+        self._store_stanzas([{"recipient": r, "enc": wrap_data_key(self.data_key, r)} for r in self.recipients])
+        self.encrypt(plain)
+
+    def text(self) -> str:
+        return stores.dump(self.tree, self.meta, self.fmt)
+
+
+def new_document(plain: dict, fmt: str, recipients: list, rules: Rules) -> Document:
+    """A new encrypted document for plain, with a fresh data key, in the metadata layout sops writes."""
+    _require_crypto()
+    rules.check()
+    wanted = _unique(check_recipient(r) for r in recipients)
+    if not wanted:
+        raise SopsError("no age recipient to encrypt to: give recipients or a .sops.yaml creation rule")
+    data_key = os.urandom(32)
+    meta = {"age": [{"recipient": r, "enc": wrap_data_key(data_key, r)} for r in wanted]}
+    meta.update({"lastmodified": now_rfc3339(), "mac": ""})
+    meta.update(rules.metadata())
+    meta["version"] = SOPS_VERSION
+    document = Document(fmt, {}, meta, data_key=data_key)
+    document.encrypt(plain, touch=False)
+    return document
+
+
+def _unique(items) -> list:
+    return list(dict.fromkeys(items))
+
+
+def _require_crypto() -> None:
+    if AESGCM is None:
+        raise SopsError("the Python library cryptography is required for sops files")
+
+
+# ---- paths inside a tree -----------------------------------------------------------------------------------------
+
+
+def split_key(key) -> list:
+    """A key path as a list: 'a.b' or ['a', 'b'] (a list lets a key hold dots)."""
+    parts = list(key) if isinstance(key, (list, tuple)) else str(key).split(".")
+    if not parts or any(not isinstance(p, str) or p == "" for p in parts):
+        raise SopsError(f"key {key!r} is not a key path: write a.b.c or a list of key names")
+    return parts
+
+
+def get_path(tree: dict, parts: list):
+    node = tree
+    for index, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            raise SopsError(f"key '{'.'.join(parts[: index + 1])}' is not in the file")
+        node = node[part]
+    return node
+
+
+def set_path(tree: dict, parts: list, value) -> dict:
+    """A copy of tree with value at parts (maps made on the way); the order of existing keys is kept."""
+    out = dict(tree)
+    if len(parts) == 1:
+        out[parts[0]] = value
+        return out
+    child = out.get(parts[0], {})
+    if not isinstance(child, dict):
+        raise SopsError(f"key '{parts[0]}' holds a {type(child).__name__}, not a mapping")
+    out[parts[0]] = set_path(child, parts[1:], value)
+    return out
+
+
+def remove_path(tree: dict, parts: list) -> dict:
+    out = dict(tree)
+    if len(parts) == 1:
+        out.pop(parts[0], None)
+        return out
+    child = out.get(parts[0])
+    if isinstance(child, dict):
+        out[parts[0]] = remove_path(child, parts[1:])
+    return out

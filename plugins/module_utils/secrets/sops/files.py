@@ -1,0 +1,239 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""sops files on disk: read, plan a change (set, remove, updatekeys, rotate) and write it atomically, 0600.
+
+Plans hold the new text and a diff of key paths and recipients only: a value never reaches a diff or message.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
+    Document,
+    Rules,
+    get_path,
+    new_document,
+    remove_path,
+    set_path,
+    split_key,
+)
+
+
+def write_private(path: str, data, mode: int = 0o600) -> None:
+    """Write data to path atomically (temp file in the same directory, fsync, rename), created with mode."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=".nerv-", dir=directory)
+    try:
+        os.fchmod(handle, mode)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data.encode() if isinstance(data, str) else data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SopsError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def open_document(path: str, fmt: str | None = None) -> Document | None:
+    text = read_text(path)
+    if text is None:
+        return None
+    return Document.parse(text, stores.format_for(path, fmt), where=path)
+
+
+def decrypt_file(path: str, identities: list, fmt: str | None = None) -> dict:
+    document = open_document(path, fmt)
+    if document is None:
+        raise SopsError(f"{path} does not exist")
+    try:
+        return document.decrypt(identities)
+    except SopsError as exc:
+        raise SopsError(f"{path}: {exc}") from None
+
+
+def without_comments(tree):
+    """The plaintext as plain data: comments left out, a date or timestamp as its text (as `sops -d` prints it)."""
+    if isinstance(tree, dict):
+        return {k: without_comments(v) for k, v in tree.items() if not isinstance(k, stores.Comment)}
+    if isinstance(tree, list):
+        return [without_comments(v) for v in tree if not isinstance(v, stores.Comment)]
+    if isinstance(tree, stores.Timestamp):
+        return str(tree)
+    return tree
+
+
+def key_paths(tree, prefix: str = "") -> list:
+    """Every leaf's dotted key path, in document order (comments left out)."""
+    if isinstance(tree, dict):
+        out = []
+        for key, value in tree.items():
+            if isinstance(key, stores.Comment):
+                continue
+            out += key_paths(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [prefix]
+
+
+@dataclass
+class Plan:
+    """What a change does to one file: changed, the new text, and a value-free diff."""
+
+    path: str
+    changed: bool = False
+    text: str = ""
+    created: bool = False
+    changed_keys: list = field(default_factory=list)
+    before_recipients: list = field(default_factory=list)
+    after_recipients: list = field(default_factory=list)
+    keys: list = field(default_factory=list)
+    _before_keys: list = field(default_factory=list)
+    # key path -> public value of a generated secret (an age identity's recipient), for the keys of generate
+    public: dict = field(default_factory=dict)
+
+    def diff(self) -> dict:
+        def listing(keys, recipients, marks):
+            lines = [f"{k}{'  # value changed' if k in marks else ''}" for k in keys]
+            return (
+                "keys:\n"
+                + "".join(f"  {line}\n" for line in lines)
+                + "recipients:\n"
+                + "".join(f"  {r}\n" for r in recipients)
+            )
+
+        before_keys = [] if self.created else self._before_keys
+        return {
+            "before_header": self.path,
+            "after_header": self.path,
+            "before": "" if self.created else listing(before_keys, self.before_recipients, []),
+            "after": listing(self.keys, self.after_recipients, self.changed_keys),
+        }
+
+    def apply(self) -> None:
+        if self.changed:
+            write_private(self.path, self.text)
+
+
+def _recipients_for(path: str, recipients: list | None, rules: Rules | None):
+    if recipients:
+        return list(recipients), rules or Rules()
+    rule = config.resolve(path)
+    return rule.recipients, rules or rule.rules
+
+
+def _with_generated(values: dict, present: list, generate, token) -> dict:
+    """values plus a fresh token for every key of generate that is neither given nor already in the file."""
+    missing = [key for key in generate if key not in values and key not in present]
+    return {**values, **{key: token() for key in missing}}
+
+
+def plan_values(
+    path: str,
+    identities: list,
+    values: dict,
+    remove: list,
+    recipients=None,
+    rules=None,
+    fmt=None,
+    generate=(),
+    token=None,
+    public_of=None,
+) -> Plan:
+    """Set values (key path -> value), fill the keys of generate that are missing with token(), remove keys; a new
+    file is encrypted to recipients or its creation rule."""
+    fmt = stores.format_for(path, fmt)
+    document = open_document(path, fmt)
+    plan = Plan(path)
+    if document is None:
+        values = _with_generated(values, [], generate, token)
+        if not values:
+            raise SopsError(f"{path} does not exist and there is nothing to put in it: give values or generate")
+        plain = {}
+        for key, value in values.items():
+            plain = set_path(plain, split_key(key), value)
+        wanted, crypt = _recipients_for(path, recipients, rules)
+        document = new_document(plain, fmt, wanted, crypt)
+        plan.created = plan.changed = True
+        plan.changed_keys = key_paths(plain)
+    else:
+        before = _decrypt(document, identities, path)
+        plan.before_recipients, plan._before_keys = document.recipients, key_paths(before)
+        values = _with_generated(values, plan._before_keys, generate, token)
+        plain = before
+        for key in remove:
+            plain = remove_path(plain, split_key(key))
+        for key, value in values.items():
+            plain = set_path(plain, split_key(key), value)
+        plan.changed_keys = [k for k in key_paths(plain) if _leaf(before, k) != _leaf(plain, k)]
+        plan.changed = plain != before
+        if plan.changed:
+            document.encrypt(plain)
+    plan.after_recipients, plan.keys, plan.text = document.recipients, key_paths(document.plain or {}), document.text()
+    if public_of:
+        plan.public = {key: _public(public_of, plain, key, path) for key in generate}
+    return plan
+
+
+def _public(public_of, plain: dict, key: str, path: str) -> str:
+    try:
+        return public_of(_leaf(plain, key))
+    except SopsError as exc:
+        raise SopsError(f"{path}: {key}: {exc}") from None
+
+
+def _leaf(tree, dotted: str):
+    try:
+        return get_path(tree, dotted.split("."))
+    except SopsError:
+        return KeyError  # a sentinel that equals no value: the key is missing on this side
+
+
+def _decrypt(document: Document, identities: list, path: str) -> dict:
+    try:
+        return document.decrypt(identities)
+    except SopsError as exc:
+        raise SopsError(f"{path}: {exc}") from None
+
+
+def plan_updatekeys(path: str, identities: list, recipients=None, fmt=None) -> Plan:
+    """Re-wrap the data key for the recipients the creation rule (or recipients) now lists; values untouched."""
+    document = open_document(path, fmt)
+    if document is None:
+        raise SopsError(f"{path} does not exist: nothing to update")
+    wanted = list(recipients) if recipients else config.resolve(path).recipients
+    plan = Plan(path, before_recipients=document.recipients)
+    plain = _decrypt(document, identities, path)
+    plan._before_keys = plan.keys = key_paths(plain)
+    plan.changed = document.set_recipients(wanted)
+    plan.after_recipients, plan.text = document.recipients, document.text()
+    return plan
+
+
+def plan_rotate(path: str, identities: list, fmt=None) -> Plan:
+    """A new data key for the file: every value re-encrypted; always a change."""
+    document = open_document(path, fmt)
+    if document is None:
+        raise SopsError(f"{path} does not exist: nothing to rotate")
+    plain = _decrypt(document, identities, path)
+    plan = Plan(path, before_recipients=document.recipients, changed=True)
+    plan._before_keys = plan.keys = key_paths(plain)
+    document.rotate()
+    plan.after_recipients, plan.text = document.recipients, document.text()
+    return plan

@@ -1,0 +1,242 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checks across fields that a schema cannot express: duplicates, address plans, roles and kinds.
+
+Each check reads only the parts it needs and skips values the schema walk already reported as malformed,
+so one mistake is reported once, where it is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import parse_range
+from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem
+
+
+def _hosts(data: dict) -> list:
+    hosts = data.get("hosts")
+    if not isinstance(hosts, list):
+        return []
+    return [(i, h) for i, h in enumerate(hosts) if isinstance(h, dict)]
+
+
+def _network(data: dict):
+    try:
+        return ipaddress.IPv4Network(data["network"]["cidr"], strict=True)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _address(value):
+    try:
+        return ipaddress.IPv4Interface(value).ip if "/" in value else ipaddress.IPv4Address(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _section(data: dict, name: str) -> dict:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def check_duplicates(data: dict) -> list:
+    out = []
+    template_vmid = _section(data, "template").get("vmid")
+    keys = (("name", str), ("vmid", lambda v: v), ("ip", _address), ("mac", lambda v: str(v).lower()))
+    for key, norm in keys:
+        first = {}
+        if key == "vmid" and isinstance(template_vmid, int):
+            first[template_vmid] = "template.vmid"
+        for index, host in _hosts(data):
+            if host.get(key) is None or norm(host[key]) is None:
+                continue
+            value, path = norm(host[key]), f"hosts[{index}].{key}"
+            if value in first:
+                msg = f"{key} {host[key]} is already used by {first[value]}"
+                out.append(Problem(path, msg, f"give every host its own {key}"))
+            else:
+                first.setdefault(value, path)
+    return out
+
+
+def _reserved(net, gateway) -> dict:
+    reserved = {net.network_address: "the network address", net.broadcast_address: "the broadcast address"}
+    if gateway is not None:
+        reserved[gateway] = "the gateway (network.gateway)"
+    return reserved
+
+
+def check_addresses(data: dict) -> list:
+    net = _network(data)
+    if net is None:
+        return []
+    out = []
+    gateway = _address(_section(data, "network").get("gateway"))
+    if gateway is not None and (gateway not in net or gateway in (net.network_address, net.broadcast_address)):
+        out.append(Problem("network.gateway", f"{gateway} is not a usable address of {net}", "fix it"))
+    reserved = _reserved(net, gateway)
+    for index, host in _hosts(data):
+        out.extend(_host_address(host.get("ip"), f"hosts[{index}].ip", net, reserved))
+    return out
+
+
+def _host_address(value, path: str, net, reserved: dict) -> list:
+    if not isinstance(value, str) or "/" not in value or _address(value) is None:
+        return []
+    iface = ipaddress.IPv4Interface(value)
+    fix = f"pick a free host address inside network.cidr {net}"
+    if iface.ip not in net:
+        return [Problem(path, f"{value} is outside network.cidr {net}", fix)]
+    if iface.ip in reserved:
+        return [Problem(path, f"{iface.ip} is {reserved[iface.ip]}", fix)]
+    if iface.network.prefixlen != net.prefixlen:
+        msg = f"prefix /{iface.network.prefixlen} differs from network.cidr /{net.prefixlen}"
+        return [Problem(path, msg, f"write it as {iface.ip}/{net.prefixlen}")]
+    return []
+
+
+def check_metallb(data: dict) -> list:
+    net = _network(data)
+    ranges = _section(data, "metallb").get("addresses")
+    if net is None or not isinstance(ranges, list):
+        return []
+    taken = _reserved(net, _address(_section(data, "network").get("gateway")))
+    for index, host in _hosts(data):
+        if _address(host.get("ip")) is not None:
+            taken[_address(host["ip"])] = "the address of hosts[{}] ({})".format(index, host.get("name"))
+    out, seen = [], []
+    for index, text in enumerate(ranges):
+        try:
+            first, last = parse_range(text)
+        except (TypeError, ValueError):
+            continue
+        out.extend(_range_problems(f"metallb.addresses[{index}]", first, last, net, taken, seen))
+        seen.append((first, last, index))
+    return out
+
+
+def _range_problems(path: str, first, last, net, taken: dict, seen: list) -> list:
+    if first not in net or last not in net:
+        fix = f"choose a range inside network.cidr {net}, outside DHCP"
+        return [Problem(path, f"{first}-{last} is not inside network.cidr {net}", fix)]
+    out = []
+    for address, what in sorted(taken.items()):
+        if first <= address <= last:
+            msg = f"{first}-{last} contains {address}, {what}"
+            out.append(Problem(path, msg, f"shrink or move the range so it leaves {address} out"))
+    for other_first, other_last, other in seen:
+        if first <= other_last and other_first <= last:
+            msg = f"overlaps metallb.addresses[{other}]"
+            out.append(Problem(path, msg, "make the ranges disjoint"))
+    return out
+
+
+def check_roles(data: dict) -> list:
+    roles = [host.get("role") for _index, host in _hosts(data)]
+    if not roles:
+        return []
+    servers = roles.count("control-plane")
+    if servers == 0:
+        fix = "set role: control-plane on one host (or three for HA)"
+        return [Problem("hosts", "no host has role control-plane; K3s needs at least one", fix)]
+    if servers % 2 == 0:
+        msg = f"{servers} control-plane hosts: etcd keeps quorum with an odd number"
+        return [Problem("hosts", msg, "use 1, 3 or 5 control-plane hosts", "warning")]
+    return []
+
+
+_KIND_FIELDS = {
+    "vm": (("vmid", "node"), ("disk_id",)),
+    "baremetal": (("mac", "disk_id"), ("vmid", "node")),
+}
+_FIELD_FIX = {
+    "vmid": "add vmid: a free VM id from 100 to 999999999",
+    "node": "add node: the Proxmox node that runs this VM (one of proxmox.nodes)",
+    "mac": "add mac: the MAC address of the machine's LAN NIC",
+    "disk_id": "add disk_id: the /dev/disk/by-id/... path of the disk to install on",
+}
+
+
+def check_kinds(data: dict) -> list:
+    out = []
+    for index, host in _hosts(data):
+        needed, foreign = _KIND_FIELDS.get(host.get("kind"), ((), ()))
+        kind = host.get("kind")
+        for key in needed:
+            if key not in host:
+                msg = f"is required for a {kind} host but missing"
+                out.append(Problem(f"hosts[{index}].{key}", msg, _FIELD_FIX[key]))
+        for key in foreign:
+            if key in host:
+                msg = f"does not apply to a {kind} host"
+                out.append(Problem(f"hosts[{index}].{key}", msg, "remove it"))
+    return out
+
+
+def check_proxmox(data: dict) -> list:
+    vms = [(i, h) for i, h in _hosts(data) if h.get("kind") == "vm"]
+    if not vms:
+        return []
+    out = []
+    for section in ("proxmox", "template"):
+        if section not in data:
+            msg = f"is required because hosts[{vms[0][0]}] is a vm"
+            out.append(Problem(section, msg, f"add the {section} section (see docs/site.md)"))
+    nodes = _section(data, "proxmox").get("nodes")
+    if not isinstance(nodes, list):
+        return out
+    placed = [(f"hosts[{i}].node", h.get("node")) for i, h in vms]
+    placed.append(("template.node", _section(data, "template").get("node")))
+    for path, node in placed:
+        if isinstance(node, str) and node not in nodes:
+            fix = "use one of proxmox.nodes: {}".format(", ".join(map(str, nodes)))
+            out.append(Problem(path, f"{node!r} is not in proxmox.nodes", fix))
+    return out + _check_disk_sizes(data, vms)
+
+
+def _check_disk_sizes(data: dict, vms: list) -> list:
+    base = _section(data, "template").get("disk", 20)
+    out = []
+    for index, host in vms:
+        disk = host.get("disk")
+        if isinstance(disk, int) and isinstance(base, int) and disk < base:
+            msg = f"{disk} GiB is smaller than the template disk ({base} GiB); disks only grow"
+            out.append(Problem(f"hosts[{index}].disk", msg, f"give at least {base}"))
+    return out
+
+
+def check_k3s_networks(data: dict) -> list:
+    net = _network(data)
+    k3s = _section(data, "k3s")
+    if net is None:
+        return []
+    out = []
+    for key, default in (("cluster_cidr", "10.42.0.0/16"), ("service_cidr", "10.43.0.0/16")):
+        try:
+            inner = ipaddress.IPv4Network(k3s.get(key, default), strict=True)
+        except (TypeError, ValueError):
+            continue
+        if inner.overlaps(net):
+            msg = f"{inner} overlaps network.cidr {net}"
+            out.append(Problem("k3s." + key, msg, "choose a private range the LAN does not use"))
+    return out
+
+
+CHECKS = (
+    check_duplicates,
+    check_addresses,
+    check_metallb,
+    check_roles,
+    check_kinds,
+    check_proxmox,
+    check_k3s_networks,
+)
+
+
+def semantic_problems(data: dict) -> list:
+    """Every cross-field problem of a parsed site, in a stable order."""
+    out = []
+    for check in CHECKS:
+        out.extend(check(data))
+    return out

@@ -1,0 +1,274 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The site model: load a site file, report every problem in it at once, fill in defaults, plan the phases.
+
+This is the Python API the modules, roles and inventory plugins of nerv.homelab share:
+
+    site = load_site("inventory/home/site.yml")   # raises SiteError listing every problem
+    report = validate_site(data)                  # Report(errors, warnings), never raises
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+
+from ansible_collections.nerv.homelab.plugins.module_utils.site.checks import semantic_problems
+from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import FORMATS
+from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem, Report, SiteError
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import SITE_SCHEMA
+
+try:
+    import yaml
+
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
+    HAS_YAML = False
+
+__all__ = [
+    "Problem",
+    "Report",
+    "SiteError",
+    "load_site",
+    "parse_site",
+    "secret_values",
+    "site_plan",
+    "validate_site",
+]
+
+# Keys that hold a secret when they appear in a site file: the file is committed, so secrets never belong there.
+_SECRET_KEY = re.compile(r"(secret|password|passwd|passphrase|private_?key|api_?key|token)$", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"AGE-SECRET-KEY-1|-----BEGIN [A-Z ]*PRIVATE KEY-----|PVEAPIToken=")
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer"}
+_TYPE_NAMES.update(boolean="true or false")
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    for name, kind in (("object", dict), ("array", list), ("string", str), ("number", float)):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _join(path: str, key) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _resolve(schema: dict) -> dict:
+    ref = schema.get("$ref")
+    if not ref:
+        return schema
+    resolved = dict(SITE_SCHEMA["$defs"][ref.rsplit("/", 1)[1]])
+    resolved.update((k, v) for k, v in schema.items() if k != "$ref")
+    return resolved
+
+
+def _inline_secret(path: str) -> Problem:
+    return Problem(
+        path,
+        "a secret is written inline in the site file (its value is not shown)",
+        "delete it from the file; give the secret through the environment variable or sops file named in "
+        "the site (e.g. proxmox.token_secret_env, proxmox.token_secret_sops)",
+    )
+
+
+def secret_values(value) -> set:
+    """Every string in a site that is a secret (under a secret-named key or shaped like one), to mask in output."""
+    if isinstance(value, dict):
+        found = set()
+        for key, item in value.items():
+            if isinstance(key, str) and _SECRET_KEY.search(key) and isinstance(item, (str, int, float)):
+                found.add(str(item))
+            else:
+                found |= secret_values(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(secret_values(item) for item in value)) if value else set()
+    return {value} if isinstance(value, str) and _SECRET_VALUE.search(value) else set()
+
+
+def _walk(value, schema: dict, path: str, out: list) -> None:
+    schema = _resolve(schema)
+    if isinstance(value, str) and _SECRET_VALUE.search(value):
+        out.append(_inline_secret(path))
+        return
+    expected = schema.get("type")
+    if expected and _json_type(value) != expected:
+        found = _TYPE_NAMES.get(_json_type(value), _json_type(value))
+        out.append(Problem(path, f"must be {_TYPE_NAMES[expected]}, not {found}", _fix(schema)))
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        choices = ", ".join(str(c) for c in schema["enum"])
+        out.append(Problem(path, f"is {value!r}, not one of {choices}", "use one of: " + choices))
+        return
+    checker = {"object": _walk_object, "array": _walk_array, "string": _check_string, "integer": _check_integer}
+    if expected in checker:
+        checker[expected](value, schema, path, out)
+
+
+def _fix(schema: dict) -> str:
+    return schema.get("x-fix") or schema.get("description") or "see docs/site.md"
+
+
+def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
+    properties = schema.get("properties", {})
+    for key in schema.get("required", []):
+        if key not in value:
+            sub = _resolve(properties[key])
+            what = sub.get("description") or _TYPE_NAMES.get(sub.get("type"), "a value")
+            out.append(Problem(_join(path, key), "is required but missing", f"add {key}: {what}"))
+    for key, item in value.items():
+        if key in properties:
+            _walk(item, properties[key], _join(path, key), out)
+        elif isinstance(key, str) and _SECRET_KEY.search(key):
+            out.append(_inline_secret(_join(path, key)))
+        else:
+            out.append(_unknown_key(key, properties, path))
+
+
+def _unknown_key(key, properties: dict, path: str) -> Problem:
+    close = difflib.get_close_matches(str(key), list(properties), n=1, cutoff=0.6)
+    fix = f"did you mean {close[0]!r}?" if close else "remove it."
+    return Problem(_join(path, key), "is not a known key", fix + " Known keys here: " + ", ".join(properties))
+
+
+def _walk_array(value: list, schema: dict, path: str, out: list) -> None:
+    if len(value) < schema.get("minItems", 0):
+        out.append(Problem(path, "needs at least {} item(s)".format(schema["minItems"]), _fix(schema)))
+    if schema.get("uniqueItems"):
+        seen = [item for i, item in enumerate(value) if item in value[:i]]
+        for item in seen:
+            out.append(Problem(path, f"lists {item!r} more than once", "keep one of each"))
+    for index, item in enumerate(value):
+        _walk(item, schema.get("items", {}), _join(path, index), out)
+
+
+def _check_string(value: str, schema: dict, path: str, out: list) -> None:
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    if len(value) < schema.get("minLength", 0):
+        out.append(Problem(path, "is empty", _fix(schema)))
+    elif "pattern" in schema and not re.search(schema["pattern"], value):
+        out.append(Problem(path, f"{shown!r} is not in the expected form", _fix(schema)))
+    elif "format" in schema:
+        problem = FORMATS[schema["format"]](value)
+        if problem:
+            out.append(Problem(path, f"{shown!r} {problem}", _fix(schema)))
+
+
+def _check_integer(value: int, schema: dict, path: str, out: list) -> None:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        out.append(Problem(path, f"is {value}, must be {bounds}", _fix(schema)))
+
+
+def validate_site(data) -> Report:
+    """Every problem of a parsed site file, errors and warnings apart; never raises."""
+    problems: list = []
+    _walk(data, SITE_SCHEMA, "", problems)
+    if isinstance(data, dict):
+        problems.extend(semantic_problems(data))
+    problems = _dedupe(problems)
+    return Report(
+        errors=[p for p in problems if p.level == "error"],
+        warnings=[p for p in problems if p.level == "warning"],
+    )
+
+
+def _dedupe(problems: list) -> list:
+    seen, out = set(), []
+    for problem in problems:
+        key = (problem.path, problem.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(problem)
+    return out
+
+
+def _apply_defaults(value, schema: dict):
+    schema = _resolve(schema)
+    if isinstance(value, dict) and schema.get("type") == "object":
+        for key, sub in schema.get("properties", {}).items():
+            sub = _resolve(sub)
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = _apply_defaults(value[key], sub)
+    elif isinstance(value, list) and schema.get("type") == "array":
+        return [_apply_defaults(item, schema.get("items", {})) for item in value]
+    return value
+
+
+def normalise_site(data: dict) -> dict:
+    """A valid site with every default filled in; VM sizes default to the template's."""
+    site = _apply_defaults(copy.deepcopy(data), SITE_SCHEMA)
+    template = site.get("template", {})
+    for host in site["hosts"]:
+        if host["kind"] == "vm":
+            for key in ("cores", "memory", "disk"):
+                host.setdefault(key, template.get(key))
+        host["address"] = host["ip"].split("/", 1)[0]
+    return site
+
+
+def parse_site(data) -> dict:
+    """Validate parsed site data; return it normalised, or raise SiteError with every problem."""
+    report = validate_site(data)
+    if report.errors:
+        raise SiteError(report.errors, report.warnings)
+    site = normalise_site(data)
+    site["_warnings"] = [p.as_dict() for p in report.warnings]
+    return site
+
+
+def read_site_file(path: str):
+    """The parsed YAML of a site file; SiteError when it cannot be read or parsed."""
+    if not HAS_YAML:
+        raise SiteError([Problem(path, "cannot be read: PyYAML is not installed", "pip install pyyaml")])
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise SiteError([Problem(path, f"cannot be read ({exc.strerror})", "check the path")]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = Problem(path, f"is not valid YAML{where}", "fix the YAML syntax")
+        raise SiteError([problem]) from exc
+
+
+def load_site(path: str) -> dict:
+    """Read, validate and normalise a site file; SiteError lists every problem."""
+    return parse_site(read_site_file(path))
+
+
+def site_plan(site: dict) -> list:
+    """The phases site.yml runs for this site, in order, each saying whether it exists yet."""
+    vms = [h["name"] for h in site["hosts"] if h["kind"] == "vm"]
+    everyone = [h["name"] for h in site["hosts"]]
+    template = site.get("template") or {}
+    flux = site["flux"]
+    image = ["{} ({}) on {}".format(template.get("name"), template.get("vmid"), template.get("node"))]
+    git = ["{}/{} {}@{}".format(flux["owner"], flux["repository"], flux["path"], flux["branch"])]
+    # Each phase is a play (or plays) of playbooks/site.yml tagged with its name. Hosts are found by the inventory
+    # sources (nerv.homelab.proxmox, nerv.homelab.site), not by a phase.
+    phases = [
+        ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
+        ("keys", "Per-host SSH/age keys, .sops.yaml, the K3s token, the cluster's Flux key", everyone, True, None),
+        ("template", "Build the NixOS installer ISO and make the Proxmox template", vms and image, True, None),
+        ("vms", "Clone the VMs with cloud-init, wait for their addresses, record their keys", vms, True, None),
+        ("install", "Install NixOS: bare metal with nixos-anywhere, VMs with nixos-rebuild", everyone, True, None),
+        ("bootstrap", "Nodes Ready, the platform pushed to Git, Flux bootstrapped and Ready", git, True, None),
+    ]
+    return [
+        {"phase": name, "summary": summary, "targets": targets, "implemented": done, "tracked_in": where}
+        for name, summary, targets, done, where in phases
+        if targets
+    ]

@@ -1,0 +1,140 @@
+"""Every shipped site's rendered GitOps tree builds with the real kustomize, directory by directory, as Flux builds
+it: clusters/<site> (no kustomization.yaml: Flux generates one) and each stage that stages.yaml points Flux at
+(kustomization.yaml as rendered). Each build holds exactly the objects that stage should apply; a stage whose
+kustomization.yaml names a missing file, or a stage path with nothing there, fails the build."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from .._ansible import AnsibleCli
+from .._kubectl import kubectl_path
+from .._kustomize import BuildError, flux_build
+from .._sites import SHIPPED_SITES, site_file
+
+STAGES = ["infrastructure", "infrastructure-config", "platform", "apps"]
+# What each stage applies, written out here rather than taken from the renderer, so a lost file shows.
+EXPECTED = {
+    "infrastructure": {
+        ("Namespace", "", "cert-manager"),
+        ("Namespace", "", "longhorn-system"),
+        ("Namespace", "", "metallb-system"),
+        ("Namespace", "", "traefik"),
+        ("HelmRepository", "flux-system", "jetstack"),
+        ("HelmRepository", "flux-system", "longhorn"),
+        ("HelmRepository", "flux-system", "metallb"),
+        ("HelmRepository", "flux-system", "traefik"),
+        ("HelmRelease", "cert-manager", "cert-manager"),
+        ("HelmRelease", "longhorn-system", "longhorn"),
+        ("HelmRelease", "metallb-system", "metallb"),
+        ("HelmRelease", "traefik", "traefik"),
+    },
+    "infrastructure-config": {
+        ("IPAddressPool", "metallb-system", "site"),
+        ("L2Advertisement", "metallb-system", "site"),
+        ("ClusterIssuer", "", "selfsigned"),
+        ("ClusterIssuer", "", "site-ca"),
+        ("Certificate", "cert-manager", "site-ca"),
+    },
+    "platform": {
+        ("Ingress", "traefik", "traefik-dashboard"),
+        ("Ingress", "longhorn-system", "longhorn-dashboard"),
+        ("Ingress", "flux-system", "flux-dashboard"),
+        ("OCIRepository", "flux-system", "capacitor"),
+        ("Kustomization", "flux-system", "capacitor"),
+    },
+    "apps": set(),
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, tuple[dict, object]]:
+    """site -> (site data, checkout): every shipped site rendered by gitops_render in one playbook run."""
+    kubectl_path()
+    root = tmp_path_factory.mktemp("gitops-kustomize")
+    checkouts, tasks = {}, []
+    for site in SHIPPED_SITES:
+        checkout = root / site
+        checkout.mkdir()
+        checkouts[site] = (yaml.safe_load(site_file(site).read_text()), checkout)
+        module_args = {"site_file": str(site_file(site)), "dest": str(checkout)}
+        tasks.append({"name": f"render {site}", "nerv.homelab.gitops_render": module_args})
+    result = AnsibleCli(root).playbook([{"name": "g", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    assert result.rc == 0, result.describe()
+    return checkouts
+
+
+def flux_stages(site: dict, checkout, scratch) -> dict[str, str]:
+    """stage -> the path Flux builds for it, read from the build of clusters/<site>."""
+    cluster = flux_build(checkout / site["flux"]["path"], scratch)
+    assert cluster.generated == ["./stages.yaml"], "clusters/<site> has no kustomization.yaml: Flux generates one"
+    assert cluster.objects() == {("Kustomization", "flux-system", stage) for stage in STAGES}
+    # kustomize sorts what it emits; the order Flux keeps is dependsOn's
+    for index, stage in enumerate(STAGES):
+        spec = cluster.get("Kustomization", stage)["spec"]
+        assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+        assert spec.get("dependsOn", []) == ([{"name": STAGES[index - 1]}] if index else [])
+    return {stage: cluster.get("Kustomization", stage)["spec"]["path"] for stage in STAGES}
+
+
+@pytest.mark.parametrize("site_name", SHIPPED_SITES)
+def test_every_directory_flux_applies_builds_with_kustomize(rendered, site_name, tmp_path):
+    site, checkout = rendered[site_name]
+    paths = flux_stages(site, checkout, tmp_path)
+    assert paths == {stage: f"./platform/{site['site']['name']}/{stage}" for stage in STAGES}
+    for stage, path in paths.items():
+        scratch = tmp_path / stage
+        scratch.mkdir()
+        built = flux_build(checkout / path, scratch)
+        assert built.generated is None, f"{path} carries its own kustomization.yaml"
+        assert built.objects() == EXPECTED[stage], f"{path} builds other objects than the stage applies"
+    config = flux_build(checkout / paths["infrastructure-config"], tmp_path / "again")
+    assert config.get("IPAddressPool", "site")["spec"]["addresses"] == site["metallb"]["addresses"]
+    domain = site["network"]["domain"]
+    ingresses = flux_build(checkout / paths["platform"], tmp_path / "ingresses")
+    assert ingresses.get("Ingress", "flux-dashboard")["spec"]["rules"][0]["host"] == f"flux.{domain}"
+
+
+def test_clusters_dir_with_what_bootstrap_commits_builds_both(rendered, tmp_path):
+    """flux bootstrap commits clusters/<site>/flux-system/ with a kustomization.yaml of its own; Flux's generated
+    kustomization takes that directory whole beside stages.yaml (so the renderer must write none of its own there:
+    one listing only stages.yaml would prune flux-system itself)."""
+    site, checkout = rendered["example-proxmox"]
+    clusters = tmp_path / "repo" / site["flux"]["path"]
+    shutil.copytree(checkout / site["flux"]["path"], clusters)
+    (clusters / "flux-system").mkdir()
+    sync = [{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+             "metadata": {"name": "flux-system", "namespace": "flux-system"},
+             "spec": {"interval": "1m", "url": "ssh://git@github.com/o/r", "ref": {"branch": "main"}}},
+            {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+             "metadata": {"name": "flux-system", "namespace": "flux-system"},
+             "spec": {"interval": "10m", "path": "./clusters/home", "prune": True,
+                      "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}}]  # fmt: skip
+    (clusters / "flux-system" / "gotk-sync.yaml").write_text(yaml.safe_dump_all(sync))
+    (clusters / "flux-system" / "kustomization.yaml").write_text("resources: [gotk-sync.yaml]\n")
+    (tmp_path / "scratch").mkdir()
+    built = flux_build(clusters, tmp_path / "scratch")
+    assert built.generated == ["./flux-system", "./stages.yaml"]
+    assert built.objects() == {("Kustomization", "flux-system", s) for s in [*STAGES, "flux-system"]} | {
+        ("GitRepository", "flux-system", "flux-system")
+    }
+
+
+def test_a_stage_naming_a_missing_file_fails_the_build(rendered, tmp_path):
+    site, checkout = rendered["example-proxmox"]
+    broken = tmp_path / "broken"
+    shutil.copytree(checkout, broken)
+    (broken / "platform" / "home" / "infrastructure" / "traefik.yaml").unlink()
+    (tmp_path / "scratch").mkdir()
+    with pytest.raises(BuildError, match="traefik.yaml"):
+        flux_build(broken / "platform" / "home" / "infrastructure", tmp_path / "scratch")
+
+
+def test_a_stage_path_with_nothing_there_fails(rendered, tmp_path):
+    """A Kustomization whose path is not in the checkout: Flux fails it, and so does flux_build."""
+    site, checkout = rendered["example-proxmox"]
+    with pytest.raises(BuildError, match="platform/home/nope"):
+        flux_build(checkout / "platform" / "home" / "nope", tmp_path)

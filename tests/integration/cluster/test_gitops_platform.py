@@ -1,0 +1,50 @@
+"""The role gitops_platform against a local bare Git repository standing in for GitHub: check mode pushes
+nothing, the first run commits and pushes the platform, the second changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from .._sites import INVENTORY, bare_repository, git
+
+
+@pytest.fixture
+def remote(tmp_path):
+    if not shutil.which("git"):
+        pytest.skip("needs git (Debian package git)")
+    return bare_repository(tmp_path, "home-gitops.git")
+
+
+def run(ansible_cli, tmp_path, remote, check=False):
+    play = [{"name": "g", "hosts": "localhost", "gather_facts": False, "roles": [
+        {"role": "nerv.homelab.site", "vars": {"site_show_plan": False}},
+        {"role": "nerv.homelab.gitops_platform"}]}]  # fmt: skip
+    extra = {"site_file": str(INVENTORY / "example-proxmox" / "site.yml"), "gitops_platform_repo_url": f"file://{remote}",
+             "gitops_platform_checkout": str(tmp_path / "checkout")}  # fmt: skip
+    result = ansible_cli.playbook(play, "--diff", extra_vars=extra, check=check)
+    assert result.rc == 0, result.describe()
+    return result
+
+
+def commits(remote):
+    return git("--git-dir", str(remote), "log", "--format=%s", "main").splitlines()
+
+
+def test_commits_and_pushes_only_when_the_platform_changed(ansible_cli, tmp_path, remote):
+    checked = run(ansible_cli, tmp_path, remote, check=True)
+    assert checked.task("Render the platform into the checkout")["changed"] and commits(remote) == ["initial"]
+
+    first = run(ansible_cli, tmp_path, remote)
+    assert first.stats()["changed"] > 0
+    assert commits(remote)[0].startswith("nerv.homelab: platform of site home") and len(commits(remote)) == 2
+    tree = git("--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main").splitlines()
+    assert "clusters/home/stages.yaml" in tree and "platform/home/infrastructure/metallb.yaml" in tree
+    rules = yaml.safe_load(git("--git-dir", str(remote), "show", "main:.sops.yaml"))["creation_rules"]
+    admins = yaml.safe_load((INVENTORY / "example-proxmox" / "site.yml").read_text())["sops"]["admin_recipients"]
+    assert rules[0]["path_regex"].startswith("^platform/home/") and rules[0]["age"] == ",".join(admins)
+
+    second = run(ansible_cli, tmp_path, remote)
+    assert second.stats()["changed"] == 0 and len(commits(remote)) == 2, second.describe()

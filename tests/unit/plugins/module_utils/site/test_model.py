@@ -1,0 +1,320 @@
+"""The site model: each bad input gets its own problem, naming the field path and the fix."""
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import (
+    SiteError,
+    load_site,
+    normalise_site,
+    parse_site,
+    secret_values,
+    site_plan,
+    validate_site,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import SITE_SCHEMA
+
+REPO = Path(__file__).resolve().parents[5]
+SITES = sorted(p.parent.name for p in (REPO / "inventory").glob("*/site.yml"))
+CANARY = "CANARY-7f3e9b1c-do-not-print"
+
+
+def _site(name="example-proxmox"):
+    return yaml.safe_load((REPO / "inventory" / name / "site.yml").read_text())
+
+
+def _metal():
+    return _site("example-baremetal")
+
+
+def _errors(data):
+    return validate_site(data).errors
+
+
+def _find(problems, path):
+    found = [p for p in problems if p.path == path]
+    assert found, f"no problem at {path}; got: {[str(p) for p in problems]}"
+    return found[0]
+
+
+def _set(data, path, value):
+    """Set data[a][b][0]... from a dotted path with [i] indexes; value DELETE removes the key."""
+    keys = path.replace("[", ".").replace("]", "").split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node[key]
+    last = int(keys[-1]) if keys[-1].isdigit() else keys[-1]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("name", SITES)
+def test_every_shipped_site_is_valid(name):
+    report = validate_site(_site(name))
+    assert report.errors == []
+    assert report.warnings == []
+
+
+def test_shipped_sites_include_the_three_the_docs_name():
+    assert {"demo", "example-proxmox", "example-baremetal"} <= set(SITES)
+
+
+# (site, edits, problem path, fragment of the message, fragment of the fix)
+CASES = [
+    ("unknown key", _site, {"hosts[0].nmae": "x"}, "hosts[0].nmae", "is not a known key", "did you mean 'name'"),
+    ("unknown section", _site, {"netwrok": {}}, "netwrok", "is not a known key", "did you mean 'network'"),
+    ("missing field", _site, {"network.gateway": DELETE}, "network.gateway", "required but missing", "add gateway"),
+    ("missing section", _site, {"flux": DELETE}, "flux", "required but missing", "add flux"),
+    ("duplicate name", _site, {"hosts[1].name": "cp1"}, "hosts[1].name", "already used by hosts[0].name", "own name"),
+    ("duplicate vmid", _site, {"hosts[2].vmid": 201}, "hosts[2].vmid", "already used by hosts[0].vmid", "own vmid"),
+    ("vmid of template", _site, {"hosts[1].vmid": 9000}, "hosts[1].vmid", "already used by template.vmid", "vmid"),
+    ("duplicate ip", _site, {"hosts[2].ip": "192.168.10.21/24"}, "hosts[2].ip", "already used by hosts[0].ip", "ip"),
+    ("duplicate mac", _metal, {"hosts[2].mac": "58:47:CA:71:00:01"}, "hosts[2].mac", "already used by hosts[0]", ""),
+    ("ip outside", _site, {"hosts[0].ip": "192.168.20.5/24"}, "hosts[0].ip", "outside network.cidr", "inside"),
+    ("network address", _site, {"hosts[0].ip": "192.168.10.0/24"}, "hosts[0].ip", "the network address", "free"),
+    ("broadcast", _site, {"hosts[0].ip": "192.168.10.255/24"}, "hosts[0].ip", "the broadcast address", "free"),
+    ("gateway", _site, {"hosts[0].ip": "192.168.10.1/24"}, "hosts[0].ip", "the gateway", "free host address"),
+    ("ip no prefix", _site, {"hosts[0].ip": "192.168.10.21"}, "hosts[0].ip", "has no /prefix", "address/prefix"),
+    ("prefix differs", _site, {"hosts[0].ip": "192.168.10.21/16"}, "hosts[0].ip", "prefix /16", "192.168.10.21/24"),
+    (
+        "metallb outside",
+        _site,
+        {"metallb.addresses": ["192.168.11.10-192.168.11.20"]},
+        "metallb.addresses[0]",
+        "not inside network.cidr",
+        "inside network.cidr",
+    ),
+    (
+        "metallb covers host",
+        _site,
+        {"metallb.addresses": ["192.168.10.20-192.168.10.25"]},
+        "metallb.addresses[0]",
+        "contains 192.168.10.21, the address of hosts[0] (cp1)",
+        "leaves 192.168.10.21 out",
+    ),
+    (
+        "metallb covers gateway",
+        _site,
+        {"metallb.addresses": ["192.168.10.1-192.168.10.9"]},
+        "metallb.addresses[0]",
+        "contains 192.168.10.1, the gateway",
+        "leaves 192.168.10.1 out",
+    ),
+    (
+        "metallb ranges overlap",
+        _site,
+        {"metallb.addresses": ["192.168.10.200-192.168.10.210", "192.168.10.205-192.168.10.215"]},
+        "metallb.addresses[1]",
+        "overlaps metallb.addresses[0]",
+        "disjoint",
+    ),
+    ("metallb garbage", _site, {"metallb.addresses": ["lots"]}, "metallb.addresses[0]", "not an address range", ""),
+    ("no control-plane", _site, {"hosts[0].role": "worker"}, "hosts", "no host has role control-plane", "role"),
+    ("role typo", _site, {"hosts[0].role": "master"}, "hosts[0].role", "not one of control-plane, worker", "one of"),
+    ("name not a label", _site, {"hosts[1].name": "Worker_1"}, "hosts[1].name", "'Worker_1'", "no underscores"),
+    ("name with dot", _site, {"hosts[1].name": "w1.lab"}, "hosts[1].name", "'w1.lab'", "no dots"),
+    ("metal without mac", _metal, {"hosts[1].mac": DELETE}, "hosts[1].mac", "required for a baremetal", "MAC"),
+    ("metal no disk", _metal, {"hosts[1].disk_id": DELETE}, "hosts[1].disk_id", "baremetal host", "by-id"),
+    (
+        "metal disk not by-id",
+        _metal,
+        {"hosts[1].disk_id": "/dev/nvme0n1"},
+        "hosts[1].disk_id",
+        "not in the expected form",
+        "/dev/disk/by-id",
+    ),
+    ("vm without vmid", _site, {"hosts[1].vmid": DELETE}, "hosts[1].vmid", "required for a vm host", "add vmid"),
+    ("vm without node", _site, {"hosts[1].node": DELETE}, "hosts[1].node", "required for a vm host", "add node"),
+    ("vm unknown node", _site, {"hosts[1].node": "pve9"}, "hosts[1].node", "not in proxmox.nodes", "pve1, pve2"),
+    ("vm with disk_id", _site, {"hosts[1].disk_id": "/dev/disk/by-id/x"}, "hosts[1].disk_id", "does not apply", ""),
+    ("vmid too low", _site, {"hosts[0].vmid": 99}, "hosts[0].vmid", "is 99, must be from 100 to 999999999", "100"),
+    ("vmid too high", _site, {"hosts[0].vmid": 1000000000}, "hosts[0].vmid", "must be from 100", "999999999"),
+    ("vmid a string", _site, {"hosts[0].vmid": "201"}, "hosts[0].vmid", "must be an integer, not a string", ""),
+    ("vm no proxmox", _site, {"proxmox": DELETE}, "proxmox", "required because hosts[0] is a vm", "add the proxmox"),
+    ("disk shrinks", _site, {"hosts[0].disk": 10}, "hosts[0].disk", "smaller than the template disk", "at least 20"),
+    (
+        "ssh key body",
+        _site,
+        {"admin_ssh_keys[0]": "ssh-ed25519 AAAA!!notbase64 me@laptop"},
+        "admin_ssh_keys[0]",
+        "not valid base64 SSH key data",
+        ".pub",
+    ),
+    (
+        "ssh key label",
+        _site,
+        {"admin_ssh_keys[0]": "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAINU9pb4AcSwRvvlx7xnotXk8P/jB2vMcsoOo2WrkuQWN me"},
+        "admin_ssh_keys[0]",
+        "does not match its label 'ssh-rsa'",
+        "TYPE BASE64",
+    ),
+    ("ssh key type", _site, {"admin_ssh_keys[0]": "ssh-dss AAAAB3 me"}, "admin_ssh_keys[0]", "key type 'ssh-dss'", ""),
+    ("ssh key alone", _site, {"admin_ssh_keys[0]": "ssh-ed25519"}, "admin_ssh_keys[0]", "not an SSH public key", ""),
+    (
+        "age checksum",
+        _site,
+        {"sops.admin_recipients[0]": "age1pya4cp2rnpjdn5cq02flau85thavutn4v4m5z3kcgcucyl7j3ewqsfcd3n"},
+        "sops.admin_recipients[0]",
+        "bad checksum",
+        "age-keygen -y",
+    ),
+    (
+        "age not bech32",
+        _site,
+        {"sops.admin_recipients[0]": "age1-not-a-key"},
+        "sops.admin_recipients[0]",
+        "is not an age recipient",
+        "age-keygen -y",
+    ),
+    ("http url", _site, {"proxmox.url": "http://pve1:8006"}, "proxmox.url", "'http://pve1:8006'", "https://"),
+    ("token id form", _site, {"proxmox.token_id": "automation"}, "proxmox.token_id", "expected form", "USER@REALM!"),
+    ("gateway outside", _site, {"network.gateway": "10.0.0.1"}, "network.gateway", "not a usable address", ""),
+    ("cidr host bits", _site, {"network.cidr": "192.168.10.1/24"}, "network.cidr", "not an IPv4 network", ""),
+    ("pod cidr clash", _site, {"k3s.cluster_cidr": "192.168.0.0/16"}, "k3s.cluster_cidr", "overlaps network", ""),
+    ("k3s version", _site, {"k3s.version": "1.31"}, "k3s.version", "expected form", "v1.31.4+k3s1"),
+    ("flux path", _site, {"flux.path": "/clusters/home/"}, "flux.path", "expected form", "without leading"),
+    ("bios", _site, {"template.bios": "uefi"}, "template.bios", "not one of ovmf, seabios", "ovmf"),
+]
+
+
+@pytest.mark.parametrize(("base", "edits", "path", "message", "fix"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_names_the_field_and_the_fix(base, edits, path, message, fix):
+    data = base()
+    for where, value in edits.items():
+        _set(data, where, value)
+    problem = _find(_errors(data), path)
+    assert message in problem.message
+    assert fix in problem.fix
+    assert problem.fix, "every problem says how to fix it"
+
+
+def test_even_control_plane_count_is_a_warning_not_an_error():
+    data = _site()
+    data["hosts"][1]["role"] = "control-plane"
+    report = validate_site(data)
+    assert report.errors == []
+    warning = _find(report.warnings, "hosts")
+    assert "2 control-plane hosts" in warning.message
+    assert "1, 3 or 5" in warning.fix
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("proxmox.token_secret", CANARY),
+        ("proxmox.password", CANARY),
+        ("flux.github_token", CANARY),
+        ("hosts[0].root_password", CANARY),
+        ("sops.admin_recipients[0]", "AGE-SECRET-KEY-1" + CANARY.upper()),
+        ("admin_ssh_keys[0]", "-----BEGIN OPENSSH PRIVATE KEY-----\n" + CANARY + "\n-----END OPENSSH PRIVATE KEY-----"),
+        ("site.description", "PVEAPIToken=root@pam!x=" + CANARY),
+    ],
+)
+def test_inline_secret_is_an_error_that_never_shows_the_value(where, value):
+    data = _set(_site(), where, value)
+    with pytest.raises(SiteError) as caught:
+        parse_site(data)
+    problem = _find(caught.value.problems, where)
+    assert "secret is written inline" in problem.message
+    assert "token_secret_env" in problem.fix
+    shown = str(caught.value) + json.dumps([p.as_dict() for p in caught.value.problems])
+    assert CANARY not in shown
+    assert CANARY.upper() not in shown
+
+
+def test_every_problem_is_reported_at_once():
+    data = _site()
+    _set(data, "hosts[0].nmae", "x")
+    _set(data, "hosts[1].ip", "10.9.9.9/24")
+    _set(data, "proxmox.url", "http://pve")
+    _set(data, "template.vmid", 5)
+    with pytest.raises(SiteError) as caught:
+        parse_site(data)
+    paths = {p.path for p in caught.value.problems}
+    assert {"hosts[0].nmae", "hosts[1].ip", "proxmox.url", "template.vmid"} <= paths
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"site file has {len(caught.value.problems)} problems:"
+    assert all(". Fix: " in line for line in lines[1:])
+
+
+def test_not_a_mapping():
+    problem = _find(_errors(["hosts"]), "")
+    assert problem.message == "must be a mapping, not a list"
+
+
+def test_defaults_are_filled_in_and_vm_sizes_come_from_the_template():
+    data = _site("demo")
+    site = normalise_site(data)
+    assert site["proxmox"]["validate_certs"] is True
+    assert site["flux"]["branch"] == "main"
+    assert site["flux"]["token_env"] == "GITHUB_TOKEN"
+    assert site["k3s"]["disable"] == ["servicelb", "traefik"]
+    cp1 = site["hosts"][0]
+    assert (cp1["cores"], cp1["memory"], cp1["disk"]) == (2, 2048, 16)
+    assert cp1["address"] == "10.77.0.11"
+    assert "cores" not in site["hosts"][3], "bare metal has no VM size"
+    assert "cores" not in data["hosts"][0], "the input is left as it was"
+
+
+def test_load_site_reports_unreadable_and_broken_files(tmp_path):
+    with pytest.raises(SiteError, match="cannot be read"):
+        load_site(str(tmp_path / "missing.yml"))
+    broken = tmp_path / "site.yml"
+    broken.write_text("network: [unclosed\n")
+    with pytest.raises(SiteError, match="is not valid YAML at line"):
+        load_site(str(broken))
+
+
+def test_plan_lists_only_the_phases_the_site_needs():
+    metal = [step["phase"] for step in site_plan(normalise_site(_metal()))]
+    assert metal == ["validate", "keys", "install", "bootstrap"]
+    plan = site_plan(normalise_site(_site()))
+    assert [step["phase"] for step in plan] == ["validate", "keys", "template", "vms", "install", "bootstrap"]
+    assert plan[3]["targets"] == ["cp1", "worker1", "worker2"]
+    assert all(s["implemented"] for s in plan)
+
+
+def test_published_schema_file_matches_the_code():
+    published = json.loads((REPO / "docs" / "site.schema.json").read_text())
+    assert published == json.loads(json.dumps(SITE_SCHEMA)), "run python3 hacking/write_site_schema.py"
+
+
+def test_field_reference_in_docs_matches_the_schema():
+    spec = importlib.util.spec_from_file_location("write_site_schema", REPO / "hacking" / "write_site_schema.py")
+    writer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(writer)
+    text = (REPO / "docs" / "site.md").read_text()
+    assert writer.render_doc(text) == text, "run python3 hacking/write_site_schema.py"
+    assert "| `hosts[].disk_id` |" in text
+
+
+def test_schema_is_a_real_json_schema_that_accepts_the_examples_and_rejects_typos():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(SITE_SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(SITE_SCHEMA)
+    for name in SITES:
+        assert list(validator.iter_errors(_site(name))) == []
+    broken = copy.deepcopy(_site())
+    broken["hosts"][0]["nmae"] = "x"
+    assert [e.validator for e in validator.iter_errors(broken)] == ["additionalProperties"]
+
+
+def test_secret_values_finds_what_the_validator_refuses():
+    data = _site()
+    _set(data, "proxmox.token_secret", CANARY)
+    _set(data, "hosts[0].root_password", 1234)
+    _set(data, "site.description", "AGE-SECRET-KEY-1" + CANARY.upper())
+    assert secret_values(data) == {CANARY, "1234", "AGE-SECRET-KEY-1" + CANARY.upper()}
+    assert secret_values(_site()) == set()
+    assert secret_values(None) == set()
