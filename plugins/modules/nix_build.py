@@ -240,6 +240,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import NixError, run
 
 
@@ -258,13 +259,14 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
+
+    def work():
         result = run(module.params, module.check_mode, module.get_bin_path("nix"), dict(os.environ))
-    except NixError as exc:
-        module.fail_json(msg=exc.message, **exc.details)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+        if not module._diff:  # pylint: disable=protected-access
+            result.pop("diff", None)
+        return result
+
+    run_module(module, work, (NixError,))
 
 
 if __name__ == "__main__":

@@ -194,15 +194,11 @@ requests:
   sample: 6
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso, iso_upload
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
-    ProxmoxError,
     proxmox_argument_spec,
     run_module,
     settings_from_params,
@@ -225,115 +221,6 @@ def argument_spec() -> dict:
     }
 
 
-def wanted(params: dict) -> dict:
-    """The checked input: name, sha256, size, whether the name is derived; IsoError names the bad option."""
-    src, url, state = params["src"], params["download_url"], params["state"]
-    if src and url:
-        raise iso.IsoError("src and download_url are mutually exclusive: give one (a local file, or a URL to download)")
-    if state == "present" and not (src or url):
-        raise iso.IsoError("state=present needs src (a local file to upload) or download_url (with checksum)")
-    if state == "absent" and not (params["name"] or src or url):
-        raise iso.IsoError("state=absent needs name (or src, or download_url with checksum, to derive it)")
-    if params["upload_timeout"] <= 0:
-        raise iso.IsoError(f"upload_timeout must be a positive number of seconds, not {params['upload_timeout']}")
-    sha256 = iso.check_checksum(params["checksum"])
-    if url and not url.lower().startswith(("http://", "https://", "ftp://")):
-        raise iso.IsoError(f"download_url {url!r} is not an http(s):// or ftp:// URL the Proxmox node can download")
-    if url and sha256 is None and state == "present":
-        raise iso.IsoError("download_url needs checksum: give the image's sha256 so Proxmox can verify the download")
-    size = None
-    if src and (state == "present" or not params["name"]):
-        if not os.path.isfile(src):
-            raise iso.IsoError(f"src {src!r} is not a file: give the path of the ISO to upload")
-        size = os.path.getsize(src)
-        if sha256 is None:
-            sha256 = sha256_file(src)
-    if params["name"]:
-        name, derived = iso.check_name(params["name"]), False
-    else:
-        if sha256 is None:
-            raise iso.IsoError("without name, the file is named after its checksum: give checksum (or src)")
-        name, derived = iso.check_name(iso.derived_name(iso.source_basename(src, url), sha256)), True
-    return {"name": name, "sha256": sha256, "size": size, "named_by_content": derived}
-
-
-def apply(module, client, want, records) -> dict:
-    params = module.params
-    node, storage = params["node"], params["storage"]
-    base = f"/nodes/{node}/storage/{storage}"
-    volid = iso.volid_of(storage, want["name"])
-    key = iso.record_key(client.settings.url, node, storage, volid)
-
-    if params["state"] == "present":
-        status = client.get(f"{base}/status")
-        if not iso.has_iso_content(status):
-            raise iso.IsoError(
-                f"storage {storage!r} on node {node} does not take ISO images (content: "
-                f"{status.get('content') or 'none'}): choose a file storage with iso content (storage option), "
-                "or add iso to its content types"
-            )
-    listed = iso.find_volume(client.get(f"{base}/content", content="iso"), volid)
-    record = records.get(key)
-    decision = iso.decide(
-        params["state"], volid, listed, record, want["sha256"], want["size"], want["named_by_content"], params["force"]
-    )
-    if decision.error:
-        raise iso.IsoError(decision.error)
-
-    action = iso.result_action(decision.action, bool(params["download_url"]))
-    present = params["state"] == "present"
-    size = want["size"] if want["size"] is not None else (listed or {}).get("size")
-    listed_sha = iso.known_sha256(record, want["sha256"], want["named_by_content"])
-    before = iso.diff_view(volid, listed, listed_sha)
-    after = before
-    if decision.action == iso.ACTION_DELETE:
-        after = iso.diff_view(volid, None)
-    elif decision.action != iso.ACTION_NONE:
-        after = iso.diff_view(volid, {"size": size}, want["sha256"])
-    result = {
-        "changed": decision.action != iso.ACTION_NONE,
-        "volid": volid,
-        "name": want["name"],
-        "size": size if present else (listed or {}).get("size"),
-        "sha256": want["sha256"] if present else (want["sha256"] or listed_sha),
-        "action": action,
-        "reason": decision.reason,
-        "task": None,
-    }
-    if module._diff:  # pylint: disable=protected-access
-        result["diff"] = {"before": before, "after": after}
-    if module.check_mode or decision.action == iso.ACTION_NONE:
-        return result
-
-    timeout = params["upload_timeout"]
-    if decision.action == iso.ACTION_DELETE:
-        upid = client.delete(f"{base}/content/{volid}")
-        result["task"] = client.wait_task(upid) if upid else None
-        records.put(key, None)
-        return result
-    if params["download_url"]:
-        upid = client.post(
-            f"{base}/download-url",
-            content="iso",
-            filename=want["name"],
-            url=params["download_url"],
-            checksum=want["sha256"],
-            **{"checksum-algorithm": "sha256"},
-        )
-    else:
-        fields = iso.upload_fields(want["sha256"])
-        upid = client.upload(f"{base}/upload", fields, "filename", params["src"], want["name"], timeout=timeout)
-    records.put(key, None)  # whatever was recorded no longer describes the file, even if the task fails
-    result["task"] = client.wait_task(upid, timeout=timeout)
-    if size is None:
-        now = iso.find_volume(client.get(f"{base}/content", content="iso"), volid)
-        size = result["size"] = (now or {}).get("size")
-        if module._diff:  # pylint: disable=protected-access
-            result["diff"]["after"] = iso.diff_view(volid, {"size": size}, want["sha256"])
-    records.put(key, {"sha256": want["sha256"], "size": size})
-    return result
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -343,11 +230,10 @@ def main() -> None:
 
     def work():
         client = ProxmoxClient(settings_from_params(module.params))
-        try:
-            want = wanted(module.params)
-            result = apply(module, client, want, iso.Records(module.params["state_dir"]))
-        except iso.IsoError as exc:
-            raise ProxmoxError(str(exc)) from None
+        want = iso_upload.wanted(module.params)  # an IsoError (a ProxmoxError) here changes nothing
+        records = iso.Records(module.params["state_dir"])
+        diff = module._diff  # pylint: disable=protected-access
+        result = iso_upload.apply(client, module.params, want, records, module.check_mode, diff)
         result["requests"] = client.requests
         return result
 

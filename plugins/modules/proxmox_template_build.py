@@ -147,20 +147,15 @@ requests:
   sample: 9
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template as tpl
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template_build
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     proxmox_argument_spec,
     run_module,
     settings_from_params,
 )
-
-STEPS = {None: ["create", "start", "wait", "finish"], "created": ["start", "wait", "finish"]}
-STEPS.update(installing=["wait", "finish"], installed=["finish"], template=[])
 
 
 def argument_spec() -> dict:
@@ -184,82 +179,9 @@ def argument_spec() -> dict:
     return spec
 
 
-class Pipeline:
-    """One build's VM, advanced phase by phase; every step waits for its Proxmox task."""
-
-    def __init__(self, client, params, vmid, guest):
-        self.client, self.params, self.vmid = client, params, vmid
-        self.node = guest["node"] if guest else params["node"]
-        self.actions = []
-
-    @property
-    def path(self):
-        return f"/nodes/{self.node}/qemu/{self.vmid}"
-
-    def create(self):
-        self.client.wait_task(
-            self.client.post(f"/nodes/{self.node}/qemu", **tpl.installer_config(self.params, self.vmid))
-        )
-        self.actions.append("create")
-
-    def start(self):
-        if self.client.get(self.path + "/status/current").get("status") != "running":
-            self.client.wait_task(self.client.post(self.path + "/status/start"))
-        # Tagged only once it runs: a VM tagged installing and stopped is one the installer powered off.
-        self.client.put(self.path + "/config", tags=tpl.tags_for(self.params["build"], "installing"))
-        self.actions.append("start")
-
-    def wait(self, seconds, poll):
-        """True once the VM is stopped; waits at most `seconds`."""
-        deadline = time.monotonic() + seconds
-        self.actions.append("wait")
-        while self.client.get(self.path + "/status/current").get("status") != "stopped":
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(max(1, min(poll, deadline - time.monotonic())))
-        return True
-
-    def finish(self):
-        self.client.put(self.path + "/config", **tpl.finish_config(self.params))
-        self.client.wait_task(self.client.post(self.path + "/template"))
-        self.actions.append("finish")
-
-
-def advance(pipeline, phase, params):
-    """Run the steps from phase on; returns the phase reached."""
-    if phase is None:
-        pipeline.create()
-        phase = "created"
-    if phase == "created":
-        pipeline.start()
-        phase = "installing"
-    if phase == "installing":
-        if not pipeline.wait(params["wait"], params["poll"]):
-            return "installing"
-        phase = "installed"
-    if phase == "installed":
-        pipeline.finish()
-        phase = "template"
-    return phase
-
-
 def run(module):
-    params = dict(module.params)
-    client = ProxmoxClient(settings_from_params(params))
-    params["build"] = tpl.check_build(params["build"])
-    vmid, guest = tpl.choose_slot(params["vmid"], client.get("/cluster/resources", type="vm"), params["build"])
-    before = tpl.phase_of(guest) if guest else None
-    pipeline = Pipeline(client, params, vmid, guest)
-    if module.check_mode:
-        after, actions = ("template" if STEPS[before] else before), STEPS[before]
-    else:
-        after = advance(pipeline, before, params)
-        actions = pipeline.actions
-    changed = after != before
-    result = {"changed": changed, "vmid": vmid, "node": pipeline.node, "phase": after, "actions": actions}
-    result["diff"] = {"before": {"phase": before or "absent"}, "after": {"phase": after}}
-    result["requests"] = client.requests
-    return result
+    client = ProxmoxClient(settings_from_params(module.params))
+    return template_build.build(client, module.params, module.check_mode)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import (
     IDEMPOTENT_METHODS,
     TRANSIENT_STATUSES,
@@ -389,9 +390,5 @@ def settings_from_params(params: dict) -> ProxmoxSettings:
 
 
 def run_module(module, work):
-    """module.exit_json(**work()); a ProxmoxError becomes fail_json - the one place that happens."""
-    try:
-        result = work()
-    except ProxmoxError as exc:
-        module.fail_json(msg=exc.message, **exc.details())
-    module.exit_json(**result)
+    """module.exit_json(**work()); a ProxmoxError becomes fail_json at the one boundary of every module."""
+    boundary.run_module(module, work, (ProxmoxError,))

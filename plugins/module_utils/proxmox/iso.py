@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+
 HASH_PREFIX = 12
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 # What PVE keeps of an uploaded name (PVE::Storage::normalize_content_filename) and the ISO extensions it takes.
@@ -36,7 +38,7 @@ ACTION_DELETE = "delete"
 ACTION_NONE = "none"
 
 
-class IsoError(Exception):
+class IsoError(ProxmoxError):
     """Bad input or a refusal: the module fails with the message, before anything is changed."""
 
 

@@ -1,9 +1,10 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the sops modules share: the identity options and the one place a SopsError becomes fail_json."""
+"""What the sops modules share: the identity options, and their boundary (a SopsError becomes fail_json)."""
 
 from __future__ import annotations
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     load_identities,
@@ -18,10 +19,10 @@ def identities(params: dict) -> list:
 
 
 def run_module(module, work):
-    """module.exit_json(**work()); a SopsError becomes fail_json here and nowhere else."""
-    try:
+    """module.exit_json(**work()) once the crypto libraries are there; a SopsError becomes fail_json."""
+
+    def checked():
         require_libraries()
-        result = work()
-    except SopsError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+        return work()
+
+    boundary.run_module(module, checked, (SopsError,))

@@ -1,0 +1,98 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The API side of nerv.homelab.proxmox_template_build: the installer VM advanced phase by phase through the client.
+
+The decisions (which vmid, which config, which phase a VM is in) are in template.py; this file only acts on them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template import (
+    check_build,
+    choose_slot,
+    finish_config,
+    installer_config,
+    phase_of,
+    tags_for,
+)
+
+STEPS = {None: ["create", "start", "wait", "finish"], "created": ["start", "wait", "finish"]}
+STEPS.update(installing=["wait", "finish"], installed=["finish"], template=[])
+
+
+class Pipeline:
+    """One build's VM, advanced phase by phase; every step waits for its Proxmox task."""
+
+    def __init__(self, client, params, vmid, guest):
+        self.client, self.params, self.vmid = client, params, vmid
+        self.node = guest["node"] if guest else params["node"]
+        self.actions = []
+
+    @property
+    def path(self):
+        return f"/nodes/{self.node}/qemu/{self.vmid}"
+
+    def create(self):
+        self.client.wait_task(self.client.post(f"/nodes/{self.node}/qemu", **installer_config(self.params, self.vmid)))
+        self.actions.append("create")
+
+    def start(self):
+        if self.client.get(self.path + "/status/current").get("status") != "running":
+            self.client.wait_task(self.client.post(self.path + "/status/start"))
+        # Tagged only once it runs: a VM tagged installing and stopped is one the installer powered off.
+        self.client.put(self.path + "/config", tags=tags_for(self.params["build"], "installing"))
+        self.actions.append("start")
+
+    def wait(self, seconds, poll):
+        """True once the VM is stopped; waits at most `seconds`."""
+        deadline = time.monotonic() + seconds
+        self.actions.append("wait")
+        while self.client.get(self.path + "/status/current").get("status") != "stopped":
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(max(1, min(poll, deadline - time.monotonic())))
+        return True
+
+    def finish(self):
+        self.client.put(self.path + "/config", **finish_config(self.params))
+        self.client.wait_task(self.client.post(self.path + "/template"))
+        self.actions.append("finish")
+
+
+def advance(pipeline, phase, params):
+    """Run the steps from phase on; returns the phase reached."""
+    if phase is None:
+        pipeline.create()
+        phase = "created"
+    if phase == "created":
+        pipeline.start()
+        phase = "installing"
+    if phase == "installing":
+        if not pipeline.wait(params["wait"], params["poll"]):
+            return "installing"
+        phase = "installed"
+    if phase == "installed":
+        pipeline.finish()
+        phase = "template"
+    return phase
+
+
+def build(client, params: dict, check_mode: bool) -> dict:
+    """Advance the build's VM as far as it goes (or, in check mode, say how far it would go)."""
+    params = dict(params)
+    params["build"] = check_build(params["build"])
+    vmid, guest = choose_slot(params["vmid"], client.get("/cluster/resources", type="vm"), params["build"])
+    before = phase_of(guest) if guest else None
+    pipeline = Pipeline(client, params, vmid, guest)
+    if check_mode:
+        after, actions = ("template" if STEPS[before] else before), STEPS[before]
+    else:
+        after = advance(pipeline, before, params)
+        actions = pipeline.actions
+    changed = after != before
+    result = {"changed": changed, "vmid": vmid, "node": pipeline.node, "phase": after, "actions": actions}
+    result["diff"] = {"before": {"phase": before or "absent"}, "after": {"phase": after}}
+    result["requests"] = client.requests
+    return result
