@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from .._skips import require_commands
-from .test_nix_build import DEFAULT_STORE_ARGS, _default_store_usable
+from ..nixos.test_nix_build import DEFAULT_STORE_ARGS, _default_store_usable
 
 STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "nix" / "installer-standin"
 
