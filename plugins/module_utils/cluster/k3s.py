@@ -5,13 +5,11 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
-    Unreachable,
-    ssh_error,
+    ssh_run,
 )
 
 try:
@@ -21,17 +19,8 @@ except ImportError:
 
 
 def fetch_kubeconfig(target: Target, known_hosts: str, remote_path: str) -> str:
-    argv = target.ssh(known_hosts, strict=True) + [f"cat {shlex.quote(remote_path)}"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        raise Unreachable(f"{target.host} at {target.address} did not answer within 120 s") from None
-    if done.returncode != 0:
-        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
-        if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
-            last = f"its host key does not match the pinned one in {known_hosts} ({last})"
-        raise ssh_error(done.stderr, f"cannot read {remote_path} on {target.host} at {target.address}: {last}")
-    return done.stdout
+    failure = f"cannot read {remote_path} on {target.host} at {target.address}"
+    return ssh_run(target, known_hosts, [f"cat {shlex.quote(remote_path)}"], failure)
 
 
 def rewrite(text: str, server: str, name: str | None) -> str:

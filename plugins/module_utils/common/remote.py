@@ -76,6 +76,32 @@ class Target:
         return argv + ["-p", str(self.port), f"{self.user}@{self.address}"]
 
 
+def ssh_run(target: Target, known_hosts: str, command: list, failure: str, **options) -> str:
+    """stdout of command on the target over SSH; the one way every module runs one.
+
+    failure starts the error's message ("cannot read X on host"); the reason ssh gave follows it, with a host
+    key that does not match the pinned one said in words. options: strict (default True: only the pinned key),
+    timeout in seconds (default 120), stdin text.
+    """
+    strict, timeout = options.get("strict", True), options.get("timeout", 120)
+    argv = target.ssh(known_hosts, strict=strict) + command
+    try:
+        done = subprocess.run(
+            argv, input=options.get("stdin"), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise Unreachable(
+            f"{target.host} at {target.address}:{target.port} did not answer over SSH within {timeout} s"
+        ) from None
+    if done.returncode != 0:
+        stderr = done.stderr.strip()
+        reason = stderr.splitlines()[-1] if stderr else f"ssh exited with {done.returncode}"
+        if "verification failed" in stderr or "IDENTIFICATION HAS CHANGED" in stderr:
+            reason = f"its host key does not match the pinned one in {known_hosts} ({reason})"
+        raise ssh_error(done.stderr, f"{failure}: {reason}")
+    return done.stdout
+
+
 @dataclass
 class Run:
     rc: int

@@ -13,7 +13,12 @@ import re
 import shlex
 import subprocess
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import HostError, Target, run_logged, ssh_error
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
+    HostError,
+    Target,
+    run_logged,
+    ssh_run,
+)
 
 ACTIONS = ("switch", "boot", "test")
 STORE_PATH = re.compile(r"^/nix/store/[a-z0-9]{32}-[^/\s]+$")
@@ -50,14 +55,8 @@ def ssh_options(target: Target, known_hosts: str) -> list:
 
 def running_system(target: Target, known_hosts: str, action: str) -> str:
     """The store path the host runs (or boots next, for boot), over pinned SSH."""
-    argv = target.ssh(known_hosts, strict=True) + [f"readlink -f {CURRENT[action]}"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
-        if "verification failed" in done.stderr or "IDENTIFICATION HAS CHANGED" in done.stderr:
-            reason = f"its host key does not match the pinned one in {known_hosts} ({reason})"
-        raise ssh_error(done.stderr, f"cannot read {target.host}'s system at {target.address}: {reason}")
-    return done.stdout.strip()
+    failure = f"cannot read {target.host}'s system at {target.address}"
+    return ssh_run(target, known_hosts, [f"readlink -f {CURRENT[action]}"], failure).strip()
 
 
 def rebuild_argv(options: dict, target: Target) -> list:

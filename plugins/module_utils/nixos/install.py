@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
-    Unreachable,
-    ssh_error,
+    ssh_run,
 )
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
@@ -112,18 +111,11 @@ def check_extra_files(root: str) -> None:
 
 def probe(target: Target, known_hosts: str, disk: str | None, timeout: int = 60) -> Facts:
     """Facts of the target over SSH (the installer's host key is learnt into known_hosts, a scratch file)."""
-    argv = target.ssh(known_hosts, strict=False) + ["sh", "-s", "--", shlex.quote(disk or "/nonexistent")]
-    try:
-        done = subprocess.run(argv, input=PROBE_SCRIPT, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise Unreachable(
-            f"{target.host} at {target.address}:{target.port} did not answer over SSH within {timeout} s"
-        ) from None
-    if done.returncode != 0:
-        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"ssh exited with {done.returncode}"
-        message = f"cannot reach {target.host} at {target.address}:{target.port} over SSH: {reason}"
-        raise ssh_error(done.stderr, message)
-    return parse_facts(done.stdout)
+    command = ["sh", "-s", "--", shlex.quote(disk or "/nonexistent")]
+    failure = f"cannot reach {target.host} at {target.address}:{target.port} over SSH"
+    return parse_facts(
+        ssh_run(target, known_hosts, command, failure, strict=False, timeout=timeout, stdin=PROBE_SCRIPT)
+    )
 
 
 def scan_host_key(target: Target, timeout: int = 10) -> str | None:
@@ -225,11 +217,8 @@ def verify(target: Target, pinned_key: str | None, known_hosts: str | None) -> s
             "Nothing more was done; do not trust this machine until you know why"
         )
     strict = bool(known_hosts and pinned_key)
-    argv = target.ssh(known_hosts or "/dev/null", strict=strict) + ["hostname"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise HostError(f"{target.host} came back but SSH as {target.user} failed: {done.stderr.strip()[-300:]}")
-    hostname = done.stdout.strip()
+    failure = f"{target.host} came back but SSH as {target.user} failed"
+    hostname = ssh_run(target, known_hosts or "/dev/null", ["hostname"], failure, strict=strict, timeout=60).strip()
     if hostname != target.host:
         raise HostError(f"{target.address} came back as {hostname!r}, not {target.host}: check the flake's host")
     return hostname
