@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError, k8s_client, state_of
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 NAMESPACE = "flux-system"
 SOPS_SECRET = "sops-age"
@@ -76,12 +76,11 @@ def differences(found: dict, url: str, branch: str, path: str) -> list:
 
 def wait_synced(api, url: str, branch: str, path: str, timeout: float, interval: float) -> list:
     """Poll until flux-system syncs this source and is Ready; the remaining reasons at the deadline (else [])."""
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     while True:
         reasons = differences(current(api), url, branch, path)
-        if not reasons or time.monotonic() >= deadline:
+        if not reasons or not deadline.pause(interval):
             return reasons
-        time.sleep(interval)
 
 
 def ensure_sops_secret(api, age_key: bytes, check_mode: bool) -> bool:

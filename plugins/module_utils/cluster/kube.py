@@ -12,6 +12,8 @@ import ipaddress
 import time
 from dataclasses import asdict, dataclass
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+
 try:
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
@@ -131,20 +133,19 @@ def wait_flux(
     api, kinds, namespace, wait: bool, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep
 ):
     """(states, not_ready) now, or - with wait - once all are Ready; KubeError with the table at the deadline."""
-    deadline = clock() + timeout
+    deadline = Deadline(timeout, clock, sleep)
     while True:
         states = flux_states(api, kinds, namespace)
         pending = [s for s in states if not s.is_ready and not s.suspended]
         if not wait or not pending:
             return states, pending
-        if clock() >= deadline:
+        if not deadline.pause(interval):
             raise KubeError(
                 f"{len(pending)} of {len(states)} Flux objects are not Ready after {timeout:g} s:\n"
                 + table([s.row() for s in pending]),
                 objects=[asdict(s) for s in states],
                 not_ready=[asdict(s) for s in pending],
             )
-        sleep(interval)
 
 
 # ---- nodes ------------------------------------------------------------------------------------------------------
@@ -169,13 +170,13 @@ def node_states(api) -> dict:
 
 def wait_nodes(api, names: list, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep) -> dict:
     """Every named node Ready, or KubeError with a per-node report at the deadline."""
-    deadline = clock() + timeout
+    deadline = Deadline(timeout, clock, sleep)
     while True:
         states = node_states(api)
         missing = [n for n in names if states.get(n, {}).get("ready") != "True"]
         if not missing:
             return states
-        if clock() >= deadline:
+        if not deadline.pause(interval):
             absent = ["absent", "NotRegistered", "the node has not joined the cluster"]
             rows = [
                 [n, *([states[n][k] for k in ("ready", "reason", "message")] if n in states else absent)]
@@ -187,7 +188,6 @@ def wait_nodes(api, names: list, timeout: float, interval: float, clock=time.mon
                 nodes=states,
                 not_ready=missing,
             )
-        sleep(interval)
 
 
 def _in_pool(address: str, pool: list) -> bool:
@@ -288,7 +288,7 @@ def drain(api, name: str, timeout: float, interval: float, clock=time.monotonic,
     """Evict the node's pods (retrying those a disruption budget holds) until none is left; KubeError naming the
     pods still there at the deadline. Returns the pods evicted."""
     core = k8s_client.CoreV1Api(api)
-    deadline = clock() + timeout
+    deadline = Deadline(timeout, clock, sleep)
     evicted = []
     while True:
         left = pods_to_evict(api, name)
@@ -297,9 +297,8 @@ def drain(api, name: str, timeout: float, interval: float, clock=time.monotonic,
         for pod in left:
             if pod not in evicted and _evict(core, pod):
                 evicted.append(pod)
-        if clock() >= deadline:
+        if not deadline.pause(interval):
             held = ", ".join(left)
             raise KubeError(f"{name} still runs {held} after {timeout:g} s (a disruption budget, or a pod that does "
                             "not stop): the node stays cordoned; look at those pods, then run again",
                             evicted=evicted)  # fmt: skip
-        sleep(interval)

@@ -10,9 +10,10 @@ import os
 import re
 import shlex
 import subprocess
-import time
 from collections import deque
 from dataclasses import dataclass
+
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 # nixos-anywhere announces each step as "### <step> ###"; other tools print none, and get no steps.
 STEP = re.compile(r"^### (.+) ###\s*$")
@@ -120,7 +121,7 @@ def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None)
     """Run argv, streaming its output to log_file (0600) and collecting the '### step ###' lines."""
     steps, tail = [], deque(maxlen=TAIL_LINES)
     handle = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     with os.fdopen(handle, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
         with subprocess.Popen(
@@ -133,7 +134,7 @@ def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None)
                 step = STEP.match(line.strip())
                 if step:
                     steps.append(step.group(1))
-                if time.monotonic() > deadline:
+                if deadline.passed:
                     proc.kill()
                     raise HostError(f"nixos-anywhere ran longer than {timeout} s and was stopped", log_file=log_file)
             rc = proc.wait()

@@ -13,7 +13,6 @@ import re
 import shlex
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
@@ -21,6 +20,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import 
     Target,
     ssh_run,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
 HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -193,18 +193,17 @@ def argv_for(options: dict, target: Target) -> list:
 
 def wait_for_ssh(target: Target, timeout: int, interval: float = 2.0) -> None:
     """Until TCP port 22 of the target accepts connections again (after the reboot), or HostError."""
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     while True:
         try:
             socket.create_connection((target.address, target.port), timeout=3).close()
             return
         except OSError as exc:
             last = exc.strerror or str(exc)
-        if time.monotonic() > deadline:
+        if not deadline.pause(interval):
             raise HostError(
                 f"{target.host} did not come back at {target.address}:{target.port} within {timeout} s ({last})"
             )
-        time.sleep(interval)
 
 
 def verify(target: Target, pinned_key: str | None, known_hosts: str | None) -> str:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import (
     IDEMPOTENT_METHODS,
     TRANSIENT_STATUSES,
@@ -316,15 +317,13 @@ class ProxmoxClient:
         raises ProxmoxError with its exit status and the tail of its log."""
         decoded = decode_upid(upid)
         status_path = f"/nodes/{decoded.node}/tasks/{upid}/status"
-        deadline = self._clock() + timeout
+        deadline = Deadline(timeout, self._clock, self._sleep)
         for delay in poll_delays():
             status = self.get(status_path)
             if status.get("status") == "stopped":
                 break
-            remaining = deadline - self._clock()
-            if remaining <= 0:
+            if not deadline.pause(delay):
                 raise ProxmoxError(f"Proxmox task {upid} is still running after {timeout} s", upid=upid)
-            self._sleep(min(delay, remaining))
         exitstatus = status.get("exitstatus")
         warnings = task_warnings(exitstatus)
         if warnings is None:

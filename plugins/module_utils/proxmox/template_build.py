@@ -7,8 +7,7 @@ The decisions (which vmid, which config, which phase a VM is in) are in template
 
 from __future__ import annotations
 
-import time
-
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template import (
     check_build,
     choose_slot,
@@ -47,12 +46,11 @@ class Pipeline:
 
     def wait(self, seconds, poll):
         """True once the VM is stopped; waits at most `seconds`."""
-        deadline = time.monotonic() + seconds
+        deadline = Deadline(seconds)
         self.actions.append("wait")
         while self.client.get(self.path + "/status/current").get("status") != "stopped":
-            if time.monotonic() >= deadline:
+            if not deadline.pause(max(1, poll)):
                 return False
-            time.sleep(max(1, min(poll, deadline - time.monotonic())))
         return True
 
     def finish(self):

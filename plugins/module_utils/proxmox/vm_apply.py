@@ -8,8 +8,8 @@ run(module) takes anything with .params, .check_mode and .warn() (the AnsibleMod
 from __future__ import annotations
 
 import contextlib
-import time
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import vm_plan as pvm
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
@@ -62,15 +62,14 @@ class Vm:
 
     def wait_unlocked(self, path, what):
         """The config at path once it has no lock, or a ProxmoxError naming the lock after lock_timeout."""
-        deadline = time.monotonic() + self.params["lock_timeout"]
+        deadline = Deadline(self.params["lock_timeout"])
         while True:
             config = self.client.get(path + "/config") or {}
             lock = pvm.lock_of(config)
             if not lock:
                 return config
-            if time.monotonic() >= deadline:
+            if not deadline.pause(LOCK_POLL):
                 raise ProxmoxError(self.lock_message(what, path, f"lock {lock!r}"))
-            time.sleep(LOCK_POLL)
 
     def lock_message(self, what, path, lock):
         vmid = path.rstrip("/").rsplit("/", 1)[1]
@@ -82,16 +81,15 @@ class Vm:
 
     def patiently(self, what, path, call):
         """call(), retried while Proxmox answers that the VM is locked, up to lock_timeout."""
-        deadline = time.monotonic() + self.params["lock_timeout"]
+        deadline = Deadline(self.params["lock_timeout"])
         while True:
             try:
                 return call()
             except ProxmoxError as exc:
                 if not pvm.is_lock_error(exc):
                     raise
-                if time.monotonic() >= deadline:
+                if not deadline.pause(LOCK_POLL):
                     raise pvm.retold(exc, self.lock_message(what, path, exc.message)) from None
-            time.sleep(LOCK_POLL)
 
     def task(self, upid):
         if isinstance(upid, str) and upid.startswith("UPID:"):
@@ -187,7 +185,7 @@ class Vm:
     def wait_address(self, patient=True):
         """(addresses, address) the agent reports; waits up to wait_timeout for one (inside cidr, if given)."""
         nets = pvm.networks(self.params.get("cidr"))
-        deadline = time.monotonic() + (self.params["wait_timeout"] if patient else 0)
+        deadline = Deadline(self.params["wait_timeout"] if patient else 0)
         found, last = [], "no answer yet"
         for delay in poll_delays(initial=0.5, cap=3.0):
             try:
@@ -203,10 +201,8 @@ class Vm:
                 if exc.status is not None and exc.status < 500:
                     raise
                 last = exc.message
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not deadline.pause(delay):
                 break
-            time.sleep(min(delay, remaining))
         if found:
             address, _inside = pvm.pick_address(found, nets)
             self.warnings.append(

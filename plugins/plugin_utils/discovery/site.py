@@ -13,8 +13,9 @@ import errno
 import ipaddress
 import selectors
 import socket
-import time
 from dataclasses import dataclass, field
+
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 ARP_TABLE = "/proc/net/arp"
 _ARP_COMPLETE = 0x2
@@ -69,9 +70,9 @@ def _probe_batch(addresses: list, port: int, timeout: float) -> set:
             pending[sock] = address
         else:
             sock.close()
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     try:
-        while pending and (remaining := deadline - time.monotonic()) > 0:
+        while pending and (remaining := deadline.left()) > 0:
             for key, _events in selector.select(remaining):
                 sock = key.fileobj
                 if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:

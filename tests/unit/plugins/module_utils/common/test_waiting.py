@@ -1,0 +1,38 @@
+"""Deadline: the one way poll loops spend their time, on a clock the test owns."""
+
+from __future__ import annotations
+
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+
+
+class Clock:
+    def __init__(self):
+        self.now, self.slept = 100.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_pause_never_sleeps_past_the_deadline_and_then_says_it_has_passed():
+    clock = Clock()
+    deadline = Deadline(5, clock, clock.sleep)
+    assert deadline.pause(2) and deadline.pause(2) and deadline.pause(2)
+    assert clock.slept == [2, 2, 1] and deadline.passed and deadline.left() == 0
+    assert not deadline.pause(2) and clock.slept == [2, 2, 1]
+
+
+def test_a_zero_deadline_has_passed_at_once_without_sleeping():
+    clock = Clock()
+    deadline = Deadline(0, clock, clock.sleep)
+    assert deadline.passed and not deadline.pause(1) and clock.slept == []
+
+
+def test_left_counts_down_with_the_clock():
+    clock = Clock()
+    deadline = Deadline(10, clock, clock.sleep)
+    clock.now += 4
+    assert deadline.left() == 6 and not deadline.passed
