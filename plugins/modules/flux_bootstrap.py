@@ -136,13 +136,11 @@ log_file:
   type: str
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import flux, kube
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import log_path, run_logged
 
 
 def argument_spec() -> dict:
@@ -166,51 +164,6 @@ def argument_spec() -> dict:
     }
 
 
-def _age_key(path, value):
-    if value is not None:
-        if not value.strip().startswith("AGE-SECRET-KEY-1"):
-            raise kube.KubeError("age_key holds no age identity: give the identity as age-keygen writes it")
-        return value.strip().encode() + b"\n"
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise kube.KubeError(f"cannot read age_key_file {path}: {exc.strerror}") from None
-    if b"AGE-SECRET-KEY-1" not in data:
-        raise kube.KubeError(f"age_key_file {path} holds no age identity (AGE-SECRET-KEY-1...)")
-    return data
-
-
-def execute(module) -> dict:
-    p = module.params
-    if p["provider"] == "github" and not (p["owner"] and p["repository"]):
-        raise kube.KubeError("provider github needs owner and repository")
-    url = flux.source_url(p["provider"], p["owner"], p["repository"], p["url"])
-    age_key = _age_key(p["age_key_file"], p["age_key"])
-    api = kube.api_client(p["kubeconfig"], p["context"])
-    reasons = flux.differences(flux.current(api), url, p["branch"], p["path"])
-    argv = flux.bootstrap_argv(p)
-    secret_changed = flux.ensure_sops_secret(api, age_key, module.check_mode) if age_key else False
-    result = {"changed": bool(reasons) or secret_changed, "reasons": reasons, "argv": argv}
-    result["secret_changed"] = secret_changed
-    if not reasons or module.check_mode:
-        return result
-    token = os.environ.get(p["token_env"])
-    if p["provider"] == "github" and not token:
-        raise kube.KubeError(f"the Git token is not in the environment variable {p['token_env']}: export it first")
-    log_file = log_path(p["log_file"], "flux_bootstrap.log")
-    run = run_logged(argv, log_file, p["timeout"] + 600, env=flux.bootstrap_env(p["provider"], token))
-    if run.rc != 0:
-        tail = [line.replace(token, "********") if token else line for line in run.tail]
-        raise kube.KubeError(f"flux bootstrap failed (exit {run.rc}); see {log_file}", tail=tail, log_file=log_file)
-    still = flux.wait_synced(api, url, p["branch"], p["path"], p["timeout"], p["interval"])
-    if still:
-        raise kube.KubeError(f"flux bootstrap ran, but after {p['timeout']} s: " + "; ".join(still), log_file=log_file)
-    return {**result, "log_file": log_file}
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -218,7 +171,7 @@ def main() -> None:
         required_if=[("provider", "git", ["url"])],
         mutually_exclusive=[("age_key", "age_key_file")],
     )
-    run_module(module, lambda: execute(module), (kube.KubeError,))
+    run_module(module, lambda: flux.execute(module), (kube.KubeError,))
 
 
 if __name__ == "__main__":

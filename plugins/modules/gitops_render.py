@@ -82,18 +82,13 @@ dashboards:
   sample: {traefik: "https://traefik.home.lab/", longhorn: "https://longhorn.home.lab/", flux: "https://flux.home.lab/"}
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text, write_private
-from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError, load_site
-
-HEADER = "# Rendered by nerv.homelab.gitops_render from the site file: edit the site, not this file.\n"
-SOPS_HEADER = "# sops creation rules; nerv.homelab.gitops_render keeps the rule of each site's platform current.\n"
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError
 
 
 def argument_spec() -> dict:
@@ -106,42 +101,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(module) -> dict:
-    p = module.params
-    site = load_site(p["site_file"])
-    if not os.path.isdir(p["dest"]):
-        raise gitops.RenderError(f"dest {p['dest']} is not a directory: give the checkout of the GitOps repository")
-    files = gitops.render(site, p["site_path"] or site["flux"]["path"], p["stage_root"])
-    texts = {relative: HEADER + gitops.dump(docs) for relative, docs in files.items()}
-    if p["sops_recipients"]:
-        texts[".sops.yaml"] = _sops_yaml(p, site)
-    changed, diffs = [], []
-    for relative, text in texts.items():
-        path = os.path.join(p["dest"], relative)
-        before = read_text(path)
-        if before == text:
-            continue
-        changed.append(relative)
-        diffs.append({"before_header": relative, "after_header": relative, "before": before or "", "after": text})
-        if not module.check_mode:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_private(path, text, mode=0o644)
-    return {"changed": bool(changed), "files": list(texts), "changed_files": changed, "diff": diffs,
-            "dashboards": gitops.dashboards(site)}  # fmt: skip
-
-
-def _sops_yaml(p: dict, site: dict) -> str:
-    for recipient in p["sops_recipients"]:
-        check_recipient(recipient)
-    path = os.path.join(p["dest"], ".sops.yaml")
-    existing = gitops.parse_sops_config(read_text(path) or "", path)
-    stage_root = (p["stage_root"] or f"platform/{site['site']['name']}").strip("/")
-    return SOPS_HEADER + gitops.dump([gitops.sops_rules(existing, stage_root, p["sops_recipients"])])
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (SiteError, gitops.RenderError, SopsError))
+    run_module(module, lambda: gitops.execute(module), (SiteError, gitops.RenderError, SopsError))
 
 
 if __name__ == "__main__":

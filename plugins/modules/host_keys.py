@@ -147,7 +147,6 @@ recipients:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets import host_keys as hk
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
     IDENTITY_OPTIONS,
     identities,
@@ -175,57 +174,7 @@ def argument_spec() -> dict:
 
 
 def execute(module) -> dict:
-    params = module.params
-    admins = [check_recipient(a) for a in params["admin_recipients"]]
-    if not admins:
-        raise SopsError("admin_recipients is empty: the private host keys must be encrypted to at least one admin")
-    hk.check_hosts(params["hosts"], params["rotate"])
-    store = hk.Store(params["public_dir"], params["secrets_dir"])
-    before = {h["name"]: store.recorded(h["name"]) for h in params["hosts"]}
-    pinned = hk.pinned_keys(params["known_hosts"])
-    plans = [hk.plan_host(store, h, h["name"] in params["rotate"], module.check_mode, pinned) for h in params["hosts"]]
-    if not module.check_mode:
-        for key in plans:
-            hk.apply(store, key, admins)
-    extra = _extra_files(module, store, plans)
-    return {
-        "changed": any(k.changes for k in plans) or any(changed for _path, changed in extra.values()),
-        "hosts": {k.name: _describe(store, k, extra.get(k.name)) for k in plans},
-        "recipients": {k.name: k.recipient for k in plans if k.public_key},
-        "diff": {"before": _listing(before), "after": _listing({k.name: k.public_key for k in plans})},
-    }
-
-
-def _extra_files(module, store, plans) -> dict:
-    root = module.params["extra_files_dir"]
-    if not root or module.check_mode:
-        return {}
-    ids = None
-    out = {}
-    for key in plans:
-        if key.source != "generated":
-            continue
-        if key.private_pem is None and ids is None:
-            ids = identities(module.params)
-        pem = hk.private_pem(store, key, ids or [])
-        out[key.name] = hk.write_extra_files(root, key, pem)
-    return out
-
-
-def _describe(store, key, extra) -> dict:
-    private = store.private_path(key.name) if key.source == "generated" else None
-    return {
-        "action": key.action,
-        "public_key": key.public_key,
-        "age_recipient": key.recipient,
-        "source": key.source,
-        "private_key_file": private,
-        "extra_files": extra[0] if extra else None,
-    }
-
-
-def _listing(keys: dict) -> str:
-    return "".join(f"{name}: {public or '(none)'}\n" for name, public in sorted(keys.items()))
+    return hk.run(module.params, module.check_mode, lambda: identities(module.params))
 
 
 def main() -> None:

@@ -85,20 +85,15 @@ context:
   type: str
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.k3s import fetch_kubeconfig, rewrite, summary
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import k3s
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     SSH_OPTIONS,
     HostError,
-    Target,
-    Unreachable,
-    plan_unreachable,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text, write_private
 
 
 def argument_spec() -> dict:
@@ -113,37 +108,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(module) -> dict:
-    p = module.params
-    if not os.path.isfile(p["known_hosts"]):
-        raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
-    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
-    try:
-        fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
-    except Unreachable as exc:
-        plan_unreachable(module, exc, f"fetching the kubeconfig of {p['host']}")
-        return {"changed": True, "dest": p["dest"], "server": f"https://{p['address']}:6443", "context": p["name"]}
-    text = rewrite(fetched, f"https://{p['address']}:6443", p["name"])
-    before = read_text(p["dest"]) or ""
-    changed = before != text
-    if changed and not module.check_mode:
-        write_private(p["dest"], text)
-    after = summary(text)
-    return {
-        "changed": changed,
-        "dest": p["dest"],
-        **after,
-        "diff": {"before": _describe(summary(before)) if before else "", "after": _describe(after)},
-    }
-
-
-def _describe(info: dict) -> str:
-    return f"server: {info['server']}\ncontext: {info['context']}\n"
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (HostError,))
+    run_module(module, lambda: k3s.execute(module), (HostError,))
 
 
 if __name__ == "__main__":

@@ -134,7 +134,6 @@ log_file:
   type: str
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -142,13 +141,8 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary impor
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     SSH_OPTIONS,
     HostError,
-    Target,
-    Unreachable,
-    log_path,
-    plan_unreachable,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy as nd
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos.install import HOST
 
 
 def argument_spec() -> dict:
@@ -168,39 +162,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(module) -> dict:
-    p = module.params
-    if not HOST.match(p["host"]):
-        raise HostError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")
-    if not os.path.isfile(p["known_hosts"]):
-        raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
-    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
-    flake = p["flake"]
-    if p["rollback_to"] is not None and not nd.STORE_PATH.match(p["rollback_to"]):
-        raise HostError(f"rollback_to {p['rollback_to']!r} is not a system store path: give a deploy's 'before'")
-    argv = nd.rollback_argv(p, target) if p["rollback_to"] else nd.rebuild_argv({**p, "flake": flake}, target)
-    try:
-        before = nd.running_system(target, p["known_hosts"], p["action"])
-    except Unreachable as exc:
-        plan_unreachable(module, exc, f"a deploy to {p['host']}")
-        return {"changed": True, "before": None, "after": None, "argv": argv}
-    want = p["rollback_to"] or nd.wanted_system(p["nix"], flake, p["host"])
-    result = {"changed": before != want, "before": before, "after": want, "argv": argv}
-    result["diff"] = {"before": f"{before}\n", "after": f"{want}\n"}
-    if before == want or module.check_mode:
-        return result
-    log_file = log_path(p["log_file"], f"nixos_deploy/{p['host']}.log")
-    nd.rebuild(argv, target, p["known_hosts"], log_file, p["timeout"])
-    now = nd.running_system(target, p["known_hosts"], p["action"])
-    if now != want:
-        undo = "rolled back, " if p["rollback_to"] else ""
-        raise HostError(f"nixos-rebuild {undo}finished but {p['host']} runs {now}, not {want}", log_file=log_file)
-    return {**result, "log_file": log_file}
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (HostError,))
+    run_module(module, lambda: nd.execute(module), (HostError,))
 
 
 if __name__ == "__main__":

@@ -161,15 +161,12 @@ hostname:
   type: str
 """
 
-import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install as ni
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.host_keys import pinned_keys
 
 
 def argument_spec() -> dict:
@@ -194,54 +191,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(module) -> dict:
-    p = module.params
-    ni.check_inputs(p["host"], p["flake"], p["disk"], p["phases"], p["identity_file"] or "", p["extra_files"])
-    target = remote.Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
-    after = remote.Target(p["host"], p["address_after"] or p["address"], p["port"], p["user"], p["identity_file"] or "")
-    pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
-    with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
-        try:
-            facts = ni.probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
-        except remote.Unreachable as exc:
-            remote.plan_unreachable(module, exc, f"the install of {p['host']}")
-            return {"changed": True, "action": "install", "reason": str(exc), "argv": ni.argv_for(p, target),
-                    "facts": {}}  # fmt: skip
-        is_pinned = bool(pinned) and ni.normal_key(ni.scan_host_key(target)) == ni.normal_key(pinned)
-        plan = ni.decide(target, facts, p["disk"], p["reinstall"], is_pinned)
-        for warning in plan.warnings:
-            module.warn(warning)
-        argv = ni.argv_for(p, target)
-        result = {"changed": plan.action == "install", "action": plan.action, "reason": plan.reason, "argv": argv}
-        result["facts"] = facts.__dict__
-        if plan.action == "installed" or module.check_mode:
-            return result
-        return {**result, **_install(p, argv, after, pinned)}
-
-
-def _install(p, argv, after, pinned) -> dict:
-    log_file = remote.log_path(p["log_file"], f"nixos_install/{p['host']}.log")
-    run = remote.run_logged(argv, log_file, p["timeout"])
-    if run.rc != 0:
-        last = run.steps[-1] if run.steps else "(before the first step)"
-        raise remote.HostError(
-            f"nixos-anywhere failed for {p['host']} (exit {run.rc}) during step: {last}; see {log_file}. "
-            "Re-running continues from the installer",
-            steps=run.steps,
-            tail=run.tail,
-            log_file=log_file,
-        )
-    if "reboot" in p["phases"]:
-        ni.wait_for_ssh(after, p["wait_timeout"])
-        hostname = ni.verify(after, pinned, p["known_hosts"])
-    else:
-        hostname = None
-    return {"steps": run.steps, "log_file": log_file, "hostname": hostname}
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (remote.HostError,))
+    run_module(module, lambda: ni.execute(module), (remote.HostError,))
 
 
 if __name__ == "__main__":

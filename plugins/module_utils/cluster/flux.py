@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import os
 
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import kube
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError, k8s_client, state_of
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import log_path, run_logged
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 NAMESPACE = "flux-system"
@@ -144,3 +146,48 @@ def bootstrap_env(provider: str, token: str | None) -> dict:
         # flux reads GITHUB_TOKEN for github, and GIT_PASSWORD for HTTPS basic auth with git
         env["GITHUB_TOKEN" if provider == "github" else "GIT_PASSWORD"] = token
     return env
+
+
+def _age_key(path, value):
+    if value is not None:
+        if not value.strip().startswith("AGE-SECRET-KEY-1"):
+            raise kube.KubeError("age_key holds no age identity: give the identity as age-keygen writes it")
+        return value.strip().encode() + b"\n"
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise kube.KubeError(f"cannot read age_key_file {path}: {exc.strerror}") from None
+    if b"AGE-SECRET-KEY-1" not in data:
+        raise kube.KubeError(f"age_key_file {path} holds no age identity (AGE-SECRET-KEY-1...)")
+    return data
+
+
+def execute(module) -> dict:
+    p = module.params
+    if p["provider"] == "github" and not (p["owner"] and p["repository"]):
+        raise kube.KubeError("provider github needs owner and repository")
+    url = source_url(p["provider"], p["owner"], p["repository"], p["url"])
+    age_key = _age_key(p["age_key_file"], p["age_key"])
+    api = kube.api_client(p["kubeconfig"], p["context"])
+    reasons = differences(current(api), url, p["branch"], p["path"])
+    argv = bootstrap_argv(p)
+    secret_changed = ensure_sops_secret(api, age_key, module.check_mode) if age_key else False
+    result = {"changed": bool(reasons) or secret_changed, "reasons": reasons, "argv": argv}
+    result["secret_changed"] = secret_changed
+    if not reasons or module.check_mode:
+        return result
+    token = os.environ.get(p["token_env"])
+    if p["provider"] == "github" and not token:
+        raise kube.KubeError(f"the Git token is not in the environment variable {p['token_env']}: export it first")
+    log_file = log_path(p["log_file"], "flux_bootstrap.log")
+    run = run_logged(argv, log_file, p["timeout"] + 600, env=bootstrap_env(p["provider"], token))
+    if run.rc != 0:
+        tail = [line.replace(token, "********") if token else line for line in run.tail]
+        raise kube.KubeError(f"flux bootstrap failed (exit {run.rc}); see {log_file}", tail=tail, log_file=log_file)
+    still = wait_synced(api, url, p["branch"], p["path"], p["timeout"], p["interval"])
+    if still:
+        raise kube.KubeError(f"flux bootstrap ran, but after {p['timeout']} s: " + "; ".join(still), log_file=log_file)
+    return {**result, "log_file": log_file}

@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
+    Unreachable,
+    plan_unreachable,
     ssh_run,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text, write_private
 
 try:
     import yaml
@@ -60,3 +64,31 @@ def summary(text: str) -> dict:
         "server": (clusters[0].get("cluster") or {}).get("server", ""),
         "context": config.get("current-context", ""),
     }
+
+
+def execute(module) -> dict:
+    p = module.params
+    if not os.path.isfile(p["known_hosts"]):
+        raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
+    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    try:
+        fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
+    except Unreachable as exc:
+        plan_unreachable(module, exc, f"fetching the kubeconfig of {p['host']}")
+        return {"changed": True, "dest": p["dest"], "server": f"https://{p['address']}:6443", "context": p["name"]}
+    text = rewrite(fetched, f"https://{p['address']}:6443", p["name"])
+    before = read_text(p["dest"]) or ""
+    changed = before != text
+    if changed and not module.check_mode:
+        write_private(p["dest"], text)
+    after = summary(text)
+    return {
+        "changed": changed,
+        "dest": p["dest"],
+        **after,
+        "diff": {"before": _describe(summary(before)) if before else "", "after": _describe(after)},
+    }
+
+
+def _describe(info: dict) -> str:
+    return f"server: {info['server']}\ncontext: {info['context']}\n"

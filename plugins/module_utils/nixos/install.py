@@ -13,14 +13,17 @@ import re
 import shlex
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
     ssh_run,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.host_keys import pinned_keys
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
 HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -221,3 +224,48 @@ def verify(target: Target, pinned_key: str | None, known_hosts: str | None) -> s
     if hostname != target.host:
         raise HostError(f"{target.address} came back as {hostname!r}, not {target.host}: check the flake's host")
     return hostname
+
+
+def execute(module) -> dict:
+    p = module.params
+    check_inputs(p["host"], p["flake"], p["disk"], p["phases"], p["identity_file"] or "", p["extra_files"])
+    target = remote.Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    after = remote.Target(p["host"], p["address_after"] or p["address"], p["port"], p["user"], p["identity_file"] or "")
+    pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
+    with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
+        try:
+            facts = probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
+        except remote.Unreachable as exc:
+            remote.plan_unreachable(module, exc, f"the install of {p['host']}")
+            return {"changed": True, "action": "install", "reason": str(exc), "argv": argv_for(p, target),
+                    "facts": {}}  # fmt: skip
+        is_pinned = bool(pinned) and normal_key(scan_host_key(target)) == normal_key(pinned)
+        plan = decide(target, facts, p["disk"], p["reinstall"], is_pinned)
+        for warning in plan.warnings:
+            module.warn(warning)
+        argv = argv_for(p, target)
+        result = {"changed": plan.action == "install", "action": plan.action, "reason": plan.reason, "argv": argv}
+        result["facts"] = facts.__dict__
+        if plan.action == "installed" or module.check_mode:
+            return result
+        return {**result, **_install(p, argv, after, pinned)}
+
+
+def _install(p, argv, after, pinned) -> dict:
+    log_file = remote.log_path(p["log_file"], f"nixos_install/{p['host']}.log")
+    run = remote.run_logged(argv, log_file, p["timeout"])
+    if run.rc != 0:
+        last = run.steps[-1] if run.steps else "(before the first step)"
+        raise remote.HostError(
+            f"nixos-anywhere failed for {p['host']} (exit {run.rc}) during step: {last}; see {log_file}. "
+            "Re-running continues from the installer",
+            steps=run.steps,
+            tail=run.tail,
+            log_file=log_file,
+        )
+    if "reboot" in p["phases"]:
+        wait_for_ssh(after, p["wait_timeout"])
+        hostname = verify(after, pinned, p["known_hosts"])
+    else:
+        hostname = None
+    return {"steps": run.steps, "log_file": log_file, "hostname": hostname}

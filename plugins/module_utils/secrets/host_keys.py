@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     age_recipient_from_ssh,
+    check_recipient,
     new_ssh_host_key,
     public_line_of,
     ssh_public_key_blob,
@@ -204,3 +205,58 @@ def _same(path: str, data: bytes, mode: int) -> bool:
             return handle.read() == data and (os.stat(path).st_mode & 0o777) == mode
     except OSError:
         return False
+
+
+def run(params: dict, check_mode: bool, load_identities) -> dict:
+    """What nerv.homelab.host_keys does: plan every host's key, write the plans (not in check mode), report.
+    load_identities() gives the admin identities, asked for only when a generated private key must be opened."""
+    admins = [check_recipient(a) for a in params["admin_recipients"]]
+    if not admins:
+        raise SopsError("admin_recipients is empty: the private host keys must be encrypted to at least one admin")
+    check_hosts(params["hosts"], params["rotate"])
+    store = Store(params["public_dir"], params["secrets_dir"])
+    before = {h["name"]: store.recorded(h["name"]) for h in params["hosts"]}
+    pinned = pinned_keys(params["known_hosts"])
+    plans = [plan_host(store, h, h["name"] in params["rotate"], check_mode, pinned) for h in params["hosts"]]
+    if not check_mode:
+        for key in plans:
+            apply(store, key, admins)
+    extra = _extra_files(params, check_mode, load_identities, store, plans)
+    return {
+        "changed": any(k.changes for k in plans) or any(changed for _path, changed in extra.values()),
+        "hosts": {k.name: _describe(store, k, extra.get(k.name)) for k in plans},
+        "recipients": {k.name: k.recipient for k in plans if k.public_key},
+        "diff": {"before": _listing(before), "after": _listing({k.name: k.public_key for k in plans})},
+    }
+
+
+def _extra_files(params: dict, check_mode: bool, load_identities, store, plans) -> dict:
+    root = params["extra_files_dir"]
+    if not root or check_mode:
+        return {}
+    ids = None
+    out = {}
+    for key in plans:
+        if key.source != "generated":
+            continue
+        if key.private_pem is None and ids is None:
+            ids = load_identities()
+        pem = private_pem(store, key, ids or [])
+        out[key.name] = write_extra_files(root, key, pem)
+    return out
+
+
+def _describe(store, key, extra) -> dict:
+    private = store.private_path(key.name) if key.source == "generated" else None
+    return {
+        "action": key.action,
+        "public_key": key.public_key,
+        "age_recipient": key.recipient,
+        "source": key.source,
+        "private_key_file": private,
+        "extra_files": extra[0] if extra else None,
+    }
+
+
+def _listing(keys: dict) -> str:
+    return "".join(f"{name}: {public or '(none)'}\n" for name, public in sorted(keys.items()))
