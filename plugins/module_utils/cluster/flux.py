@@ -151,7 +151,7 @@ def bootstrap_env(provider: str, token: str | None) -> dict:
 def _age_key(path, value):
     if value is not None:
         if not value.strip().startswith("AGE-SECRET-KEY-1"):
-            raise kube.KubeError("age_key holds no age identity: give the identity as age-keygen writes it")
+            raise KubeError("age_key holds no age identity: give the identity as age-keygen writes it")
         return value.strip().encode() + b"\n"
     if not path:
         return None
@@ -159,16 +159,17 @@ def _age_key(path, value):
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        raise kube.KubeError(f"cannot read age_key_file {path}: {exc.strerror}") from None
+        raise KubeError(f"cannot read age_key_file {path}: {exc.strerror}") from None
     if b"AGE-SECRET-KEY-1" not in data:
-        raise kube.KubeError(f"age_key_file {path} holds no age identity (AGE-SECRET-KEY-1...)")
+        raise KubeError(f"age_key_file {path} holds no age identity (AGE-SECRET-KEY-1...)")
     return data
 
 
 def execute(module) -> dict:
+    """nerv.homelab.flux_bootstrap: the Secret sops-age, then flux bootstrap only when flux-system differs, then Ready."""
     p = module.params
     if p["provider"] == "github" and not (p["owner"] and p["repository"]):
-        raise kube.KubeError("provider github needs owner and repository")
+        raise KubeError("provider github needs owner and repository")
     url = source_url(p["provider"], p["owner"], p["repository"], p["url"])
     age_key = _age_key(p["age_key_file"], p["age_key"])
     api = kube.api_client(p["kubeconfig"], p["context"])
@@ -181,13 +182,13 @@ def execute(module) -> dict:
         return result
     token = os.environ.get(p["token_env"])
     if p["provider"] == "github" and not token:
-        raise kube.KubeError(f"the Git token is not in the environment variable {p['token_env']}: export it first")
+        raise KubeError(f"the Git token is not in the environment variable {p['token_env']}: export it first")
     log_file = log_path(p["log_file"], "flux_bootstrap.log")
     run = run_logged(argv, log_file, p["timeout"] + 600, env=bootstrap_env(p["provider"], token))
     if run.rc != 0:
         tail = [line.replace(token, "********") if token else line for line in run.tail]
-        raise kube.KubeError(f"flux bootstrap failed (exit {run.rc}); see {log_file}", tail=tail, log_file=log_file)
+        raise KubeError(f"flux bootstrap failed (exit {run.rc}); see {log_file}", tail=tail, log_file=log_file)
     still = wait_synced(api, url, p["branch"], p["path"], p["timeout"], p["interval"])
     if still:
-        raise kube.KubeError(f"flux bootstrap ran, but after {p['timeout']} s: " + "; ".join(still), log_file=log_file)
+        raise KubeError(f"flux bootstrap ran, but after {p['timeout']} s: " + "; ".join(still), log_file=log_file)
     return {**result, "log_file": log_file}

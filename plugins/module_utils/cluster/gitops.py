@@ -268,6 +268,7 @@ SOPS_HEADER = "# sops creation rules; nerv.homelab.gitops_render keeps the rule 
 
 
 def execute(module) -> dict:
+    """nerv.homelab.gitops_render: the site's tree and its .sops.yaml rule, written only where they differ."""
     p = module.params
     site = load_site(p["site_file"])
     if not os.path.isdir(p["dest"]):

@@ -67,6 +67,7 @@ def summary(text: str) -> dict:
 
 
 def execute(module) -> dict:
+    """nerv.homelab.k3s_kubeconfig: fetch over pinned SSH, point at the server, write 0600 only when it differs."""
     p = module.params
     if not os.path.isfile(p["known_hosts"]):
         raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")

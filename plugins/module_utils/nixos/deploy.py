@@ -89,6 +89,7 @@ def rebuild(argv: list, target: Target, known_hosts: str, log_file: str, timeout
 
 
 def execute(module) -> dict:
+    """nerv.homelab.nixos_deploy: nixos-rebuild over pinned SSH, only when the evaluated system differs."""
     p = module.params
     if not HOST.match(p["host"]):
         raise HostError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")

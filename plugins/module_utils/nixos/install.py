@@ -227,6 +227,7 @@ def verify(target: Target, pinned_key: str | None, known_hosts: str | None) -> s
 
 
 def execute(module) -> dict:
+    """nerv.homelab.nixos_install: probe, decide (refusals), run nixos-anywhere, check the pinned key after."""
     p = module.params
     check_inputs(p["host"], p["flake"], p["disk"], p["phases"], p["identity_file"] or "", p["extra_files"])
     target = remote.Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
