@@ -166,7 +166,7 @@ def _age_key(path, value):
 
 
 def execute(module) -> dict:
-    """nerv.homelab.flux_bootstrap: the Secret sops-age, then flux bootstrap only when flux-system differs, then Ready."""
+    """nerv.homelab.flux_bootstrap: the Secret sops-age, then flux bootstrap only when flux-system differs; Ready."""
     p = module.params
     if p["provider"] == "github" and not (p["owner"] and p["repository"]):
         raise KubeError("provider github needs owner and repository")
