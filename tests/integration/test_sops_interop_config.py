@@ -129,6 +129,32 @@ def test_sops_ignores_filename_regex_so_we_refuse_it(real_sops, tmp_path):
         _sops_config.resolve("f.yaml", cwd=str(tmp_path))
 
 
+def play(*tasks) -> list:
+    return [{"name": "sops", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
+
+
+def test_sops_file_finds_the_config_where_ansible_runs_it_as_sops_would(real_sops, ansible_cli, tree):
+    """Ansible runs a local module in the playbook's directory: a playbook in the site directory needs no config,
+    one elsewhere gives it (or SOPS_CONFIG); what it picks is what sops picks there."""
+    tmp_path, keys = tree
+    site = tmp_path / "site"
+    made, elsewhere, refused = (site / "secrets" / "hosts" / "a" / name for name in ("m.yaml", "e.yaml", "r.yaml"))
+    env = {"SOPS_AGE_KEY_FILE": str(real_sops.key_file), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    make = {"name": "make", "nerv.homelab.sops_file": {"path": str(made), "values": {"a": CANARY}}}
+    in_site = site / "make.yml"
+    in_site.write_text(yaml.safe_dump(play(make)))
+    run = ansible_cli.playbook(in_site, env=env)
+    assert run.rc == 0 and run.task("make")["recipients"] == [keys["host"]], run.describe()
+
+    by_env = {"name": "env", "nerv.homelab.sops_file": {"path": str(elsewhere), "values": {"a": CANARY}}}
+    by_env["environment"] = {"SOPS_CONFIG": str(site / ".sops.yaml")}
+    none = {"name": "none", "nerv.homelab.sops_file": {"path": str(refused), "values": {"a": CANARY}}}
+    run = ansible_cli.playbook(play({**by_env}, {**none, "ignore_errors": True}), env=env)
+    assert run.task("env")["recipients"] == [keys["host"]], run.describe()
+    assert "where sops looks" in run.task("none")["msg"] and not refused.exists()
+    assert sops_picks(real_sops, "secrets/hosts/a/f.yaml", site) == [keys["host"]], "sops, beside the files made"
+
+
 # ---- keys whose names hold a dot -----------------------------------------------------------------------------
 
 
