@@ -41,7 +41,7 @@ options:
   values:
     description:
       - Values to set, by key path (C(a.b.c), or C(["a.b"]) for a top-level key holding a dot); nested dicts set
-        nested keys too, and their keys are names as they are (C({"a": {"b.c": 1}}) sets the key C(b.c) under C(a)).
+        nested keys too, and their keys are names as they are (a key C(b.c) nested under C(a) is the key C(b.c)).
       - Never logged.
     type: dict
     default: {}
