@@ -88,10 +88,10 @@ options:
     description:
       - The C(.sops.yaml) whose creation rules apply to a new file and to O(updatekeys); O(path) is matched against
         their C(path_regex) relative to its directory (absolute when O(path) is outside it), as sops does.
-      - Without it, the one the sops command line would use run in the task's working directory (where
-        C(ansible-playbook) runs) - E(SOPS_CONFIG), else the first C(.sops.yaml) in that directory or above it
-        (not above O(path); a C(.sops.yml) is ignored, as sops ignores it). Playbooks that run elsewhere than in
-        the site's directory give the site's C(.sops.yaml) here.
+      - Without it, the one the sops command line would use run in the module's working directory - E(SOPS_CONFIG),
+        else the first C(.sops.yaml) in that directory or above it (not above O(path); a C(.sops.yml) is ignored, as
+        sops ignores it). On the local connection Ansible runs modules in the playbook's directory, so a playbook
+        beside the site's C(.sops.yaml) needs no O(config); other playbooks give the site's C(.sops.yaml) here.
     type: path
   encrypted_regex:
     description:
