@@ -485,7 +485,7 @@ def get_path(tree: dict, parts: list):
     node = tree
     for index, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            raise SopsError(f"key '{'.'.join(parts[: index + 1])}' is not in the file")
+            raise SopsError(f"key '{join_key(parts[: index + 1])}' is not in the file")
         node = node[part]
     return node
 

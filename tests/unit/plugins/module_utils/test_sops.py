@@ -313,3 +313,8 @@ def test_a_tampered_sops_file_is_refused():
     text = (folder / "example.age.json").read_text().replace('"anEmptyValue": ""', '"anEmptyValue": "x"')
     with pytest.raises(SopsError, match="anEmptyValue"):
         _sops.Document.parse(text, "json").decrypt(ids)
+
+
+def test_a_missing_key_is_named_as_it_can_be_given_back():
+    with pytest.raises(SopsError, match=re.escape("""key '["a.b"]["c"]' is not in the file""")):
+        _sops.get_path({"a.b": {"d": 1}}, ["a.b", "c"])
