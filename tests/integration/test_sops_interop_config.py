@@ -112,6 +112,14 @@ def test_we_pick_the_config_and_rule_sops_picks(real_sops, tree, cwd, argument, 
     assert we_pick(argument, tmp_path / cwd, env) == expected
 
 
+def test_sops_config_flag_names_the_config_as_sops_config_does(real_sops, tree):
+    tmp_path, keys = tree
+    rules = str(tmp_path / "site" / ".sops.yaml")
+    run = real_sops.run("--config", rules, "encrypt", "elsewhere/f.yaml", cwd=tmp_path)
+    assert age_of(yaml.safe_load(run.stdout)["sops"]) == [keys["outside"]]
+    assert _sops_config.resolve("elsewhere/f.yaml", rules, cwd=str(tmp_path)).recipients == [keys["outside"]]
+
+
 def test_sops_warns_that_it_ignores_a_sops_yml(real_sops, tree):
     tmp_path, _keys = tree
     run = real_sops.run("encrypt", "f.yaml", cwd=tmp_path / "yml", check=False)
