@@ -24,6 +24,12 @@ CANARY = "canary-Dotted-Key-5e1f"
 NOT_FOUND = "config file not found, or has no creation rules"
 
 
+@pytest.fixture(autouse=True)
+def _no_sops_config(monkeypatch):
+    """A SOPS_CONFIG of the caller's would name the config for our side and for the playbooks run here."""
+    monkeypatch.delenv("SOPS_CONFIG", raising=False)
+
+
 def recipients(count: int) -> list[str]:
     return [str(pyrage.x25519.Identity.generate().to_public()) for _index in range(count)]
 
