@@ -21,7 +21,9 @@ options:
     type: list
     elements: path
   key:
-    description: Key path of the value, C(a.b.c); without it the whole content is returned.
+    description:
+      - Key path of the value, C(a.b.c) (nested keys), or sops' index syntax C(["a.b"]["c"]) for a key whose name
+        holds a dot (as C(sops decrypt --extract) takes it); without it the whole content is returned.
     type: str
   format:
     description: The store; by default from the file name (C(.json), C(.env), else YAML).
@@ -49,6 +51,11 @@ EXAMPLES = r"""
 - name: Give the K3s token to a module option that is no_log
   some.collection.k3s_join:
     token: "{{ lookup('nerv.homelab.sops', 'inventory/home/secrets/k3s.sops.yaml', key='token') }}"
+
+- name: A top-level key whose name holds a dot
+  ansible.builtin.set_fact:
+    smtp_password: "{{ lookup('nerv.homelab.sops', 'secrets/app.sops.yaml', key='[\"smtp.password\"]') }}"
+  no_log: true
 
 - name: Everything in a file, for a task that logs nothing
   ansible.builtin.set_fact:

@@ -15,6 +15,12 @@ description:
     and values whose plaintext did not change keep their ciphertext (as sops does), so diffs in Git stay small.
   - O(updatekeys=true) re-wraps the data key for the recipients of the file's C(.sops.yaml) creation rule (or
     O(recipients)); values, MAC and C(lastmodified) stay. Unchanged when the recipients are the same.
+  - The creation rule comes from the C(.sops.yaml) the sops 3.11 command line would use run in the same working
+    directory (see O(config)), matched as sops matches it.
+  - A key path is C(a.b.c) (nested keys) or, for a key whose name holds a dot, sops' own index syntax
+    C(["a.b"]["c"]) (as C(sops set) and C(sops decrypt --extract) take it).
+  - Files with Shamir key groups, or with PGP, AWS, GCP, Azure, HashiCorp Vault or HuaweiCloud keys, are refused
+    naming the feature; so are such C(.sops.yaml) rules.
   - O(rotate=true) makes a new data key and re-encrypts every value; it always changes the file.
   - A file whose MAC does not verify is refused. Decrypting without a matching identity fails naming the recipients
     the file is encrypted to.
@@ -34,15 +40,16 @@ options:
     choices: [yaml, json, dotenv]
   values:
     description:
-      - Values to set, by key path (C(a.b.c)); nested dicts set nested keys too (a key holding a dot must be given
-        nested).
+      - Values to set, by key path (C(a.b.c), or C(["a.b"]) for a top-level key holding a dot); nested dicts set
+        nested keys too, and their keys are names as they are (a key C(b.c) nested under C(a) is the key C(b.c)).
       - Never logged.
     type: dict
     default: {}
   generate:
     description:
-      - Key paths to fill with a random token (URL-safe, O(generate_bytes) random bytes) when they are missing; an
-        existing value is never replaced. For secrets no one needs to type, such as a K3s join token.
+      - Key paths (C(a.b) or C(["a.b"])) to fill with a random token (URL-safe, O(generate_bytes) random bytes) when
+        they are missing; an existing value is never replaced. For secrets no one needs to type, such as a K3s join
+        token.
     type: list
     elements: str
     default: []
@@ -59,7 +66,7 @@ options:
     type: int
     default: 32
   remove:
-    description: Key paths to remove.
+    description: Key paths to remove (C(a.b) or C(["a.b"])).
     type: list
     elements: str
     default: []
@@ -73,10 +80,19 @@ options:
     default: false
   recipients:
     description:
-      - Age recipients (C(age1...) or C(ssh-ed25519 ...)) for a new file or for O(updatekeys), instead of the
-        C(.sops.yaml) creation rule found above O(path).
+      - Age recipients (C(age1...) or C(ssh-ed25519 ...)) for a new file or for O(updatekeys), instead of a
+        C(.sops.yaml) creation rule.
     type: list
     elements: str
+  config:
+    description:
+      - The C(.sops.yaml) whose creation rules apply to a new file and to O(updatekeys); O(path) is matched against
+        their C(path_regex) relative to its directory (absolute when O(path) is outside it), as sops does.
+      - Without it, the one the sops command line would use run in the module's working directory - E(SOPS_CONFIG),
+        else the first C(.sops.yaml) in that directory or above it (not above O(path); a C(.sops.yml) is ignored, as
+        sops ignores it). On the local connection Ansible runs modules in the playbook's directory, so a playbook
+        beside the site's C(.sops.yaml) needs no O(config); other playbooks give the site's C(.sops.yaml) here.
+    type: path
   encrypted_regex:
     description:
       - For a new file given O(recipients) - encrypt only values under keys matching this regex (Kubernetes Secrets
@@ -101,9 +117,10 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Keep the Proxmox token secret in the site's secrets (encrypted per .sops.yaml)
+- name: Keep the Proxmox token secret in the site's secrets (encrypted per the site's .sops.yaml)
   nerv.homelab.sops_file:
     path: inventory/home/secrets/proxmox.sops.yaml
+    config: inventory/home/.sops.yaml
     values:
       token_secret: "{{ vault_proxmox_token_secret }}"
 
@@ -119,10 +136,18 @@ EXAMPLES = r"""
     generate_type: age_identity
   register: flux_key
 
-- name: A host joined - re-wrap the data key for the recipients .sops.yaml now lists
+- name: A host joined - re-wrap the data key for the recipients the site's .sops.yaml now lists
   nerv.homelab.sops_file:
     path: inventory/home/secrets/k3s.sops.yaml
+    config: inventory/home/.sops.yaml
     updatekeys: true
+
+- name: Set a top-level key whose name holds a dot
+  nerv.homelab.sops_file:
+    path: inventory/home/secrets/app.sops.yaml
+    config: inventory/home/.sops.yaml
+    values:
+      '["smtp.password"]': "{{ vault_smtp_password }}"
 
 - name: Rotate the data key
   nerv.homelab.sops_file:
@@ -140,7 +165,7 @@ created:
   returned: always
   type: bool
 keys:
-  description: Every key path of the file after the change, in document order.
+  description: Every key path of the file after the change, in document order (C(["a.b"]) for a name holding a dot).
   returned: always
   type: list
   elements: str
@@ -189,16 +214,9 @@ def argument_spec() -> dict:
         "rotate": {"type": "bool", "default": False},
         "recipients": {"type": "list", "elements": "str"},
         "encrypted_regex": {"type": "str"},
+        "config": {"type": "path"},
         **IDENTITY_OPTIONS,
     }
-
-
-def _flatten(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        out.update(_flatten(value, dotted) if isinstance(value, dict) and value else {dotted: value})
-    return out
 
 
 def plan(params: dict):
@@ -209,7 +227,7 @@ def plan(params: dict):
     ids = identities(params)
     path, fmt = params["path"], params["format"]
     rules = Rules("encrypted_regex", params["encrypted_regex"]) if params["encrypted_regex"] else None
-    values = _flatten(params["values"])
+    values = files.flatten_values(params["values"])
     steps = []
     if values or params["remove"] or params["generate"] or not (params["updatekeys"] or params["rotate"]):
 
@@ -220,7 +238,7 @@ def plan(params: dict):
         steps.append(
             files.plan_values(
                 path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"],
-                new_age_identity if age else token, age_public if age else None,
+                new_age_identity if age else token, age_public if age else None, params["config"],
             )
         )  # fmt: skip
     return ids, steps
@@ -233,7 +251,8 @@ def execute(module) -> dict:
         _apply(module, step)
     # a file created just now is already encrypted to the rule's recipients
     if params["updatekeys"] and not (steps and steps[0].created):
-        steps.append(_apply(module, files.plan_updatekeys(params["path"], ids, params["recipients"], params["format"])))
+        rekey = files.plan_updatekeys(params["path"], ids, params["recipients"], params["format"], params["config"])
+        steps.append(_apply(module, rekey))
     if params["rotate"]:
         steps.append(_apply(module, files.plan_rotate(params["path"], ids, params["format"])))
     result = _result(steps)

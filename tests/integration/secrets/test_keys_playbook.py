@@ -68,6 +68,19 @@ def test_check_mode_then_twice_for_real(ansible_cli, site):
     assert second.rc == 0 and second.stats()["changed"] == 0, second.describe()
 
 
+def test_the_real_sops_run_in_the_site_directory_agrees_with_every_secrets_readers(ansible_cli, site, real_sops):
+    inventory, key_file = site
+    assert keys(ansible_cli, inventory, key_file).rc == 0
+    secrets = sorted((inventory / "secrets").rglob("*.sops.yaml"))
+    assert len(secrets) == 5, secrets
+    for path in secrets:
+        before = path.read_bytes()
+        name = str(path.relative_to(inventory))
+        run = real_sops.run("updatekeys", "--yes", name, cwd=inventory, env={"SOPS_AGE_KEY_FILE": str(key_file)})
+        assert "already up to date" in run.stderr, run.describe()
+        assert path.read_bytes() == before, f"sops would re-key {name}"
+
+
 def test_without_an_admin_identity_it_stops_before_writing(ansible_cli, site):
     inventory, _key_file = site
     before = written(inventory)

@@ -154,13 +154,15 @@ def test_updatekeys_follows_sops_yaml_and_the_host_key_opens_the_file(run, tmp_p
         "shared": [{"path_regex": "^secrets/k3s\\.sops\\.yaml$"}],
     }
     ok(run(task("sops_config", **config)))
-    assert ok(run(task("sops_file", path=str(secret), values={"token": CANARY})))["recipients"] == [admin[1]]
+    rules = str(site / ".sops.yaml")
+    made = task("sops_file", path=str(secret), config=rules, values={"token": CANARY})
+    assert ok(run(made))["recipients"] == [admin[1]]
 
     keys = ok(run(task("host_keys", **host_keys)))
     recipient = keys["recipients"]["nuc1"]
     with_host = {**config, "hosts": [{"name": "nuc1", "recipient": recipient}]}
     assert ok(run(task("sops_config", **with_host)))["changed"]
-    rekey = task("sops_file", path=str(secret), updatekeys=True)
+    rekey = task("sops_file", path=str(secret), config=rules, updatekeys=True)
     first = ok(run(rekey))
     assert first["changed"] and first["recipients"] == [admin[1], recipient]
     assert not ok(run(rekey))["changed"]

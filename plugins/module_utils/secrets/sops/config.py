@@ -9,15 +9,19 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import RULE_KEYS, Rules
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
+    RULE_KEYS,
+    Rules,
+    check_key_sources,
+)
 
 try:
     import yaml
 except ImportError:
     yaml = None
 
-CONFIG_NAMES = (".sops.yaml", ".sops.yml")
-_OTHER_KEY_TYPES = ("pgp", "kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri")
+CONFIG_NAME = ".sops.yaml"
+IGNORED_NAME = ".sops.yml"  # sops 3.11 warns about it and reads it not
 
 
 @dataclass
@@ -30,18 +34,41 @@ class CreationRule:
     index: int = -1
 
 
-def find_config(path: str) -> str | None:
-    """The .sops.yaml sops would use for path: searched from the file's directory upwards."""
-    directory = os.path.dirname(os.path.abspath(path))
+def find_config(cwd: str | None = None, environ=None) -> str | None:
+    """The .sops.yaml sops would use: $SOPS_CONFIG, else the first one in the working directory or above it.
+
+    As sops 3.11 does: the search starts where sops runs, not where the file is, and a .sops.yml is ignored."""
+    environ = os.environ if environ is None else environ
+    directory = os.path.abspath(cwd or os.getcwd())
+    if environ.get("SOPS_CONFIG"):
+        return os.path.join(directory, environ["SOPS_CONFIG"])
     while True:
-        for name in CONFIG_NAMES:
-            candidate = os.path.join(directory, name)
-            if os.path.isfile(candidate):
-                return candidate
+        candidate = os.path.join(directory, CONFIG_NAME)
+        if os.path.isfile(candidate):
+            return candidate
         parent = os.path.dirname(directory)
         if parent == directory:
             return None
         directory = parent
+
+
+def _not_found(path: str, cwd: str | None) -> SopsError:
+    where = os.path.abspath(cwd or os.getcwd())
+    ignored = os.path.join(where, IGNORED_NAME)
+    hint = f" ({ignored} is ignored: sops reads only {CONFIG_NAME})" if os.path.isfile(ignored) else ""
+    return SopsError(
+        f"no {CONFIG_NAME} in {where} or above it, where sops looks, for {path}{hint}: give config (the site's "
+        f"{CONFIG_NAME}) or recipients, or write one (nerv.homelab.sops_config)"
+    )
+
+
+def rule_path(path: str, config: str) -> str:
+    """The path sops matches path_regex against: relative to the config's directory when the file is under it,
+    else absolute (both made absolute from the working directory, symlinks left as they are)."""
+    absolute = os.path.abspath(path)
+    directory = os.path.dirname(os.path.abspath(config))
+    prefix = directory.rstrip(os.sep) + os.sep
+    return (absolute[len(prefix) :] if absolute.startswith(prefix) else absolute).replace(os.sep, "/")
 
 
 def load_rules(config: str) -> list:
@@ -58,19 +85,25 @@ def load_rules(config: str) -> list:
     return rules
 
 
-def resolve(path: str, config: str | None = None) -> CreationRule:
-    """The first creation rule whose path_regex matches path relative to the config's directory (sops' order)."""
-    config = config or find_config(path)
+def resolve(path: str, config: str | None = None, cwd: str | None = None) -> CreationRule:
+    """The first creation rule whose path_regex matches the file (sops' order), from config or the .sops.yaml
+    sops would find running in cwd (the working directory)."""
+    config = config or find_config(cwd)
     if not config:
-        raise SopsError(f"no .sops.yaml found above {path}: give recipients, or write one (nerv.homelab.sops_config)")
-    relative = os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(config))).replace(os.sep, "/")
+        raise _not_found(path, cwd)
+    matched = rule_path(path if cwd is None else os.path.join(cwd, path), config)
     for index, rule in enumerate(load_rules(config)):
         if not isinstance(rule, dict):
             raise SopsError(f"creation rule {index} of {config} is not a mapping")
-        regex = rule.get("path_regex") or rule.get("filename_regex")
-        if not regex or _search(regex, relative, config, index):
+        if "filename_regex" in rule:
+            raise SopsError(
+                f"creation rule {index} of {config} has filename_regex, which sops 3.11 ignores (the rule would match "
+                "every file): use path_regex"
+            )
+        regex = rule.get("path_regex")
+        if not regex or _search(regex, matched, config, index):
             return CreationRule(_rule_recipients(rule, config, index), _rule_crypt(rule, config, index), config, index)
-    raise SopsError(f"no creation rule of {config} matches {relative}: add one (a rule without path_regex matches all)")
+    raise SopsError(f"no creation rule of {config} matches {matched}: add one (a rule without path_regex matches all)")
 
 
 def _search(regex: str, relative: str, config: str, index: int) -> bool:
@@ -84,15 +117,9 @@ def _search(regex: str, relative: str, config: str, index: int) -> bool:
 
 def _rule_recipients(rule: dict, config: str, index: int) -> list:
     where = f"creation rule {index} of {config}"
-    if any(rule.get(name) for name in _OTHER_KEY_TYPES):
-        raise SopsError(f"{where} names non-age keys; nerv.homelab handles age recipients only")
+    check_key_sources(rule, where)
     groups = rule.get("key_groups")
-    if groups:
-        if len(groups) > 1:
-            raise SopsError(f"{where} has {len(groups)} key groups (Shamir): put all age keys in one group")
-        recipients = groups[0].get("age") or []
-    else:
-        recipients = rule.get("age") or []
+    recipients = (groups[0].get("age") if groups else rule.get("age")) or []
     if isinstance(recipients, str):
         recipients = [r for r in re.split(r"[,\s]+", recipients) if r]
     checked = []

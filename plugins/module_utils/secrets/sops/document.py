@@ -43,7 +43,19 @@ _NONCE = 32
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
 # sops seeds the MAC with sha256(b"sops") when mac_only_encrypted is set, so the two MAC kinds never collide.
 _MAC_ONLY_ENCRYPTED_SEED = hashlib.sha256(b"sops").digest()
-_OTHER_KEY_TYPES = ("kms", "gcp_kms", "azure_kv", "hc_vault", "pgp")
+# the key sources sops knows besides age, as its metadata and .sops.yaml name them
+_KEY_SOURCES = {
+    "pgp": "PGP",
+    "kms": "AWS KMS",
+    "gcp_kms": "GCP KMS",
+    "azure_kv": "Azure Key Vault",
+    "azure_keyvault": "Azure Key Vault",
+    "hc_vault": "HashiCorp Vault",
+    "hc_vault_transit_uri": "HashiCorp Vault",
+    "hckms": "HuaweiCloud KMS",
+}
+_INDEX_PART = re.compile(r"""\[(?:"([^"]*)"|'([^']*)'|(-?[0-9]+))\]""")
+_INDEX_PATH = re.compile(rf"(?:{_INDEX_PART.pattern})+")
 
 
 # ---- values ----------------------------------------------------------------------------------------------------
@@ -277,6 +289,36 @@ class _Crypt:
         return self.mac.hexdigest().upper()
 
 
+# ---- key sources -----------------------------------------------------------------------------------------------
+
+
+def check_key_sources(node: dict, where: str) -> None:
+    """Refuse, naming the feature, sops metadata or a creation rule that needs more than one group of age keys."""
+    groups = node.get("key_groups") or []
+    if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+        raise SopsError(f"{where} has key_groups that are not a list of mappings")
+    threshold = _threshold(node.get("shamir_threshold"), where)
+    if len(groups) > 1 or threshold > 1:
+        raise SopsError(
+            f"{where} uses Shamir secret sharing (key groups: {len(groups) or 1}, shamir_threshold: {threshold}): "
+            "nerv.homelab needs all age keys in one key group"
+        )
+    for entry in (node, *groups):
+        if entry.get("merge"):
+            raise SopsError(f"{where} merges key groups (merge); nerv.homelab needs all age keys in one key group")
+        for name, feature in _KEY_SOURCES.items():
+            if entry.get(name):
+                raise SopsError(f"{where} has {feature} keys ({name}); nerv.homelab handles age recipients only")
+
+
+def _threshold(value, where: str) -> int:
+    # dotenv metadata holds every value as text
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        raise SopsError(f"{where} has a shamir_threshold that is not a number") from None
+
+
 # ---- documents -------------------------------------------------------------------------------------------------
 
 
@@ -307,11 +349,7 @@ class Document:
         return document
 
     def check_metadata(self, where: str) -> None:
-        if len(self.meta.get("key_groups") or []) > 1:
-            raise SopsError(f"{where} uses several key groups (Shamir); put all age keys in one group")
-        for name in _OTHER_KEY_TYPES:
-            if self.meta.get(name):
-                raise SopsError(f"{where} has {name} keys; nerv.homelab handles age recipients only")
+        check_key_sources(self.meta, where)
         for name in ("lastmodified", "mac"):
             if not isinstance(self.meta.get(name), str):
                 raise SopsError(f"{where} has no sops.{name}: the sops metadata is damaged")
@@ -412,18 +450,42 @@ def _require_crypto() -> None:
 
 
 def split_key(key) -> list:
-    """A key path as a list: 'a.b' or ['a', 'b'] (a list lets a key hold dots)."""
-    parts = list(key) if isinstance(key, (list, tuple)) else str(key).split(".")
+    """A key path as a list: 'a.b' (nested), sops' index syntax '["a.b"]["c"]' (a key may hold dots), or a list."""
+    if isinstance(key, (list, tuple)):
+        parts = list(key)
+    elif str(key).startswith("["):
+        parts = _index_parts(str(key))
+    else:
+        parts = str(key).split(".")
     if not parts or any(not isinstance(p, str) or p == "" for p in parts):
-        raise SopsError(f"key {key!r} is not a key path: write a.b.c or a list of key names")
+        raise SopsError(f'key {key!r} is not a key path: write a.b.c, ["a.b"]["c"] or a list of key names')
     return parts
+
+
+def _index_parts(key: str) -> list:
+    """The names of sops' --extract / set path syntax; a list index ([0]) is refused, as no store here needs one."""
+    if not _INDEX_PATH.fullmatch(key):
+        raise SopsError(f'key {key!r} is not in sops\' index syntax: write ["a.b"]["c"]')
+    parts = []
+    for double, single, number in _INDEX_PART.findall(key):
+        if number:
+            raise SopsError(f"key {key!r} indexes a list ([{number}]): only mapping keys can be addressed")
+        parts.append(double or single)
+    return parts
+
+
+def join_key(parts) -> str:
+    """A key path as text that split_key reads back: dotted, or sops' index syntax when a name holds a dot."""
+    if all(part and "." not in part and not part.startswith("[") for part in parts):
+        return ".".join(parts)
+    return "".join(f"['{p}']" if '"' in p else f'["{p}"]' for p in parts)
 
 
 def get_path(tree: dict, parts: list):
     node = tree
     for index, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            raise SopsError(f"key '{'.'.join(parts[: index + 1])}' is not in the file")
+            raise SopsError(f"key '{join_key(parts[: index + 1])}' is not in the file")
         node = node[part]
     return node
 

@@ -17,6 +17,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document
     Document,
     Rules,
     get_path,
+    join_key,
     new_document,
     remove_path,
     set_path,
@@ -80,16 +81,37 @@ def without_comments(tree):
     return tree
 
 
-def key_paths(tree, prefix: str = "") -> list:
-    """Every leaf's dotted key path, in document order (comments left out)."""
+def leaf_paths(tree, prefix: tuple = ()) -> list:
+    """Every leaf's key path as a tuple of names, in document order (comments left out)."""
     if isinstance(tree, dict):
         out = []
         for key, value in tree.items():
-            if isinstance(key, stores.Comment):
-                continue
-            out += key_paths(value, f"{prefix}.{key}" if prefix else str(key))
+            if not isinstance(key, stores.Comment):
+                out += leaf_paths(value, (*prefix, str(key)))
         return out
     return [prefix]
+
+
+def key_paths(tree) -> list:
+    """Every leaf's key path as text (dotted, or sops' index syntax where a name holds a dot)."""
+    return [join_key(path) for path in leaf_paths(tree)]
+
+
+def flatten_values(values: dict) -> dict:
+    """The values option as key path (tuple) -> leaf: its top-level keys are key paths (split_key), the keys of
+    nested mappings are names as they are, so a name holding a dot can be given nested too."""
+    out = {}
+
+    def walk(node, path):
+        for key, value in node.items():
+            here = (*path, str(key)) if path else tuple(split_key(key))
+            if isinstance(value, dict) and value:
+                walk(value, here)
+            else:
+                out[here] = value
+
+    walk(values, ())
+    return out
 
 
 @dataclass
@@ -131,17 +153,21 @@ class Plan:
             write_private(self.path, self.text)
 
 
-def _recipients_for(path: str, recipients: list | None, rules: Rules | None):
+def _recipients_for(path: str, recipients: list | None, rules: Rules | None, sops_config: str | None):
     if recipients:
         return list(recipients), rules or Rules()
-    rule = config.resolve(path)
+    rule = config.resolve(path, sops_config)
     return rule.recipients, rules or rule.rules
 
 
 def _with_generated(values: dict, present: list, generate, token) -> dict:
     """values plus a fresh token for every key of generate that is neither given nor already in the file."""
-    missing = [key for key in generate if key not in values and key not in present]
-    return {**values, **{key: token() for key in missing}}
+    given = {tuple(split_key(key)) for key in values} | set(present)
+    return {**values, **{key: token() for key in generate if tuple(split_key(key)) not in given}}
+
+
+def _changed(before: dict, after: dict) -> list:
+    return [join_key(p) for p in leaf_paths(after) if _leaf(before, p) != _leaf(after, p)]
 
 
 def plan_values(
@@ -155,9 +181,10 @@ def plan_values(
     generate=(),
     token=None,
     public_of=None,
+    sops_config=None,
 ) -> Plan:
     """Set values (key path -> value), fill the keys of generate that are missing with token(), remove keys; a new
-    file is encrypted to recipients or its creation rule."""
+    file is encrypted to recipients or its creation rule (in sops_config, else the .sops.yaml sops would find)."""
     fmt = stores.format_for(path, fmt)
     document = open_document(path, fmt)
     plan = Plan(path)
@@ -168,20 +195,20 @@ def plan_values(
         plain = {}
         for key, value in values.items():
             plain = set_path(plain, split_key(key), value)
-        wanted, crypt = _recipients_for(path, recipients, rules)
+        wanted, crypt = _recipients_for(path, recipients, rules, sops_config)
         document = new_document(plain, fmt, wanted, crypt)
         plan.created = plan.changed = True
         plan.changed_keys = key_paths(plain)
     else:
         before = _decrypt(document, identities, path)
         plan.before_recipients, plan._before_keys = document.recipients, key_paths(before)
-        values = _with_generated(values, plan._before_keys, generate, token)
+        values = _with_generated(values, leaf_paths(before), generate, token)
         plain = before
         for key in remove:
             plain = remove_path(plain, split_key(key))
         for key, value in values.items():
             plain = set_path(plain, split_key(key), value)
-        plan.changed_keys = [k for k in key_paths(plain) if _leaf(before, k) != _leaf(plain, k)]
+        plan.changed_keys = _changed(before, plain)
         plan.changed = plain != before
         if plan.changed:
             document.encrypt(plain)
@@ -193,14 +220,14 @@ def plan_values(
 
 def _public(public_of, plain: dict, key: str, path: str) -> str:
     try:
-        return public_of(_leaf(plain, key))
+        return public_of(_leaf(plain, split_key(key)))
     except SopsError as exc:
         raise SopsError(f"{path}: {key}: {exc}") from None
 
 
-def _leaf(tree, dotted: str):
+def _leaf(tree, parts):
     try:
-        return get_path(tree, dotted.split("."))
+        return get_path(tree, list(parts))
     except SopsError:
         return KeyError  # a sentinel that equals no value: the key is missing on this side
 
@@ -212,12 +239,12 @@ def _decrypt(document: Document, identities: list, path: str) -> dict:
         raise SopsError(f"{path}: {exc}") from None
 
 
-def plan_updatekeys(path: str, identities: list, recipients=None, fmt=None) -> Plan:
+def plan_updatekeys(path: str, identities: list, recipients=None, fmt=None, sops_config=None) -> Plan:
     """Re-wrap the data key for the recipients the creation rule (or recipients) now lists; values untouched."""
     document = open_document(path, fmt)
     if document is None:
         raise SopsError(f"{path} does not exist: nothing to update")
-    wanted = list(recipients) if recipients else config.resolve(path).recipients
+    wanted = list(recipients) if recipients else config.resolve(path, sops_config).recipients
     plan = Plan(path, before_recipients=document.recipients)
     plain = _decrypt(document, identities, path)
     plan._before_keys = plan.keys = key_paths(plain)

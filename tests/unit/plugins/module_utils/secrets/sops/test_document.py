@@ -193,6 +193,65 @@ def test_shamir_key_groups_are_refused():
         doc.check_metadata("f")
 
 
+@pytest.mark.parametrize(
+    ("meta", "feature"),
+    [
+        ({"pgp": [{"fp": "ABCD", "enc": "x"}]}, r"PGP keys \(pgp\)"),
+        ({"kms": [{"arn": "arn:aws:kms:eu-west-1:1:key/x", "enc": "x"}]}, "AWS KMS keys"),
+        ({"gcp_kms": [{"resource_id": "projects/p", "enc": "x"}]}, "GCP KMS keys"),
+        ({"azure_kv": [{"vaultUrl": "https://v", "enc": "x"}]}, "Azure Key Vault keys"),
+        ({"hc_vault": [{"vault_address": "https://v", "enc": "x"}]}, "HashiCorp Vault keys"),
+        ({"hckms": [{"key_id": "region:key", "enc": "x"}]}, "HuaweiCloud KMS keys"),
+        ({"shamir_threshold": "2"}, r"Shamir secret sharing \(key groups: 1, shamir_threshold: 2\)"),
+    ],
+)
+def test_metadata_needing_more_than_age_is_refused_naming_the_feature(meta, feature):
+    text, _ids = _new({"a": "b"})
+    doc = sops.Document.parse(text, "yaml")
+    doc.meta.update(meta)
+    with pytest.raises(SopsError, match=feature):
+        doc.check_metadata("f")
+
+
+def test_pgp_keys_inside_the_one_key_group_are_refused():
+    text, _ids = _new({"a": "b"})
+    doc = sops.Document.parse(text, "yaml")
+    doc.meta["key_groups"] = [{"age": doc.meta.pop("age"), "hc_vault": [], "pgp": [{"fp": "ABCD", "enc": "x"}]}]
+    with pytest.raises(SopsError, match="PGP keys"):
+        doc.check_metadata("f")
+
+
+@pytest.mark.parametrize(
+    ("key", "parts"),
+    [
+        ("a", ["a"]),
+        ("a.b.c", ["a", "b", "c"]),
+        ('["a.b"]', ["a.b"]),
+        ("['a.b']", ["a.b"]),
+        ('["a"]["b.c"]', ["a", "b.c"]),
+        ("['say \"hi\"']", ['say "hi"']),
+        (["a.b", "c"], ["a.b", "c"]),
+    ],
+)
+def test_key_paths_are_dotted_or_in_sops_index_syntax(key, parts):
+    assert sops.split_key(key) == parts
+    assert sops.split_key(sops.join_key(parts)) == parts
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("a..b", "not a key path"), ('["a"', "not in sops' index syntax"), ('["a"][0]', r"indexes a list \(\[0\]\)")],
+)
+def test_broken_key_paths_are_refused(key, message):
+    with pytest.raises(SopsError, match=message):
+        sops.split_key(key)
+
+
+def test_a_key_path_is_written_dotted_unless_a_name_holds_a_dot():
+    assert sops.join_key(["a", "b"]) == "a.b"
+    assert sops.join_key(["a", "b.c"]) == '["a"]["b.c"]'
+
+
 def test_a_bad_recipient_is_refused():
     with pytest.raises(SopsError, match="not an age recipient"):
         sops.new_document({"a": "b"}, "yaml", ["age1notakey"], sops.Rules())
@@ -256,3 +315,8 @@ def test_a_tampered_sops_file_is_refused():
     text = (folder / "example.age.json").read_text().replace('"anEmptyValue": ""', '"anEmptyValue": "x"')
     with pytest.raises(SopsError, match="anEmptyValue"):
         sops.Document.parse(text, "json").decrypt(ids)
+
+
+def test_a_missing_key_is_named_as_it_can_be_given_back():
+    with pytest.raises(SopsError, match=re.escape("""key '["a.b"]["c"]' is not in the file""")):
+        sops.get_path({"a.b": {"d": 1}}, ["a.b", "c"])
