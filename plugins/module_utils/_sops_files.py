@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils import _sops_config as config
+from ansible_collections.nerv.homelab.plugins.module_utils import _sops_formats as formats
 from ansible_collections.nerv.homelab.plugins.module_utils import _sops_stores as stores
 from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils._sops import (
@@ -78,6 +79,8 @@ def without_comments(tree):
         return [without_comments(v) for v in tree if not isinstance(v, stores.Comment)]
     if isinstance(tree, stores.Timestamp):
         return str(tree)
+    if isinstance(tree, (formats.JsonInt, formats.BinaryText)):
+        return int(tree) if isinstance(tree, int) else bytes(tree)
     return tree
 
 
@@ -182,6 +185,7 @@ def plan_values(
             plain = remove_path(plain, split_key(key))
         for key, value in values.items():
             plain = set_path(plain, split_key(key), value)
+        plain = stores.prepare(plain, fmt)
         plan.changed_keys = [k for k in key_paths(plain) if _leaf(before, k) != _leaf(plain, k)]
         plan.changed = plain != before
         if plan.changed:
