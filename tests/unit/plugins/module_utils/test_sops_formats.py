@@ -1,4 +1,4 @@
-"""The JSON, binary and INI stores: sops' choice of store, Go's JSON numbers and strings, ini.v1's reading and layout."""
+"""The JSON, binary and INI stores: sops' choice of store, Go's JSON numbers and strings, ini.v1's reading, layout."""
 
 from __future__ import annotations
 
@@ -104,7 +104,10 @@ def test_json_strings_are_escaped_as_go_json_marshal_escapes_them(text, written)
 
 def test_json_layout_is_sops_tab_indent_with_compact_empty_containers():
     tree = {"a": JsonInt(1), "b": [], "c": {}, "d": [None, True, 2.5], "e": {"f": "g"}}
-    expected = '{\n\t"a": 1,\n\t"b": [],\n\t"c": {},\n\t"d": [\n\t\tnull,\n\t\ttrue,\n\t\t2.5\n\t],\n\t"e": {\n\t\t"f": "g"\n\t}\n}\n'
+    expected = (
+        '{\n\t"a": 1,\n\t"b": [],\n\t"c": {},\n\t"d": [\n\t\tnull,\n\t\ttrue,\n\t\t2.5\n\t],'
+        '\n\t"e": {\n\t\t"f": "g"\n\t}\n}\n'
+    )
     assert _sops_stores.dump(tree, None, "json") == expected
     assert _sops_stores.load(expected, "json")[0] == tree
 
