@@ -50,6 +50,9 @@ def read_text(path: str) -> str | None:
             return handle.read()
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError:
+        # every sops file is text, a binary file's content included (it is encrypted into JSON)
+        raise SopsError(f"{path} is not a sops file: it is not UTF-8 text") from None
     except OSError as exc:
         raise SopsError(f"cannot read {path}: {exc.strerror}") from None
 

@@ -209,8 +209,8 @@ def test_json_numbers_decrypt_as_sops_types_them_and_integers_stay_integers(real
             f"sops 3.11 types every JSON number as float: {key}"
         )
     plain = _sops_files.without_comments(_sops_files.decrypt_file(str(path), identities(real_sops)))
-    assert plain["port"] == 5432 and type(plain["port"]) is int and str(plain["port"]) == "5432"
-    assert type(plain["whole"]) is int and plain["whole"] == 1
+    assert plain["port"] == 5432 and isinstance(plain["port"], int) and str(plain["port"]) == "5432"
+    assert isinstance(plain["whole"], int) and plain["whole"] == 1
     assert plain["big"] == 12345678901234567000, "a float64, as sops reads it: the digits Go prints"
     assert plain["ratio"] == 1.5 and plain["tiny"] == 1.5e-7 and plain["huge"] == 1.2345678901234568e29
     assert str(plain["negative_zero"]) == "-0.0" and plain["list"][5] == [4, {"five": 5}]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils import _sops, _sops_formats, _sops_stores
+from ansible_collections.nerv.homelab.plugins.module_utils import _sops, _sops_files, _sops_formats, _sops_stores
 from ansible_collections.nerv.homelab.plugins.module_utils._age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils._sops_formats import BinaryText, Comment, JsonInt
 
@@ -59,7 +59,7 @@ def test_an_explicit_format_wins_and_an_unknown_one_is_refused():
 )
 def test_json_numbers_are_float64s_and_integral_ones_stay_integers(text, value, kind):
     number = _sops_formats.json_number(text)
-    assert number == value and type(number) is kind
+    assert number == value and isinstance(number, kind)
 
 
 def test_negative_zero_keeps_its_sign_and_too_big_a_number_is_refused():
@@ -123,7 +123,7 @@ def test_integers_in_a_json_file_are_typed_and_hashed_as_sops_floats():
     assert _sops.value_bytes(JsonInt(42)) == ("float", b"42")
     assert _sops_stores.prepare({"a": [7, True, {"b": 2**64}]}, "json") == {"a": [7, True, {"b": 18446744073709552000}]}
     prepared = _sops_stores.prepare({"a": [7, True]}, "json")
-    assert type(prepared["a"][0]) is JsonInt and prepared["a"][1] is True
+    assert isinstance(prepared["a"][0], JsonInt) and prepared["a"][1] is True
     assert _sops_stores.prepare({"a": 7}, "yaml")["a"].__class__ is int
 
 
@@ -144,6 +144,13 @@ def test_a_plain_binary_file_is_its_content_as_data():
     assert _sops_stores.load("any text: [not yaml\n", "binary") == ({"data": "any text: [not yaml\n"}, None)
     assert _sops_stores.load('{"json": "without sops"}', "binary") == ({"data": '{"json": "without sops"}'}, None)
     assert _sops_stores.dump({"data": BinaryText(b"\xff")}, None, "binary") == b"\xff"
+
+
+def test_a_file_that_is_not_utf8_is_not_a_sops_file(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"\xff\xfe plain bytes")
+    with pytest.raises(SopsError, match="blob.bin is not a sops file: it is not UTF-8 text"):
+        _sops_files.open_document(str(path))
 
 
 @pytest.mark.parametrize("tree", [{"data": "x", "more": "y"}, {"other": "x"}, {"data": {"nested": "x"}}])
