@@ -54,7 +54,10 @@ def go_float(value: float) -> str:
 def json_number(value):
     """A JSON number as sops holds it: the float64 nearest to it, as a JsonInt when Go prints it without '.' or
     an exponent (integral and below 1e21; -0 stays a float, to keep its sign)."""
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     if math.isinf(number) or math.isnan(number):
         raise SopsError("a JSON number is out of the range of a float64, which sops cannot hold")
     if number.is_integer() and abs(number) < 1e21 and (number or math.copysign(1, number) > 0):
@@ -222,9 +225,18 @@ class _IniReader:
             raise self.error("has an empty section name")
         after = _inline_comment(line[close + 1 :])
         self.comment += after or ""
-        self.name = name
-        self.sections.setdefault(name, {})
+        self.open_section(name)
         self.comments[(name, None)] = self.take_comment()
+
+    def open_section(self, name: str) -> None:
+        """A header starts a section of its own, as in sops (ini.v1 with non-unique sections); an explicit
+        [DEFAULT] takes the place of the implicit one when that holds nothing."""
+        if name == INI_DEFAULT and not self.sections.get(INI_DEFAULT):
+            self.sections.pop(INI_DEFAULT, None)
+        elif name in self.sections:
+            raise self.error(f"repeats section [{name}]: sops keeps each as a section of its own; merge them into one")
+        self.name = name
+        self.sections[name] = {}
 
     def read_key(self, line: str) -> None:
         key, offset = _ini_key(line)
@@ -299,7 +311,7 @@ def _inline_comment(text: str):
 
 def _ini_key(line: str):
     """(key name, offset of its value) as ini.v1's readKeyName finds them, or (None, 0)."""
-    quote = ('"""' if len(line) > 6 and line.startswith('"""') else '"') if line[0] == '"' else "`" * (line[0] == "`")
+    quote = _key_quote(line)
     if quote:
         end = line.find(quote, len(quote))
         if end == -1:
@@ -314,6 +326,12 @@ def _ini_key(line: str):
     return line[:at].strip(_INI_WS), at + 1
 
 
+def _key_quote(line: str) -> str:
+    if line.startswith('"'):
+        return '"""' if len(line) > 6 and line.startswith('"""') else '"'
+    return "`" if line.startswith("`") else ""
+
+
 def _first_of(text: str, chars: str) -> int:
     found = [i for i in (text.find(c) for c in chars) if i != -1]
     return min(found) if found else -1
@@ -325,19 +343,18 @@ def load_ini(text: str) -> dict:
 
 def dump_ini(tree: dict) -> str:
     """INI text as ini.v1's WriteTo (PrettyFormat, PrettySection) lays it out for sops."""
-    names = [INI_DEFAULT] + [name for name in tree if name != INI_DEFAULT]
     out = []
-    for index, name in enumerate(names):
-        section = tree.get(name, {})
+    for index, (name, section) in enumerate(tree.items()):
         if not isinstance(section, dict):
             raise SopsError(f"an INI file holds sections of keys: '{name}' is not a section (use {INI_DEFAULT})")
-        out.append(_ini_section(name, section, index == len(names) - 1))
+        # only the first section can be the keys before any header: sops' tree keeps the sections in file order
+        out.append(_ini_section(name, section, index > 0 or name != INI_DEFAULT, index == len(tree) - 1))
     return "".join(out)
 
 
-def _ini_section(name: str, section: dict, last: bool) -> str:
+def _ini_section(name: str, section: dict, header: bool, last: bool) -> str:
     keys = [k for k in section if not isinstance(k, Comment)]
-    if name == INI_DEFAULT and not keys:
+    if not (header or keys):
         return ""
     lines, comments, pending = [], {}, None
     for key in section:
@@ -348,7 +365,7 @@ def _ini_section(name: str, section: dict, last: bool) -> str:
                 comments[pending] = key.text
         else:
             pending = key
-    if name != INI_DEFAULT:
+    if header:
         lines.append(f"[{name}]")
     width = max((_ini_width(k) for k in keys), default=0)
     for key in keys:

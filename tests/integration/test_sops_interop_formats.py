@@ -216,6 +216,35 @@ def test_json_numbers_decrypt_as_sops_types_them_and_integers_stay_integers(real
     assert str(plain["negative_zero"]) == "-0.0" and plain["list"][5] == [4, {"five": 5}]
 
 
+# sops keeps every section header as a section of its own (an explicit [DEFAULT] too), in file order
+INI_SECTIONS = {
+    "default-later": ("[s]\na = 1\n[empty]\n[DEFAULT]\nb = 2\n", True),
+    # the explicit header is written as keys before any section: same values, same MAC, one line less
+    "default-first": ("[DEFAULT]\nb = 2\n[s]\na = 1\n", False),
+}
+
+
+@pytest.mark.parametrize("name", INI_SECTIONS)
+def test_ini_sections_sops_wrote_open_in_file_order_and_rewrite_for_sops(real_sops, tmp_path, name):
+    text, unchanged = INI_SECTIONS[name]
+    path = sops_encrypted(real_sops, tmp_path, f"{name}.ini", text)
+    original, expected = path.read_text(), real_sops.decrypt(path)
+    document = _sops.Document.parse(original, "ini")
+    plain = document.decrypt(identities(real_sops))
+    assert list(plain) == (["s", "empty", "DEFAULT"] if unchanged else ["DEFAULT", "s"])
+    document.encrypt(plain, touch=False)
+    path.write_text(document.text())
+    assert (comparable(document.text(), "ini") == comparable(original, "ini")) is unchanged
+    assert real_sops.decrypt(path) == (expected if unchanged else expected.removeprefix("[DEFAULT]\n"))
+
+
+def test_an_ini_file_sops_wrote_with_a_repeated_section_is_refused_saying_so(real_sops, tmp_path):
+    path = sops_encrypted(real_sops, tmp_path, "repeated.ini", f"[s]\npassword = {CANARY}\n[t]\n[s]\nb = 2\n")
+    with pytest.raises(SopsError, match=r"repeats section \[s\]") as caught:
+        _sops_files.decrypt_file(str(path), identities(real_sops))
+    assert CANARY not in str(caught.value)
+
+
 def test_binary_files_sops_encrypted_decrypt_as_their_bytes_and_rewrite_unchanged(real_sops, tmp_path):
     for name, content in BINARIES.items():
         path = sops_encrypted(real_sops, tmp_path, f"{name}.bin", content)

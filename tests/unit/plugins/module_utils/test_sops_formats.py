@@ -64,8 +64,9 @@ def test_json_numbers_are_float64s_and_integral_ones_stay_integers(text, value, 
 
 def test_negative_zero_keeps_its_sign_and_too_big_a_number_is_refused():
     assert math.copysign(1, _sops_formats.json_number("-0")) == -1
-    with pytest.raises(SopsError, match="float64"):
-        _sops_formats.json_number("1e400")
+    for too_big in ("1e400", 10**400):
+        with pytest.raises(SopsError, match="float64"):
+            _sops_formats.json_number(too_big)
 
 
 @pytest.mark.parametrize(
@@ -181,9 +182,12 @@ def _plain(tree: dict) -> dict:
         ("[s]\na = one \\\n  two\n", {"DEFAULT": {}, "s": {"a": "one two"}}),
         ("[s]\na = b = c\n", {"DEFAULT": {}, "s": {"a": "b = c"}}),
         ("[s]\n`a=b` = c\n", {"DEFAULT": {}, "s": {"a=b": "c"}}),
+        ('[s]\n"a:b" : c\n', {"DEFAULT": {}, "s": {"a:b": "c"}}),
+        ('[s]\n"""a`b""" = c\n', {"DEFAULT": {}, "s": {"a`b": "c"}}),
         ("[s]\nempty =\n", {"DEFAULT": {}, "s": {"empty": ""}}),
         ("; one\n# two\n[s]\n; three\na = 1\n", {"DEFAULT": {}, "s": {"#one\n# two": None, "a": "1", "#three": None}}),
-        ("[s]\na = 1\n[s]\nb = 2\n", {"DEFAULT": {}, "s": {"a": "1", "b": "2"}}),
+        ("[DEFAULT]\na = 1\n[s]\nb = 2\n", {"DEFAULT": {"a": "1"}, "s": {"b": "2"}}),
+        ("[s]\nb = 2\n[DEFAULT]\na = 1\n", {"s": {"b": "2"}, "DEFAULT": {"a": "1"}}),
         ("\ufeff[s]\n  a = 1\n", {"DEFAULT": {}, "s": {"a": "1"}}),
     ],
 )
@@ -200,9 +204,27 @@ def test_broken_ini_is_refused_naming_the_line_not_its_content(text, what):
     assert "canary" not in str(caught.value)
 
 
+@pytest.mark.parametrize("text", ["[s]\na = 1\n[t]\n[s]\nb = 2\n", "a = 1\n[DEFAULT]\nb = 2\n"])
+def test_a_repeated_ini_section_is_refused_as_sops_keeps_both(text):
+    with pytest.raises(SopsError, match=r"repeats section \[(s|DEFAULT)\]: sops keeps each"):
+        _sops_stores.load(text, "ini")
+
+
+@pytest.mark.parametrize(
+    ("tree", "text"),
+    [
+        ({"DEFAULT": {}, "s": {"a": "1"}}, "[s]\na = 1\n"),
+        ({"s": {"a": "1"}, "DEFAULT": {"b": "2"}}, "[s]\na = 1\n\n[DEFAULT]\nb = 2\n"),
+        ({"s": {}, "t": {"a": "1"}}, "[s]\n\n[t]\na = 1\n"),
+    ],
+)
+def test_ini_sections_are_written_in_tree_order_with_only_a_first_default_headerless(tree, text):
+    assert _sops_stores.dump(tree, None, "ini") == text
+
+
 def test_ini_layout_aligns_keys_and_quotes_values_as_ini_v1():
     section = {"a": "1", "long key": " padded ", "hash": "x#y", "lines": "one\ntwo", "tick": "a`b", "clé": "v"}
-    tree = {"s": {**section, '"q"': "1", "d=:e": "2"}, "DEFAULT": {"top": "t"}}
+    tree = {"DEFAULT": {"top": "t"}, "s": {**section, '"q"': "1", "d=:e": "2"}}
     assert _sops_stores.dump(tree, None, "ini") == (
         "top = t\n\n[s]\n"
         "a        = 1\n"
