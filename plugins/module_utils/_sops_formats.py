@@ -162,20 +162,23 @@ def binary_data(tree: dict):
 
 
 def ini_values(tree: dict) -> dict:
-    """The tree with every value of a section as the string sops' INI store holds (true/false, Go's float digits)."""
+    """The tree with every value of a section as the string sops' INI store holds."""
     out = {}
     for name, section in tree.items():
         if isinstance(section, dict):
-            section = {key: _ini_string(value, name, key) for key, value in section.items()}
+            for key, value in section.items():
+                if isinstance(value, (dict, list)):
+                    raise SopsError(f"INI values are strings: '{name}.{key}' is a {type(value).__name__}")
+            section = {key: value if isinstance(key, Comment) else text_value(value) for key, value in section.items()}
         out[name] = section
     return out
 
 
-def _ini_string(value, section, key):
-    if isinstance(key, Comment) or isinstance(value, (str, bytes)):
+def text_value(value):
+    """A scalar as the string a store that reads strings only (INI, dotenv) gives back: true/false, Go's float
+    digits, None empty; so a value set here reads back, and hashes, the same."""
+    if isinstance(value, (str, bytes, dict, list)):
         return value
-    if isinstance(value, (dict, list)):
-        raise SopsError(f"INI values are strings: '{section}.{key}' is a {type(value).__name__}")
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -65,9 +65,11 @@ def dump(tree: dict, metadata: dict | None, fmt: str):
 
 
 def prepare(tree: dict, fmt: str) -> dict:
-    """The tree as the store holds its values: JSON numbers as sops' float64s, INI values as strings."""
+    """The tree as the store holds its values: JSON numbers as sops' float64s, INI and dotenv values as strings."""
     if fmt in ("json", "binary"):
         return _json_numbers(tree)
+    if fmt == "dotenv":
+        return {key: value if isinstance(key, Comment) else formats.text_value(value) for key, value in tree.items()}
     return formats.ini_values(tree) if fmt == "ini" else tree
 
 

@@ -337,6 +337,8 @@ def test_updatekeys_and_rotate_here_of_a_file_sops_wrote_open_with_sops(real_sop
     [
         ("json", "nested.count", 4, '\t\t"count": 4,\n'),
         ("dotenv", "SPACED ", "changed", "SPACED =changed\n"),
+        ("dotenv", "FLAG_unencrypted", True, "FLAG_unencrypted=true\n"),
+        ("ini", "section with spaces.flag_unencrypted", False, "flag_unencrypted     = false\n"),
         ("ini", "database.port", 5433, "port      = 5433\n"),
     ],
 )

@@ -260,6 +260,13 @@ def test_ini_holds_sections_of_strings_only(tree, message):
         _sops_stores.dump(_sops_stores.prepare(tree, "ini"), None, "ini")
 
 
+def test_dotenv_values_are_strings_so_that_a_clear_boolean_reads_back_the_same():
+    comment = Comment(" c")
+    prepared = _sops_stores.prepare({comment: None, "A_unencrypted": True, "B": 5433, "C": 1e-07}, "dotenv")
+    assert prepared == {comment: None, "A_unencrypted": "true", "B": "5433", "C": "0.0000001"}
+
+
 def test_ini_values_are_the_strings_sops_holds():
-    prepared = _sops_stores.prepare({"s": {"i": 5432, "b": True, "f": 1.5, "n": None, "t": "x"}}, "ini")
-    assert prepared == {"s": {"i": "5432", "b": "true", "f": "1.5", "n": "", "t": "x"}}
+    comment = Comment(" c")
+    prepared = _sops_stores.prepare({"s": {"i": 5432, comment: None, "b": True, "f": 1.5, "n": None}}, "ini")
+    assert prepared == {"s": {"i": "5432", comment: None, "b": "true", "f": "1.5", "n": ""}}
