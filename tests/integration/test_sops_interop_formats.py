@@ -384,6 +384,10 @@ def test_sops_file_and_the_lookup_update_and_read_files_sops_wrote(real_sops, tm
         for name, (fmt, key) in lookups.items()
     }
     tasks.append({"name": "read", "ansible.builtin.set_fact": facts})
+    raw = sops_encrypted(real_sops, tmp_path, "raw.bin", BINARIES["not-utf8"])
+    copied = tmp_path / "copied.bin"
+    content = f"{{{{ lookup('nerv.homelab.sops', '{raw}', key='data') }}}}"
+    tasks.append({"name": "copy bytes", "ansible.builtin.copy": {"content": content, "dest": str(copied)}})
     tasks.append(
         {
             "name": "render",
@@ -409,3 +413,4 @@ def test_sops_file_and_the_lookup_update_and_read_files_sops_wrote(real_sops, tm
     assert "TOKEN=updated\n" in real_sops.decrypt(paths["dotenv"])
     assert "password  = updated\nport      = 6543\n" in real_sops.decrypt(paths["ini"])
     assert sops_decrypt_bytes(real_sops, paths["binary"]) == b"updated content\n"
+    assert copied.read_bytes() == BINARIES["not-utf8"], "the lookup gives content that is not UTF-8 as its bytes"
