@@ -175,15 +175,32 @@ def ini_values(tree: dict) -> dict:
 
 
 def text_value(value):
-    """A scalar as the string a store that reads strings only (INI, dotenv) gives back: true/false, Go's float
-    digits, None empty; so a value set here reads back, and hashes, the same."""
+    """A scalar as the string a store that reads strings only (INI, dotenv) gives back: true/false, a float as
+    sops prints it, None empty; so a value set here reads back, and hashes, the same."""
     if isinstance(value, (str, bytes, dict, list)):
         return value
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return go_float(value) if isinstance(value, float) else str(value)
+    return go_text_float(value) if isinstance(value, float) else str(value)
+
+
+def go_text_float(value: float) -> str:
+    """A float as sops' ValueToString prints it in INI and dotenv: strconv.FormatFloat(v, 'G', -1, 64), with
+    '.0' after a whole number (5.0, 1.5, 1E-07, 1.234567E+06)."""
+    if math.isnan(value) or math.isinf(value) or value == 0:
+        text = go_float(value)
+    else:
+        sign, digits, exponent = decimal.Decimal(repr(value)).normalize().as_tuple()
+        power = len(digits) - 1 + exponent
+        if -4 <= power < 6:
+            text = go_float(value)
+        else:
+            mantissa = "".join(map(str, digits))
+            mantissa = mantissa[0] + (f".{mantissa[1:]}" if len(mantissa) > 1 else "")
+            text = f"{'-' if sign else ''}{mantissa}E{'-' if power < 0 else '+'}{abs(power):02d}"
+    return text if any(c in text for c in ".EIN") else text + ".0"
 
 
 class _IniReader:

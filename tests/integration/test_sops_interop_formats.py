@@ -216,6 +216,25 @@ def test_json_numbers_decrypt_as_sops_types_them_and_integers_stay_integers(real
     assert str(plain["negative_zero"]) == "-0.0" and plain["list"][5] == [4, {"five": 5}]
 
 
+@pytest.mark.parametrize("fmt", ["dotenv", "ini"])
+def test_numbers_and_booleans_sops_set_in_a_file_of_strings_read_as_sops_prints_them(real_sops, tmp_path, fmt):
+    path = sops_encrypted(real_sops, tmp_path, f"secret.{SUFFIXES[fmt]}", CORPORA[fmt])
+    section = '["database"]' if fmt == "ini" else ""
+    for key, value in {
+        "whole": "5",
+        "small": "1e-7",
+        "big": "1234567",
+        "flag": "true",
+        "ratio_unencrypted": "1.5",
+    }.items():
+        real_sops.run("set", str(path), f'{section}["{key}"]', value)
+    assert re.search(r"whole\s*=\s*ENC\[.*,type:float\]", path.read_text()), "sops set stores a JSON number"
+    plain = _sops_files.decrypt_file(str(path), identities(real_sops))
+    assert _sops_stores.dump(plain, None, fmt) == real_sops.decrypt(path)
+    assert "5.0" in real_sops.decrypt(path) and "1E-07" in real_sops.decrypt(path)
+    assert not _sops_files.plan_values(str(path), identities(real_sops), {}, []).changed
+
+
 # sops keeps every section header as a section of its own (an explicit [DEFAULT] too), in file order
 INI_SECTIONS = {
     "default-later": ("[s]\na = 1\n[empty]\n[DEFAULT]\nb = 2\n", True),

@@ -260,10 +260,31 @@ def test_ini_holds_sections_of_strings_only(tree, message):
         _sops_stores.dump(_sops_stores.prepare(tree, "ini"), None, "ini")
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (5.0, "5.0"),
+        (1.5, "1.5"),
+        (123456.0, "123456.0"),
+        (1234567.0, "1.234567E+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1E-05"),
+        (-2.5e-5, "-2.5E-05"),
+        (1e21, "1E+21"),
+        (12345.678, "12345.678"),
+        (-0.0, "-0.0"),
+        (0.0, "0.0"),
+        (math.inf, "+Inf"),
+    ],
+)
+def test_floats_in_ini_and_dotenv_are_the_text_sops_prints(value, text):
+    assert _sops_formats.go_text_float(value) == text
+
+
 def test_dotenv_values_are_strings_so_that_a_clear_boolean_reads_back_the_same():
     comment = Comment(" c")
     prepared = _sops_stores.prepare({comment: None, "A_unencrypted": True, "B": 5433, "C": 1e-07}, "dotenv")
-    assert prepared == {comment: None, "A_unencrypted": "true", "B": "5433", "C": "0.0000001"}
+    assert prepared == {comment: None, "A_unencrypted": "true", "B": "5433", "C": "1E-07"}
 
 
 def test_ini_values_are_the_strings_sops_holds():
