@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-import decimal
 import hashlib
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     wrap_data_key,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.formats import BinaryText, JsonInt, go_float
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import parse_timestamp
 
 try:
@@ -61,25 +60,16 @@ _INDEX_PATH = re.compile(rf"(?:{_INDEX_PART.pattern})+")
 # ---- values ----------------------------------------------------------------------------------------------------
 
 
-def go_float(value: float) -> str:
-    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64), which sops MACs and encrypts: the shortest digits that
-    read back, never an exponent (1e-07 is 0.0000001); +Inf, -Inf and NaN as Go spells them."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = format(decimal.Decimal(repr(value)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
-
-
 def value_bytes(value) -> tuple[str, bytes]:
     """(sops type, plaintext bytes) of a leaf, as sops' ToBytes and cipher encode them."""
     if isinstance(value, stores.Comment):
         return "comment", value.text.encode()
     if isinstance(value, bool):
         return "bool", b"True" if value else b"False"
+    if isinstance(value, JsonInt):
+        return "float", go_float(float(value)).encode()
+    if isinstance(value, BinaryText):
+        return "str", bytes(value)
     if isinstance(value, int):
         return "int", str(value).encode()
     if isinstance(value, float):
@@ -95,10 +85,10 @@ def value_bytes(value) -> tuple[str, bytes]:
 
 
 def _typed(kind: str, raw: bytes, where: str):
+    if kind == "str":
+        return _text(raw)
     text = raw.decode("utf-8", "replace")
     try:
-        if kind == "str":
-            return text
         if kind in ("int", "int64"):
             return int(text)
         if kind == "float":
@@ -114,6 +104,14 @@ def _typed(kind: str, raw: bytes, where: str):
     except ValueError:
         raise SopsError(f"the value at '{where}' does not decode as its type {kind}") from None
     raise SopsError(f"the value at '{where}' has an unknown sops type {kind!r}")
+
+
+def _text(raw: bytes):
+    """A str value; one that is not UTF-8 (a binary file's content) stays its bytes, so its MAC still verifies."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return BinaryText(raw)
 
 
 def _time(text: str):
@@ -370,7 +368,7 @@ class Document:
         """The plaintext tree; SopsError when no identity opens the data key or the MAC does not verify."""
         self.data_key = unwrap_data_key(self.stanzas, identities)
         crypt = _Crypt(self.data_key, Rules.from_metadata(self.meta), self.nonces)
-        plain = _walk(self.tree, [], crypt.decrypt_leaf)
+        plain = stores.prepare(_walk(self.tree, [], crypt.decrypt_leaf), self.fmt)
         stored, _nonce = decrypt_value(self.meta["mac"], self.data_key, self.meta["lastmodified"])
         if stored != crypt.digest():
             raise SopsError("MAC mismatch: the file was changed outside sops (or tampered with); refused")
@@ -380,6 +378,7 @@ class Document:
 
     def encrypt(self, plain: dict, touch: bool = True) -> None:
         """Encrypt plain into this document with its data key (nonces of unchanged values kept), new MAC."""
+        plain = stores.prepare(plain, self.fmt)
         crypt = _Crypt(self.data_key, Rules.from_metadata(self.meta), self.nonces)
         self.tree = _walk(plain, [], crypt.encrypt_leaf)
         if touch:

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, formats, stores
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
     Document,
     Rules,
@@ -49,6 +49,9 @@ def read_text(path: str) -> str | None:
             return handle.read()
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError:
+        # every sops file is text, a binary file's content included (it is encrypted into JSON)
+        raise SopsError(f"{path} is not a sops file: it is not UTF-8 text") from None
     except OSError as exc:
         raise SopsError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -78,6 +81,8 @@ def without_comments(tree):
         return [without_comments(v) for v in tree if not isinstance(v, stores.Comment)]
     if isinstance(tree, stores.Timestamp):
         return str(tree)
+    if isinstance(tree, (formats.JsonInt, formats.BinaryText)):
+        return int(tree) if isinstance(tree, int) else bytes(tree)
     return tree
 
 
@@ -208,6 +213,7 @@ def plan_values(
             plain = remove_path(plain, split_key(key))
         for key, value in values.items():
             plain = set_path(plain, split_key(key), value)
+        plain = stores.prepare(plain, fmt)
         plan.changed_keys = _changed(before, plain)
         plan.changed = plain != before
         if plan.changed:
