@@ -26,9 +26,11 @@ options:
         holds a dot (as C(sops decrypt --extract) takes it); without it the whole content is returned.
     type: str
   format:
-    description: The store; by default from the file name (C(.json), C(.env), else YAML).
+    description:
+      - The store; by default from the file name as sops picks it (C(.yaml)/C(.yml), C(.json), C(.env), C(.ini),
+        anything else binary).
     type: str
-    choices: [yaml, json, dotenv]
+    choices: [yaml, json, dotenv, ini, binary]
   identity_files:
     description:
       - Age key files or OpenSSH private keys to decrypt with, tried before the places sops looks

@@ -124,17 +124,10 @@ admin_identity:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
     IDENTITY_OPTIONS,
-    identities,
+    config_task,
     run_module,
-)
-
-HEADER = (
-    "Written by nerv.homelab.sops_config from the site file: edit the site (sops.admin_recipients, hosts),\n"
-    "not this file. First matching rule wins."
 )
 
 
@@ -161,54 +154,9 @@ def argument_spec() -> dict:
     }
 
 
-def _shared(entries: list) -> list:
-    out = []
-    for entry in entries:
-        hosts = entry["hosts"]
-        out.append({**entry, "hosts": "all" if hosts == ["all"] else hosts})
-    return out
-
-
-def admin_identity(params: dict) -> str:
-    admins = {check_recipient(a) for a in params["admin_recipients"]}
-    for identity in identities(params):
-        if identity.public in admins:
-            return identity.source
-    raise SopsError(
-        "no age identity of the site's admins is available here, so no secret can be read or re-keyed. Make one with "
-        "`age-keygen -o ~/.config/sops/age/keys.txt` (or point SOPS_AGE_KEY_FILE at yours) and put its public key "
-        f"(age1...) in sops.admin_recipients of the site file; the site lists: {', '.join(sorted(admins))}"
-    )
-
-
-def execute(module) -> dict:
-    params = module.params
-    result = {}
-    if params["require_identity"]:
-        result["admin_identity"] = admin_identity(params)
-    host_dir = params["host_dir"].strip("/")
-    if not host_dir:
-        raise SopsError("host_dir must name a directory, e.g. secrets/hosts")
-    rules = config.site_rules(
-        params["admin_recipients"], params["hosts"], _shared(params["shared"]), host_dir, params["admin_only"]
-    )
-    text = config.render(rules, HEADER)
-    before = files.read_text(params["path"]) or ""
-    changed = before != text
-    if changed and not module.check_mode:
-        files.write_private(params["path"], text, mode=0o644)
-    result.update(
-        changed=changed,
-        path=params["path"],
-        rules=rules,
-        diff={"before_header": params["path"], "after_header": params["path"], "before": before, "after": text},
-    )
-    return result
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module))
+    run_module(module, lambda: config_task(module))
 
 
 if __name__ == "__main__":

@@ -35,9 +35,11 @@ options:
     type: path
     required: true
   format:
-    description: The store; by default from the file name (C(.json) JSON, C(.env) dotenv, anything else YAML).
+    description:
+      - The store; by default from the file name as sops picks it (C(.yaml)/C(.yml) YAML, C(.json) JSON, C(.env)
+        dotenv, C(.ini) INI, anything else binary, whose content is the one value C(data)).
     type: str
-    choices: [yaml, json, dotenv]
+    choices: [yaml, json, dotenv, ini, binary]
   values:
     description:
       - Values to set, by key path (C(a.b.c), or C(["a.b"]) for a top-level key holding a dot); nested dicts set
@@ -187,16 +189,11 @@ public:
   sample: {identity: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}
 """
 
-import secrets
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, age_public, new_age_identity
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
     IDENTITY_OPTIONS,
-    identities,
+    file_task,
     run_module,
 )
 
@@ -204,7 +201,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module i
 def argument_spec() -> dict:
     return {
         "path": {"type": "path", "required": True},
-        "format": {"type": "str", "choices": ["yaml", "json", "dotenv"]},
+        "format": {"type": "str", "choices": ["yaml", "json", "dotenv", "ini", "binary"]},
         "values": {"type": "dict", "default": {}, "no_log": True},
         "generate": {"type": "list", "elements": "str", "default": [], "no_log": False},
         "generate_type": {"type": "str", "choices": ["token", "age_identity"], "default": "token"},
@@ -219,73 +216,9 @@ def argument_spec() -> dict:
     }
 
 
-def plan(params: dict):
-    if params["generate_bytes"] < 16:
-        raise SopsError("generate_bytes must be at least 16")
-    if params["rotate"] and (params["values"] or params["remove"] or params["generate"]):
-        raise SopsError("rotate changes the data key only: run it in a task of its own, without values/remove/generate")
-    ids = identities(params)
-    path, fmt = params["path"], params["format"]
-    rules = Rules("encrypted_regex", params["encrypted_regex"]) if params["encrypted_regex"] else None
-    values = files.flatten_values(params["values"])
-    steps = []
-    if values or params["remove"] or params["generate"] or not (params["updatekeys"] or params["rotate"]):
-
-        def token():
-            return secrets.token_urlsafe(params["generate_bytes"])
-
-        age = params["generate_type"] == "age_identity"
-        steps.append(
-            files.plan_values(
-                path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"],
-                new_age_identity if age else token, age_public if age else None, params["config"],
-            )
-        )  # fmt: skip
-    return ids, steps
-
-
-def execute(module) -> dict:
-    params = module.params
-    ids, steps = plan(params)
-    for step in steps:
-        _apply(module, step)
-    # a file created just now is already encrypted to the rule's recipients
-    if params["updatekeys"] and not (steps and steps[0].created):
-        rekey = files.plan_updatekeys(params["path"], ids, params["recipients"], params["format"], params["config"])
-        steps.append(_apply(module, rekey))
-    if params["rotate"]:
-        steps.append(_apply(module, files.plan_rotate(params["path"], ids, params["format"])))
-    result = _result(steps)
-    if params["generate_type"] == "age_identity" and params["generate"]:
-        result["public"] = steps[0].public  # the values step, which comes first whenever generate is given
-    return result
-
-
-def _apply(module, step):
-    if step.changed and not module.check_mode:
-        step.apply()
-    return step
-
-
-def _result(steps) -> dict:
-    last = steps[-1]
-    changed = any(s.changed for s in steps)
-    changed_keys = list(dict.fromkeys(k for s in steps for k in s.changed_keys))
-    diff = {**steps[0].diff(), "after": last.diff()["after"]}
-    return {
-        "changed": changed,
-        "path": last.path,
-        "created": steps[0].created,
-        "keys": last.keys,
-        "changed_keys": changed_keys,
-        "recipients": last.after_recipients,
-        "diff": diff,
-    }
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module))
+    run_module(module, lambda: file_task(module))
 
 
 if __name__ == "__main__":

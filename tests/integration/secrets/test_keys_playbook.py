@@ -81,6 +81,21 @@ def test_the_real_sops_run_in_the_site_directory_agrees_with_every_secrets_reade
         assert path.read_bytes() == before, f"sops would re-key {name}"
 
 
+def test_ini_and_binary_secrets_of_a_host_are_rekeyed_for_it_like_the_rest(ansible_cli, site, real_sops):
+    inventory, key_file = site
+    admin = yaml.safe_load((inventory / "site.yml").read_text())["sops"]["admin_recipients"][0]
+    folder = inventory / "secrets" / "hosts" / "mini1"
+    folder.mkdir(parents=True)
+    for name, text in {"app.sops.ini": "[db]\npassword = canary-Keys-Ini\n", "blob.sops.bin": "opaque\n"}.items():
+        (folder / name).write_text(text)
+        real_sops.run("encrypt", "--in-place", "--age", admin, str(folder / name), cwd=folder)
+    assert keys(ansible_cli, inventory, key_file).rc == 0
+    for name in ("app.sops.ini", "blob.sops.bin"):
+        relative = f"secrets/hosts/mini1/{name}"
+        run = real_sops.run("updatekeys", "--yes", relative, cwd=inventory, env={"SOPS_AGE_KEY_FILE": str(key_file)})
+        assert "already up to date" in run.stderr, f"keys.yml did not give {relative} to mini1:\n{run.describe()}"
+
+
 def test_without_an_admin_identity_it_stops_before_writing(ansible_cli, site):
     inventory, _key_file = site
     before = written(inventory)

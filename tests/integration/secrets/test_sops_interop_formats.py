@@ -438,3 +438,28 @@ def test_sops_file_and_the_lookup_update_and_read_files_sops_wrote(real_sops, tm
     assert "password  = updated\nport      = 6543\n" in real_sops.decrypt(paths["ini"])
     assert sops_decrypt_bytes(real_sops, paths["binary"]) == b"updated content\n"
     assert copied.read_bytes() == BINARIES["not-utf8"], "the lookup gives content that is not UTF-8 as its bytes"
+
+
+def test_the_format_option_reads_and_writes_a_store_its_name_does_not_say(real_sops, tmp_path, ansible_cli):
+    folder = tmp_path / "named"
+    folder.mkdir()
+    write_rule(folder, real_sops.recipient, "")
+    path = folder / "app.conf"
+    path.write_text(f"[database]\npassword = {CANARY}\n")
+    real_sops.encrypt_in_place(path, "--input-type", "ini", "--output-type", "ini")
+    options = {"path": str(path), "format": "ini", "values": {"database": {"user": "app"}}}
+    fact = f"{{{{ lookup('nerv.homelab.sops', '{path}', key='database.password', format='ini') }}}}"
+    tasks = [
+        {"name": "update", "nerv.homelab.sops_file": options},
+        {"name": "again", "nerv.homelab.sops_file": options},
+        {"name": "read", "ansible.builtin.set_fact": {"password": fact}},
+        {"name": "show", "ansible.builtin.assert": {"that": [f"password == '{CANARY}'"], "quiet": True}},
+    ]
+    play = [{"name": "sops", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+    env = {"SOPS_AGE_KEY_FILE": str(real_sops.key_file), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    result = ansible_cli.playbook(play, env=env)
+    assert result.rc == 0, result.describe()
+    assert result.task("update")["changed"] and not result.task("again")["changed"]
+    clear = real_sops.decrypt(path, "--input-type", "ini", "--output-type", "ini")
+    assert f"password = {CANARY}\n" in clear and "user     = app\n" in clear, clear
+    assert CANARY not in result.output

@@ -1,15 +1,23 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the sops modules share: the identity options, and their boundary (a SopsError becomes fail_json)."""
+"""What the sops modules do: sops_file's and sops_config's tasks, their identity options, and their boundary (a
+SopsError becomes fail_json)."""
 
 from __future__ import annotations
+
+import secrets
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
+    age_public,
+    check_recipient,
     load_identities,
+    new_age_identity,
     require_libraries,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules
 
 IDENTITY_OPTIONS = {"identity_files": {"type": "list", "elements": "path", "default": []}}
 
@@ -26,3 +34,127 @@ def run_module(module, work):
         return work()
 
     boundary.run_module(module, checked, (SopsError,))
+
+
+# ---- sops_file ---------------------------------------------------------------------------------------------------
+
+
+def file_plan(params: dict):
+    """(identities, steps): the values step (when anything is to be set, removed or generated) for sops_file."""
+    if params["generate_bytes"] < 16:
+        raise SopsError("generate_bytes must be at least 16")
+    if params["rotate"] and (params["values"] or params["remove"] or params["generate"]):
+        raise SopsError("rotate changes the data key only: run it in a task of its own, without values/remove/generate")
+    ids = identities(params)
+    path, fmt = params["path"], params["format"]
+    rules = Rules("encrypted_regex", params["encrypted_regex"]) if params["encrypted_regex"] else None
+    values = files.flatten_values(params["values"])
+    steps = []
+    if values or params["remove"] or params["generate"] or not (params["updatekeys"] or params["rotate"]):
+
+        def token():
+            return secrets.token_urlsafe(params["generate_bytes"])
+
+        age = params["generate_type"] == "age_identity"
+        steps.append(
+            files.plan_values(
+                path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"],
+                new_age_identity if age else token, age_public if age else None, params["config"],
+            )
+        )  # fmt: skip
+    return ids, steps
+
+
+def file_task(module) -> dict:
+    """nerv.homelab.sops_file: set, remove, generate, then updatekeys and rotate, as asked; none in check mode."""
+    params = module.params
+    ids, steps = file_plan(params)
+    for step in steps:
+        _apply(module, step)
+    # a file created just now is already encrypted to the rule's recipients
+    if params["updatekeys"] and not (steps and steps[0].created):
+        rekey = files.plan_updatekeys(params["path"], ids, params["recipients"], params["format"], params["config"])
+        steps.append(_apply(module, rekey))
+    if params["rotate"]:
+        steps.append(_apply(module, files.plan_rotate(params["path"], ids, params["format"])))
+    result = _result(steps)
+    if params["generate_type"] == "age_identity" and params["generate"]:
+        result["public"] = steps[0].public  # the values step, which comes first whenever generate is given
+    return result
+
+
+def _apply(module, step):
+    if step.changed and not module.check_mode:
+        step.apply()
+    return step
+
+
+def _result(steps) -> dict:
+    last = steps[-1]
+    changed = any(s.changed for s in steps)
+    changed_keys = list(dict.fromkeys(k for s in steps for k in s.changed_keys))
+    diff = {**steps[0].diff(), "after": last.diff()["after"]}
+    return {
+        "changed": changed,
+        "path": last.path,
+        "created": steps[0].created,
+        "keys": last.keys,
+        "changed_keys": changed_keys,
+        "recipients": last.after_recipients,
+        "diff": diff,
+    }
+
+
+# ---- sops_config -------------------------------------------------------------------------------------------------
+
+
+HEADER = (
+    "Written by nerv.homelab.sops_config from the site file: edit the site (sops.admin_recipients, hosts),\n"
+    "not this file. First matching rule wins."
+)
+
+
+def _shared(entries: list) -> list:
+    out = []
+    for entry in entries:
+        hosts = entry["hosts"]
+        out.append({**entry, "hosts": "all" if hosts == ["all"] else hosts})
+    return out
+
+
+def admin_identity(params: dict) -> str:
+    admins = {check_recipient(a) for a in params["admin_recipients"]}
+    for identity in identities(params):
+        if identity.public in admins:
+            return identity.source
+    raise SopsError(
+        "no age identity of the site's admins is available here, so no secret can be read or re-keyed. Make one with "
+        "`age-keygen -o ~/.config/sops/age/keys.txt` (or point SOPS_AGE_KEY_FILE at yours) and put its public key "
+        f"(age1...) in sops.admin_recipients of the site file; the site lists: {', '.join(sorted(admins))}"
+    )
+
+
+def config_task(module) -> dict:
+    """nerv.homelab.sops_config: the site's .sops.yaml rendered from its rules, written only when it differs."""
+    params = module.params
+    result = {}
+    if params["require_identity"]:
+        result["admin_identity"] = admin_identity(params)
+    host_dir = params["host_dir"].strip("/")
+    if not host_dir:
+        raise SopsError("host_dir must name a directory, e.g. secrets/hosts")
+    rules = config.site_rules(
+        params["admin_recipients"], params["hosts"], _shared(params["shared"]), host_dir, params["admin_only"]
+    )
+    text = config.render(rules, HEADER)
+    before = files.read_text(params["path"]) or ""
+    changed = before != text
+    if changed and not module.check_mode:
+        files.write_private(params["path"], text, mode=0o644)
+    result.update(
+        changed=changed,
+        path=params["path"],
+        rules=rules,
+        diff={"before_header": params["path"], "after_header": params["path"], "before": before, "after": text},
+    )
+    return result
