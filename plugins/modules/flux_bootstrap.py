@@ -68,7 +68,9 @@ options:
     type: float
     default: 5
   log_file:
-    description: Where the CLI's output goes (0600); defaults to C(~/.cache/nerv-homelab/flux_bootstrap.log).
+    description:
+      - Where the CLI's output goes (0600); defaults to C(flux_bootstrap.log) in C($XDG_CACHE_HOME/nerv-homelab),
+        or C(~/.cache/nerv-homelab) when XDG_CACHE_HOME is not set.
     type: path
   flux:
     description: The flux command.

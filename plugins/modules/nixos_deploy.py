@@ -46,7 +46,9 @@ options:
     choices: [switch, boot, test]
     default: switch
   log_file:
-    description: Where nixos-rebuild's output goes; defaults to C(~/.cache/nerv-homelab/nixos_deploy/<host>.log).
+    description:
+      - Where nixos-rebuild's output goes (0600); defaults to C(nixos_deploy/<host>.log) in
+        C($XDG_CACHE_HOME/nerv-homelab), or C(~/.cache/nerv-homelab) when XDG_CACHE_HOME is not set.
     type: path
   timeout:
     description: Seconds nixos-rebuild may run.

@@ -73,7 +73,9 @@ options:
     type: bool
     default: false
   log_file:
-    description: Where nixos-anywhere's output goes; defaults to C(~/.cache/nerv-homelab/nixos_install/<host>.log).
+    description:
+      - Where nixos-anywhere's output goes (0600); defaults to C(nixos_install/<host>.log) in
+        C($XDG_CACHE_HOME/nerv-homelab), or C(~/.cache/nerv-homelab) when XDG_CACHE_HOME is not set.
     type: path
   timeout:
     description: Seconds nixos-anywhere may run.

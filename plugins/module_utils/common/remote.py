@@ -13,6 +13,7 @@ import subprocess
 from collections import deque
 from dataclasses import dataclass
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 # nixos-anywhere announces each step as "### <step> ###"; other tools print none, and get no steps.
@@ -111,8 +112,8 @@ class Run:
 
 
 def log_path(given: str | None, name: str) -> str:
-    """given, or ~/.cache/nerv-homelab/<name>; its directory made private (0700) when missing."""
-    path = given or os.path.join(os.environ.get("HOME", "/root"), ".cache", "nerv-homelab", name)
+    """given, or <name> in the cache directory (common/cache.py); its directory made private (0700) when missing."""
+    path = given or cache_path(name)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     return path
 

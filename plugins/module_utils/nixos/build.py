@@ -22,6 +22,7 @@ import tempfile
 import time
 from urllib.parse import parse_qs
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
 
 # Nix 2.8 ships `nix build`, `nix eval` and flakes as experimental: always turn them on for this one command.
@@ -245,9 +246,7 @@ def main_output(outputs: dict):
 
 def cache_dir(environ=None) -> str:
     """$XDG_CACHE_HOME/nerv-homelab/nix_build, or ~/.cache/nerv-homelab/nix_build."""
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "nerv-homelab", "nix_build")
+    return cache_path("nix_build", environ)
 
 
 def default_state_file(flake: str, attribute: str, environ=None) -> str:

@@ -1,0 +1,14 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where the modules keep their state records and logs when not told: one place, the XDG cache directory."""
+
+from __future__ import annotations
+
+import os
+
+
+def cache_path(name: str, environ=None) -> str:
+    """$XDG_CACHE_HOME/nerv-homelab/<name>, or ~/.cache/nerv-homelab/<name> when XDG_CACHE_HOME is not set."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "nerv-homelab", name)
