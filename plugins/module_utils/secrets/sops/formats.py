@@ -19,7 +19,7 @@ import math
 import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Comment
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Comment, go_format_g
 
 INI_DEFAULT = "DEFAULT"
 _INI_WS = " \t\n\v\f\r\x85\xa0"  # Go's unicode.IsSpace, as far as INI files use it
@@ -118,11 +118,8 @@ def json_float(value: float) -> str:
         raise SopsError("JSON cannot hold infinities or NaN")
     if value == 0 or 1e-6 <= abs(value) < 1e21:
         return go_float(value)
-    sign, digits, exponent = decimal.Decimal(repr(value)).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    power = len(text) - 1 + exponent
-    mantissa = text[0] + (f".{text[1:]}" if len(text) > 1 else "")
-    return f"{'-' if sign else ''}{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}".replace("e-0", "e-")
+    # outside that range FormatFloat 'g' writes the exponent form; encoding/json drops a leading 0 of a negative one
+    return go_format_g(value).replace("e-0", "e-")
 
 
 def json_string(text: str) -> str:
@@ -189,17 +186,7 @@ def text_value(value):
 def go_text_float(value: float) -> str:
     """A float as sops' ValueToString prints it in INI and dotenv: strconv.FormatFloat(v, 'G', -1, 64), with
     '.0' after a whole number (5.0, 1.5, 1E-07, 1.234567E+06)."""
-    if math.isnan(value) or math.isinf(value) or value == 0:
-        text = go_float(value)
-    else:
-        sign, digits, exponent = decimal.Decimal(repr(value)).normalize().as_tuple()
-        power = len(digits) - 1 + exponent
-        if -4 <= power < 6:
-            text = go_float(value)
-        else:
-            mantissa = "".join(map(str, digits))
-            mantissa = mantissa[0] + (f".{mantissa[1:]}" if len(mantissa) > 1 else "")
-            text = f"{'-' if sign else ''}{mantissa}E{'-' if power < 0 else '+'}{abs(power):02d}"
+    text = go_float(value) if math.isnan(value) or math.isinf(value) else go_format_g(value).upper()
     return text if any(c in text for c in ".EIN") else text + ".0"
 
 
