@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import PLATFORM_VERSIONS
+
 try:
     import yaml
 except ImportError:
     yaml = None
 
 CHARTS = {
-    # release: (namespace, repository name, repository URL, chart, version)
-    "metallb": ("metallb-system", "metallb", "https://metallb.github.io/metallb", "metallb", "0.14.9"),
-    "cert-manager": ("cert-manager", "jetstack", "https://charts.jetstack.io", "cert-manager", "v1.16.2"),
-    "traefik": ("traefik", "traefik", "https://traefik.github.io/charts", "traefik", "33.2.1"),
-    "longhorn": ("longhorn-system", "longhorn", "https://charts.longhorn.io", "longhorn", "1.7.2"),
+    # release: (namespace, repository name, repository URL, chart); the version is the site's
+    # (platform.versions.<release with '_' for '-'>), defaulted by the schema
+    "metallb": ("metallb-system", "metallb", "https://metallb.github.io/metallb", "metallb"),
+    "cert-manager": ("cert-manager", "jetstack", "https://charts.jetstack.io", "cert-manager"),
+    "traefik": ("traefik", "traefik", "https://traefik.github.io/charts", "traefik"),
+    "longhorn": ("longhorn-system", "longhorn", "https://charts.longhorn.io", "longhorn"),
 }
+CORE_RELEASES = ("metallb", "cert-manager", "traefik", "longhorn")
 STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 SOPS_SECRET = "sops-age"
 
@@ -74,9 +78,22 @@ def _kustomization(resources: list) -> dict:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
 
 
-def helm_repositories() -> list:
+def active_charts(site: dict) -> list:
+    """The releases this site's platform holds, in CHARTS order (optional ones only when the site asks)."""
+    return [release for release in CHARTS if release in CORE_RELEASES]
+
+
+def chart_version(site: dict, release: str) -> str:
+    """The chart version the site pins (platform.versions), else the collection's default."""
+    key = release.replace("-", "_")
+    pinned = ((site.get("platform") or {}).get("versions") or {}).get(key)
+    return pinned or PLATFORM_VERSIONS[key]
+
+
+def helm_repositories(site: dict) -> list:
     repos = {}
-    for _namespace, name, url, _chart, _version in CHARTS.values():
+    for release in active_charts(site):
+        _namespace, name, url, _chart = CHARTS[release]
         repos[name] = url
     return [
         {
@@ -89,8 +106,9 @@ def helm_repositories() -> list:
     ]
 
 
-def helm_release(release: str, values: dict) -> dict:
-    namespace, repo, _url, chart, version = CHARTS[release]
+def helm_release(site: dict, release: str, values: dict) -> dict:
+    namespace, repo, _url, chart = CHARTS[release]
+    version = chart_version(site, release)
     return {
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
         "kind": "HelmRelease",
@@ -111,8 +129,8 @@ def helm_release(release: str, values: dict) -> dict:
     }
 
 
-def namespaces() -> list:
-    names = sorted({ns for ns, *_rest in CHARTS.values()})
+def namespaces(site: dict) -> list:
+    names = sorted({CHARTS[release][0] for release in active_charts(site)})
     labels = {"longhorn-system": {"pod-security.kubernetes.io/enforce": "privileged"},
               "metallb-system": {"pod-security.kubernetes.io/enforce": "privileged"}}  # fmt: skip
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(n, labels=labels.get(n))} for n in names]
@@ -132,11 +150,11 @@ def releases(site: dict) -> dict:
         "persistence": {"defaultClassReplicaCount": replicas},
     }
     return {
-        "metallb": helm_release("metallb", {}),
+        "metallb": helm_release(site, "metallb", {}),
         # crds.enabled: installCRDs is deprecated
-        "cert-manager": helm_release("cert-manager", {"crds": {"enabled": True}}),
-        "traefik": helm_release("traefik", traefik),
-        "longhorn": helm_release("longhorn", longhorn),
+        "cert-manager": helm_release(site, "cert-manager", {"crds": {"enabled": True}}),
+        "traefik": helm_release(site, "traefik", traefik),
+        "longhorn": helm_release(site, "longhorn", longhorn),
     }
 
 
@@ -243,8 +261,8 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     site_path = site_path.strip("/")
     stage_root = (stage_root or f"platform/{site['site']['name']}").strip("/")
     infra = {
-        "namespaces.yaml": namespaces(),
-        "repositories.yaml": helm_repositories(),
+        "namespaces.yaml": namespaces(site),
+        "repositories.yaml": helm_repositories(site),
         **{f"{name}.yaml": [release] for name, release in releases(site).items()},
     }
     config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site)}

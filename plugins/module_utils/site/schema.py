@@ -30,6 +30,45 @@ _SOPS_REF = {
     },
 }
 
+# The platform's versions: K3s 1.31 is the NixOS side's (k3s.version), these are what Flux installs.
+PLATFORM_VERSIONS = {
+    "flux": "v2.6.1",
+    "metallb": "0.15.2",
+    "traefik": "37.1.1",
+    "cert_manager": "v1.18.2",
+    "longhorn": "1.9.1",
+    "csi_driver_nfs": "v4.11.0",
+    "kube_prometheus_stack": "75.15.0",
+}
+# One exact release (Flux and Helm would read a range here, and a pin must not move)
+_CHART_VERSION = "^v?(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$"
+
+
+def _version(name: str, default: str) -> dict:
+    if name == "flux":
+        return {"type": "string", "pattern": "^v(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$",
+                "default": default, "description": "Flux release flux bootstrap installs (--version).",
+                "x-fix": f"write one Flux release with its v, e.g. {default}"}  # fmt: skip
+    return {"type": "string", "pattern": _CHART_VERSION, "default": default,
+            "description": f"Chart version of {name.replace('_', '-')}.",
+            "x-fix": f"write one exact chart version (no range), e.g. {default}"}  # fmt: skip
+
+
+_PLATFORM = {
+    "type": "object",
+    "description": "What Flux deploys: the versions of Flux and of the platform's charts (each may be pinned).",
+    "additionalProperties": False,
+    "default": {},
+    "properties": {
+        "versions": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {name: _version(name, default) for name, default in PLATFORM_VERSIONS.items()},
+        },
+    },
+}
+
 _SITE = {
     "type": "object",
     "description": "What the site is called.",
@@ -311,6 +350,7 @@ SITE_SCHEMA = {
         "metallb": _METALLB,
         "flux": _FLUX,
         "sops": _SOPS,
+        "platform": _PLATFORM,
         "admin_ssh_keys": {
             "type": "array",
             "minItems": 1,
