@@ -26,6 +26,8 @@ def _resolve(schema):
 
 def _type(schema):
     kind = schema.get("type", "")
+    if isinstance(kind, list):
+        return " or ".join(kind)
     if kind == "array":
         return "list of " + _type(_resolve(schema.get("items", {})))
     if "enum" in schema:
@@ -53,7 +55,8 @@ def rows(schema, path=""):
             where, _type(sub), "yes" if key in required else "", default and "`" + default + "`", _rule(sub)
         )
         items = _resolve(sub.get("items", {}))
-        if sub.get("type") == "object":
+        kinds = sub.get("type") if isinstance(sub.get("type"), list) else [sub.get("type")]
+        if "object" in kinds:
             yield from rows(sub, where)
         elif items.get("type") == "object":
             yield from rows(items, where + "[]")

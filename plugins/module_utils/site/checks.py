@@ -9,9 +9,11 @@ so one mistake is reported once, where it is.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import parse_range
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import MOUNT_POINT_PATTERN
 
 
 def _hosts(data: dict) -> list:
@@ -223,6 +225,69 @@ def check_k3s_networks(data: dict) -> list:
     return out
 
 
+# Where an NFS mount would hide or replace what the system needs: these paths and every directory above them
+# (a mount on /var/lib hides /var/lib/longhorn); K3s's and the kubelet's state is there too.
+_SYSTEM_PATHS = ("/", "/nix", "/boot", "/etc", "/var", "/usr", "/home", "/root", "/tmp", "/run", "/proc", "/sys",
+                 "/dev", "/var/lib/longhorn", "/var/lib/rancher", "/var/lib/kubelet")  # fmt: skip
+# ... and the trees nothing may be mounted inside (the store, boot files, configuration, kernel and runtime state).
+_SYSTEM_TREES = ("/nix", "/boot", "/etc", "/proc", "/sys", "/dev", "/run", "/usr", "/var/lib/longhorn",
+                 "/var/lib/rancher", "/var/lib/kubelet")  # fmt: skip
+# Options the hosts' mount sets itself so a NAS that is down never holds up boot (systemd automount on first
+# access, _netdev, timeouts); auto/defaults would mount it at boot and x-systemd.* would change that.
+_NFS_MANAGED = ("auto", "defaults", "noauto", "nofail", "_netdev")
+
+
+def _mount_point_problem(path: str, value) -> list:
+    if not isinstance(value, str) or not re.fullmatch(MOUNT_POINT_PATTERN, value):
+        return []  # the schema walk reports it
+    for system in _SYSTEM_PATHS:
+        if value == system or system.startswith(value + "/"):
+            msg = f"{value} would cover {system}, which the system needs"
+            return [Problem(path, msg, "mount the export on a directory of its own, e.g. /mnt/nfs")]
+    for tree in _SYSTEM_TREES:
+        if value.startswith(tree + "/"):
+            msg = f"{value} is inside {tree}, which belongs to the system"
+            return [Problem(path, msg, "mount the export on a directory of its own, e.g. /mnt/nfs")]
+    return []
+
+
+def _option_problems(path: str, options) -> list:
+    if not isinstance(options, list):
+        return []
+    out = []
+    for index, option in enumerate(options):
+        if not isinstance(option, str):
+            continue
+        name = option.split("=", 1)[0]
+        if name in _NFS_MANAGED or name.startswith("x-systemd."):
+            msg = f"{option} is set by the collection (systemd automount, so a NAS that is down never blocks boot)"
+            out.append(Problem(f"{path}[{index}]", msg, f"remove {option}"))
+    return out
+
+
+def check_nfs(data: dict) -> list:
+    nfs = data.get("nfs")
+    overrides = [(i, h["nfs"]) for i, h in _hosts(data) if "nfs" in h]
+    if not isinstance(nfs, dict):
+        # false (no mount) says nothing wrong without a section; a mapping or true asks for one that is not there
+        overrides = [(i, value) for i, value in overrides if value is not False]
+        fix = "add the nfs section (server, export) or remove the host's nfs"
+        return [Problem(f"hosts[{i}].nfs", "there is no nfs section to mount", fix) for i, _value in overrides]
+    out = []
+    export = nfs.get("export")
+    if isinstance(export, str) and any(part in (".", "..") for part in export.split("/")):
+        out.append(Problem("nfs.export", f"{export} has a '.' or '..' component", "write the export's real path"))
+    if nfs.get("storage_class") == "longhorn":
+        out.append(Problem("nfs.storage_class", "longhorn is Longhorn's own class", "choose another name, e.g. nfs"))
+    out.extend(_mount_point_problem("nfs.mount_point", nfs.get("mount_point", "/mnt/nfs")))
+    out.extend(_option_problems("nfs.options", nfs.get("options")))
+    for index, override in overrides:
+        if isinstance(override, dict):
+            out.extend(_mount_point_problem(f"hosts[{index}].nfs.mount_point", override.get("mount_point")))
+            out.extend(_option_problems(f"hosts[{index}].nfs.options", override.get("options")))
+    return out
+
+
 CHECKS = (
     check_duplicates,
     check_addresses,
@@ -231,6 +296,7 @@ CHECKS = (
     check_kinds,
     check_proxmox,
     check_k3s_networks,
+    check_nfs,
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 import struct
 
 _BECH32_ALPHABET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -47,6 +48,19 @@ def check_ipv4_interface(value: str) -> str | None:
         ipaddress.IPv4Interface(value)
     except ValueError:
         return "is not an IPv4 address with a prefix"
+    return None
+
+
+_HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_ipv4_or_hostname(value: str) -> str | None:
+    """An IPv4 address or a DNS name; digits and dots alone must be a valid address (192.168.1.300 is neither)."""
+    if re.fullmatch(r"[0-9.]+", value):
+        return check_ipv4(value)
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    if len(value) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+        return "is neither an IPv4 address nor a DNS name"
     return None
 
 
@@ -160,6 +174,7 @@ FORMATS = {
     "ipv4-network": check_ipv4_network,
     "ipv4-interface": check_ipv4_interface,
     "ipv4-range": check_ipv4_range,
+    "ipv4-or-hostname": check_ipv4_or_hostname,
     "age-recipient": check_age_recipient,
     "ssh-public-key": check_ssh_public_key,
 }

@@ -100,10 +100,15 @@ def _walk(value, schema: dict, path: str, out: list) -> None:
         out.append(_inline_secret(path))
         return
     expected = schema.get("type")
-    if expected and _json_type(value) != expected:
+    # A list of types (hosts[].nfs: false or a mapping) takes the value's own type when it is one of them
+    allowed = expected if isinstance(expected, list) else [expected]
+    if expected and _json_type(value) not in allowed:
         found = _TYPE_NAMES.get(_json_type(value), _json_type(value))
-        out.append(Problem(path, f"must be {_TYPE_NAMES[expected]}, not {found}", _fix(schema)))
+        wanted = " or ".join(_TYPE_NAMES[kind] for kind in allowed)
+        out.append(Problem(path, f"must be {wanted}, not {found}", _fix(schema)))
         return
+    if isinstance(expected, list):
+        expected = _json_type(value)
     if "enum" in schema and value not in schema["enum"]:
         choices = ", ".join(str(c) for c in schema["enum"])
         out.append(Problem(path, f"is {value!r}, not one of {choices}", "use one of: " + choices))

@@ -197,6 +197,90 @@ _TEMPLATE = {
     },
 }
 
+# NFS mount options as fstab and the StorageClass take them: one option per item, no separators or quotes.
+_NFS_OPTION = "^[A-Za-z0-9_][A-Za-z0-9_.:=+/@-]*$"
+_NFS_DEFAULT_OPTIONS = ["nfsvers=4", "rsize=1048576", "wsize=1048576", "hard"]
+MOUNT_POINT_PATTERN = "^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+
+
+def _nfs_mount_fields() -> dict:
+    """mount_point and options: the fields a host may override (hosts[].nfs) and the site section sets."""
+    return {
+        "mount_point": {
+            "type": "string",
+            "pattern": MOUNT_POINT_PATTERN,
+            "description": "Where the NixOS hosts mount the export (systemd automount: mounted on first access).",
+            "x-fix": "write an absolute directory outside the system's own, e.g. /mnt/nfs (no trailing '/', no spaces)",
+        },
+        "options": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {
+                "type": "string",
+                "pattern": _NFS_OPTION,
+                "x-fix": "write one mount option per item, e.g. nfsvers=4 or hard (no commas, spaces or quotes)",
+            },
+            "description": "NFS mount options of this host's mount, in place of nfs.options.",
+            "x-fix": "list mount options, e.g. [nfsvers=4, hard]",
+        },
+    }
+
+
+_NFS = {
+    "type": "object",
+    "description": "A NAS export every host mounts and a Kubernetes StorageClass (csi-driver-nfs) provisions from.",
+    "additionalProperties": False,
+    "required": ["server", "export"],
+    "properties": {
+        "server": {
+            "type": "string",
+            "format": "ipv4-or-hostname",
+            "description": "The NFS server: an IPv4 address or a DNS name.",
+            "x-fix": "write the NAS's IPv4 address (e.g. 192.168.10.4) or its DNS name (e.g. nas.lab.example)",
+        },
+        "export": {
+            "type": "string",
+            "pattern": "^/([A-Za-z0-9_.+@:-]+(/[A-Za-z0-9_.+@:-]+)*)?$",
+            "description": "The exported directory on the server, an absolute path.",
+            "x-fix": "write the export's absolute path as the NAS shows it, e.g. /volume1/k8s (no trailing '/')",
+        },
+        "mount_point": dict(_nfs_mount_fields()["mount_point"], default="/mnt/nfs"),
+        "options": dict(
+            _nfs_mount_fields()["options"],
+            default=_NFS_DEFAULT_OPTIONS,
+            description="NFS mount options of the hosts' mount and of the StorageClass (mountOptions).",
+        ),
+        "storage_class": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "default": "nfs",
+            "description": "Name of the Kubernetes StorageClass for the export.",
+            "x-fix": "use a DNS label other than longhorn, e.g. nfs",
+        },
+        "default_class": {
+            "type": "boolean",
+            "default": False,
+            "description": "Make the NFS class the cluster's default instead of Longhorn's.",
+        },
+        "reclaim_policy": {
+            "type": "string",
+            "enum": ["Retain", "Delete"],
+            "default": "Retain",
+            "description": "Retain keeps a volume's directory on the NAS when its claim is deleted; Delete removes it.",
+        },
+    },
+}
+
+_HOST_NFS = {
+    "type": ["boolean", "object"],
+    "description": "This host's NFS mount: false leaves it unmounted here; a mapping overrides mount_point or "
+    "options of the nfs section.",
+    "additionalProperties": False,
+    "properties": _nfs_mount_fields(),
+    "x-fix": "write false (no mount on this host) or a mapping with mount_point and/or options",
+}
+
 _HOST = {
     "type": "object",
     "description": "One machine of the cluster.",
@@ -240,6 +324,7 @@ _HOST = {
         "memory": {"$ref": "#/$defs/memory"},
         "disk": {"$ref": "#/$defs/disk"},
         "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.+-]*$"}},
+        "nfs": _HOST_NFS,
     },
 }
 
@@ -351,6 +436,7 @@ SITE_SCHEMA = {
         "flux": _FLUX,
         "sops": _SOPS,
         "platform": _PLATFORM,
+        "nfs": _NFS,
         "admin_ssh_keys": {
             "type": "array",
             "minItems": 1,
