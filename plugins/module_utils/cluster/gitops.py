@@ -21,6 +21,7 @@ try:
 except ImportError:
     yaml = None
 
+CSI_DRIVER_NFS_CHARTS = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
 CHARTS = {
     # release: (namespace, repository name, repository URL, chart); the version is the site's
     # (platform.versions.<release with '_' for '-'>), defaulted by the schema
@@ -28,10 +29,15 @@ CHARTS = {
     "cert-manager": ("cert-manager", "jetstack", "https://charts.jetstack.io", "cert-manager"),
     "traefik": ("traefik", "traefik", "https://traefik.github.io/charts", "traefik"),
     "longhorn": ("longhorn-system", "longhorn", "https://charts.longhorn.io", "longhorn"),
+    # only with the site's nfs section; kube-system, as upstream installs it
+    "csi-driver-nfs": ("kube-system", "csi-driver-nfs", CSI_DRIVER_NFS_CHARTS, "csi-driver-nfs"),
 }
 CORE_RELEASES = ("metallb", "cert-manager", "traefik", "longhorn")
 STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 SOPS_SECRET = "sops-age"
+# Namespaces every cluster has: a release may live there, but the platform must not own (and prune) them.
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NFS_PROVISIONER = "nfs.csi.k8s.io"
 
 
 class RenderError(Exception):
@@ -80,7 +86,9 @@ def _kustomization(resources: list) -> dict:
 
 def active_charts(site: dict) -> list:
     """The releases this site's platform holds, in CHARTS order (optional ones only when the site asks)."""
-    return [release for release in CHARTS if release in CORE_RELEASES]
+    return [
+        release for release in CHARTS if release in CORE_RELEASES or (release == "csi-driver-nfs" and site.get("nfs"))
+    ]
 
 
 def chart_version(site: dict, release: str) -> str:
@@ -130,7 +138,7 @@ def helm_release(site: dict, release: str, values: dict) -> dict:
 
 
 def namespaces(site: dict) -> list:
-    names = sorted({CHARTS[release][0] for release in active_charts(site)})
+    names = sorted({CHARTS[release][0] for release in active_charts(site)} - set(BUILTIN_NAMESPACES))
     labels = {"longhorn-system": {"pod-security.kubernetes.io/enforce": "privileged"},
               "metallb-system": {"pod-security.kubernetes.io/enforce": "privileged"}}  # fmt: skip
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(n, labels=labels.get(n))} for n in names]
@@ -149,12 +157,15 @@ def releases(site: dict) -> dict:
         "defaultSettings": {"defaultReplicaCount": replicas},
         "persistence": {"defaultClassReplicaCount": replicas},
     }
+    if default_storage_class(site) != "longhorn":
+        longhorn["persistence"]["defaultClass"] = False  # one default StorageClass: the site's NFS class
     return {
         "metallb": helm_release(site, "metallb", {}),
         # crds.enabled: installCRDs is deprecated
         "cert-manager": helm_release(site, "cert-manager", {"crds": {"enabled": True}}),
         "traefik": helm_release(site, "traefik", traefik),
         "longhorn": helm_release(site, "longhorn", longhorn),
+        **nfs_releases(site),
     }
 
 
@@ -166,6 +177,47 @@ def metallb_pool(site: dict) -> list:
         {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": _meta("site", "metallb-system"),
          "spec": {"ipAddressPools": ["site"]}},
     ]  # fmt: skip
+
+
+def default_storage_class(site: dict) -> str:
+    """The name of the cluster's default StorageClass: longhorn, or the NFS class when the site says so."""
+    nfs = site.get("nfs") or {}
+    return nfs.get("storage_class", "nfs") if nfs.get("default_class") else "longhorn"
+
+
+def nfs_releases(site: dict) -> dict:
+    """csi-driver-nfs's HelmRelease when the site has an nfs section (the chart makes no StorageClass of its own:
+    storageClass.create defaults to false, and nfs_storage_class renders the site's)."""
+    return {"csi-driver-nfs": helm_release(site, "csi-driver-nfs", {})} if site.get("nfs") else {}
+
+
+def nfs_storage_class(site: dict) -> list:
+    """The StorageClass of the site's NFS export, in infrastructure-config so the CSI driver is installed first.
+
+    Each volume is a directory <namespace>/<claim>-<volume> under the export: readable on the NAS, and never the
+    directory of an earlier volume (with reclaim Retain, a claim made again under the same name would otherwise
+    find the old data)."""
+    nfs = site.get("nfs")
+    if not nfs:
+        return []
+    # A StorageClass's parameters are immutable: Flux recreates it when the site changes them (volumes made from
+    # it keep theirs)
+    annotations = {"kustomize.toolkit.fluxcd.io/force": "enabled"}
+    if default_storage_class(site) == nfs["storage_class"]:
+        annotations["storageclass.kubernetes.io/is-default-class"] = "true"
+    meta = {**_meta(nfs["storage_class"]), "annotations": annotations}
+    return [{
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": meta,
+        "provisioner": NFS_PROVISIONER,
+        "parameters": {"server": nfs["server"], "share": nfs["export"],
+                       "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}-${pv.metadata.name}"},
+        "mountOptions": list(nfs["options"]),
+        "reclaimPolicy": nfs["reclaim_policy"],
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }]  # fmt: skip
 
 
 def cluster_issuers(site: dict) -> list:
@@ -266,6 +318,7 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
         **{f"{name}.yaml": [release] for name, release in releases(site).items()},
     }
     config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site)}
+    config.update({"nfs-storage-class.yaml": nfs_storage_class(site)} if site.get("nfs") else {})
     platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard()}
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
     for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):

@@ -48,6 +48,20 @@ EXPECTED = {
     },
     "apps": set(),
 }
+# What a site with an nfs section adds (the shipped sites with one: example-proxmox); kube-system, where the driver
+# goes, is no Namespace of the platform's.
+NFS_EXPECTED = {
+    "infrastructure": {
+        ("HelmRepository", "flux-system", "csi-driver-nfs"),
+        ("HelmRelease", "kube-system", "csi-driver-nfs"),
+    },
+    "infrastructure-config": {("StorageClass", "", "nfs")},
+}
+NFS_SITES = {"example-proxmox"}
+
+
+def expected(site_name: str, stage: str) -> set:
+    return EXPECTED[stage] | (NFS_EXPECTED.get(stage, set()) if site_name in NFS_SITES else set())
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +104,13 @@ def test_every_directory_flux_applies_builds_with_kustomize(rendered, site_name,
         scratch.mkdir()
         built = flux_build(checkout / path, scratch)
         assert built.generated is None, f"{path} carries its own kustomization.yaml"
-        assert built.objects() == EXPECTED[stage], f"{path} builds other objects than the stage applies"
+        assert built.objects() == expected(site_name, stage), f"{path} builds other objects than the stage applies"
     config = flux_build(checkout / paths["infrastructure-config"], tmp_path / "again")
     assert config.get("IPAddressPool", "site")["spec"]["addresses"] == site["metallb"]["addresses"]
+    assert ("nfs" in site) is (site_name in NFS_SITES), "NFS_SITES lists the shipped sites with an nfs section"
+    if "nfs" in site:
+        parameters = config.get("StorageClass", "nfs")["parameters"]
+        assert (parameters["server"], parameters["share"]) == (site["nfs"]["server"], site["nfs"]["export"])
     domain = site["network"]["domain"]
     ingresses = flux_build(checkout / paths["platform"], tmp_path / "ingresses")
     assert ingresses.get("Ingress", "flux-dashboard")["spec"]["rules"][0]["host"] == f"flux.{domain}"

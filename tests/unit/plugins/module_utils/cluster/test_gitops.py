@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
-from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
 REPO = Path(__file__).resolve().parents[5]
 SITE = load_site(str(REPO / "inventory" / "example-proxmox" / "site.yml"))
@@ -72,8 +73,9 @@ def test_core_objects_validate_against_the_kubernetes_schema():
     kubernetes_validate = pytest.importorskip(
         "kubernetes_validate", reason="kubernetes-validate (requirements-test.txt)"
     )
-    core = [d for docs_ in files().values() for d in docs_ if d["apiVersion"] in ("v1", "networking.k8s.io/v1")]
-    assert {d["kind"] for d in core} == {"Namespace", "Ingress"}
+    core_apis = ("v1", "networking.k8s.io/v1", "storage.k8s.io/v1")
+    core = [d for docs_ in files().values() for d in docs_ if d["apiVersion"] in core_apis]
+    assert {d["kind"] for d in core} == {"Namespace", "Ingress", "StorageClass"}
     for doc in core:
         kubernetes_validate.validate(doc, "1.31", strict=True)
 
@@ -117,3 +119,98 @@ def test_a_sops_config_that_is_not_a_mapping_is_refused():
 
 def test_rendering_is_stable():
     assert gitops.dump(docs("clusters/home/stages.yaml")) == gitops.dump(docs("clusters/home/stages.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------------- NFS
+
+
+def _with_nfs(**nfs) -> dict:
+    """The example site with its nfs section changed (nfs=None: without one), normalised as load_site does."""
+    data = yaml.safe_load((REPO / "inventory" / "example-proxmox" / "site.yml").read_text())
+    if nfs.pop("none", False):
+        data.pop("nfs")
+    data.get("nfs", {}).update(nfs)
+    return parse_site(data)
+
+
+def _docs(site, path):
+    return gitops.render(site, "clusters/home")[f"platform/home/{path}"]
+
+
+def test_the_nfs_section_installs_csi_driver_nfs_in_kube_system():
+    assert gitops.active_charts(SITE)[-1] == "csi-driver-nfs"
+    (release,) = docs("platform/home/infrastructure/csi-driver-nfs.yaml")
+    assert release["metadata"] == {"name": "csi-driver-nfs", "namespace": "kube-system"}
+    chart = release["spec"]["chart"]["spec"]
+    assert chart == {"chart": "csi-driver-nfs", "version": "v4.11.0",
+                     "sourceRef": {"kind": "HelmRepository", "name": "csi-driver-nfs", "namespace": "flux-system"}}  # fmt: skip
+    assert release["spec"]["values"] == {}, "the chart makes no StorageClass (storageClass.create is false)"
+    repos = {r["metadata"]["name"]: r["spec"]["url"] for r in docs("platform/home/infrastructure/repositories.yaml")}
+    assert repos["csi-driver-nfs"] == "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
+    names = [n["metadata"]["name"] for n in docs("platform/home/infrastructure/namespaces.yaml")]
+    assert names == ["cert-manager", "longhorn-system", "metallb-system", "traefik"], "kube-system is not ours"
+
+
+def test_the_nfs_class_follows_the_site_and_longhorn_stays_the_default():
+    (storage_class,) = docs("platform/home/infrastructure-config/nfs-storage-class.yaml")
+    assert storage_class == {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": "nfs", "annotations": {"kustomize.toolkit.fluxcd.io/force": "enabled"}},
+        "provisioner": "nfs.csi.k8s.io",
+        "parameters": {
+            "server": "192.168.10.4",
+            "share": "/volume1/k8s-cluster-storage",
+            "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}-${pv.metadata.name}",
+        },
+        "mountOptions": ["nfsvers=4", "rsize=1048576", "wsize=1048576", "hard"],
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }
+    (longhorn,) = docs("platform/home/infrastructure/longhorn.yaml")
+    assert "defaultClass" not in longhorn["spec"]["values"]["persistence"], "Longhorn's chart default: true"
+    assert gitops.default_storage_class(SITE) == "longhorn"
+
+
+def test_a_default_nfs_class_takes_the_default_from_longhorn():
+    site = _with_nfs(default_class=True, storage_class="nas", reclaim_policy="Delete", options=["nfsvers=4.1"])
+    (storage_class,) = _docs(site, "infrastructure-config/nfs-storage-class.yaml")
+    assert storage_class["metadata"] == {"name": "nas", "annotations": {
+        "kustomize.toolkit.fluxcd.io/force": "enabled", "storageclass.kubernetes.io/is-default-class": "true"}}  # fmt: skip
+    assert (storage_class["reclaimPolicy"], storage_class["mountOptions"]) == ("Delete", ["nfsvers=4.1"])
+    (longhorn,) = _docs(site, "infrastructure/longhorn.yaml")
+    assert longhorn["spec"]["values"]["persistence"]["defaultClass"] is False
+    assert gitops.default_storage_class(site) == "nas"
+
+
+def test_without_nfs_there_is_no_driver_no_class_and_longhorn_is_the_default():
+    site = _with_nfs(none=True)
+    rendered = gitops.render(site, "clusters/home")
+    assert "csi-driver-nfs" not in gitops.active_charts(site)
+    assert not [p for p in rendered if "nfs" in p]
+    assert "csi-driver-nfs" not in gitops.dump([d for docs_ in rendered.values() for d in docs_])
+    (config,) = rendered["platform/home/infrastructure-config/kustomization.yaml"]
+    assert config["resources"] == ["cluster-issuers.yaml", "metallb-pool.yaml"]
+    assert gitops.default_storage_class(site) == "longhorn"
+    (longhorn,) = rendered["platform/home/infrastructure/longhorn.yaml"]
+    assert "defaultClass" not in longhorn["spec"]["values"]["persistence"]
+
+
+def test_the_csi_driver_nfs_chart_version_is_the_sites_pin():
+    data = yaml.safe_load((REPO / "inventory" / "example-proxmox" / "site.yml").read_text())
+    data["platform"] = {"versions": {"csi_driver_nfs": "v4.9.0"}}
+    (release,) = _docs(parse_site(data), "infrastructure/csi-driver-nfs.yaml")
+    assert release["spec"]["chart"]["spec"]["version"] == "v4.9.0"
+
+
+@pytest.mark.parametrize("default_class", [False, True])
+def test_the_nfs_storage_class_validates_against_the_kubernetes_schema(default_class):
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate (requirements-test.txt)"
+    )
+    (storage_class,) = _docs(_with_nfs(default_class=default_class), "infrastructure-config/nfs-storage-class.yaml")
+    kubernetes_validate.validate(storage_class, "1.31", strict=True)
+    broken = dict(storage_class, reclaimPolicy=["Retain"])
+    with pytest.raises(Exception, match="reclaimPolicy|is not of type"):
+        kubernetes_validate.validate(broken, "1.31", strict=True)

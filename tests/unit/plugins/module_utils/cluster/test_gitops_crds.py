@@ -39,6 +39,7 @@ MODELS = {
 NOT_HERE = {
     ("v1", "Namespace"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("storage.k8s.io/v1", "StorageClass"),
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
 }
 NO_SCHEMA = {("metallb.io/v1beta1", "IPAddressPool"), ("metallb.io/v1beta1", "L2Advertisement")}
