@@ -10,6 +10,7 @@
 raw:
 let
   sshKeys = import ./ssh-keys.nix;
+  nfsLib = import ./nfs.nix;
 
   inherit (builtins)
     attrNames
@@ -59,6 +60,7 @@ let
     "address"
     "mac"
     "disk"
+    "nfs"
   ];
   roles = [
     "control-plane"
@@ -348,6 +350,7 @@ let
           ++ check path h "disk" (
             v: !bare || isDiskById v
           ) "must be a /dev/disk/by-id/... path on a baremetal host (disko wipes the disk it names, and /dev/sdX names can change between boots)"
+          ++ (if present h "nfs" then nfsLib.problems "${path}.nfs" h.nfs else [ ])
         ) (length hostList)
       )
       ++ duplicates "name" (map (h: get h "name") hostList)
@@ -403,6 +406,9 @@ let
       domain = raw.domain;
       isVm = h.kind == "vm";
       mac = if h.mac == null then null else lower h.mac;
+      # The NFS mount of this host (null: none), already resolved from the site's nfs section and
+      # the host's own hosts[].nfs by the Ansible side.
+      nfs = nfsLib.settings h.nfs;
       k3s = {
         role = if isServer then "server" else "agent";
         clusterInit = isFirst;

@@ -2,17 +2,19 @@
 #
 #   import ./site.nix (builtins.fromJSON (builtins.readFile ../site.json))
 #
-# returns { hostname, disk, diskExplicit, adminSshKeys } or throws one message
+# returns { hostname, disk, diskExplicit, adminSshKeys, nfs } or throws one message
 # naming every problem, prefixed with "site.json:". An Ansible role writes
 # site.json; nothing else feeds site data into the flake.
 raw:
 let
   sshKeys = import ./ssh-keys.nix;
+  nfsLib = import ./nfs.nix;
 
   known = [
     "hostname"
     "disk"
     "admin_ssh_keys"
+    "nfs"
   ];
   defaultDisk = "/dev/sda";
   defaultHostname = "nixos-base";
@@ -23,6 +25,8 @@ let
   hostname = get "hostname" defaultHostname;
   disk = get "disk" defaultDisk;
   keys = get "admin_ssh_keys" null;
+  # The site-wide NFS mount (null: none); absent means none too.
+  nfs = get "nfs" null;
 
   unknown = if builtins.isAttrs raw then builtins.filter (k: !(builtins.elem k known)) (builtins.attrNames raw) else [ ];
 
@@ -59,7 +63,8 @@ let
       else
         [ "disk must be a block device path such as /dev/sda (Proxmox scsi0) or /dev/vda (virtio0)" ]
     )
-    ++ keyProblems;
+    ++ keyProblems
+    ++ nfsLib.problems "nfs" nfs;
 in
 if errors != [ ] then
   throw "site.json: ${builtins.concatStringsSep "; " errors}"
@@ -69,4 +74,5 @@ else
     # True when site.json names the disk: the installer then trusts it even with several disks attached.
     diskExplicit = has "disk";
     adminSshKeys = keys;
+    nfs = nfsLib.settings nfs;
   }

@@ -18,6 +18,8 @@
   imports = [
     "${modulesPath}/profiles/qemu-guest.nix"
     ./growroot.nix
+    # The site's NAS, if it has one (site.json's nfs), mounted on first access.
+    (import ./nfs.nix site.nfs)
   ];
 
   system.stateVersion = "25.05";

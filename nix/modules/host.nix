@@ -26,6 +26,8 @@ in
     ./k3s.nix
     ./longhorn.nix
     ./sops.nix
+    # The site's NAS on this host (hosts.json's nfs; null when none or the host opts out).
+    (import ./nfs.nix host.nfs)
   ]
   ++ (
     if host.isVm then

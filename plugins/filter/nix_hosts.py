@@ -15,6 +15,8 @@ description:
     Nix to read the site, and Nix never needs YAML.
   - Bare-metal hosts install onto their C(disk_id); VMs keep the template's disk (O(vm_disk)).
   - The K3s token file is named relative to the flake directory (O(token_dir)), where it is copied.
+  - Each host's C(nfs) is the NFS mount it gets (the site's C(nfs) section with the host's own C(hosts[].nfs)
+    applied), or null when the site has none or the host opts out with C(nfs: false).
 options:
   _input:
     description: The site model.
@@ -48,11 +50,13 @@ import posixpath
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.nerv.homelab.plugins.module_utils.site.nfs import nfs_mount
+
 
 def nix_hosts(site, vm_disk="/dev/sda", token_dir="secrets"):
     try:
         network, k3s = site["network"], site["k3s"]
-        hosts = [_host(h, vm_disk) for h in site["hosts"]]
+        hosts = [_host(site, h, vm_disk) for h in site["hosts"]]
         token = k3s["token_sops"]
     except (KeyError, TypeError) as exc:
         message = f"nix_hosts: the input is not a site model (missing {exc}); run nerv.homelab.site first"
@@ -80,7 +84,7 @@ def nix_hosts(site, vm_disk="/dev/sda", token_dir="secrets"):
     }
 
 
-def _host(host, vm_disk):
+def _host(site, host, vm_disk):
     baremetal = host["kind"] == "baremetal"
     return {
         "name": host["name"],
@@ -89,6 +93,7 @@ def _host(host, vm_disk):
         "address": host["ip"].split("/")[0],
         "mac": (host.get("mac") or "").lower() or None,
         "disk": host["disk_id"] if baremetal else vm_disk,
+        "nfs": nfs_mount(site, host),
     }
 
 

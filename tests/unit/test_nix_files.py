@@ -151,7 +151,13 @@ def test_example_site_evaluates(nix_instantiate):
     site = nix_eval(
         nix_instantiate, "import ./nix/lib/site.nix (builtins.fromJSON (builtins.readFile ./nix/site.json))"
     )
-    assert site == {"hostname": "nixos-base", "disk": "/dev/sda", "diskExplicit": True, "adminSshKeys": [GOOD_KEY]}
+    assert site == {
+        "hostname": "nixos-base",
+        "disk": "/dev/sda",
+        "diskExplicit": True,
+        "adminSshKeys": [GOOD_KEY],
+        "nfs": None,
+    }
     raw = json.loads((NIX_DIR / "site.json").read_text())
     for key in raw["admin_ssh_keys"]:
         assert site_formats.check_ssh_public_key(key) is None, "the Python site validator must accept the example"
@@ -159,7 +165,13 @@ def test_example_site_evaluates(nix_instantiate):
 
 def test_site_defaults_disk_and_says_it_was_not_named(nix_instantiate):
     site = nix_eval(nix_instantiate, f"import ./nix/lib/site.nix {{ admin_ssh_keys = [ {nix_string(GOOD_KEY)} ]; }}")
-    assert site == {"hostname": "nixos-base", "disk": "/dev/sda", "diskExplicit": False, "adminSshKeys": [GOOD_KEY]}
+    assert site == {
+        "hostname": "nixos-base",
+        "disk": "/dev/sda",
+        "diskExplicit": False,
+        "adminSshKeys": [GOOD_KEY],
+        "nfs": None,
+    }
 
 
 ED_BODY = GOOD_KEY.split()[1]
@@ -520,7 +532,8 @@ def modules(nix_instantiate):
       installer = import ./nix/modules/installer.nix args;
       growroot = import ./nix/modules/growroot.nix args;
     in {{
-      base = base // {{ imports = map toString base.imports; }};
+      # the NFS module is data (modules/nfs.nix applied to site.nfs), the others are files
+      base = base // {{ imports = map (i: if builtins.isAttrs i then i else toString i) base.imports; }};
       inherit installer growroot;
       expectedScript = import ./nix/lib/install-script.nix {{
         systemToplevel = "{TOPLEVEL}"; bootDisk = "/dev/sda";
@@ -563,6 +576,8 @@ def test_base_module_boots_on_bios_and_uefi_from_labelled_file_systems(modules):
     }
     assert base["imports"][0] == "/stub/nixos/modules/profiles/qemu-guest.nix"
     assert base["imports"][1].endswith("/nix/modules/growroot.nix")
+    assert base["imports"][2] == {}, "no NFS mount in a site without nfs"
+    assert "fileSystems" not in base["imports"][2]
 
 
 # The host modules name the ed25519 key a host already holds (nixos-anywhere --extra-files, or the clone's first

@@ -105,6 +105,7 @@ def expected_host(name, address, *, server, first, vm, disk, mac=None):
         "isVm": vm,
         "disk": disk,
         "mac": mac,
+        "nfs": None,
         "k3s": {
             "role": "server" if server else "agent",
             "clusterInit": first,
@@ -265,7 +266,7 @@ BAD = {
     ),
     "unknown host key": (
         mutate(lambda d: host(d, "cp1").update(ip="10.77.0.11/24")),
-        ["unknown key 'hosts[0].ip' (known: name, role, kind, address, mac, disk)"],
+        ["unknown key 'hosts[0].ip' (known: name, role, kind, address, mac, disk, nfs)"],
     ),
     "bare-metal disk by kernel name": (
         mutate(lambda d: host(d, "mini1").update(disk="/dev/sda")),
@@ -446,7 +447,7 @@ def modules(nix_instantiate):
           s = import ./nix/modules/sops.nix a;
           secret = s.sops.secrets.k3s-token;
         in {
-          host = h // { imports = map toString h.imports; };
+          host = h // { imports = map (i: if builtins.isAttrs i then i else toString i) h.imports; };
           k3s = import ./nix/modules/k3s.nix a;
           longhorn = import ./nix/modules/longhorn.nix a;
           # toString: the file need not exist, and --json would copy a path into the store.
@@ -525,11 +526,13 @@ def test_host_module_imports_vm_support_only_for_vms(modules):
     for name in ("cp1", "worker1"):
         imports = modules["hosts"][name]["host"]["imports"]
         assert [Path(i).name for i in imports[:4]] == own
-        assert imports[4:6] == ["/stub/nixos/modules/profiles/qemu-guest.nix", str(NIX_DIR / "modules/growroot.nix")]
-        assert len(imports) == 6
-    assert [Path(i).name for i in modules["hosts"]["mini1"]["host"]["imports"]] == own
+        assert imports[4] == {}, "the NFS module of a host without a mount defines nothing"
+        assert imports[5:7] == ["/stub/nixos/modules/profiles/qemu-guest.nix", str(NIX_DIR / "modules/growroot.nix")]
+        assert len(imports) == 7
+    mini1 = modules["hosts"]["mini1"]["host"]["imports"]
+    assert [Path(i).name for i in mini1[:4]] == own and mini1[4:] == [{}]
     for name in modules["hosts"]:
-        assert not any(i.endswith("/base.nix") for i in modules["hosts"][name]["host"]["imports"])
+        assert not any(str(i).endswith("/base.nix") for i in modules["hosts"][name]["host"]["imports"])
 
 
 def test_host_module_sets_name_and_static_network(modules):
