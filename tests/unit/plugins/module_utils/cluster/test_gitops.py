@@ -142,8 +142,8 @@ def test_the_nfs_section_installs_csi_driver_nfs_in_kube_system():
     (release,) = docs("platform/home/infrastructure/csi-driver-nfs.yaml")
     assert release["metadata"] == {"name": "csi-driver-nfs", "namespace": "kube-system"}
     chart = release["spec"]["chart"]["spec"]
-    assert chart == {"chart": "csi-driver-nfs", "version": "v4.11.0",
-                     "sourceRef": {"kind": "HelmRepository", "name": "csi-driver-nfs", "namespace": "flux-system"}}  # fmt: skip
+    source = {"kind": "HelmRepository", "name": "csi-driver-nfs", "namespace": "flux-system"}
+    assert chart == {"chart": "csi-driver-nfs", "version": "v4.11.0", "sourceRef": source}
     assert release["spec"]["values"] == {}, "the chart makes no StorageClass (storageClass.create is false)"
     repos = {r["metadata"]["name"]: r["spec"]["url"] for r in docs("platform/home/infrastructure/repositories.yaml")}
     assert repos["csi-driver-nfs"] == "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
@@ -176,8 +176,11 @@ def test_the_nfs_class_follows_the_site_and_longhorn_stays_the_default():
 def test_a_default_nfs_class_takes_the_default_from_longhorn():
     site = _with_nfs(default_class=True, storage_class="nas", reclaim_policy="Delete", options=["nfsvers=4.1"])
     (storage_class,) = _docs(site, "infrastructure-config/nfs-storage-class.yaml")
-    assert storage_class["metadata"] == {"name": "nas", "annotations": {
-        "kustomize.toolkit.fluxcd.io/force": "enabled", "storageclass.kubernetes.io/is-default-class": "true"}}  # fmt: skip
+    annotations = {
+        "kustomize.toolkit.fluxcd.io/force": "enabled",
+        "storageclass.kubernetes.io/is-default-class": "true",
+    }
+    assert storage_class["metadata"] == {"name": "nas", "annotations": annotations}
     assert (storage_class["reclaimPolicy"], storage_class["mountOptions"]) == ("Delete", ["nfsvers=4.1"])
     (longhorn,) = _docs(site, "infrastructure/longhorn.yaml")
     assert longhorn["spec"]["values"]["persistence"]["defaultClass"] is False
