@@ -16,7 +16,7 @@ description:
   - Bare-metal hosts install onto their C(disk_id); VMs keep the template's disk (O(vm_disk)).
   - The K3s token file is named relative to the flake directory (O(token_dir)), where it is copied.
   - Each host's C(nfs) is the NFS mount it gets (the site's C(nfs) section with the host's own C(hosts[].nfs)
-    applied), or null when the site has none or the host opts out with C(nfs: false).
+    applied), or null when the site has none or the host's C(nfs) is false.
 options:
   _input:
     description: The site model.
