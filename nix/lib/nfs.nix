@@ -76,6 +76,7 @@ let
     "/dev"
     "/run"
     "/usr"
+    "/tmp"
     "/var/lib/longhorn"
     "/var/lib/rancher"
     "/var/lib/kubelet"

@@ -8,8 +8,8 @@
 # defines must not depend on the module system's own arguments, or evaluating them recurses.
 #
 # systemd automount with noauto: boot never waits for the NAS, the first access mounts it, and
-# an idle mount is let go after 10 minutes; nofail, _netdev and a mount timeout keep a NAS that
-# is down from holding up boot, shutdown or the process that touched the path for long.
+# an idle mount is let go after 10 minutes; nofail and _netdev keep the mount out of boot's
+# ordering, and the mount timeout bounds how long the access that triggers it waits.
 # Uses no pkgs and no lib, so tests evaluate it with nix-instantiate alone.
 mount:
 if mount == null then

@@ -217,7 +217,8 @@ def test_nix_and_python_refuse_the_same_system_paths_and_options(nix_instantiate
 
 
 MOUNT_POINTS = ["/mnt/nfs", "/srv/nas", "/var/nfs", "/home/me/nas", "/data", "/", "/var", "/var/lib", "/run/x",
-                "/mnt/../etc", "/usr/local/nas", "/var/lib/longhorn-data", "/mnt/nfs/", "/mnt/a b", "mnt"]  # fmt: skip
+                "/mnt/../etc", "/tmp/nas", "/usr/local/nas", "/var/lib/longhorn-data", "/mnt/nfs/", "/mnt/a b",
+                "mnt"]  # fmt: skip
 OPTIONS = ["hard", "nfsvers=4.1", "sec=krb5p", "proto=tcp", "auto", "nofail", "x-systemd.automount", "a,b", "a b",
            'a"b', "_netdev", "-o"]  # fmt: skip
 SERVERS = ["192.168.10.4", "nas", "nas.lab.example.", "192.168.10.400", "10.0.0", "nas_1", "-nas", "nas..lab"]

@@ -229,8 +229,9 @@ def check_k3s_networks(data: dict) -> list:
 # (a mount on /var/lib hides /var/lib/longhorn); K3s's and the kubelet's state is there too.
 _SYSTEM_PATHS = ("/", "/nix", "/boot", "/etc", "/var", "/usr", "/home", "/root", "/tmp", "/run", "/proc", "/sys",
                  "/dev", "/var/lib/longhorn", "/var/lib/rancher", "/var/lib/kubelet")  # fmt: skip
-# ... and the trees nothing may be mounted inside (the store, boot files, configuration, kernel and runtime state).
-_SYSTEM_TREES = ("/nix", "/boot", "/etc", "/proc", "/sys", "/dev", "/run", "/usr", "/var/lib/longhorn",
+# ... and the trees nothing may be mounted inside (the store, boot files, configuration, kernel and runtime state,
+# and /tmp, which is emptied at boot and cleaned by age).
+_SYSTEM_TREES = ("/nix", "/boot", "/etc", "/proc", "/sys", "/dev", "/run", "/usr", "/tmp", "/var/lib/longhorn",
                  "/var/lib/rancher", "/var/lib/kubelet")  # fmt: skip
 # Options the hosts' mount sets itself so a NAS that is down never holds up boot (systemd automount on first
 # access, _netdev, timeouts); auto/defaults would mount it at boot and x-systemd.* would change that.

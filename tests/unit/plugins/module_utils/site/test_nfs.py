@@ -125,6 +125,7 @@ BAD = [
     ("in /etc", dict(NAS, mount_point="/etc/nas"), "nfs.mount_point", "inside /etc", "/mnt/nfs"),
     ("in /boot", dict(NAS, mount_point="/boot/efi"), "nfs.mount_point", "inside /boot", "/mnt/nfs"),
     ("in /run", dict(NAS, mount_point="/run/nas"), "nfs.mount_point", "inside /run", "/mnt/nfs"),
+    ("in /tmp", dict(NAS, mount_point="/tmp/nas"), "nfs.mount_point", "inside /tmp", "/mnt/nfs"),
     ("in k3s's", dict(NAS, mount_point="/var/lib/rancher/k3s"), "nfs.mount_point", "inside /var/lib/rancher", ""),
     ("options joined", dict(NAS, options=["nfsvers=4,hard"]), "nfs.options[0]", "expected form", "no commas"),
     ("option with space", dict(NAS, options=["hard "]), "nfs.options[0]", "expected form", "one mount option"),
