@@ -28,10 +28,18 @@ CHARTS = {
     "cert-manager": ("cert-manager", "jetstack", "https://charts.jetstack.io", "cert-manager"),
     "traefik": ("traefik", "traefik", "https://traefik.github.io/charts", "traefik"),
     "longhorn": ("longhorn-system", "longhorn", "https://charts.longhorn.io", "longhorn"),
+    "kube-prometheus-stack": (
+        "monitoring",
+        "prometheus-community",
+        "https://prometheus-community.github.io/helm-charts",
+        "kube-prometheus-stack",
+    ),
 }
 CORE_RELEASES = ("metallb", "cert-manager", "traefik", "longhorn")
 STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 SOPS_SECRET = "sops-age"
+# What sops encrypts in the site's Kubernetes Secrets (Flux's convention): their data, never their metadata
+SOPS_ENCRYPTED_REGEX = "^(data|stringData)$"
 
 
 class RenderError(Exception):
@@ -80,7 +88,11 @@ def _kustomization(resources: list) -> dict:
 
 def active_charts(site: dict) -> list:
     """The releases this site's platform holds, in CHARTS order (optional ones only when the site asks)."""
-    return [release for release in CHARTS if release in CORE_RELEASES]
+    return [release for release in CHARTS if release in CORE_RELEASES or _optional_wanted(site, release)]
+
+
+def _optional_wanted(site: dict, release: str) -> bool:
+    return release == "kube-prometheus-stack" and monitoring_on(site)
 
 
 def chart_version(site: dict, release: str) -> str:
@@ -132,7 +144,9 @@ def helm_release(site: dict, release: str, values: dict) -> dict:
 def namespaces(site: dict) -> list:
     names = sorted({CHARTS[release][0] for release in active_charts(site)})
     labels = {"longhorn-system": {"pod-security.kubernetes.io/enforce": "privileged"},
-              "metallb-system": {"pod-security.kubernetes.io/enforce": "privileged"}}  # fmt: skip
+              "metallb-system": {"pod-security.kubernetes.io/enforce": "privileged"},
+              # node exporter reads the host (hostNetwork, hostPID, host paths)
+              "monitoring": {"pod-security.kubernetes.io/enforce": "privileged"}}  # fmt: skip
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(n, labels=labels.get(n))} for n in names]
 
 
@@ -149,13 +163,16 @@ def releases(site: dict) -> dict:
         "defaultSettings": {"defaultReplicaCount": replicas},
         "persistence": {"defaultClassReplicaCount": replicas},
     }
-    return {
+    out = {
         "metallb": helm_release(site, "metallb", {}),
         # crds.enabled: installCRDs is deprecated
         "cert-manager": helm_release(site, "cert-manager", {"crds": {"enabled": True}}),
         "traefik": helm_release(site, "traefik", traefik),
         "longhorn": helm_release(site, "longhorn", longhorn),
     }
+    if monitoring_on(site):
+        out["kube-prometheus-stack"] = helm_release(site, "kube-prometheus-stack", monitoring_values(site))
+    return out
 
 
 def metallb_pool(site: dict) -> list:
@@ -193,17 +210,24 @@ DASHBOARDS = {
 CAPACITOR_MANIFESTS = "oci://ghcr.io/gimlet-io/capacitor-manifests"
 
 
+def site_dashboards(site: dict) -> dict:
+    """dashboard -> (namespace, service, port, host): the platform's, and Grafana when the site has monitoring."""
+    domain = site["network"]["domain"]
+    out = {name: (*target, f"{name}.{domain}") for name, target in DASHBOARDS.items()}
+    if monitoring_on(site):
+        out["grafana"] = (MONITORING_NAMESPACE, GRAFANA_SERVICE, 80, grafana_host(site))
+    return out
+
+
 def dashboards(site: dict) -> dict:
     """dashboard -> its URL on the site's domain."""
-    return {name: f"https://{name}.{site['network']['domain']}/" for name in DASHBOARDS}
+    return {name: f"https://{target[3]}/" for name, target in site_dashboards(site).items()}
 
 
 def ingresses(site: dict) -> list:
     """Ingresses for the dashboards, with certificates from the site's CA."""
-    domain = site["network"]["domain"]
     docs = []
-    for name, (namespace, service, port) in DASHBOARDS.items():
-        host = f"{name}.{domain}"
+    for name, (namespace, service, port, host) in site_dashboards(site).items():
         docs.append({
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
@@ -248,7 +272,7 @@ def sops_rules(existing: dict | None, stage_root: str, recipients: list) -> dict
     """The repository's .sops.yaml with this site's rule (secrets under stage_root, encrypted to recipients: the
     admins and the cluster's Flux key) put first; the rules of other sites and the user's own are kept."""
     path_regex = f"^{re.escape(stage_root)}/.*\\.sops\\.ya?ml$"
-    rule = {"path_regex": path_regex, "encrypted_regex": "^(data|stringData)$", "age": ",".join(recipients)}
+    rule = {"path_regex": path_regex, "encrypted_regex": SOPS_ENCRYPTED_REGEX, "age": ",".join(recipients)}
     config = dict(existing or {})
     rules = config.get("creation_rules") or []
     others = [r for r in rules if not (isinstance(r, dict) and r.get("path_regex") == path_regex)]
@@ -267,10 +291,180 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     }
     config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site)}
     platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard()}
+    if monitoring_on(site) and platform_alerts(site):
+        platform["platform-alerts.yaml"] = platform_alerts(site)
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
+    secret = sops_files(site)
     for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):
         for name, docs in content.items():
             files[f"{stage_root}/{stage}/{name}"] = docs
-        files[f"{stage_root}/{stage}/kustomization.yaml"] = [_kustomization(sorted(content))]
+        files[f"{stage_root}/{stage}/kustomization.yaml"] = [_kustomization(sorted([*content, *secret.get(stage, [])]))]
     files[f"{stage_root}/apps/kustomization.yaml"] = [_kustomization([])]
     return files
+
+
+# ---- monitoring: kube-prometheus-stack, Grafana's admin Secret, the platform's alerts ----------------------------
+
+MONITORING_NAMESPACE = "monitoring"
+MONITORING_RELEASE = "kube-prometheus-stack"
+# the grafana subchart's Service: <release>-grafana, port 80
+GRAFANA_SERVICE = f"{MONITORING_RELEASE}-grafana"
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+GRAFANA_ADMIN_USER = "admin"
+# In the chart's stage: Grafana's pod needs the Secret to start, and the HelmRelease waits for the pod
+GRAFANA_ADMIN_STAGE = "infrastructure"
+GRAFANA_ADMIN_FILE = "grafana-admin.sops.yaml"
+# The Flux kinds this platform holds, as the kube-state-metrics of the chart reports them (gotk_resource_info)
+FLUX_KINDS = (
+    ("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "HelmRepository", "helmrepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories"),
+    ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
+    ("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"),
+)
+
+
+def monitoring_on(site: dict) -> bool:
+    return site.get("monitoring") is not None
+
+
+def default_storage_class(site: dict) -> str:
+    """The site's default StorageClass: Longhorn's, the one class this platform makes."""
+    return "longhorn"
+
+
+def grafana_host(site: dict) -> str:
+    return site["monitoring"].get("grafana_host") or f"grafana.{site['network']['domain']}"
+
+
+def sops_files(site: dict) -> dict:
+    """stage -> the sops-encrypted files its kustomization.yaml lists; gitops_apply writes them (secret content is
+    never rendered here)."""
+    return {GRAFANA_ADMIN_STAGE: [GRAFANA_ADMIN_FILE]} if monitoring_on(site) else {}
+
+
+def grafana_admin_secret(password: str) -> dict:
+    """The plaintext of Grafana's admin Secret, for gitops_apply to encrypt (stringData: sops encrypts it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(GRAFANA_ADMIN_SECRET, MONITORING_NAMESPACE),
+        "type": "Opaque",
+        "stringData": {"admin-user": GRAFANA_ADMIN_USER, "admin-password": password},
+    }
+
+
+def _claim(storage_class: str, size: str) -> dict:
+    return {"spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": size}}}}  # fmt: skip
+
+
+def monitoring_values(site: dict) -> dict:
+    """kube-prometheus-stack's values from the site's monitoring section."""
+    monitoring = site["monitoring"]
+    storage_class = monitoring.get("storage_class") or default_storage_class(site)
+    disabled = {"enabled": False}
+    return {
+        # K3s runs the controller manager, scheduler and proxy inside its own process, listening on 127.0.0.1, and
+        # has no etcd pods: their ServiceMonitors would find nothing and their "down" alerts would fire for ever
+        "kubeControllerManager": disabled,
+        "kubeScheduler": disabled,
+        "kubeProxy": disabled,
+        "kubeEtcd": disabled,
+        "prometheus": {"prometheusSpec": {
+            "retention": monitoring["retention"],
+            "storageSpec": {"volumeClaimTemplate": _claim(storage_class, monitoring["prometheus_storage"])},
+            # every rule and monitor in the cluster (platform-alerts.yaml, the apps' own), not only the chart's
+            "ruleSelectorNilUsesHelmValues": False,
+            "serviceMonitorSelectorNilUsesHelmValues": False,
+            "podMonitorSelectorNilUsesHelmValues": False,
+            "probeSelectorNilUsesHelmValues": False,
+        }},
+        "alertmanager": {"alertmanagerSpec": {
+            "storage": {"volumeClaimTemplate": _claim(storage_class, monitoring["alertmanager_storage"])}}},
+        "grafana": {
+            # the password lives in a sops-encrypted Secret in Git, never in these values
+            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+            # served by the Ingress of platform/ingresses.yaml, like every dashboard
+            "ingress": {"enabled": False},
+            "persistence": {"enabled": True, "type": "pvc", "storageClassName": storage_class,
+                            "accessModes": ["ReadWriteOnce"], "size": monitoring["grafana_storage"]},
+            # a ReadWriteOnce volume cannot attach to the new pod while the old one still holds it
+            "deploymentStrategy": {"type": "Recreate"},
+        },
+        "nodeExporter": {"enabled": True},
+        # a DaemonSet on every node, control-plane nodes (and any other taint) included
+        "prometheus-node-exporter": {"tolerations": [{"operator": "Exists"}]},
+        "kube-state-metrics": flux_state_metrics(),
+    }  # fmt: skip
+
+
+def flux_state_metrics() -> dict:
+    """kube-state-metrics values that export gotk_resource_info{ready=...} for Flux's objects: the controllers of
+    Flux 2.6 no longer export their objects' readiness themselves (gotk_reconcile_condition is gone)."""
+    resources = []
+    for group, version, kind, _plural in FLUX_KINDS:
+        resources.append({
+            "groupVersionKind": {"group": group, "version": version, "kind": kind},
+            "metricNamePrefix": "gotk",
+            "metrics": [{"name": "resource_info", "help": "The current state of a Flux object.",
+                         "each": {"type": "Info", "info": {"labelsFromPath": {"name": ["metadata", "name"]}}}}],
+            "labelsFromPath": {"exported_namespace": ["metadata", "namespace"],
+                               "ready": ["status", "conditions", "[type=Ready]", "status"],
+                               "suspended": ["spec", "suspend"]},
+        })  # fmt: skip
+    rule = {"apiGroups": sorted({group for group, *_rest in FLUX_KINDS}),
+            "resources": [plural for *_rest, plural in FLUX_KINDS], "verbs": ["list", "watch"]}  # fmt: skip
+    return {
+        "rbac": {"extraRules": [rule]},
+        "customResourceState": {"enabled": True,
+                                "config": {"kind": "CustomResourceStateMetrics", "spec": {"resources": resources}}},
+    }  # fmt: skip
+
+
+# site key -> (alert, PromQL, for, severity, summary); PERCENT is monitoring.alerts.volume_full_percent
+PLATFORM_ALERTS = {
+    "node_not_ready": (
+        "NodeNotReady",
+        'kube_node_status_condition{condition="Ready",status="true"} == 0',
+        "5m",
+        "critical",
+        "Node {{ $labels.node }} has not been Ready for 5 minutes.",
+    ),
+    "flux_not_ready": (
+        "FluxObjectNotReady",
+        'max by (customresource_kind, exported_namespace, name) (gotk_resource_info{ready="False"}) > 0',
+        "10m",
+        "warning",
+        "{{ $labels.customresource_kind }} {{ $labels.exported_namespace }}/{{ $labels.name }} has not been Ready "
+        "for 10 minutes.",
+    ),
+    "volume_filling_up": (
+        "VolumeFillingUp",
+        "100 * kubelet_volume_stats_used_bytes / kubelet_volume_stats_capacity_bytes > PERCENT",
+        "5m",
+        "warning",
+        "PersistentVolumeClaim {{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }} is over PERCENT% full.",
+    ),
+}
+
+
+def platform_alerts(site: dict) -> list:
+    """The platform's PrometheusRule, none when every alert is off (the operator's CRD comes with the chart: this
+    goes in a later stage)."""
+    alerts = site["monitoring"]["alerts"]
+    percent = str(alerts["volume_full_percent"])
+    rules = [
+        {"alert": alert, "expr": expr.replace("PERCENT", percent), "for": duration, "labels": {"severity": severity},
+         "annotations": {"summary": summary.replace("PERCENT", percent)}}
+        for key, (alert, expr, duration, severity, summary) in PLATFORM_ALERTS.items()
+        if alerts[key]
+    ]  # fmt: skip
+    if not rules:
+        return []
+    return [{
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta("platform", MONITORING_NAMESPACE, {"release": MONITORING_RELEASE}),
+        "spec": {"groups": [{"name": "platform", "rules": rules}]},
+    }]  # fmt: skip

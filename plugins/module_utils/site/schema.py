@@ -69,6 +69,74 @@ _PLATFORM = {
     },
 }
 
+# Prometheus' own duration syntax (units in this order, as its flag and the operator's CRD accept them), not empty
+_PROM_DURATION = "^(?=[0-9])([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
+# A Kubernetes storage request in binary units: what a PersistentVolumeClaim asks for
+_STORAGE_SIZE = "^[1-9][0-9]*(Mi|Gi|Ti)$"
+_DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _size(what: str, default: str) -> dict:
+    return {"type": "string", "pattern": _STORAGE_SIZE, "default": default,
+            "description": f"Size of the {what} volume (a PersistentVolumeClaim on storage_class).",
+            "x-fix": f"write a whole number with Mi, Gi or Ti, e.g. {default}"}  # fmt: skip
+
+
+def _alert(summary: str) -> dict:
+    return {"type": "boolean", "default": True, "description": f"Alert when {summary}."}
+
+
+_MONITORING = {
+    "type": "object",
+    "description": "Prometheus, Alertmanager and Grafana (kube-prometheus-stack) with the platform's alerts; "
+    "present (even empty: monitoring: {}) turns monitoring on.",
+    "additionalProperties": False,
+    "properties": {
+        "retention": {
+            "type": "string",
+            "pattern": _PROM_DURATION,
+            "default": "15d",
+            "description": "How long Prometheus keeps samples (a Prometheus duration).",
+            "x-fix": "write a Prometheus duration: a number and a unit (y, w, d, h, m, s, ms), e.g. 15d or 1w3d",
+        },
+        "prometheus_storage": _size("Prometheus", "20Gi"),
+        "alertmanager_storage": _size("Alertmanager", "2Gi"),
+        "grafana_storage": _size("Grafana", "5Gi"),
+        "storage_class": {
+            "type": "string",
+            "pattern": _DNS_SUBDOMAIN,
+            "description": "StorageClass of the three volumes; default: the site's default class (longhorn).",
+            "x-fix": "name a StorageClass of the cluster (kubectl get storageclass), e.g. longhorn",
+        },
+        "grafana_host": {
+            "type": "string",
+            "pattern": _DOMAIN,
+            "description": "Host name Grafana is served on (Traefik, certificate from the site's CA); "
+            "default grafana.<network.domain>.",
+            "x-fix": "write a lower-case DNS name such as grafana.lab.example",
+        },
+        "alerts": {
+            "type": "object",
+            "description": "Which of the platform's alerts to render (all on by default).",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "node_not_ready": _alert("a node has not been Ready for 5 minutes"),
+                "flux_not_ready": _alert("a Flux object has not been Ready for 10 minutes"),
+                "volume_filling_up": _alert("a PersistentVolumeClaim is fuller than volume_full_percent"),
+                "volume_full_percent": {
+                    "type": "integer",
+                    "minimum": 50,
+                    "maximum": 99,
+                    "default": 85,
+                    "description": "Percent used at which volume_filling_up fires.",
+                    "x-fix": "give a percentage from 50 to 99, e.g. 85",
+                },
+            },
+        },
+    },
+}
+
 _SITE = {
     "type": "object",
     "description": "What the site is called.",
@@ -351,6 +419,7 @@ SITE_SCHEMA = {
         "flux": _FLUX,
         "sops": _SOPS,
         "platform": _PLATFORM,
+        "monitoring": _MONITORING,
         "admin_ssh_keys": {
             "type": "array",
             "minItems": 1,

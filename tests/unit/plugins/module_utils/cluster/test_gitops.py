@@ -35,13 +35,15 @@ def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
 
 
 def test_every_stage_directory_lists_exactly_its_files():
+    """Its rendered files, and the sops files gitops_apply writes beside them (Grafana's admin Secret)."""
     rendered = files()
+    assert gitops.sops_files(SITE) == {"infrastructure": ["grafana-admin.sops.yaml"]}
     for stage in gitops.STAGES:
         directory = f"platform/home/{stage}/"
         (kustomization,) = rendered[directory + "kustomization.yaml"]
-        present = sorted(
-            p[len(directory) :] for p in rendered if p.startswith(directory) and not p.endswith("/kustomization.yaml")
-        )
+        present = [p[len(directory) :] for p in rendered if p.startswith(directory)]
+        present = sorted([*present, *gitops.sops_files(SITE).get(stage, [])])
+        present.remove("kustomization.yaml")
         assert kustomization["resources"] == present
 
 
@@ -57,10 +59,9 @@ def test_metallb_gets_the_sites_pool_and_cert_manager_its_crds():
 def test_dashboards_are_served_for_the_sites_domain_with_its_ca():
     ingresses = docs("platform/home/platform/ingresses.yaml")
     hosts = [i["spec"]["rules"][0]["host"] for i in ingresses]
-    assert hosts == ["traefik.home.lab.example", "longhorn.home.lab.example", "flux.home.lab.example"]
-    assert gitops.dashboards(SITE) == {
-        name: f"https://{name}.home.lab.example/" for name in ("traefik", "longhorn", "flux")
-    }
+    names = ("traefik", "longhorn", "flux", "grafana")  # Grafana: the example site has monitoring
+    assert hosts == [f"{name}.home.lab.example" for name in names]
+    assert gitops.dashboards(SITE) == {name: f"https://{name}.home.lab.example/" for name in names}
     for ingress in ingresses:
         assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "site-ca"}
         assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]

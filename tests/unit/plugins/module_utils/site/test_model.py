@@ -185,7 +185,24 @@ CASES = [
     ("k3s version", _site, {"k3s.version": "1.31"}, "k3s.version", "expected form", "v1.31.4+k3s1"),
     ("flux path", _site, {"flux.path": "/clusters/home/"}, "flux.path", "expected form", "without leading"),
     ("bios", _site, {"template.bios": "uefi"}, "template.bios", "not one of ovmf, seabios", "ovmf"),
-]
+    ("retention unit", _site, {"monitoring.retention": "15 days"}, "monitoring.retention", "expected form", "15d"),
+    ("retention order", _site, {"monitoring.retention": "3d1w"}, "monitoring.retention", "expected form", "1w3d"),
+    ("retention empty", _site, {"monitoring.retention": ""}, "monitoring.retention", "expected form", "duration"),
+    ("size unit", _site, {"monitoring.prometheus_storage": "20GB"}, "monitoring.prometheus_storage", "expected form",
+     "Mi, Gi or Ti, e.g. 20Gi"),
+    ("size zero", _site, {"monitoring.grafana_storage": "0Gi"}, "monitoring.grafana_storage", "expected form", "5Gi"),
+    ("size number", _site, {"monitoring.alertmanager_storage": 2}, "monitoring.alertmanager_storage",
+     "must be a string, not an integer", "2Gi"),
+    ("storage class", _site, {"monitoring.storage_class": "Fast_SSD"}, "monitoring.storage_class", "expected form",
+     "kubectl get storageclass"),
+    ("grafana host", _site, {"monitoring.grafana_host": "https://grafana.lab"}, "monitoring.grafana_host",
+     "expected form", "grafana.lab.example"),
+    ("alert percent", _site, {"monitoring.alerts.volume_full_percent": 100}, "monitoring.alerts.volume_full_percent",
+     "must be from 50 to 99", "85"),
+    ("alert typo", _site, {"monitoring.alerts.node_ready": True}, "monitoring.alerts.node_ready", "not a known key",
+     "node_not_ready"),
+    ("monitoring null", _site, {"monitoring": None}, "monitoring", "must be a mapping, not null", "monitoring"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("base", "edits", "path", "message", "fix"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -318,3 +335,22 @@ def test_secret_values_finds_what_the_validator_refuses():
     assert secret_values(data) == {CANARY, "1234", "AGE-SECRET-KEY-1" + CANARY.upper()}
     assert secret_values(_site()) == set()
     assert secret_values(None) == set()
+
+
+def test_monitoring_is_off_unless_present_and_an_empty_section_gets_every_default():
+    data = _metal()
+    assert "monitoring" not in data and "monitoring" not in normalise_site(data)
+    data["monitoring"] = {}
+    monitoring = parse_site(data)["monitoring"]
+    assert monitoring == {
+        "retention": "15d",
+        "prometheus_storage": "20Gi",
+        "alertmanager_storage": "2Gi",
+        "grafana_storage": "5Gi",
+        "alerts": {
+            "node_not_ready": True,
+            "flux_not_ready": True,
+            "volume_filling_up": True,
+            "volume_full_percent": 85,
+        },
+    }
