@@ -48,6 +48,25 @@ EXPECTED = {
     },
     "apps": set(),
 }
+# What a site with a monitoring section adds to each stage (the shipped example-proxmox has one)
+MONITORING = {
+    "infrastructure": {
+        ("Namespace", "", "monitoring"),
+        ("HelmRepository", "flux-system", "prometheus-community"),
+        ("HelmRelease", "monitoring", "kube-prometheus-stack"),
+        ("Secret", "monitoring", "grafana-admin"),  # sops-encrypted, written by gitops_render itself
+    },
+    "infrastructure-config": set(),
+    "platform": {
+        ("Ingress", "monitoring", "grafana-dashboard"),
+        ("PrometheusRule", "monitoring", "platform"),
+    },
+    "apps": set(),
+}
+
+
+def expected(site: dict, stage: str) -> set:
+    return EXPECTED[stage] | (MONITORING[stage] if "monitoring" in site else set())
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +79,10 @@ def rendered(tmp_path_factory) -> dict[str, tuple[dict, object]]:
         checkout = root / site
         checkout.mkdir()
         checkouts[site] = (yaml.safe_load(site_file(site).read_text()), checkout)
-        module_args = {"site_file": str(site_file(site)), "dest": str(checkout)}
+        data = checkouts[site][0]
+        # the admins' recipients, as the role gitops_platform passes them (monitoring's Secret needs them)
+        module_args = {"site_file": str(site_file(site)), "dest": str(checkout),
+                       "sops_recipients": data["sops"]["admin_recipients"]}  # fmt: skip
         tasks.append({"name": f"render {site}", "nerv.homelab.gitops_render": module_args})
     result = AnsibleCli(root).playbook([{"name": "g", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
     assert result.rc == 0, result.describe()
@@ -90,12 +112,22 @@ def test_every_directory_flux_applies_builds_with_kustomize(rendered, site_name,
         scratch.mkdir()
         built = flux_build(checkout / path, scratch)
         assert built.generated is None, f"{path} carries its own kustomization.yaml"
-        assert built.objects() == EXPECTED[stage], f"{path} builds other objects than the stage applies"
+        assert built.objects() == expected(site, stage), f"{path} builds other objects than the stage applies"
     config = flux_build(checkout / paths["infrastructure-config"], tmp_path / "again")
     assert config.get("IPAddressPool", "site")["spec"]["addresses"] == site["metallb"]["addresses"]
     domain = site["network"]["domain"]
     ingresses = flux_build(checkout / paths["platform"], tmp_path / "ingresses")
     assert ingresses.get("Ingress", "flux-dashboard")["spec"]["rules"][0]["host"] == f"flux.{domain}"
+    if "monitoring" in site:
+        assert ingresses.get("Ingress", "grafana-dashboard")["spec"]["rules"][0]["host"] == f"grafana.{domain}"
+        infra = flux_build(checkout / paths["infrastructure"], tmp_path / "secret")
+        secret = infra.get("Secret", "grafana-admin")
+        assert secret["stringData"]["admin-password"].startswith("ENC[AES256_GCM,"), "built still encrypted"
+        assert "sops" in secret, "kustomize keeps the sops metadata Flux decrypts with"
+
+
+def test_a_shipped_site_has_monitoring():
+    assert any("monitoring" in yaml.safe_load(site_file(s).read_text()) for s in SHIPPED_SITES)
 
 
 def test_clusters_dir_with_what_bootstrap_commits_builds_both(rendered, tmp_path):
