@@ -42,6 +42,11 @@ def test_commits_and_pushes_only_when_the_platform_changed(ansible_cli, tmp_path
     assert commits(remote)[0].startswith("nerv.homelab: platform of site home") and len(commits(remote)) == 2
     tree = git("--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main").splitlines()
     assert "clusters/home/stages.yaml" in tree and "platform/home/infrastructure/metallb.yaml" in tree
+    # the example has monitoring: Grafana's admin Secret is committed, and only encrypted
+    secret = yaml.safe_load(
+        git("--git-dir", str(remote), "show", "main:platform/home/infrastructure/grafana-admin.sops.yaml")
+    )
+    assert secret["stringData"]["admin-password"].startswith("ENC[AES256_GCM,") and secret["sops"]["age"]
     rules = yaml.safe_load(git("--git-dir", str(remote), "show", "main:.sops.yaml"))["creation_rules"]
     admins = yaml.safe_load((INVENTORY / "example-proxmox" / "site.yml").read_text())["sops"]["admin_recipients"]
     assert rules[0]["path_regex"].startswith("^platform/home/") and rules[0]["age"] == ",".join(admins)
