@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: gitops_render
-short_description: Render a site's GitOps platform (Flux stages, MetalLB, cert-manager, Traefik, Longhorn)
+short_description: Render a site's GitOps platform (Flux stages, MetalLB, cert-manager, Traefik, Longhorn, monitoring)
 version_added: 0.1.0
 description:
   - Writes, into the checkout O(dest) of the site's GitOps repository, the Flux content of the site -
@@ -16,8 +16,15 @@ description:
     (CRDs through C(crds.enabled)), Traefik and Longhorn, the MetalLB IPAddressPool and L2Advertisement of the site's
     C(metallb.addresses), a self-signed CA for the site's domain with its ClusterIssuer, and Ingresses for the
     Traefik, Longhorn and Flux (Capacitor) dashboards.
-  - A file is rewritten only when its content changes; the diff shows each changed file. Committing and pushing
-    is the caller's (the role nerv.homelab.gitops_platform).
+  - With a C(monitoring) section in the site, also kube-prometheus-stack (Prometheus, Alertmanager, Grafana, node
+    exporter, kube-state-metrics reporting Flux's objects) with the site's retention and volumes, Grafana's Ingress,
+    and a PrometheusRule with the platform's alerts in the C(platform) stage.
+  - Grafana's admin password is made once, with a strong random value, into
+    C(<stage_root>/infrastructure/grafana-admin.sops.yaml) (Secret C(monitoring/grafana-admin), C(stringData)
+    sops-encrypted to O(sops_recipients), mode 0600) and never made again while the file is there. It never
+    appears in the result or the diff. A file there that is not sops-encrypted is refused.
+  - A file is rewritten only when its content changes; the diff shows each changed file (a secret file as
+    C(not shown)). Committing and pushing is the caller's (the role nerv.homelab.gitops_platform).
 author:
   - nerv.homelab contributors (@nerv-homelab)
 options:
@@ -40,6 +47,8 @@ options:
       - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
         repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
         C(stringData) to them; the rules of other sites and your own are kept.
+      - Required when the site has C(monitoring) and Grafana's admin Secret is not there yet: it is encrypted to
+        these recipients.
     type: list
     elements: str
 attributes:
@@ -66,7 +75,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 files:
-  description: Every file rendered, relative to O(dest).
+  description: Every file rendered, relative to O(dest), the site's sops-encrypted files included.
   returned: always
   type: list
   elements: str
@@ -79,7 +88,8 @@ dashboards:
   description: Each dashboard's URL (served by Traefik once the platform is up, certificate from the site's CA).
   returned: always
   type: dict
-  sample: {traefik: "https://traefik.home.lab/", longhorn: "https://longhorn.home.lab/", flux: "https://flux.home.lab/"}
+  sample: {traefik: "https://traefik.home.lab/", longhorn: "https://longhorn.home.lab/", flux: "https://flux.home.lab/",
+           grafana: "https://grafana.home.lab/"}
 """
 
 
