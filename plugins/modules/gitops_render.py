@@ -47,7 +47,7 @@ options:
       - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
         repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
         C(stringData) to them; the rules of other sites and your own are kept.
-      - Required when the site has C(monitoring) and Grafana's admin Secret is not there yet: it is encrypted to
+      - Required when the site has C(monitoring) and Grafana's admin Secret is not there yet, which is encrypted to
         these recipients.
     type: list
     elements: str

@@ -171,7 +171,7 @@ def releases(site: dict) -> dict:
         "longhorn": helm_release(site, "longhorn", longhorn),
     }
     if monitoring_on(site):
-        out["kube-prometheus-stack"] = helm_release(site, "kube-prometheus-stack", monitoring_values(site))
+        out["kube-prometheus-stack"] = monitoring_release(site)
     return out
 
 
@@ -397,6 +397,15 @@ def monitoring_values(site: dict) -> dict:
         "prometheus-node-exporter": {"tolerations": [{"operator": "Exists"}]},
         "kube-state-metrics": flux_state_metrics(),
     }  # fmt: skip
+
+
+def monitoring_release(site: dict) -> dict:
+    """kube-prometheus-stack's HelmRelease: after Longhorn, whose StorageClass its volumes are on by default (and
+    the chart is large: it gets the stage's whole timeout)."""
+    release = helm_release(site, MONITORING_RELEASE, monitoring_values(site))
+    release["spec"]["dependsOn"] = [{"name": "longhorn", "namespace": CHARTS["longhorn"][0]}]
+    release["spec"]["timeout"] = "10m"
+    return release
 
 
 def flux_state_metrics() -> dict:

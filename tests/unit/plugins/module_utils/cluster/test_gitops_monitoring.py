@@ -119,6 +119,7 @@ def test_the_chart_comes_from_prometheus_community_at_the_sites_version():
     chart = release["spec"]["chart"]["spec"]
     assert (chart["chart"], chart["version"]) == ("kube-prometheus-stack", "75.15.0")
     assert chart["sourceRef"] == {"kind": "HelmRepository", "name": "prometheus-community", "namespace": "flux-system"}
+    assert release["spec"]["dependsOn"] == [{"name": "longhorn", "namespace": "longhorn-system"}], "volumes first"
     (namespace,) = [
         n for n in files["platform/home/infrastructure/namespaces.yaml"] if n["metadata"]["name"] == "monitoring"
     ]
