@@ -35,7 +35,8 @@ PASSWORD_BYTES = 24
 
 
 def execute(module) -> dict:
-    """nerv.homelab.gitops_render: the site's tree and its .sops.yaml rule, written only where they differ."""
+    """nerv.homelab.gitops_render: the site's tree, its .sops.yaml rule and its sops files (each made once), written
+    only where they differ."""
     p = module.params
     site = load_site(p["site_file"])
     if not os.path.isdir(p["dest"]):
