@@ -252,7 +252,7 @@ _K3S = {
         "version": {
             "type": "string",
             "pattern": "^v\\d+\\.\\d+\\.\\d+\\+k3s\\d+$",
-            "description": "K3s release; empty means the one in the NixOS channel.",
+            "description": "K3s release; empty means K3s 1.31 at the patch release the nixpkgs pin carries.",
             "x-fix": "write a K3s release such as v1.31.4+k3s1",
         },
         "token_sops": dict(_SOPS_REF, description="Where the cluster join token is kept."),

@@ -47,7 +47,7 @@ def _set(data, path, value):
     keys = path.replace("[", ".").replace("]", "").split(".")
     node = data
     for key in keys[:-1]:
-        node = node[int(key)] if key.isdigit() else node[key]
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
     last = int(keys[-1]) if keys[-1].isdigit() else keys[-1]
     if value is DELETE:
         del node[last]
@@ -185,6 +185,46 @@ CASES = [
     ("k3s version", _site, {"k3s.version": "1.31"}, "k3s.version", "expected form", "v1.31.4+k3s1"),
     ("flux path", _site, {"flux.path": "/clusters/home/"}, "flux.path", "expected form", "without leading"),
     ("bios", _site, {"template.bios": "uefi"}, "template.bios", "not one of ovmf, seabios", "ovmf"),
+    (
+        "chart range",
+        _site,
+        {"platform.versions.traefik": "^37.1"},
+        "platform.versions.traefik",
+        "expected form",
+        "one exact chart version",
+    ),
+    (
+        "chart two parts",
+        _site,
+        {"platform.versions.longhorn": "1.9"},
+        "platform.versions.longhorn",
+        "expected form",
+        "e.g. 1.9.1",
+    ),
+    (
+        "chart leading zero",
+        _site,
+        {"platform.versions.metallb": "0.015.2"},
+        "platform.versions.metallb",
+        "expected form",
+        "0.15.2",
+    ),
+    (
+        "flux without v",
+        _site,
+        {"platform.versions.flux": "2.6.1"},
+        "platform.versions.flux",
+        "expected form",
+        "with its v, e.g. v2.6.1",
+    ),
+    (
+        "unknown chart",
+        _site,
+        {"platform.versions.grafana": "1.0.0"},
+        "platform.versions.grafana",
+        "not a known key",
+        "kube_prometheus_stack",
+    ),
 ]
 
 
@@ -265,6 +305,25 @@ def test_defaults_are_filled_in_and_vm_sizes_come_from_the_template():
     assert cp1["address"] == "10.77.0.11"
     assert "cores" not in site["hosts"][3], "bare metal has no VM size"
     assert "cores" not in data["hosts"][0], "the input is left as it was"
+
+
+def test_platform_versions_default_to_the_collections_and_a_pin_is_kept():
+    site = normalise_site(_site())
+    assert site["platform"]["versions"] == {
+        "flux": "v2.6.1",
+        "metallb": "0.15.2",
+        "traefik": "37.1.1",
+        "cert_manager": "v1.18.2",
+        "longhorn": "1.9.1",
+        "csi_driver_nfs": "v4.11.0",
+        "kube_prometheus_stack": "75.15.0",
+    }
+    data = _site()
+    data["platform"] = {"versions": {"traefik": "36.3.0", "cert_manager": "v1.17.4-rc.1"}}
+    assert _errors(data) == []
+    versions = normalise_site(data)["platform"]["versions"]
+    assert versions["traefik"] == "36.3.0" and versions["cert_manager"] == "v1.17.4-rc.1"
+    assert versions["metallb"] == "0.15.2"
 
 
 def test_load_site_reports_unreadable_and_broken_files(tmp_path):
