@@ -76,7 +76,7 @@ options:
     description:
       - The Flux release to install, as C(flux bootstrap --version) takes it, e.g. C(v2.6.1).
       - When set, a flux-system whose namespace is labelled C(app.kubernetes.io/version) with another release (as
-        C(flux bootstrap) labels it) is bootstrapped again with this one: that is how Flux is upgraded.
+        C(flux bootstrap) labels it) is bootstrapped again with this one, which is how Flux is upgraded.
       - Omitted, the CLI installs its own release and the installed one is not compared.
     type: str
     version_added: 0.1.0
