@@ -27,7 +27,7 @@ extends_documentation_fragment:
 options:
   node:
     description:
-      - The node whose storage is cleaned up: the one the images were uploaded through with
+      - The node whose storage is cleaned up, the one the images were uploaded through with
         M(nerv.homelab.proxmox_iso) (its record is kept per node).
     type: str
     required: true
@@ -62,7 +62,7 @@ notes:
     O(nerv.homelab.proxmox_iso#module:name) (give other images such a name to keep them out of the clean-up),
     one replaced since it was uploaded, or one uploaded from another controller or through another API URL.
   - Age is the upload time Proxmox lists (C(ctime)); an image of ours without one is kept.
-  - Snapshots of VMs are not looked at: an image only a snapshot refers to can be deleted.
+  - Snapshots of VMs are not looked at, so an image only a snapshot refers to can be deleted.
 attributes:
   check_mode:
     support: full
@@ -109,22 +109,45 @@ deleted:
   elements: str
   sample: [local:iso/nixos-installer-0a1b2c3d4e5f.iso]
 kept:
-  description: The images of ours that stay, and why (RV(kept[].reason)).
+  description: The images of ours that stay, and why.
   returned: success, and on a failed deletion
   type: list
   elements: dict
+  contains:
+    volid:
+      description: The volume id.
+      type: str
+    reason:
+      description: Why it stays (one of the newest, the current one, uploaded in the same second as the last kept).
+      type: str
   sample: [{volid: local:iso/nixos-installer-3f2a9c0d41b7.iso, reason: one of the newest 2}]
 untouched:
-  description: Every other image on the storage and why it is not deleted (not ours, age unknown, attached to a VM).
+  description: Every other image on the storage, and why it is not deleted.
   returned: success, and on a failed deletion
   type: list
   elements: dict
-  sample: [{volid: local:iso/nixos-installer-9c1d2e3f4a5b.iso, reason: "attached to VM 105 ide2: detach it"}]
+  contains:
+    volid:
+      description: The volume id.
+      type: str
+    reason:
+      description: Not ours (and why), its age unknown, or attached to a VM (which one, and as which drive).
+      type: str
+  sample:
+    - volid: local:iso/nixos-installer-9c1d2e3f4a5b.iso
+      reason: "attached to VM 105 ide2: detach it to let it go"
 failures:
-  description: Deletions that failed, C({volid, error}); the module fails when there is one.
+  description: The deletions that failed; the module fails when there is one, after trying every other deletion.
   returned: success, and on a failed deletion
   type: list
   elements: dict
+  contains:
+    volid:
+      description: The volume id; it is still there and its record is kept.
+      type: str
+    error:
+      description: The error of the request or of the Proxmox task.
+      type: str
   sample: []
 requests:
   description: HTTP requests made.
