@@ -186,7 +186,7 @@ def main() -> None:
         client = ProxmoxClient(settings_from_params(module.params))
         records = iso.Records(module.params["state_dir"])
         diff = module._diff  # pylint: disable=protected-access
-        result = iso_prune.prune(client, module.params, want, records, module.check_mode, diff)
+        result = iso_prune.prune(client, module.params, want, records, module.check_mode, diff, module.warn)
         result["requests"] = client.requests
         return result
 

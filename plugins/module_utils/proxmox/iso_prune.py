@@ -52,8 +52,9 @@ def in_use(client, node: str, storage: str) -> dict:
     return attached(client.map(config, guests))
 
 
-def prune(client, params: dict, want: dict, records, check_mode: bool, diff: bool) -> dict:
-    """Delete the ISOs of ours that go, oldest first; in check mode only say which."""
+def prune(client, params: dict, want: dict, records, check_mode: bool, diff: bool, warn=None) -> dict:
+    """Delete the ISOs of ours that go, oldest first; in check mode only say which. warn(text) is told of every
+    ISO kept only because a VM has it attached."""
     node, storage = params["node"], params["storage"]
     base = f"/nodes/{node}/storage/{storage}"
     volumes = iso_volumes(client.get(f"{base}/content", content="iso"), storage)
@@ -68,8 +69,10 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
         "kept": choice.kept,
         "untouched": choice.untouched,
         "failures": [],
-        "warnings": [f"{s['volid']} is kept: {s['reason']}" for s in choice.untouched if s["volid"] in choice.in_use],
     }
+    for item in choice.untouched:
+        if warn and item["volid"] in choice.in_use:
+            warn(f"{item['volid']} is kept: {item['reason']}")
     if diff:
         result["diff"] = diff_view(volumes, choice.delete)
     if check_mode or not choice.delete:

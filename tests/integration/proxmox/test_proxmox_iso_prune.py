@@ -125,7 +125,9 @@ def test_check_mode_then_prune_then_nothing_to_do(ansible_cli, pve_site, state_d
         ours[1]: f"attached to VM {RESCUE_VMID} ide2: detach it to let it go",
     }
     assert untouched == {s["volid"]: s["reason"] for s in would["untouched"]}, "check mode reported another list"
-    assert any(ours[1] in w and f"VM {RESCUE_VMID}" in w for w in result["warnings"]), "in use, not said so"
+    assert [w for w in result["warnings"] if ours[1] in w] == [
+        f"{ours[1]} is kept: attached to VM {RESCUE_VMID} ide2: detach it to let it go"
+    ], "in use, not said so"
     assert f"{ours[1]} is kept: attached to VM {RESCUE_VMID} ide2" in first.output
     assert isos(pve_site) == sorted([*ours[1:], foreign]), "foreign or in-use ISO deleted, or the old one kept"
     assert [r[1] for r in deletes(pve_site)] == [f"/api2/json/nodes/{NODE}/storage/local/content/{ours[0]}"]
