@@ -11,8 +11,9 @@ An ISO is ours only when all of these hold (a name alone proves nothing: anyone 
   - its name is one proxmox_iso derived from the content, ``<stem>-<12 hex>.<iso|img>``, and the 12 hex digits
     are the start of the recorded sha256: an ISO given an explicit name is the user's to manage;
   - the size Proxmox lists is the recorded one: a file replaced since (an upload under the same name) is not.
-Of ours, the newest `keep` by upload time (the listing's ctime) stay, and so does the ISO the new template was
-built from; an ISO that would go but is attached to a VM stays too. Everything else of ours goes, oldest first.
+Of ours, the newest `keep` by upload time (the listing's ctime) stay, the ISO the new template was built from
+among them when it is ours; that ISO stays whatever its age, and so does one that would go but is attached to a
+VM. Everything else of ours goes, oldest first.
 """
 
 from __future__ import annotations

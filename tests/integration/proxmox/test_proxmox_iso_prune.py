@@ -125,6 +125,7 @@ def test_check_mode_then_prune_then_nothing_to_do(ansible_cli, pve_site, state_d
         ours[1]: f"attached to VM {RESCUE_VMID} ide2: detach it to let it go",
     }
     assert untouched == {s["volid"]: s["reason"] for s in would["untouched"]}, "check mode reported another list"
+    assert result["kept"] == would["kept"]
     assert [w for w in result["warnings"] if ours[1] in w] == [
         f"{ours[1]} is kept: attached to VM {RESCUE_VMID} ide2: detach it to let it go"
     ], "in use, not said so"
