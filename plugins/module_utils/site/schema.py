@@ -194,6 +194,18 @@ _TEMPLATE = {
             "default": "ovmf",
             "description": "ovmf (UEFI, with an EFI disk) or seabios.",
         },
+        "keep_isos": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 2,
+            "description": (
+                "After a new template is made, how many of the newest installer ISOs this collection uploaded "
+                "stay on proxmox.iso_storage (the one just used among them); older ones are deleted, unless a VM "
+                "has one attached. ISOs it did not upload are never touched (docs/template.md)."
+            ),
+            "x-fix": "give a whole number from 1 to 100, e.g. 2 (the new ISO and the one before it)",
+        },
     },
 }
 
