@@ -116,6 +116,8 @@ site_warnings:
   elements: dict
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import (
@@ -130,7 +132,8 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.model import (
 def run(params: dict) -> dict:
     """The module's result for its parameters; raises SiteError listing every problem."""
     data = read_site_file(params["path"]) if params["path"] else params["site"]
-    site = parse_site(data)
+    base_dir = os.path.dirname(os.path.abspath(params["path"])) if params["path"] else None
+    site = parse_site(data, base_dir)
     warnings = site.pop("_warnings")
     return {"changed": False, "site": site, "plan": site_plan(site), "problems": [], "site_warnings": warnings}
 
