@@ -35,8 +35,8 @@ def test_the_example_app_is_one_file_with_namespace_repository_release_and_ingre
     assert stage["kustomization.yaml"][0]["resources"] == ["podinfo.yaml"]
     namespace, repository, release, ingress = stage["podinfo.yaml"]
     assert (namespace["kind"], namespace["metadata"]) == ("Namespace", {"name": "podinfo"})
-    assert repository["kind"] == "HelmRepository" and repository["metadata"] == {"name": "app-podinfo",
-                                                                                  "namespace": "flux-system"}  # fmt: skip
+    assert repository["kind"] == "HelmRepository"
+    assert repository["metadata"] == {"name": "app-podinfo", "namespace": "flux-system"}
     assert repository["spec"]["url"] == "https://stefanprodan.github.io/podinfo"
     assert release["metadata"] == {"name": "podinfo", "namespace": "podinfo"}
     assert release["spec"]["chart"]["spec"] == {

@@ -333,8 +333,11 @@ def test_every_problem_is_reported_at_once():
 
 def test_chart_values_take_any_keys_and_refuse_only_passwords():
     data = _site()
-    data["apps"][0]["values"] = {"auth": {"existingSecret": "podinfo-auth", "adminPassword": ""},
-                                 "serviceAccount": {"automountServiceAccountToken": False}, "any-Key_1": [{"x": 1}]}  # fmt: skip
+    data["apps"][0]["values"] = {
+        "auth": {"existingSecret": "podinfo-auth", "adminPassword": ""},
+        "serviceAccount": {"automountServiceAccountToken": False},
+        "any-Key_1": [{"x": 1}],
+    }
     assert validate_site(data).errors == []
     data["apps"][0]["values"]["tls"] = ["-----BEGIN EC PRIVATE KEY-----\n" + CANARY]
     with pytest.raises(SiteError) as caught:
