@@ -49,8 +49,8 @@ options:
       - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
         repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
         C(stringData) to them; the rules of other sites and your own are kept.
-      - Required when an app has C(values_sops): its values Secret is encrypted to them (give the Flux key's, or Flux
-        cannot read it).
+      - Required when an app has C(values_sops), whose values Secret is encrypted to them (give the Flux key's, or
+        Flux cannot read it).
     type: list
     elements: str
   identity_files:
