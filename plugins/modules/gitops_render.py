@@ -16,6 +16,15 @@ description:
     (CRDs through C(crds.enabled)), Traefik and Longhorn, the MetalLB IPAddressPool and L2Advertisement of the site's
     C(metallb.addresses), a self-signed CA for the site's domain with its ClusterIssuer, and Ingresses for the
     Traefik, Longhorn and Flux (Capacitor) dashboards.
+  - The site's C(apps) go to C(<stage_root>/apps/), one file C(<name>.yaml) per app with its Namespace, chart source
+    in C(flux-system) (HelmRepository C(app-<name>), or for an C(oci://) repository an OCIRepository of the chart),
+    HelmRelease and, when asked, an Ingress with a certificate from the site CA. An app's C(values_sops) file is
+    decrypted on the controller and put into C(<stage_root>/apps/<name>-values.sops.yaml), a Secret encrypted with
+    sops to O(sops_recipients) that the HelmRelease reads through C(valuesFrom); it is re-encrypted only when the
+    values or the recipients change. Neither the values nor their ciphertext appear in the diff or the result.
+  - Files under C(<stage_root>/) that this module wrote before (they start with its header, or are app values
+    Secrets it marked) and that the site no longer renders are deleted, so an app removed from the site is removed
+    from Git; files you wrote yourself are never deleted.
   - A file is rewritten only when its content changes; the diff shows each changed file. Committing and pushing
     is the caller's (the role nerv.homelab.gitops_platform).
 author:
@@ -40,12 +49,22 @@ options:
       - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
         repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
         C(stringData) to them; the rules of other sites and your own are kept.
+      - Required when an app has C(values_sops), whose values Secret is encrypted to them (give the Flux key's, or
+        Flux cannot read it).
     type: list
     elements: str
+  identity_files:
+    description:
+      - Age key files or OpenSSH private keys to decrypt the apps' C(values_sops) files (and the values Secrets already
+        in the checkout) with, tried before the places sops looks (E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE),
+        E(SOPS_AGE_KEY_CMD), C(~/.config/sops/age/keys.txt), SSH keys).
+    type: list
+    elements: path
+    default: []
 attributes:
   check_mode:
     support: full
-    description: Renders and compares; writes nothing.
+    description: Renders and compares; writes and deletes nothing, and reports what it would.
   diff_mode:
     support: full
     description: Every file that would change, before and after.
@@ -62,6 +81,14 @@ EXAMPLES = r"""
   nerv.homelab.gitops_render:
     site_file: inventory/home/site.yml
     dest: ~/.cache/nerv-homelab/gitops/home
+
+- name: Render with the apps' values_sops encrypted for the admins and the cluster's Flux key
+  nerv.homelab.gitops_render:
+    site_file: inventory/home/site.yml
+    dest: ~/.cache/nerv-homelab/gitops/home
+    sops_recipients:
+      - age1pya4cp2rnpjdn5cq02flau85thavutn4v4m5z3kcgcucyl7j3ewqsfcd3m
+      - "{{ sops_keys_flux_recipient }}"
 """
 
 RETURN = r"""
@@ -71,10 +98,18 @@ files:
   type: list
   elements: str
 changed_files:
-  description: The files written (or that would be, in check mode).
+  description: The files written or deleted (or that would be, in check mode), relative to O(dest).
   returned: always
   type: list
   elements: str
+removed_files:
+  description:
+    - The files deleted (or that would be, in check mode) because the site no longer renders them, relative to
+      O(dest); they are also in RV(changed_files).
+  returned: always
+  type: list
+  elements: str
+  sample: [platform/home/apps/podinfo.yaml]
 dashboards:
   description: Each dashboard's URL (served by Traefik once the platform is up, certificate from the site's CA).
   returned: always
@@ -98,6 +133,7 @@ def argument_spec() -> dict:
         "site_path": {"type": "str"},
         "stage_root": {"type": "str"},
         "sops_recipients": {"type": "list", "elements": "str"},
+        "identity_files": {"type": "list", "elements": "path", "default": []},
     }
 
 
