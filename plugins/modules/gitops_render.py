@@ -23,6 +23,16 @@ description:
     C(<stage_root>/infrastructure/grafana-admin.sops.yaml) (Secret C(monitoring/grafana-admin), C(stringData)
     sops-encrypted to O(sops_recipients), mode 0600) and never made again while the file is there. It never
     appears in the result or the diff. A file there that is not sops-encrypted is refused.
+  - The site's C(apps) go to C(<stage_root>/apps/), one file C(<name>.yaml) per app with its Namespace, chart source
+    in C(flux-system) (HelmRepository C(app-<name>), or for an C(oci://) repository an OCIRepository of the chart),
+    HelmRelease and, when asked, an Ingress with a certificate from the site CA. An app's C(values_sops) file is
+    decrypted on the controller and put into C(<stage_root>/apps/<name>-values.sops.yaml), a Secret encrypted with
+    sops to O(sops_recipients) that the HelmRelease reads through C(valuesFrom); it is re-encrypted only when the
+    values or the recipients change. Neither the values nor their ciphertext appear in the diff or the result.
+  - Files under C(<stage_root>/) that this module wrote before (they start with its header, or are Secrets it
+    made and marked, app values or Grafana's admin) and that the site no longer renders are deleted, so an app
+    removed from the site is removed from Git, and so is monitoring with Grafana's admin Secret when the site's
+    C(monitoring) section goes; files you wrote yourself are never deleted.
   - A file is rewritten only when its content changes; the diff shows each changed file (a secret file as
     C(not shown)). Committing and pushing is the caller's (the role nerv.homelab.gitops_platform).
 author:
@@ -49,12 +59,22 @@ options:
         C(stringData) to them; the rules of other sites and your own are kept.
       - Required when the site has C(monitoring) and Grafana's admin Secret is not there yet, which is encrypted to
         these recipients.
+      - Required when an app has C(values_sops), whose values Secret is encrypted to them (give the Flux key's, or
+        Flux cannot read it).
     type: list
     elements: str
+  identity_files:
+    description:
+      - Age key files or OpenSSH private keys to decrypt the apps' C(values_sops) files (and the values Secrets already
+        in the checkout) with, tried before the places sops looks (E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE),
+        E(SOPS_AGE_KEY_CMD), C(~/.config/sops/age/keys.txt), SSH keys).
+    type: list
+    elements: path
+    default: []
 attributes:
   check_mode:
     support: full
-    description: Renders and compares; writes nothing.
+    description: Renders and compares; writes and deletes nothing, and reports what it would.
   diff_mode:
     support: full
     description: Every file that would change, before and after.
@@ -71,6 +91,14 @@ EXAMPLES = r"""
   nerv.homelab.gitops_render:
     site_file: inventory/home/site.yml
     dest: ~/.cache/nerv-homelab/gitops/home
+
+- name: Render with the site's secrets (apps' values_sops, Grafana's admin) encrypted for the admins and Flux
+  nerv.homelab.gitops_render:
+    site_file: inventory/home/site.yml
+    dest: ~/.cache/nerv-homelab/gitops/home
+    sops_recipients:
+      - age1pya4cp2rnpjdn5cq02flau85thavutn4v4m5z3kcgcucyl7j3ewqsfcd3m
+      - "{{ sops_keys_flux_recipient }}"
 """
 
 RETURN = r"""
@@ -80,10 +108,18 @@ files:
   type: list
   elements: str
 changed_files:
-  description: The files written (or that would be, in check mode).
+  description: The files written or deleted (or that would be, in check mode), relative to O(dest).
   returned: always
   type: list
   elements: str
+removed_files:
+  description:
+    - The files deleted (or that would be, in check mode) because the site no longer renders them, relative to
+      O(dest); they are also in RV(changed_files).
+  returned: always
+  type: list
+  elements: str
+  sample: [platform/home/apps/podinfo.yaml]
 dashboards:
   description: Each dashboard's URL (served by Traefik once the platform is up, certificate from the site's CA).
   returned: always
@@ -108,6 +144,7 @@ def argument_spec() -> dict:
         "site_path": {"type": "str"},
         "stage_root": {"type": "str"},
         "sops_recipients": {"type": "list", "elements": "str"},
+        "identity_files": {"type": "list", "elements": "path", "default": []},
     }
 
 

@@ -262,6 +262,18 @@ _TEMPLATE = {
             "default": "ovmf",
             "description": "ovmf (UEFI, with an EFI disk) or seabios.",
         },
+        "keep_isos": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 2,
+            "description": (
+                "After a new template is made, how many of the newest installer ISOs this collection uploaded "
+                "stay on proxmox.iso_storage (the one just used among them); older ones are deleted, unless a VM "
+                "has one attached. ISOs it did not upload are never touched (docs/template.md)."
+            ),
+            "x-fix": "give a whole number from 1 to 100, e.g. 2 (the new ISO and the one before it)",
+        },
     },
 }
 
@@ -320,7 +332,7 @@ _K3S = {
         "version": {
             "type": "string",
             "pattern": "^v\\d+\\.\\d+\\.\\d+\\+k3s\\d+$",
-            "description": "K3s release; empty means the one in the NixOS channel.",
+            "description": "K3s release; empty means K3s 1.31 at the patch release the nixpkgs pin carries.",
             "x-fix": "write a K3s release such as v1.31.4+k3s1",
         },
         "token_sops": dict(_SOPS_REF, description="Where the cluster join token is kept."),
@@ -399,6 +411,89 @@ _SOPS = {
     },
 }
 
+# An app's name becomes its HelmRelease's, and Helm refuses release names over 53 characters
+_APP_NAME = "^[a-z0-9]([a-z0-9-]{0,51}[a-z0-9])?$"
+
+_APP_INGRESS = {
+    "type": "object",
+    "description": "An Ingress for the app (Traefik), its certificate from the site CA (issuer site-ca).",
+    "additionalProperties": False,
+    "required": ["host", "port"],
+    "properties": {
+        "host": {
+            "type": "string",
+            "pattern": _DOMAIN,
+            "description": "Host name; a bare label means <label>.<network.domain>.",
+            "x-fix": "write a DNS label such as podinfo (for podinfo.<network.domain>) or a full name",
+        },
+        "service": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "description": "The Service the Ingress sends to; defaults to the app's name.",
+            "x-fix": "name the chart's Service (kubectl get svc -n <namespace>), a DNS label",
+        },
+        "port": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "The Service's port number.",
+            "x-fix": "give the Service's port number, from 1 to 65535",
+        },
+    },
+}
+
+_APP = {
+    "type": "object",
+    "description": "One application Flux installs from a Helm chart, in the apps stage.",
+    "additionalProperties": False,
+    "required": ["name", "repository", "chart", "version"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": _APP_NAME,
+            "description": "App name, a DNS label of at most 53 characters: the HelmRelease's name.",
+            "x-fix": "use lower-case letters, digits and '-', at most 53 characters (Helm's limit)",
+        },
+        "repository": {
+            "type": "string",
+            "pattern": "^(https|oci)://[^/\\s]+(/[^\\s]*)?$",
+            "description": "The chart repository: an https:// Helm repository or an oci:// registry path.",
+            "x-fix": "give the repository's https:// URL (helm repo add) or oci://REGISTRY/PATH without the chart",
+        },
+        "chart": {
+            "type": "string",
+            "pattern": "^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$",
+            "description": "The chart's name in the repository.",
+            "x-fix": "write the chart name alone, e.g. podinfo (helm search repo shows it)",
+        },
+        "version": {
+            "type": "string",
+            "pattern": _CHART_VERSION,
+            "description": "One exact chart version.",
+            "x-fix": "write one exact chart version (no range), e.g. 6.9.2",
+        },
+        "namespace": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "description": "Namespace of the release; defaults to the app's name.",
+            "x-fix": "use a DNS label that is not one of the platform's namespaces",
+        },
+        "values": {
+            "type": "object",
+            "default": {},
+            "description": "Chart values (no secrets: those go in values_sops).",
+            "x-fix": "write the chart's values as a mapping",
+        },
+        "ingress": _APP_INGRESS,
+        "values_sops": {
+            "type": "string",
+            "pattern": "^[^/\\s][^\\s]*[.]sops[.]ya?ml$",
+            "description": "A sops-encrypted YAML file of further values (secrets), relative to the site file.",
+            "x-fix": "give a relative path to a sops YAML file, e.g. secrets/apps/grafana.sops.yaml",
+        },
+    },
+}
+
 SITE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": SCHEMA_ID,
@@ -419,6 +514,12 @@ SITE_SCHEMA = {
         "flux": _FLUX,
         "sops": _SOPS,
         "platform": _PLATFORM,
+        "apps": {
+            "type": "array",
+            "default": [],
+            "description": "Applications Flux installs from Helm charts (apps stage); one removed here is removed.",
+            "items": _APP,
+        },
         "monitoring": _MONITORING,
         "admin_ssh_keys": {
             "type": "array",

@@ -63,10 +63,20 @@ MONITORING = {
     },
     "apps": set(),
 }
+# The apps stage holds the site's apps: example-proxmox ships one (podinfo), the others none.
+APPS = {
+    "example-proxmox": {
+        ("Namespace", "", "podinfo"),
+        ("HelmRepository", "flux-system", "app-podinfo"),
+        ("HelmRelease", "podinfo", "podinfo"),
+        ("Ingress", "podinfo", "podinfo"),
+    },
+}
 
 
-def expected(site: dict, stage: str) -> set:
-    return EXPECTED[stage] | (MONITORING[stage] if "monitoring" in site else set())
+def expected(site_name: str, site: dict, stage: str) -> set:
+    apps = APPS.get(site_name, set()) if stage == "apps" else set()
+    return EXPECTED[stage] | (MONITORING[stage] if "monitoring" in site else set()) | apps
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +122,9 @@ def test_every_directory_flux_applies_builds_with_kustomize(rendered, site_name,
         scratch.mkdir()
         built = flux_build(checkout / path, scratch)
         assert built.generated is None, f"{path} carries its own kustomization.yaml"
-        assert built.objects() == expected(site, stage), f"{path} builds other objects than the stage applies"
+        assert built.objects() == expected(site_name, site, stage), (
+            f"{path} builds other objects than the stage applies"
+        )
     config = flux_build(checkout / paths["infrastructure-config"], tmp_path / "again")
     assert config.get("IPAddressPool", "site")["spec"]["addresses"] == site["metallb"]["addresses"]
     domain = site["network"]["domain"]

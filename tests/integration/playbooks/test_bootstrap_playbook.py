@@ -227,6 +227,7 @@ def test_bootstrap_playbook_brings_up_the_platform_once(site, tmp_path):
         assert record["argv"][:2] == ["bootstrap", "github"] and record["token_in_env"]
         assert TOKEN not in " ".join(record["argv"])
         assert f"--path={data['flux']['path']}" in record["argv"]
+        assert "--version=v2.6.1" in record["argv"], "the site's Flux release (platform.versions.flux, default)"
 
         # Flux holds the cluster's age key, and the repository's rule encrypts the site's secrets to it
         secret = api.store.get(controllers.kind("Secret"), "flux-system", "sops-age")

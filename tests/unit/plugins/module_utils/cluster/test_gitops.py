@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -54,6 +55,26 @@ def test_metallb_gets_the_sites_pool_and_cert_manager_its_crds():
     (release,) = docs("platform/home/infrastructure/cert-manager.yaml")
     assert release["spec"]["values"] == {"crds": {"enabled": True}}
     assert release["spec"]["install"]["crds"] == "CreateReplace"
+
+
+def test_charts_are_at_the_collections_versions_unless_the_site_pins_one():
+    def versions(site):
+        rendered = gitops.render(site, "clusters/home")
+        return {
+            doc["metadata"]["name"]: doc["spec"]["chart"]["spec"]["version"]
+            for path, docs_ in rendered.items()
+            for doc in docs_
+            if doc["kind"] == "HelmRelease" and "/infrastructure/" in path
+        }
+
+    # the example site has monitoring: kube-prometheus-stack is among them
+    assert versions(SITE) == {"metallb": "0.15.2", "cert-manager": "v1.18.2", "traefik": "37.1.1",
+                              "longhorn": "1.9.1", "kube-prometheus-stack": "75.15.0"}  # fmt: skip
+    pinned = copy.deepcopy(SITE)
+    pinned["platform"]["versions"]["longhorn"] = "1.8.2"
+    pinned["platform"]["versions"]["kube_prometheus_stack"] = "75.10.0"
+    assert versions(pinned)["longhorn"] == "1.8.2" and versions(pinned)["traefik"] == "37.1.1"
+    assert versions(pinned)["kube-prometheus-stack"] == "75.10.0"
 
 
 def test_dashboards_are_served_for_the_sites_domain_with_its_ca():

@@ -13,9 +13,10 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
-from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site
+from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
 helm = pytest.importorskip("cloudcoil.models.fluxcd.helm.v2", reason="cloudcoil-models-fluxcd (requirements-test.txt)")
 kustomize = pytest.importorskip("cloudcoil.models.fluxcd.kustomize.v1", reason="cloudcoil-models-fluxcd")
@@ -88,4 +89,28 @@ def test_a_wrong_enum_value_is_refused():
     wrong = copy.deepcopy(release)
     wrong["spec"]["chart"]["spec"]["sourceRef"]["kind"] = "HelmRepo"
     with pytest.raises(Exception, match="HelmRepository"):
+        round_trip(wrong)
+
+
+def test_apps_from_a_helm_repository_and_an_oci_registry_match_their_crds():
+    """The example's app (HelmRepository) and an OCI one (OCIRepository with layerSelector, chartRef, valuesFrom)."""
+    data = yaml.safe_load((REPO / "inventory" / "example-proxmox" / "site.yml").read_text())
+    data["apps"].append({"name": "wiki", "repository": "oci://ghcr.io/example/charts", "chart": "wiki",
+                         "version": "1.2.3", "values_sops": "secrets/wiki.sops.yaml"})  # fmt: skip
+    site = parse_site(data)
+    kinds = []
+    for path, docs in gitops.render(site, "clusters/home").items():
+        if "/apps/" not in path or path.endswith("/kustomization.yaml"):
+            continue
+        for doc in docs:
+            kinds.append(doc["kind"])
+            if (doc["apiVersion"], doc["kind"]) in NOT_HERE:
+                continue
+            assert round_trip(doc) == doc, f"{path}: {doc['kind']} {doc['metadata']['name']} has fields its CRD lacks"
+    assert sorted(kinds) == ["HelmRelease", "HelmRelease", "HelmRepository", "Ingress", "Namespace", "Namespace",
+                             "OCIRepository"]  # fmt: skip
+    release = gitops.app_release(site["apps"][1])
+    wrong = copy.deepcopy(release)
+    wrong["spec"]["chartRef"]["kind"] = "HelmRepository"  # a chartRef names an OCIRepository or a HelmChart
+    with pytest.raises(Exception, match="OCIRepository"):
         round_trip(wrong)
