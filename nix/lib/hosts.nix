@@ -444,11 +444,16 @@ else
     adminSshKeys = raw.admin_ssh_keys;
     k3s = {
       inherit version;
-      # null: the nixpkgs pin's default k3s. Otherwise the nixpkgs attribute of that minor
-      # release and the exact version it must hold (modules/k3s.nix asserts it).
+      # The nixpkgs attribute of the minor release and, when the site pins one, the exact
+      # version it must hold (modules/k3s.nix asserts it). Unpinned: the collection's K3s
+      # 1.31, whatever patch release the nixpkgs pin carries - not the pin's default k3s,
+      # which moves to a new minor release with the channel.
       package =
         if version == null then
-          null
+          {
+            attr = "k3s_1_31";
+            version = null;
+          }
         else
           {
             attr = "k3s_${elemAt versionParts 0}_${elemAt versionParts 1}";

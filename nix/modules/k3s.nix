@@ -12,14 +12,15 @@
 }:
 let
   wanted = site.k3s.package;
-  # A pinned release comes from the nixpkgs pin, never from a fetcher here: nixpkgs carries
-  # one package per supported minor release (k3s_1_31, ...), each at one patch release.
+  # The release comes from the nixpkgs pin, never from a fetcher here: nixpkgs carries one
+  # package per supported minor release (k3s_1_31, ...), each at one patch release.
   package =
-    if wanted == null then
-      pkgs.k3s
-    else
-      pkgs.${wanted.attr}
-        or (throw "hosts.json: k3s.version ${site.k3s.version}: this nixpkgs has no ${wanted.attr}; choose a release it packages or move the nixpkgs pin");
+    pkgs.${wanted.attr} or (throw (
+      if wanted.version == null then
+        "hosts.json: this nixpkgs has no ${wanted.attr} (K3s 1.31, the collection's default): set k3s.version in the site file to a release it packages, or move the nixpkgs pin"
+      else
+        "hosts.json: k3s.version ${site.k3s.version}: this nixpkgs has no ${wanted.attr}; choose a release it packages or move the nixpkgs pin"
+    ));
 in
 {
   services.k3s = {
@@ -32,7 +33,7 @@ in
 
   # Running another patch release than the site file names would hide a version skew.
   assertions =
-    if wanted == null then
+    if wanted.version == null then
       [ ]
     else
       [

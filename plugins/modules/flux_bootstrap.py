@@ -72,6 +72,14 @@ options:
       - Where the CLI's output goes (0600); defaults to C(flux_bootstrap.log) in C($XDG_CACHE_HOME/nerv-homelab),
         or C(~/.cache/nerv-homelab) when XDG_CACHE_HOME is not set.
     type: path
+  version:
+    description:
+      - The Flux release to install, as C(flux bootstrap --version) takes it, e.g. C(v2.6.1).
+      - When set, a flux-system whose namespace is labelled C(app.kubernetes.io/version) with another release (as
+        C(flux bootstrap) labels it) is bootstrapped again with this one, which is how Flux is upgraded.
+      - Omitted, the CLI installs its own release and the installed one is not compared.
+    type: str
+    version_added: 0.1.0
   flux:
     description: The flux command.
     type: str
@@ -161,6 +169,7 @@ def argument_spec() -> dict:
         "timeout": {"type": "int", "default": 600},
         "interval": {"type": "float", "default": 5},
         "log_file": {"type": "path"},
+        "version": {"type": "str"},
         "flux": {"type": "str", "default": "flux"},
         "extra_args": {"type": "list", "elements": "str", "default": []},
     }

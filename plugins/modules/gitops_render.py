@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: gitops_render
-short_description: Render a site's GitOps platform (Flux stages, MetalLB, cert-manager, Traefik, Longhorn)
+short_description: Render a site's GitOps platform (Flux stages, MetalLB, cert-manager, Traefik, Longhorn, monitoring)
 version_added: 0.1.0
 description:
   - Writes, into the checkout O(dest) of the site's GitOps repository, the Flux content of the site -
@@ -16,8 +16,25 @@ description:
     (CRDs through C(crds.enabled)), Traefik and Longhorn, the MetalLB IPAddressPool and L2Advertisement of the site's
     C(metallb.addresses), a self-signed CA for the site's domain with its ClusterIssuer, and Ingresses for the
     Traefik, Longhorn and Flux (Capacitor) dashboards.
-  - A file is rewritten only when its content changes; the diff shows each changed file. Committing and pushing
-    is the caller's (the role nerv.homelab.gitops_platform).
+  - With a C(monitoring) section in the site, also kube-prometheus-stack (Prometheus, Alertmanager, Grafana, node
+    exporter, kube-state-metrics reporting Flux's objects) with the site's retention and volumes, Grafana's Ingress,
+    and a PrometheusRule with the platform's alerts in the C(platform) stage.
+  - Grafana's admin password is made once, with a strong random value, into
+    C(<stage_root>/infrastructure/grafana-admin.sops.yaml) (Secret C(monitoring/grafana-admin), C(stringData)
+    sops-encrypted to O(sops_recipients), mode 0600) and never made again while the file is there. It never
+    appears in the result or the diff. A file there that is not sops-encrypted is refused.
+  - The site's C(apps) go to C(<stage_root>/apps/), one file C(<name>.yaml) per app with its Namespace, chart source
+    in C(flux-system) (HelmRepository C(app-<name>), or for an C(oci://) repository an OCIRepository of the chart),
+    HelmRelease and, when asked, an Ingress with a certificate from the site CA. An app's C(values_sops) file is
+    decrypted on the controller and put into C(<stage_root>/apps/<name>-values.sops.yaml), a Secret encrypted with
+    sops to O(sops_recipients) that the HelmRelease reads through C(valuesFrom); it is re-encrypted only when the
+    values or the recipients change. Neither the values nor their ciphertext appear in the diff or the result.
+  - Files under C(<stage_root>/) that this module wrote before (they start with its header, or are Secrets it
+    made and marked, app values or Grafana's admin) and that the site no longer renders are deleted, so an app
+    removed from the site is removed from Git, and so is monitoring with Grafana's admin Secret when the site's
+    C(monitoring) section goes; files you wrote yourself are never deleted.
+  - A file is rewritten only when its content changes; the diff shows each changed file (a secret file as
+    C(not shown)). Committing and pushing is the caller's (the role nerv.homelab.gitops_platform).
 author:
   - nerv.homelab contributors (@nerv-homelab)
 options:
@@ -40,12 +57,24 @@ options:
       - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
         repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
         C(stringData) to them; the rules of other sites and your own are kept.
+      - Required when the site has C(monitoring) and Grafana's admin Secret is not there yet, which is encrypted to
+        these recipients.
+      - Required when an app has C(values_sops), whose values Secret is encrypted to them (give the Flux key's, or
+        Flux cannot read it).
     type: list
     elements: str
+  identity_files:
+    description:
+      - Age key files or OpenSSH private keys to decrypt the apps' C(values_sops) files (and the values Secrets already
+        in the checkout) with, tried before the places sops looks (E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE),
+        E(SOPS_AGE_KEY_CMD), C(~/.config/sops/age/keys.txt), SSH keys).
+    type: list
+    elements: path
+    default: []
 attributes:
   check_mode:
     support: full
-    description: Renders and compares; writes nothing.
+    description: Renders and compares; writes and deletes nothing, and reports what it would.
   diff_mode:
     support: full
     description: Every file that would change, before and after.
@@ -62,24 +91,41 @@ EXAMPLES = r"""
   nerv.homelab.gitops_render:
     site_file: inventory/home/site.yml
     dest: ~/.cache/nerv-homelab/gitops/home
+
+- name: Render with the site's secrets (apps' values_sops, Grafana's admin) encrypted for the admins and Flux
+  nerv.homelab.gitops_render:
+    site_file: inventory/home/site.yml
+    dest: ~/.cache/nerv-homelab/gitops/home
+    sops_recipients:
+      - age1pya4cp2rnpjdn5cq02flau85thavutn4v4m5z3kcgcucyl7j3ewqsfcd3m
+      - "{{ sops_keys_flux_recipient }}"
 """
 
 RETURN = r"""
 files:
-  description: Every file rendered, relative to O(dest).
+  description: Every file rendered, relative to O(dest), the site's sops-encrypted files included.
   returned: always
   type: list
   elements: str
 changed_files:
-  description: The files written (or that would be, in check mode).
+  description: The files written or deleted (or that would be, in check mode), relative to O(dest).
   returned: always
   type: list
   elements: str
+removed_files:
+  description:
+    - The files deleted (or that would be, in check mode) because the site no longer renders them, relative to
+      O(dest); they are also in RV(changed_files).
+  returned: always
+  type: list
+  elements: str
+  sample: [platform/home/apps/podinfo.yaml]
 dashboards:
   description: Each dashboard's URL (served by Traefik once the platform is up, certificate from the site's CA).
   returned: always
   type: dict
-  sample: {traefik: "https://traefik.home.lab/", longhorn: "https://longhorn.home.lab/", flux: "https://flux.home.lab/"}
+  sample: {traefik: "https://traefik.home.lab/", longhorn: "https://longhorn.home.lab/", flux: "https://flux.home.lab/",
+           grafana: "https://grafana.home.lab/"}
 """
 
 
@@ -98,6 +144,7 @@ def argument_spec() -> dict:
         "site_path": {"type": "str"},
         "stage_root": {"type": "str"},
         "sops_recipients": {"type": "list", "elements": "str"},
+        "identity_files": {"type": "list", "elements": "path", "default": []},
     }
 
 

@@ -16,7 +16,10 @@ description:
     addresses and MACs, addresses outside the network or equal to its network, broadcast or gateway address,
     MetalLB ranges outside the network or covering a host or the gateway, the control-plane count, host names
     that are not DNS labels, per-kind fields (MAC and C(/dev/disk/by-id) disk for bare metal, vmid and node for
-    VMs), VM id bounds, SSH public keys, age recipients, https-only Proxmox URLs, and secrets written inline.
+    VMs), VM id bounds, SSH public keys, age recipients, https-only Proxmox URLs, secrets written inline, and the
+    apps (unique names, none in a platform namespace, ingress hosts not taken twice).
+  - With O(path), the files the site names that must exist are checked too (an app's C(values_sops), relative to
+    the site file).
   - Never changes anything and never prints a secret value found in the file.
   - On success returns the site with defaults filled in and the plan of phases C(site.yml) runs for it.
   - Run it where the site file is, normally the controller (a play on C(localhost), or C(delegate_to=localhost)).
@@ -116,6 +119,8 @@ site_warnings:
   elements: dict
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import (
@@ -130,7 +135,8 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.model import (
 def run(params: dict) -> dict:
     """The module's result for its parameters; raises SiteError listing every problem."""
     data = read_site_file(params["path"]) if params["path"] else params["site"]
-    site = parse_site(data)
+    base_dir = os.path.dirname(os.path.abspath(params["path"])) if params["path"] else None
+    site = parse_site(data, base_dir)
     warnings = site.pop("_warnings")
     return {"changed": False, "site": site, "plan": site_plan(site), "problems": [], "site_warnings": warnings}
 

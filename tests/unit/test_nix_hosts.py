@@ -32,7 +32,9 @@ NEW_NIX_FILES = [
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINU9pb4AcSwRvvlx7xnotXk8P/jB2vMcsoOo2WrkuQWN admin1@laptop"
 FIRST_SERVER = "https://10.77.0.11:6443"
-STUB_K3S = {"name": "k3s-stub", "version": "1.32.5+k3s1"}
+# The collection's K3s 1.31 and the nixpkgs pin's default k3s (a newer minor release: never the one taken)
+STUB_K3S = {"name": "k3s_1_31-stub", "version": "1.31.9+k3s1"}
+STUB_K3S_DEFAULT = {"name": "k3s-stub", "version": "1.32.5+k3s1"}
 
 
 def example() -> dict:
@@ -129,7 +131,7 @@ def test_example_hosts_evaluate_in_full(nix_instantiate):
         "adminSshKeys": [ADMIN_KEY],
         "k3s": {
             "version": None,
-            "package": None,
+            "package": {"attr": "k3s_1_31", "version": None},
             "clusterCidr": "10.42.0.0/16",
             "serviceCidr": "10.43.0.0/16",
             "disable": ["servicelb", "traefik"],
@@ -438,7 +440,10 @@ def stub_pkgs(**packages: dict) -> str:
 @pytest.fixture(scope="module")
 def modules(nix_instantiate):
     expr = (
-        module_args(read_hosts(HOSTS_JSON), stub_pkgs(k3s=STUB_K3S, **{"nfs-utils": {"name": "nfs-utils"}}))
+        module_args(
+            read_hosts(HOSTS_JSON),
+            stub_pkgs(k3s=STUB_K3S_DEFAULT, k3s_1_31=STUB_K3S, **{"nfs-utils": {"name": "nfs-utils"}}),
+        )
         + """
       evaluate = host:
         let
@@ -661,7 +666,7 @@ def pinned(tmp_path, pkgs: str) -> str:
 
 def test_a_pinned_k3s_release_comes_from_its_nixpkgs_package(nix_instantiate, tmp_path):
     package = {"name": "k3s_1_31", "version": "1.31.4+k3s1"}
-    expr = pinned(tmp_path, stub_pkgs(k3s=STUB_K3S, k3s_1_31=package))
+    expr = pinned(tmp_path, stub_pkgs(k3s=STUB_K3S_DEFAULT, k3s_1_31=package))
     k3s = nix_eval(
         nix_instantiate, f"let m = {expr}; in {{ inherit (m) assertions; package = m.services.k3s.package; }}"
     )
@@ -671,13 +676,21 @@ def test_a_pinned_k3s_release_comes_from_its_nixpkgs_package(nix_instantiate, tm
 
 def test_a_pinned_k3s_release_the_nixpkgs_pin_lacks_is_refused(nix_instantiate, tmp_path):
     other_patch = {"name": "k3s_1_31", "version": "1.31.14+k3s1"}
-    expr = pinned(tmp_path, stub_pkgs(k3s=STUB_K3S, k3s_1_31=other_patch))
+    expr = pinned(tmp_path, stub_pkgs(k3s=STUB_K3S_DEFAULT, k3s_1_31=other_patch))
     (check,) = nix_eval(nix_instantiate, f"({expr}).assertions")
     assert check["assertion"] is False
     assert "v1.31.4+k3s1" in check["message"] and "1.31.14+k3s1" in check["message"]
-    expr = pinned(tmp_path, stub_pkgs(k3s=STUB_K3S))
+    expr = pinned(tmp_path, stub_pkgs(k3s=STUB_K3S_DEFAULT))
     err = nix_eval_error(nix_instantiate, f"({expr}).services.k3s.package")
     assert "this nixpkgs has no k3s_1_31" in err
+
+
+def test_an_unpinned_k3s_is_1_31_and_a_nixpkgs_without_it_is_refused(nix_instantiate):
+    args = module_args(read_hosts(HOSTS_JSON), stub_pkgs(k3s=STUB_K3S_DEFAULT))
+    err = nix_eval_error(
+        nix_instantiate, args + "in (import ./nix/modules/k3s.nix (args site.hosts.cp1)).services.k3s.package"
+    )
+    assert "this nixpkgs has no k3s_1_31 (K3s 1.31, the collection's default)" in err and "k3s.version" in err
 
 
 def test_host_modules_only_name_the_host_key_path():

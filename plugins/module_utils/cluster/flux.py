@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import kube
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError, k8s_client, state_of
@@ -19,6 +20,8 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import
 NAMESPACE = "flux-system"
 SOPS_SECRET = "sops-age"
 SOPS_KEY = "age.agekey"  # Flux's sops decryption takes keys ending in .agekey
+# flux install / bootstrap labels every object it applies, the namespace too, with the release it installed
+VERSION_LABEL = "app.kubernetes.io/version"
 
 
 def source_url(provider: str, owner: str, repository: str, url: str | None) -> str:
@@ -48,11 +51,23 @@ def current(api) -> dict:
                 raise KubeError(f"cannot reach the cluster: {exc}") from None
             else:
                 raise KubeError(f"cannot read {kind} flux-system: {status} {getattr(exc, 'reason', '')}") from None
+    found["version"] = installed_version(api)
     return found
 
 
-def differences(found: dict, url: str, branch: str, path: str) -> list:
-    """Why a bootstrap is needed (empty: flux-system already syncs this source and is Ready)."""
+def installed_version(api) -> str | None:
+    """The Flux release flux-system's namespace is labelled with (None: no namespace, or no label)."""
+    try:
+        namespace = k8s_client.CoreV1Api(api).read_namespace(NAMESPACE)
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:
+            return None
+        raise KubeError(f"cannot read namespace {NAMESPACE}: {getattr(exc, 'reason', exc)}") from None
+    return ((namespace.metadata and namespace.metadata.labels) or {}).get(VERSION_LABEL)
+
+
+def differences(found: dict, url: str, branch: str, path: str, version: str | None = None) -> list:
+    """Why a bootstrap is needed (empty: flux-system already syncs this source, at this release, and is Ready)."""
     repo, kustomization = found.get("GitRepository"), found.get("Kustomization")
     if repo is None or kustomization is None:
         return ["flux-system is not installed"]
@@ -69,6 +84,9 @@ def differences(found: dict, url: str, branch: str, path: str) -> list:
         reasons.append(
             f"Kustomization flux-system applies {(kustomization.get('spec') or {}).get('path')}, not {wanted_path}"
         )
+    if version and found.get("version") != version:
+        # bootstrapping again with --version is how Flux upgrades (or downgrades) its controllers
+        reasons.append(f"Flux {found.get('version') or 'of an unknown release'} is installed, not {version}")
     for kind, obj in (("GitRepository", repo), ("Kustomization", kustomization)):
         state = state_of(kind, obj)
         if not state.is_ready:
@@ -76,11 +94,12 @@ def differences(found: dict, url: str, branch: str, path: str) -> list:
     return reasons
 
 
-def wait_synced(api, url: str, branch: str, path: str, timeout: float, interval: float) -> list:
-    """Poll until flux-system syncs this source and is Ready; the remaining reasons at the deadline (else [])."""
+def wait_synced(api, wanted: tuple, timeout: float, interval: float) -> list:
+    """Poll until flux-system syncs this source (wanted: url, branch, path, version) and is Ready; the remaining
+    reasons at the deadline (else [])."""
     deadline = Deadline(timeout)
     while True:
-        reasons = differences(current(api), url, branch, path)
+        reasons = differences(current(api), *wanted)
         if not reasons or not deadline.pause(interval):
             return reasons
 
@@ -135,9 +154,18 @@ def bootstrap_argv(options: dict) -> list:
         argv += [f"--url={options['url']}", "--silent"]
     argv += [f"--branch={options['branch']}", f"--path={options['path'].strip('/')}"]
     argv += [f"--kubeconfig={options['kubeconfig']}"]
+    if options.get("version"):
+        argv.append(f"--version={options['version']}")
     if options.get("context"):
         argv.append(f"--context={options['context']}")
     return argv + list(options.get("extra_args") or [])
+
+
+def check_version(version: str | None) -> str | None:
+    """One Flux release as flux bootstrap --version takes it and the namespace label shows it: v2.6.1."""
+    if version and not re.fullmatch(r"v(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)", version):
+        raise KubeError(f"version {version!r} is not one Flux release: write it as v2.6.1 (a v and three numbers)")
+    return version or None
 
 
 def bootstrap_env(provider: str, token: str | None) -> dict:
@@ -173,7 +201,8 @@ def execute(module) -> dict:
     url = source_url(p["provider"], p["owner"], p["repository"], p["url"])
     age_key = _age_key(p["age_key_file"], p["age_key"])
     api = kube.api_client(p["kubeconfig"], p["context"])
-    reasons = differences(current(api), url, p["branch"], p["path"])
+    wanted = (url, p["branch"], p["path"], check_version(p.get("version")))
+    reasons = differences(current(api), *wanted)
     argv = bootstrap_argv(p)
     secret_changed = ensure_sops_secret(api, age_key, module.check_mode) if age_key else False
     result = {"changed": bool(reasons) or secret_changed, "reasons": reasons, "argv": argv}
@@ -188,7 +217,7 @@ def execute(module) -> dict:
     if run.rc != 0:
         tail = [line.replace(token, "********") if token else line for line in run.tail]
         raise KubeError(f"flux bootstrap failed (exit {run.rc}); see {log_file}", tail=tail, log_file=log_file)
-    still = wait_synced(api, url, p["branch"], p["path"], p["timeout"], p["interval"])
+    still = wait_synced(api, wanted, p["timeout"], p["interval"])
     if still:
         raise KubeError(f"flux bootstrap ran, but after {p['timeout']} s: " + "; ".join(still), log_file=log_file)
     return {**result, "log_file": log_file}

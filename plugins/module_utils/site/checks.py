@@ -9,6 +9,7 @@ so one mistake is reported once, where it is.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import parse_range
@@ -289,6 +290,96 @@ def check_nfs(data: dict) -> list:
     return out
 
 
+# Namespaces the platform owns (its charts', Flux's, Kubernetes' own): an app there would share, and on removal
+# prune, what the platform depends on
+PLATFORM_NAMESPACES = (
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "flux-system",
+    "metallb-system",
+    "cert-manager",
+    "traefik",
+    "longhorn-system",
+    "monitoring",
+)
+# Hosts the platform's own ingresses take (<dashboard>.<domain>, see cluster/gitops.DASHBOARDS); with monitoring
+# also Grafana's
+PLATFORM_HOSTS = ("traefik", "longhorn", "flux")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def app_host(host: str, domain: str) -> str:
+    """An app's ingress host as a full name: a bare label joins the site's domain."""
+    return f"{host}.{domain}" if _LABEL.match(host) else host
+
+
+def _apps(data: dict) -> list:
+    apps = data.get("apps")
+    if not isinstance(apps, list):
+        return []
+    return [(i, a) for i, a in enumerate(apps) if isinstance(a, dict)]
+
+
+def check_apps(data: dict) -> list:
+    out = []
+    names = {}
+    for index, app in _apps(data):
+        name = app.get("name")
+        if isinstance(name, str):
+            if name in names:
+                msg = f"{name} is already used by apps[{names[name]}].name"
+                out.append(Problem(f"apps[{index}].name", msg, "give every app its own name"))
+            names.setdefault(name, index)
+        namespace = app.get("namespace", name)
+        if isinstance(namespace, str) and namespace in PLATFORM_NAMESPACES:
+            where = f"apps[{index}].namespace" if "namespace" in app else f"apps[{index}].name"
+            msg = f"{namespace} is a namespace of the platform (the app would share it, and pruning it would hurt)"
+            out.append(Problem(where, msg, "set namespace: to a namespace of the app's own, e.g. apps-" + namespace))
+    return out + _check_app_hosts(data)
+
+
+def _check_app_hosts(data: dict) -> list:
+    domain = _section(data, "network").get("domain")
+    if not isinstance(domain, str):
+        return []
+    taken = {f"{name}.{domain}": f"the {name} dashboard" for name in PLATFORM_HOSTS}
+    monitoring = data.get("monitoring")
+    if isinstance(monitoring, dict):
+        # Grafana's Ingress (cluster/gitops.grafana_host): present, even empty, the section turns it on
+        grafana = monitoring.get("grafana_host")
+        taken[grafana if isinstance(grafana, str) else f"grafana.{domain}"] = "Grafana (monitoring.grafana_host)"
+    out = []
+    for index, app in _apps(data):
+        host = (app.get("ingress") or {}).get("host") if isinstance(app.get("ingress"), dict) else None
+        if not isinstance(host, str):
+            continue
+        full, path = app_host(host, domain), f"apps[{index}].ingress.host"
+        if full in taken:
+            out.append(Problem(path, f"{full} is already served by {taken[full]}", "choose another host name"))
+            continue
+        taken[full] = f"apps[{index}]"
+        if not (full == domain or full.endswith("." + domain)):
+            label = full.split(".")[0]
+            msg = f"{full} is outside the site's domain {domain} (network.domain)"
+            fix = f"write a bare label ({label} means {label}.{domain}), unless that other domain and its DNS are meant"
+            out.append(Problem(path, msg, fix, "warning"))
+    return out
+
+
+def file_problems(data: dict, base_dir: str) -> list:
+    """Files the site names that must be there (relative to the site file's directory): apps' values_sops."""
+    out = []
+    for index, app in _apps(data):
+        relative = app.get("values_sops")
+        if isinstance(relative, str) and not os.path.isfile(os.path.join(base_dir, relative)):
+            msg = f"{relative} does not exist next to the site file (looked in {base_dir})"
+            fix = f"create it with sops ({relative} relative to the site file) or fix the path"
+            out.append(Problem(f"apps[{index}].values_sops", msg, fix))
+    return out
+
+
 CHECKS = (
     check_duplicates,
     check_addresses,
@@ -298,6 +389,7 @@ CHECKS = (
     check_proxmox,
     check_k3s_networks,
     check_nfs,
+    check_apps,
 )
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 
-from ansible_collections.nerv.homelab.plugins.module_utils.site.checks import semantic_problems
+from ansible_collections.nerv.homelab.plugins.module_utils.site.checks import app_host, file_problems, semantic_problems
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import FORMATS
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem, Report, SiteError
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import SITE_SCHEMA
@@ -122,7 +123,34 @@ def _fix(schema: dict) -> str:
     return schema.get("x-fix") or schema.get("description") or "see docs/site.md"
 
 
+# In free-form chart values (apps[].values) these names hold a password; other secret-sounding names there
+# (existingSecret, automountServiceAccountToken) name or switch something, so only these are refused
+_VALUES_SECRET_KEY = re.compile(r"(password|passwd|passphrase)$", re.IGNORECASE)
+
+
+def _walk_free(value, path: str, out: list) -> None:
+    """A mapping of any keys (chart values): only looked through for secrets, which belong in values_sops."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = _join(path, key)
+            if isinstance(key, str) and _VALUES_SECRET_KEY.search(key) and isinstance(item, str) and item:
+                fix = "delete it here and put it in the app's values_sops file (sops-encrypted), see docs/site.md"
+                out.append(
+                    Problem(where, "a password is written inline in the site file (its value is not shown)", fix)
+                )
+            else:
+                _walk_free(item, where, out)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk_free(item, _join(path, index), out)
+    elif isinstance(value, str) and _SECRET_VALUE.search(value):
+        out.append(_inline_secret(path))
+
+
 def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
+    if "properties" not in schema and schema.get("additionalProperties", True) is not False:
+        _walk_free(value, path, out)
+        return
     properties = schema.get("properties", {})
     for key in schema.get("required", []):
         if key not in value:
@@ -174,12 +202,15 @@ def _check_integer(value: int, schema: dict, path: str, out: list) -> None:
         out.append(Problem(path, f"is {value}, must be {bounds}", _fix(schema)))
 
 
-def validate_site(data) -> Report:
-    """Every problem of a parsed site file, errors and warnings apart; never raises."""
+def validate_site(data, base_dir: str | None = None) -> Report:
+    """Every problem of a parsed site file, errors and warnings apart; never raises. With base_dir (the site file's
+    directory) the files the site names are checked too."""
     problems: list = []
     _walk(data, SITE_SCHEMA, "", problems)
     if isinstance(data, dict):
         problems.extend(semantic_problems(data))
+        if base_dir is not None:
+            problems.extend(file_problems(data, base_dir))
     problems = _dedupe(problems)
     return Report(
         errors=[p for p in problems if p.level == "error"],
@@ -220,12 +251,23 @@ def normalise_site(data: dict) -> dict:
             for key in ("cores", "memory", "disk"):
                 host.setdefault(key, template.get(key))
         host["address"] = host["ip"].split("/", 1)[0]
+    for app in site.get("apps", []):
+        _normalise_app(app, site["network"]["domain"])
     return site
 
 
-def parse_site(data) -> dict:
+def _normalise_app(app: dict, domain: str) -> None:
+    """An app's namespace and ingress service default to its name; a bare ingress host joins the site's domain."""
+    app.setdefault("namespace", app["name"])
+    ingress = app.get("ingress")
+    if ingress:
+        ingress.setdefault("service", app["name"])
+        ingress["host"] = app_host(ingress["host"], domain)
+
+
+def parse_site(data, base_dir: str | None = None) -> dict:
     """Validate parsed site data; return it normalised, or raise SiteError with every problem."""
-    report = validate_site(data)
+    report = validate_site(data, base_dir)
     if report.errors:
         raise SiteError(report.errors, report.warnings)
     site = normalise_site(data)
@@ -251,7 +293,7 @@ def read_site_file(path: str):
 
 def load_site(path: str) -> dict:
     """Read, validate and normalise a site file; SiteError lists every problem."""
-    return parse_site(read_site_file(path))
+    return parse_site(read_site_file(path), os.path.dirname(os.path.abspath(path)))
 
 
 def site_plan(site: dict) -> list:

@@ -69,6 +69,75 @@ _PLATFORM = {
     },
 }
 
+# Prometheus' own duration syntax (units in this order, as its flag and the operator's CRD accept them), not empty
+_PROM_DURATION = "^(?=[0-9])([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
+# A Kubernetes storage request in binary units: what a PersistentVolumeClaim asks for
+_STORAGE_SIZE = "^[1-9][0-9]*(Mi|Gi|Ti)$"
+_DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _size(what: str, default: str) -> dict:
+    return {"type": "string", "pattern": _STORAGE_SIZE, "default": default,
+            "description": f"Size of the {what} volume (a PersistentVolumeClaim on storage_class).",
+            "x-fix": f"write a whole number with Mi, Gi or Ti, e.g. {default}"}  # fmt: skip
+
+
+def _alert(summary: str) -> dict:
+    return {"type": "boolean", "default": True, "description": f"Alert when {summary}."}
+
+
+_MONITORING = {
+    "type": "object",
+    "description": "Prometheus, Alertmanager and Grafana (kube-prometheus-stack) with the platform's alerts; "
+    "present (even empty: monitoring: {}) turns monitoring on.",
+    "additionalProperties": False,
+    "properties": {
+        "retention": {
+            "type": "string",
+            "pattern": _PROM_DURATION,
+            "default": "15d",
+            "description": "How long Prometheus keeps samples (a Prometheus duration).",
+            "x-fix": "write a Prometheus duration: a number and a unit (y, w, d, h, m, s, ms), e.g. 15d or 1w3d",
+        },
+        "prometheus_storage": _size("Prometheus", "20Gi"),
+        "alertmanager_storage": _size("Alertmanager", "2Gi"),
+        "grafana_storage": _size("Grafana", "5Gi"),
+        "storage_class": {
+            "type": "string",
+            "pattern": _DNS_SUBDOMAIN,
+            "description": "StorageClass of the three volumes; default: the site's default class (longhorn, or "
+            "nfs.storage_class when nfs.default_class is true).",
+            "x-fix": "name a StorageClass of the cluster (kubectl get storageclass), e.g. longhorn",
+        },
+        "grafana_host": {
+            "type": "string",
+            "pattern": _DOMAIN,
+            "description": "Host name Grafana is served on (Traefik, certificate from the site's CA); "
+            "default grafana.<network.domain>.",
+            "x-fix": "write a lower-case DNS name such as grafana.lab.example",
+        },
+        "alerts": {
+            "type": "object",
+            "description": "Which of the platform's alerts to render (all on by default).",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "node_not_ready": _alert("a node has not been Ready for 5 minutes"),
+                "flux_not_ready": _alert("a Flux object has not been Ready for 10 minutes"),
+                "volume_filling_up": _alert("a PersistentVolumeClaim is fuller than volume_full_percent"),
+                "volume_full_percent": {
+                    "type": "integer",
+                    "minimum": 50,
+                    "maximum": 99,
+                    "default": 85,
+                    "description": "Percent used at which volume_filling_up fires.",
+                    "x-fix": "give a percentage from 50 to 99, e.g. 85",
+                },
+            },
+        },
+    },
+}
+
 _SITE = {
     "type": "object",
     "description": "What the site is called.",
@@ -193,6 +262,18 @@ _TEMPLATE = {
             "enum": ["ovmf", "seabios"],
             "default": "ovmf",
             "description": "ovmf (UEFI, with an EFI disk) or seabios.",
+        },
+        "keep_isos": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 2,
+            "description": (
+                "After a new template is made, how many of the newest installer ISOs this collection uploaded "
+                "stay on proxmox.iso_storage (the one just used among them); older ones are deleted, unless a VM "
+                "has one attached. ISOs it did not upload are never touched (docs/template.md)."
+            ),
+            "x-fix": "give a whole number from 1 to 100, e.g. 2 (the new ISO and the one before it)",
         },
     },
 }
@@ -337,7 +418,7 @@ _K3S = {
         "version": {
             "type": "string",
             "pattern": "^v\\d+\\.\\d+\\.\\d+\\+k3s\\d+$",
-            "description": "K3s release; empty means the one in the NixOS channel.",
+            "description": "K3s release; empty means K3s 1.31 at the patch release the nixpkgs pin carries.",
             "x-fix": "write a K3s release such as v1.31.4+k3s1",
         },
         "token_sops": dict(_SOPS_REF, description="Where the cluster join token is kept."),
@@ -416,6 +497,89 @@ _SOPS = {
     },
 }
 
+# An app's name becomes its HelmRelease's, and Helm refuses release names over 53 characters
+_APP_NAME = "^[a-z0-9]([a-z0-9-]{0,51}[a-z0-9])?$"
+
+_APP_INGRESS = {
+    "type": "object",
+    "description": "An Ingress for the app (Traefik), its certificate from the site CA (issuer site-ca).",
+    "additionalProperties": False,
+    "required": ["host", "port"],
+    "properties": {
+        "host": {
+            "type": "string",
+            "pattern": _DOMAIN,
+            "description": "Host name; a bare label means <label>.<network.domain>.",
+            "x-fix": "write a DNS label such as podinfo (for podinfo.<network.domain>) or a full name",
+        },
+        "service": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "description": "The Service the Ingress sends to; defaults to the app's name.",
+            "x-fix": "name the chart's Service (kubectl get svc -n <namespace>), a DNS label",
+        },
+        "port": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "The Service's port number.",
+            "x-fix": "give the Service's port number, from 1 to 65535",
+        },
+    },
+}
+
+_APP = {
+    "type": "object",
+    "description": "One application Flux installs from a Helm chart, in the apps stage.",
+    "additionalProperties": False,
+    "required": ["name", "repository", "chart", "version"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": _APP_NAME,
+            "description": "App name, a DNS label of at most 53 characters: the HelmRelease's name.",
+            "x-fix": "use lower-case letters, digits and '-', at most 53 characters (Helm's limit)",
+        },
+        "repository": {
+            "type": "string",
+            "pattern": "^(https|oci)://[^/\\s]+(/[^\\s]*)?$",
+            "description": "The chart repository: an https:// Helm repository or an oci:// registry path.",
+            "x-fix": "give the repository's https:// URL (helm repo add) or oci://REGISTRY/PATH without the chart",
+        },
+        "chart": {
+            "type": "string",
+            "pattern": "^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$",
+            "description": "The chart's name in the repository.",
+            "x-fix": "write the chart name alone, e.g. podinfo (helm search repo shows it)",
+        },
+        "version": {
+            "type": "string",
+            "pattern": _CHART_VERSION,
+            "description": "One exact chart version.",
+            "x-fix": "write one exact chart version (no range), e.g. 6.9.2",
+        },
+        "namespace": {
+            "type": "string",
+            "pattern": _DNS_LABEL,
+            "description": "Namespace of the release; defaults to the app's name.",
+            "x-fix": "use a DNS label that is not one of the platform's namespaces",
+        },
+        "values": {
+            "type": "object",
+            "default": {},
+            "description": "Chart values (no secrets: those go in values_sops).",
+            "x-fix": "write the chart's values as a mapping",
+        },
+        "ingress": _APP_INGRESS,
+        "values_sops": {
+            "type": "string",
+            "pattern": "^[^/\\s][^\\s]*[.]sops[.]ya?ml$",
+            "description": "A sops-encrypted YAML file of further values (secrets), relative to the site file.",
+            "x-fix": "give a relative path to a sops YAML file, e.g. secrets/apps/grafana.sops.yaml",
+        },
+    },
+}
+
 SITE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": SCHEMA_ID,
@@ -437,6 +601,13 @@ SITE_SCHEMA = {
         "sops": _SOPS,
         "platform": _PLATFORM,
         "nfs": _NFS,
+        "apps": {
+            "type": "array",
+            "default": [],
+            "description": "Applications Flux installs from Helm charts (apps stage); one removed here is removed.",
+            "items": _APP,
+        },
+        "monitoring": _MONITORING,
         "admin_ssh_keys": {
             "type": "array",
             "minItems": 1,

@@ -104,3 +104,27 @@ def test_a_failing_cli_is_reported_with_the_token_masked(ansible_cli, rig):
 def test_git_provider_needs_a_url(ansible_cli, rig):
     result, outcome = bootstrap(ansible_cli, rig, provider="git")
     assert result.rc != 0 and "url" in outcome["msg"]
+
+
+def test_a_pinned_release_is_installed_once_and_an_older_one_upgraded(ansible_cli, rig, api):
+    bootstrap(ansible_cli, rig)  # no version: the CLI's own release (the fake's is v2.5.1)
+    checked, outcome = bootstrap(ansible_cli, rig, check=True, version="v2.6.1")
+    assert checked.rc == 0 and outcome["changed"], checked.describe()
+    assert outcome["reasons"] == ["Flux v2.5.1 is installed, not v2.6.1"] and len(runs(rig)) == 1
+
+    upgraded, outcome = bootstrap(ansible_cli, rig, version="v2.6.1")
+    assert upgraded.rc == 0 and outcome["changed"], upgraded.describe()
+    assert runs(rig)[-1]["argv"][-1] == "--version=v2.6.1"
+    namespace = api.store.get(next(k for k in KINDS if k.kind == "Namespace"), None, "flux-system")
+    assert namespace["metadata"]["labels"]["app.kubernetes.io/version"] == "v2.6.1"
+
+    again, outcome = bootstrap(ansible_cli, rig, version="v2.6.1")
+    assert again.rc == 0 and not outcome["changed"] and outcome["reasons"] == [], again.describe()
+    assert len(runs(rig)) == 2
+
+
+@pytest.mark.parametrize("version", ["2.6.1", "v2.6", "v2.6.x", ">=2.6.0"])
+def test_a_malformed_release_is_refused_before_anything_runs(ansible_cli, rig, api, version):
+    result, outcome = bootstrap(ansible_cli, rig, version=version)
+    assert result.rc != 0 and f"version {version!r} is not one Flux release" in outcome["msg"], result.describe()
+    assert runs(rig) == [] and api.store.list(next(k for k in KINDS if k.kind == "Secret"), "flux-system") == []

@@ -49,19 +49,46 @@ EXPECTED = {
     "apps": set(),
 }
 # What a site with an nfs section adds (the shipped sites with one: example-proxmox); kube-system, where the driver
-# goes, is no Namespace of the platform's.
+# goes, is no Namespace of the platform's. The class is in the driver's stage: monitoring's volumes may be on it.
 NFS_EXPECTED = {
     "infrastructure": {
         ("HelmRepository", "flux-system", "csi-driver-nfs"),
         ("HelmRelease", "kube-system", "csi-driver-nfs"),
+        ("StorageClass", "", "nfs"),
     },
-    "infrastructure-config": {("StorageClass", "", "nfs")},
 }
 NFS_SITES = {"example-proxmox"}
+# What a site with a monitoring section adds to each stage (the shipped example-proxmox has one)
+MONITORING = {
+    "infrastructure": {
+        ("Namespace", "", "monitoring"),
+        ("HelmRepository", "flux-system", "prometheus-community"),
+        ("HelmRelease", "monitoring", "kube-prometheus-stack"),
+        ("Secret", "monitoring", "grafana-admin"),  # sops-encrypted, written by gitops_render itself
+    },
+    "infrastructure-config": set(),
+    "platform": {
+        ("Ingress", "monitoring", "grafana-dashboard"),
+        ("PrometheusRule", "monitoring", "platform"),
+    },
+    "apps": set(),
+}
+# The apps stage holds the site's apps: example-proxmox ships one (podinfo), the others none.
+APPS = {
+    "example-proxmox": {
+        ("Namespace", "", "podinfo"),
+        ("HelmRepository", "flux-system", "app-podinfo"),
+        ("HelmRelease", "podinfo", "podinfo"),
+        ("Ingress", "podinfo", "podinfo"),
+    },
+}
 
 
-def expected(site_name: str, stage: str) -> set:
-    return EXPECTED[stage] | (NFS_EXPECTED.get(stage, set()) if site_name in NFS_SITES else set())
+def expected(site_name: str, site: dict, stage: str) -> set:
+    apps = APPS.get(site_name, set()) if stage == "apps" else set()
+    monitoring = MONITORING[stage] if "monitoring" in site else set()
+    nfs = NFS_EXPECTED.get(stage, set()) if site_name in NFS_SITES else set()
+    return EXPECTED[stage] | monitoring | nfs | apps
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +101,10 @@ def rendered(tmp_path_factory) -> dict[str, tuple[dict, object]]:
         checkout = root / site
         checkout.mkdir()
         checkouts[site] = (yaml.safe_load(site_file(site).read_text()), checkout)
-        module_args = {"site_file": str(site_file(site)), "dest": str(checkout)}
+        data = checkouts[site][0]
+        # the admins' recipients, as the role gitops_platform passes them (monitoring's Secret needs them)
+        module_args = {"site_file": str(site_file(site)), "dest": str(checkout),
+                       "sops_recipients": data["sops"]["admin_recipients"]}  # fmt: skip
         tasks.append({"name": f"render {site}", "nerv.homelab.gitops_render": module_args})
     result = AnsibleCli(root).playbook([{"name": "g", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
     assert result.rc == 0, result.describe()
@@ -104,16 +134,29 @@ def test_every_directory_flux_applies_builds_with_kustomize(rendered, site_name,
         scratch.mkdir()
         built = flux_build(checkout / path, scratch)
         assert built.generated is None, f"{path} carries its own kustomization.yaml"
-        assert built.objects() == expected(site_name, stage), f"{path} builds other objects than the stage applies"
+        assert built.objects() == expected(site_name, site, stage), (
+            f"{path} builds other objects than the stage applies"
+        )
     config = flux_build(checkout / paths["infrastructure-config"], tmp_path / "again")
     assert config.get("IPAddressPool", "site")["spec"]["addresses"] == site["metallb"]["addresses"]
     assert ("nfs" in site) is (site_name in NFS_SITES), "NFS_SITES lists the shipped sites with an nfs section"
     if "nfs" in site:
-        parameters = config.get("StorageClass", "nfs")["parameters"]
+        infra = flux_build(checkout / paths["infrastructure"], tmp_path / "nfs")
+        parameters = infra.get("StorageClass", "nfs")["parameters"]
         assert (parameters["server"], parameters["share"]) == (site["nfs"]["server"], site["nfs"]["export"])
     domain = site["network"]["domain"]
     ingresses = flux_build(checkout / paths["platform"], tmp_path / "ingresses")
     assert ingresses.get("Ingress", "flux-dashboard")["spec"]["rules"][0]["host"] == f"flux.{domain}"
+    if "monitoring" in site:
+        assert ingresses.get("Ingress", "grafana-dashboard")["spec"]["rules"][0]["host"] == f"grafana.{domain}"
+        infra = flux_build(checkout / paths["infrastructure"], tmp_path / "secret")
+        secret = infra.get("Secret", "grafana-admin")
+        assert secret["stringData"]["admin-password"].startswith("ENC[AES256_GCM,"), "built still encrypted"
+        assert "sops" in secret, "kustomize keeps the sops metadata Flux decrypts with"
+
+
+def test_a_shipped_site_has_monitoring():
+    assert any("monitoring" in yaml.safe_load(site_file(s).read_text()) for s in SHIPPED_SITES)
 
 
 def test_clusters_dir_with_what_bootstrap_commits_builds_both(rendered, tmp_path):

@@ -1,5 +1,6 @@
 """The role gitops_platform against a local bare Git repository standing in for GitHub: check mode pushes
-nothing, the first run commits and pushes the platform, the second changes nothing."""
+nothing, the first run commits and pushes the platform, the second changes nothing, and an app removed from the site
+is removed from the repository by a commit."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ def remote(tmp_path):
     return bare_repository(tmp_path, "home-gitops.git")
 
 
-def run(ansible_cli, tmp_path, remote, check=False):
+def run(ansible_cli, tmp_path, remote, check=False, site_file=INVENTORY / "example-proxmox" / "site.yml"):
     play = [{"name": "g", "hosts": "localhost", "gather_facts": False, "roles": [
         {"role": "nerv.homelab.site", "vars": {"site_show_plan": False}},
         {"role": "nerv.homelab.gitops_platform"}]}]  # fmt: skip
-    extra = {"site_file": str(INVENTORY / "example-proxmox" / "site.yml"), "gitops_platform_repo_url": f"file://{remote}",
+    extra = {"site_file": str(site_file), "gitops_platform_repo_url": f"file://{remote}",
              "gitops_platform_checkout": str(tmp_path / "checkout")}  # fmt: skip
     result = ansible_cli.playbook(play, "--diff", extra_vars=extra, check=check)
     assert result.rc == 0, result.describe()
@@ -42,9 +43,40 @@ def test_commits_and_pushes_only_when_the_platform_changed(ansible_cli, tmp_path
     assert commits(remote)[0].startswith("nerv.homelab: platform of site home") and len(commits(remote)) == 2
     tree = git("--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main").splitlines()
     assert "clusters/home/stages.yaml" in tree and "platform/home/infrastructure/metallb.yaml" in tree
+    # the example has monitoring: Grafana's admin Secret is committed, and only encrypted
+    secret = yaml.safe_load(
+        git("--git-dir", str(remote), "show", "main:platform/home/infrastructure/grafana-admin.sops.yaml")
+    )
+    assert secret["stringData"]["admin-password"].startswith("ENC[AES256_GCM,") and secret["sops"]["age"]
     rules = yaml.safe_load(git("--git-dir", str(remote), "show", "main:.sops.yaml"))["creation_rules"]
     admins = yaml.safe_load((INVENTORY / "example-proxmox" / "site.yml").read_text())["sops"]["admin_recipients"]
     assert rules[0]["path_regex"].startswith("^platform/home/") and rules[0]["age"] == ",".join(admins)
 
     second = run(ansible_cli, tmp_path, remote)
     assert second.stats()["changed"] == 0 and len(commits(remote)) == 2, second.describe()
+
+
+def tree(remote):
+    return git("--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main").splitlines()
+
+
+def test_an_app_removed_from_the_site_is_committed_as_a_removal(ansible_cli, tmp_path, remote):
+    run(ansible_cli, tmp_path, remote)
+    assert "platform/home/apps/podinfo.yaml" in tree(remote)
+    site = yaml.safe_load((INVENTORY / "example-proxmox" / "site.yml").read_text())
+    del site["apps"]
+    site_file = tmp_path / "site.yml"
+    site_file.write_text(yaml.safe_dump(site, sort_keys=False))
+
+    removed = run(ansible_cli, tmp_path, remote, site_file=site_file)
+    assert removed.task("Render the platform into the checkout")["removed_files"] == ["platform/home/apps/podinfo.yaml"]
+    assert "platform/home/apps/podinfo.yaml" not in tree(remote) and len(commits(remote)) == 3
+    assert "platform/home/apps/kustomization.yaml" in tree(remote)
+    assert "platform/home/infrastructure/grafana-admin.sops.yaml" in tree(remote), (
+        "monitoring stays: so does its Secret"
+    )
+    status = git("-C", str(tmp_path / "checkout"), "status", "--porcelain")
+    assert status == "", "the checkout is clean: the removal is in the commit"
+
+    again = run(ansible_cli, tmp_path, remote, site_file=site_file)
+    assert again.stats()["changed"] == 0 and len(commits(remote)) == 3

@@ -39,11 +39,13 @@ FLUX_KINDS = ("GitRepository", "OCIRepository", "HelmRepository", "Kustomization
 
 @pytest.fixture
 def site(tmp_path):
-    """The bare-metal example trimmed to mini1 (the first control-plane), a fresh admin identity, an SSH client key
-    and an empty GitOps repository."""
+    """The bare-metal example trimmed to mini1 (the first control-plane), with monitoring, a fresh admin identity, an
+    SSH client key and an empty GitOps repository."""
     require_netns()
     require_commands("sshd", "ssh", "ssh-keygen", "git")
     inventory, admin, data = baremetal_site(tmp_path, 1)
+    data["monitoring"] = {}
+    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
     return inventory, admin, data, bare_repository(tmp_path)
 
 
@@ -225,6 +227,7 @@ def test_bootstrap_playbook_brings_up_the_platform_once(site, tmp_path):
         assert record["argv"][:2] == ["bootstrap", "github"] and record["token_in_env"]
         assert TOKEN not in " ".join(record["argv"])
         assert f"--path={data['flux']['path']}" in record["argv"]
+        assert "--version=v2.6.1" in record["argv"], "the site's Flux release (platform.versions.flux, default)"
 
         # Flux holds the cluster's age key, and the repository's rule encrypts the site's secrets to it
         secret = api.store.get(controllers.kind("Secret"), "flux-system", "sops-age")
@@ -241,14 +244,23 @@ def test_bootstrap_playbook_brings_up_the_platform_once(site, tmp_path):
         # what was pushed was applied and is Ready; the summary names the dashboards and MetalLB's address
         name = data["site"]["name"]
         releases = [o["metadata"]["name"] for o in api.store.list(controllers.kind("HelmRelease"), None)]
-        assert sorted(releases) == ["cert-manager", "longhorn", "metallb", "traefik"]
+        assert sorted(releases) == ["cert-manager", "kube-prometheus-stack", "longhorn", "metallb", "traefik"]
         stages = [o["metadata"]["name"] for o in api.store.list(controllers.kind("Kustomization"), "flux-system")]
         assert {"flux-system", "infrastructure", "platform", "apps", "capacitor"} <= set(stages)
         status = first.task("Wait until every Flux object is Ready")
         assert not status.get("failed"), status
         domain = data["network"]["domain"]
-        for dashboard in ("traefik", "longhorn", "flux"):
+        for dashboard in ("traefik", "longhorn", "flux", "grafana"):
             assert f"https://{dashboard}.{domain}/" in first.output
+        # Grafana's admin password went to Git encrypted (to the admins and the cluster), and was never shown
+        grafana = inventory.parent / "grafana-admin.sops.yaml"
+        grafana.write_text(
+            git("--git-dir", str(bare), "show", f"main:platform/{name}/infrastructure/grafana-admin.sops.yaml")
+        )
+        password = sops_files.decrypt_file(str(grafana), age.load_identities({}, [str(admin)]))["stringData"][
+            "admin-password"
+        ]
+        assert password not in first.output and password not in grafana.read_text()
         first_address = data["metallb"]["addresses"][0].split("-")[0].split("/")[0]
         assert f"traefik/traefik: {first_address}" in first.output
         assert (

@@ -107,3 +107,46 @@ def test_an_installer_that_never_powers_off_fails_in_time_and_stays_running(ansi
     again = ansible_cli.playbook(playbook, inventory=inventory, extra_vars=extra, env=pve_site.env)
     assert again.rc == 0, again.describe()
     assert pve_site.pve.vm(9100).template
+
+
+def test_after_the_template_older_isos_of_ours_go_as_template_keep_isos_says(ansible_cli, pve_site, site_inventory):
+    from ..proxmox.test_proxmox_iso import make_iso
+
+    inventory, site = site_inventory
+    site["template"]["keep_isos"] = 1
+    (inventory / "site.yml").write_text(yaml.safe_dump(site, sort_keys=False))
+    home = ansible_cli.tmp_path / "home"  # the record proxmox_iso keeps by default lives under ~/.cache
+    home.mkdir()
+    env = {**pve_site.env, "HOME": str(home)}
+    older = []
+    for number in range(2):
+        (ansible_cli.tmp_path / f"old{number}").mkdir()
+        src, _sha = make_iso(ansible_cli.tmp_path / f"old{number}" / "installer.iso", seed=f"old-{number}".encode())
+        task = {"nerv.homelab.proxmox_iso": {"node": "pve1", "src": str(src)}, "register": "iso", "name": "Upload"}
+        uploaded = ansible_cli.playbook(
+            [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}],
+            inventory=inventory,
+            env={**pve_site.proxmox_env(), "HOME": str(home)},
+        )
+        assert uploaded.rc == 0, uploaded.describe()
+        older.append(uploaded.task("Upload")["volid"])
+        pve_site.pve.storages["local"]["volumes"][older[-1].split(":", 1)[1]]["ctime"] = 1_700_000_000 + number
+    pve_site.pve.store_file("local", "installer-0123456789ab.iso", 4096)  # named like ours, no record
+    iso = ansible_cli.tmp_path / "installer.iso"
+    iso.write_bytes(b"a stand-in installer\n" * 1024)
+    extra = {"proxmox_template_iso": str(iso), "proxmox_template_progress_every": 1}
+    installer = Installer(pve_site.pve)
+    installer.start()
+    try:
+        run = ansible_cli.playbook(
+            Path("playbooks/template.yml").resolve(), inventory=inventory, extra_vars=extra, env=env
+        )
+    finally:
+        installer.done.set()
+    assert run.rc == 0, run.describe()
+    current = run.task("Put the installer ISO on the ISO storage")["volid"]
+    pruned = run.task("Delete older installer ISOs this collection uploaded, keeping the newest template.keep_isos")
+    assert pruned["changed"] is True and pruned["deleted"] == older
+    volumes = sorted(name for name in pve_site.pve.storages["local"]["volumes"] if name.startswith("iso/"))
+    assert volumes == sorted(["iso/installer-0123456789ab.iso", current.split(":", 1)[1]])
+    assert pve_site.pve.vm(9100).template

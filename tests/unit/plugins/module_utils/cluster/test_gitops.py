@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -36,13 +37,15 @@ def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
 
 
 def test_every_stage_directory_lists_exactly_its_files():
+    """Its rendered files, and the sops files gitops_apply writes beside them (Grafana's admin Secret)."""
     rendered = files()
+    assert gitops.sops_files(SITE) == {"infrastructure": ["grafana-admin.sops.yaml"]}
     for stage in gitops.STAGES:
         directory = f"platform/home/{stage}/"
         (kustomization,) = rendered[directory + "kustomization.yaml"]
-        present = sorted(
-            p[len(directory) :] for p in rendered if p.startswith(directory) and not p.endswith("/kustomization.yaml")
-        )
+        present = [p[len(directory) :] for p in rendered if p.startswith(directory)]
+        present = sorted([*present, *gitops.sops_files(SITE).get(stage, [])])
+        present.remove("kustomization.yaml")
         assert kustomization["resources"] == present
 
 
@@ -55,13 +58,33 @@ def test_metallb_gets_the_sites_pool_and_cert_manager_its_crds():
     assert release["spec"]["install"]["crds"] == "CreateReplace"
 
 
+def test_charts_are_at_the_collections_versions_unless_the_site_pins_one():
+    def versions(site):
+        rendered = gitops.render(site, "clusters/home")
+        return {
+            doc["metadata"]["name"]: doc["spec"]["chart"]["spec"]["version"]
+            for path, docs_ in rendered.items()
+            for doc in docs_
+            if doc["kind"] == "HelmRelease" and "/infrastructure/" in path
+        }
+
+    # the example site has nfs and monitoring: csi-driver-nfs and kube-prometheus-stack are among them
+    assert versions(SITE) == {"metallb": "0.15.2", "cert-manager": "v1.18.2", "traefik": "37.1.1",
+                              "longhorn": "1.9.1", "csi-driver-nfs": "v4.11.0",
+                              "kube-prometheus-stack": "75.15.0"}  # fmt: skip
+    pinned = copy.deepcopy(SITE)
+    pinned["platform"]["versions"]["longhorn"] = "1.8.2"
+    pinned["platform"]["versions"]["kube_prometheus_stack"] = "75.10.0"
+    assert versions(pinned)["longhorn"] == "1.8.2" and versions(pinned)["traefik"] == "37.1.1"
+    assert versions(pinned)["kube-prometheus-stack"] == "75.10.0"
+
+
 def test_dashboards_are_served_for_the_sites_domain_with_its_ca():
     ingresses = docs("platform/home/platform/ingresses.yaml")
     hosts = [i["spec"]["rules"][0]["host"] for i in ingresses]
-    assert hosts == ["traefik.home.lab.example", "longhorn.home.lab.example", "flux.home.lab.example"]
-    assert gitops.dashboards(SITE) == {
-        name: f"https://{name}.home.lab.example/" for name in ("traefik", "longhorn", "flux")
-    }
+    names = ("traefik", "longhorn", "flux", "grafana")  # Grafana: the example site has monitoring
+    assert hosts == [f"{name}.home.lab.example" for name in names]
+    assert gitops.dashboards(SITE) == {name: f"https://{name}.home.lab.example/" for name in names}
     for ingress in ingresses:
         assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "site-ca"}
         assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
@@ -138,7 +161,7 @@ def _docs(site, path):
 
 
 def test_the_nfs_section_installs_csi_driver_nfs_in_kube_system():
-    assert gitops.active_charts(SITE)[-1] == "csi-driver-nfs"
+    assert "csi-driver-nfs" in gitops.active_charts(SITE)
     (release,) = docs("platform/home/infrastructure/csi-driver-nfs.yaml")
     assert release["metadata"] == {"name": "csi-driver-nfs", "namespace": "kube-system"}
     chart = release["spec"]["chart"]["spec"]
@@ -148,11 +171,12 @@ def test_the_nfs_section_installs_csi_driver_nfs_in_kube_system():
     repos = {r["metadata"]["name"]: r["spec"]["url"] for r in docs("platform/home/infrastructure/repositories.yaml")}
     assert repos["csi-driver-nfs"] == "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
     names = [n["metadata"]["name"] for n in docs("platform/home/infrastructure/namespaces.yaml")]
-    assert names == ["cert-manager", "longhorn-system", "metallb-system", "traefik"], "kube-system is not ours"
+    assert "kube-system" not in names, "kube-system is not ours"
+    assert names == ["cert-manager", "longhorn-system", "metallb-system", "monitoring", "traefik"]
 
 
 def test_the_nfs_class_follows_the_site_and_longhorn_stays_the_default():
-    (storage_class,) = docs("platform/home/infrastructure-config/nfs-storage-class.yaml")
+    (storage_class,) = docs("platform/home/infrastructure/nfs-storage-class.yaml")
     assert storage_class == {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
@@ -175,7 +199,7 @@ def test_the_nfs_class_follows_the_site_and_longhorn_stays_the_default():
 
 def test_a_default_nfs_class_takes_the_default_from_longhorn():
     site = _with_nfs(default_class=True, storage_class="nas", reclaim_policy="Delete", options=["nfsvers=4.1"])
-    (storage_class,) = _docs(site, "infrastructure-config/nfs-storage-class.yaml")
+    (storage_class,) = _docs(site, "infrastructure/nfs-storage-class.yaml")
     annotations = {
         "kustomize.toolkit.fluxcd.io/force": "enabled",
         "storageclass.kubernetes.io/is-default-class": "true",
@@ -212,7 +236,7 @@ def test_the_nfs_storage_class_validates_against_the_kubernetes_schema(default_c
     kubernetes_validate = pytest.importorskip(
         "kubernetes_validate", reason="kubernetes-validate (requirements-test.txt)"
     )
-    (storage_class,) = _docs(_with_nfs(default_class=default_class), "infrastructure-config/nfs-storage-class.yaml")
+    (storage_class,) = _docs(_with_nfs(default_class=default_class), "infrastructure/nfs-storage-class.yaml")
     kubernetes_validate.validate(storage_class, "1.31", strict=True)
     broken = dict(storage_class, reclaimPolicy=["Retain"])
     with pytest.raises(Exception, match="reclaimPolicy|is not of type"):

@@ -32,6 +32,14 @@ def _metal():
     return _site("example-baremetal")
 
 
+def _apps():
+    """example-proxmox with a second app beside its podinfo."""
+    data = _site()
+    data["apps"].append({"name": "wiki", "repository": "oci://ghcr.io/example/charts", "chart": "wiki",
+                         "version": "1.2.3", "ingress": {"host": "wiki", "port": 80}})  # fmt: skip
+    return data
+
+
 def _errors(data):
     return validate_site(data).errors
 
@@ -47,7 +55,7 @@ def _set(data, path, value):
     keys = path.replace("[", ".").replace("]", "").split(".")
     node = data
     for key in keys[:-1]:
-        node = node[int(key)] if key.isdigit() else node[key]
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
     last = int(keys[-1]) if keys[-1].isdigit() else keys[-1]
     if value is DELETE:
         del node[last]
@@ -185,7 +193,143 @@ CASES = [
     ("k3s version", _site, {"k3s.version": "1.31"}, "k3s.version", "expected form", "v1.31.4+k3s1"),
     ("flux path", _site, {"flux.path": "/clusters/home/"}, "flux.path", "expected form", "without leading"),
     ("bios", _site, {"template.bios": "uefi"}, "template.bios", "not one of ovmf, seabios", "ovmf"),
-]
+    (
+        "chart range",
+        _site,
+        {"platform.versions.traefik": "^37.1"},
+        "platform.versions.traefik",
+        "expected form",
+        "one exact chart version",
+    ),
+    (
+        "chart two parts",
+        _site,
+        {"platform.versions.longhorn": "1.9"},
+        "platform.versions.longhorn",
+        "expected form",
+        "e.g. 1.9.1",
+    ),
+    (
+        "chart leading zero",
+        _site,
+        {"platform.versions.metallb": "0.015.2"},
+        "platform.versions.metallb",
+        "expected form",
+        "0.15.2",
+    ),
+    (
+        "flux without v",
+        _site,
+        {"platform.versions.flux": "2.6.1"},
+        "platform.versions.flux",
+        "expected form",
+        "with its v, e.g. v2.6.1",
+    ),
+    (
+        "unknown chart",
+        _site,
+        {"platform.versions.grafana": "1.0.0"},
+        "platform.versions.grafana",
+        "not a known key",
+        "kube_prometheus_stack",
+    ),
+    ("app name twice", _apps, {"apps[1].name": "podinfo"}, "apps[1].name", "already used by apps[0]", "own name"),
+    ("app name long", _site, {"apps[0].name": "a" * 54}, "apps[0].name", "expected form", "at most 53"),
+    ("app name form", _site, {"apps[0].name": "Pod_Info"}, "apps[0].name", "expected form", "lower-case"),
+    ("app key typo", _site, {"apps[0].chrat": "x"}, "apps[0].chrat", "not a known key", "did you mean 'chart'"),
+    ("app no chart", _site, {"apps[0].chart": DELETE}, "apps[0].chart", "required but missing", "add chart"),
+    (
+        "app http repo",
+        _site,
+        {"apps[0].repository": "http://charts.x"},
+        "apps[0].repository",
+        "expected form",
+        "https://",
+    ),  # fmt: skip
+    ("app version range", _site, {"apps[0].version": "^6.9"}, "apps[0].version", "expected form", "no range"),
+    (
+        "app platform ns",
+        _site,
+        {"apps[0].namespace": "traefik"},
+        "apps[0].namespace",
+        "namespace of the platform",
+        "namespace of the app's own",
+    ),  # fmt: skip
+    (
+        "app named as platform ns",
+        _site,
+        {"apps[0].name": "monitoring"},
+        "apps[0].name",
+        "namespace of the platform",
+        "set namespace:",
+    ),  # fmt: skip
+    ("app ns form", _site, {"apps[0].namespace": "My NS"}, "apps[0].namespace", "expected form", "DNS label"),
+    ("app values list", _site, {"apps[0].values": [1]}, "apps[0].values", "must be a mapping", "mapping"),
+    ("app port", _site, {"apps[0].ingress.port": 0}, "apps[0].ingress.port", "must be from 1 to 65535", "port"),
+    ("app no port", _site, {"apps[0].ingress.port": DELETE}, "apps[0].ingress.port", "required", "add port"),
+    ("app host form", _site, {"apps[0].ingress.host": "Pod_Info"}, "apps[0].ingress.host", "expected form", "label"),
+    (
+        "app host dashboard",
+        _site,
+        {"apps[0].ingress.host": "traefik"},
+        "apps[0].ingress.host",
+        "traefik.home.lab.example is already served by the traefik dashboard",
+        "another host",
+    ),  # fmt: skip
+    (
+        "app host twice",
+        _apps,
+        {"apps[1].ingress.host": "podinfo.home.lab.example"},
+        "apps[1].ingress.host",
+        "already served by apps[0]",
+        "another host",
+    ),  # fmt: skip
+    (
+        "app service form",
+        _site,
+        {"apps[0].ingress.service": "Svc_1"},
+        "apps[0].ingress.service",
+        "expected form",
+        "kubectl get svc",
+    ),  # fmt: skip
+    (
+        "app sops path",
+        _site,
+        {"apps[0].values_sops": "/abs/values.yaml"},
+        "apps[0].values_sops",
+        "expected form",
+        "relative path to a sops YAML",
+    ),  # fmt: skip
+    (
+        "app values password",
+        _site,
+        {"apps[0].values.auth": {"adminPassword": "x"}},
+        "apps[0].values.auth.adminPassword",
+        "password is written inline",
+        "values_sops",
+    ),  # fmt: skip
+    ("retention unit", _site, {"monitoring.retention": "15 days"}, "monitoring.retention", "expected form", "15d"),
+    ("retention order", _site, {"monitoring.retention": "3d1w"}, "monitoring.retention", "expected form", "1w3d"),
+    ("retention empty", _site, {"monitoring.retention": ""}, "monitoring.retention", "expected form", "duration"),
+    ("size unit", _site, {"monitoring.prometheus_storage": "20GB"}, "monitoring.prometheus_storage", "expected form",
+     "Mi, Gi or Ti, e.g. 20Gi"),
+    ("size zero", _site, {"monitoring.grafana_storage": "0Gi"}, "monitoring.grafana_storage", "expected form", "5Gi"),
+    ("size number", _site, {"monitoring.alertmanager_storage": 2}, "monitoring.alertmanager_storage",
+     "must be a string, not an integer", "2Gi"),
+    ("storage class", _site, {"monitoring.storage_class": "Fast_SSD"}, "monitoring.storage_class", "expected form",
+     "kubectl get storageclass"),
+    ("grafana host", _site, {"monitoring.grafana_host": "https://grafana.lab"}, "monitoring.grafana_host",
+     "expected form", "grafana.lab.example"),
+    ("alert percent", _site, {"monitoring.alerts.volume_full_percent": 100}, "monitoring.alerts.volume_full_percent",
+     "must be from 50 to 99", "85"),
+    ("alert typo", _site, {"monitoring.alerts.node_ready": True}, "monitoring.alerts.node_ready", "not a known key",
+     "node_not_ready"),
+    ("monitoring null", _site, {"monitoring": None}, "monitoring", "must be a mapping, not null", "monitoring"),
+    ("app host grafana", _site, {"apps[0].ingress.host": "grafana"}, "apps[0].ingress.host",
+     "grafana.home.lab.example is already served by Grafana (monitoring.grafana_host)", "another host"),
+    ("grafana host app", _site, {"monitoring.grafana_host": "podinfo.home.lab.example"}, "apps[0].ingress.host",
+     "already served by Grafana", "another host"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("base", "edits", "path", "message", "fix"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -248,6 +392,65 @@ def test_every_problem_is_reported_at_once():
     assert all(". Fix: " in line for line in lines[1:])
 
 
+def test_chart_values_take_any_keys_and_refuse_only_passwords():
+    data = _site()
+    data["apps"][0]["values"] = {
+        "auth": {"existingSecret": "podinfo-auth", "adminPassword": ""},
+        "serviceAccount": {"automountServiceAccountToken": False},
+        "any-Key_1": [{"x": 1}],
+    }
+    assert validate_site(data).errors == []
+    data["apps"][0]["values"]["tls"] = ["-----BEGIN EC PRIVATE KEY-----\n" + CANARY]
+    with pytest.raises(SiteError) as caught:
+        parse_site(data)
+    assert [p.path for p in caught.value.problems] == ["apps[0].values.tls[0]"]
+    assert CANARY not in str(caught.value)
+    data["apps"][0]["values"]["tls"] = []
+    data["apps"][0]["values"]["auth"]["adminPassword"] = CANARY
+    with pytest.raises(SiteError) as caught:
+        parse_site(data)
+    assert CANARY not in str(caught.value) + json.dumps([p.as_dict() for p in caught.value.problems])
+    assert CANARY in secret_values(data), "site_validate masks it in its own output too"
+
+
+def test_an_app_host_outside_the_domain_is_a_warning():
+    data = _site()
+    data["apps"][0]["ingress"]["host"] = "podinfo.example.org"
+    report = validate_site(data)
+    assert report.errors == []
+    warning = _find(report.warnings, "apps[0].ingress.host")
+    assert "outside the site's domain home.lab.example" in warning.message
+    assert "podinfo means podinfo.home.lab.example" in warning.fix
+
+
+def test_app_defaults_namespace_service_and_host():
+    data = _apps()
+    data["apps"][1]["namespace"] = "docs"
+    apps = parse_site(data)["apps"]
+    assert (apps[0]["namespace"], apps[0]["values"]["replicaCount"]) == ("podinfo", 2)
+    assert apps[0]["ingress"] == {"host": "podinfo.home.lab.example", "service": "podinfo", "port": 9898}
+    assert (apps[1]["namespace"], apps[1]["values"], apps[1]["ingress"]["service"]) == ("docs", {}, "wiki")
+    data["apps"][1]["ingress"]["host"] = "wiki.example.org"
+    assert parse_site(data)["apps"][1]["ingress"]["host"] == "wiki.example.org", "a full name is kept"
+    assert parse_site(_site("demo")).get("apps") == [], "no apps: an empty list"
+
+
+def test_a_values_sops_file_must_exist_next_to_the_site_file(tmp_path):
+    data = _site()
+    data["apps"][0]["values_sops"] = "secrets/podinfo.sops.yaml"
+    site_file = tmp_path / "site.yml"
+    site_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(SiteError) as caught:
+        load_site(str(site_file))
+    problem = _find(caught.value.problems, "apps[0].values_sops")
+    assert "secrets/podinfo.sops.yaml does not exist next to the site file" in problem.message
+    assert "create it with sops" in problem.fix
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "podinfo.sops.yaml").write_text("x: 1\n")
+    assert load_site(str(site_file))["apps"][0]["values_sops"] == "secrets/podinfo.sops.yaml"
+    assert validate_site(data).errors == [], "without the site file's directory no file is looked for"
+
+
 def test_not_a_mapping():
     problem = _find(_errors(["hosts"]), "")
     assert problem.message == "must be a mapping, not a list"
@@ -265,6 +468,25 @@ def test_defaults_are_filled_in_and_vm_sizes_come_from_the_template():
     assert cp1["address"] == "10.77.0.11"
     assert "cores" not in site["hosts"][3], "bare metal has no VM size"
     assert "cores" not in data["hosts"][0], "the input is left as it was"
+
+
+def test_platform_versions_default_to_the_collections_and_a_pin_is_kept():
+    site = normalise_site(_site())
+    assert site["platform"]["versions"] == {
+        "flux": "v2.6.1",
+        "metallb": "0.15.2",
+        "traefik": "37.1.1",
+        "cert_manager": "v1.18.2",
+        "longhorn": "1.9.1",
+        "csi_driver_nfs": "v4.11.0",
+        "kube_prometheus_stack": "75.15.0",
+    }
+    data = _site()
+    data["platform"] = {"versions": {"traefik": "36.3.0", "cert_manager": "v1.17.4-rc.1"}}
+    assert _errors(data) == []
+    versions = normalise_site(data)["platform"]["versions"]
+    assert versions["traefik"] == "36.3.0" and versions["cert_manager"] == "v1.17.4-rc.1"
+    assert versions["metallb"] == "0.15.2"
 
 
 def test_load_site_reports_unreadable_and_broken_files(tmp_path):
@@ -318,3 +540,22 @@ def test_secret_values_finds_what_the_validator_refuses():
     assert secret_values(data) == {CANARY, "1234", "AGE-SECRET-KEY-1" + CANARY.upper()}
     assert secret_values(_site()) == set()
     assert secret_values(None) == set()
+
+
+def test_monitoring_is_off_unless_present_and_an_empty_section_gets_every_default():
+    data = _metal()
+    assert "monitoring" not in data and "monitoring" not in normalise_site(data)
+    data["monitoring"] = {}
+    monitoring = parse_site(data)["monitoring"]
+    assert monitoring == {
+        "retention": "15d",
+        "prometheus_storage": "20Gi",
+        "alertmanager_storage": "2Gi",
+        "grafana_storage": "5Gi",
+        "alerts": {
+            "node_not_ready": True,
+            "flux_not_ready": True,
+            "volume_filling_up": True,
+            "volume_full_percent": 85,
+        },
+    }
