@@ -10,17 +10,27 @@ from __future__ import annotations
 import os
 import secrets
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import (
-    RENDERED_ANNOTATION,
-    RenderError,
-    app_values_file,
-    app_values_manifest,
     dashboards,
-    dump,
     parse_sops_config,
     render,
     sops_rules,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import (
+    app_values_file,
+    app_values_manifest,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
+    GRAFANA_ADMIN_SECRET,
+    MONITORING_NAMESPACE,
+    grafana_admin_secret,
+    sops_files,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+    RENDERED_ANNOTATION,
+    SOPS_ENCRYPTED_REGEX,
+    RenderError,
+    dump,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
@@ -46,7 +56,7 @@ except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
 HEADER = "# Rendered by nerv.homelab.gitops_render from the site file: edit the site, not this file.\n"
 SOPS_HEADER = "# sops creation rules; nerv.homelab.gitops_render keeps the rule of each site's platform current.\n"
 # as the site's .sops.yaml rule (gitops.sops_rules): Flux decrypts data and stringData, the rest stays readable
-SECRET_RULES = Rules("encrypted_regex", gitops.SOPS_ENCRYPTED_REGEX)
+SECRET_RULES = Rules("encrypted_regex", SOPS_ENCRYPTED_REGEX)
 # What the diff shows of a new secret file made here instead of its content
 SECRET_SHOWN = "(sops-encrypted Secret {}: not shown)\n"
 PASSWORD_BYTES = 24
@@ -82,7 +92,7 @@ def execute(module) -> dict:
             write_private(path, text, mode=0o644)
     for relative, text in new_secrets.items():
         changed.append(relative)
-        shown = SECRET_SHOWN.format(f"{gitops.MONITORING_NAMESPACE}/{gitops.GRAFANA_ADMIN_SECRET}")
+        shown = SECRET_SHOWN.format(f"{MONITORING_NAMESPACE}/{GRAFANA_ADMIN_SECRET}")
         diffs.append({"before_header": relative, "after_header": relative, "before": "", "after": shown})
         if not module.check_mode:
             write_private(os.path.join(p["dest"], relative), text)
@@ -113,7 +123,7 @@ def _secret_plan(p: dict, site: dict, stage_root: str) -> tuple[list, dict]:
     """(every sops file of the site, relative path -> encrypted text of those missing). Each is made once and then
     left as it is: re-made, Grafana's password would change under a running Grafana."""
     every, missing = [], {}
-    for stage, names in gitops.sops_files(site).items():
+    for stage, names in sops_files(site).items():
         for name in names:
             relative = f"{stage_root}/{stage}/{name}"
             every.append(relative)
@@ -140,7 +150,7 @@ def _grafana_admin_file(p: dict, relative: str) -> str:
             f"monitoring needs sops_recipients to keep Grafana's admin password encrypted in {relative}: give the "
             "admins' age recipients and the cluster's Flux key (the role nerv.homelab.gitops_platform does)"
         )
-    plain = gitops.grafana_admin_secret(secrets.token_urlsafe(PASSWORD_BYTES))
+    plain = grafana_admin_secret(secrets.token_urlsafe(PASSWORD_BYTES))
     return new_document(plain, "yaml", p["sops_recipients"], SECRET_RULES).text()
 
 

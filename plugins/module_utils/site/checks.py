@@ -347,7 +347,7 @@ def _check_app_hosts(data: dict) -> list:
     taken = {f"{name}.{domain}": f"the {name} dashboard" for name in PLATFORM_HOSTS}
     monitoring = data.get("monitoring")
     if isinstance(monitoring, dict):
-        # Grafana's Ingress (cluster/gitops.grafana_host): present, even empty, the section turns it on
+        # Grafana's Ingress (cluster/gitops_monitoring.grafana_host): present, even empty, the section turns it on
         grafana = monitoring.get("grafana_host")
         taken[grafana if isinstance(grafana, str) else f"grafana.{domain}"] = "Grafana (monitoring.grafana_host)"
     out = []

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import (
+    gitops,
+    gitops_monitoring,
+    gitops_storage,
+    manifests,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
 REPO = Path(__file__).resolve().parents[5]
@@ -39,12 +44,12 @@ def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
 def test_every_stage_directory_lists_exactly_its_files():
     """Its rendered files, and the sops files gitops_apply writes beside them (Grafana's admin Secret)."""
     rendered = files()
-    assert gitops.sops_files(SITE) == {"infrastructure": ["grafana-admin.sops.yaml"]}
+    assert gitops_monitoring.sops_files(SITE) == {"infrastructure": ["grafana-admin.sops.yaml"]}
     for stage in gitops.STAGES:
         directory = f"platform/home/{stage}/"
         (kustomization,) = rendered[directory + "kustomization.yaml"]
         present = [p[len(directory) :] for p in rendered if p.startswith(directory)]
-        present = sorted([*present, *gitops.sops_files(SITE).get(stage, [])])
+        present = sorted([*present, *gitops_monitoring.sops_files(SITE).get(stage, [])])
         present.remove("kustomization.yaml")
         assert kustomization["resources"] == present
 
@@ -134,14 +139,14 @@ def test_the_sops_rule_of_a_site_is_put_first_and_other_rules_are_kept():
 
 
 def test_a_sops_config_that_is_not_a_mapping_is_refused():
-    with pytest.raises(gitops.RenderError, match="not a mapping"):
+    with pytest.raises(manifests.RenderError, match="not a mapping"):
         gitops.parse_sops_config("- a\n", "/repo/.sops.yaml")
-    with pytest.raises(gitops.RenderError, match="not valid YAML"):
+    with pytest.raises(manifests.RenderError, match="not valid YAML"):
         gitops.parse_sops_config("a: [\n", "/repo/.sops.yaml")
 
 
 def test_rendering_is_stable():
-    assert gitops.dump(docs("clusters/home/stages.yaml")) == gitops.dump(docs("clusters/home/stages.yaml"))
+    assert manifests.dump(docs("clusters/home/stages.yaml")) == manifests.dump(docs("clusters/home/stages.yaml"))
 
 
 # ---------------------------------------------------------------------------------------------------- NFS
@@ -161,7 +166,7 @@ def _docs(site, path):
 
 
 def test_the_nfs_section_installs_csi_driver_nfs_in_kube_system():
-    assert "csi-driver-nfs" in gitops.active_charts(SITE)
+    assert "csi-driver-nfs" in manifests.active_charts(SITE)
     (release,) = docs("platform/home/infrastructure/csi-driver-nfs.yaml")
     assert release["metadata"] == {"name": "csi-driver-nfs", "namespace": "kube-system"}
     chart = release["spec"]["chart"]["spec"]
@@ -194,7 +199,7 @@ def test_the_nfs_class_follows_the_site_and_longhorn_stays_the_default():
     }
     (longhorn,) = docs("platform/home/infrastructure/longhorn.yaml")
     assert "defaultClass" not in longhorn["spec"]["values"]["persistence"], "Longhorn's chart default: true"
-    assert gitops.default_storage_class(SITE) == "longhorn"
+    assert gitops_storage.default_storage_class(SITE) == "longhorn"
 
 
 def test_a_default_nfs_class_takes_the_default_from_longhorn():
@@ -208,18 +213,18 @@ def test_a_default_nfs_class_takes_the_default_from_longhorn():
     assert (storage_class["reclaimPolicy"], storage_class["mountOptions"]) == ("Delete", ["nfsvers=4.1"])
     (longhorn,) = _docs(site, "infrastructure/longhorn.yaml")
     assert longhorn["spec"]["values"]["persistence"]["defaultClass"] is False
-    assert gitops.default_storage_class(site) == "nas"
+    assert gitops_storage.default_storage_class(site) == "nas"
 
 
 def test_without_nfs_there_is_no_driver_no_class_and_longhorn_is_the_default():
     site = _with_nfs(none=True)
     rendered = gitops.render(site, "clusters/home")
-    assert "csi-driver-nfs" not in gitops.active_charts(site)
+    assert "csi-driver-nfs" not in manifests.active_charts(site)
     assert not [p for p in rendered if "nfs" in p]
-    assert "csi-driver-nfs" not in gitops.dump([d for docs_ in rendered.values() for d in docs_])
+    assert "csi-driver-nfs" not in manifests.dump([d for docs_ in rendered.values() for d in docs_])
     (config,) = rendered["platform/home/infrastructure-config/kustomization.yaml"]
     assert config["resources"] == ["cluster-issuers.yaml", "metallb-pool.yaml"]
-    assert gitops.default_storage_class(site) == "longhorn"
+    assert gitops_storage.default_storage_class(site) == "longhorn"
     (longhorn,) = rendered["platform/home/infrastructure/longhorn.yaml"]
     assert "defaultClass" not in longhorn["spec"]["values"]["persistence"]
 

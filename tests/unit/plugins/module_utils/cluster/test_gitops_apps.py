@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops, gitops_apps, manifests
 from ansible_collections.nerv.homelab.plugins.module_utils.site.checks import PLATFORM_NAMESPACES
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
@@ -90,13 +90,13 @@ def test_apps_sharing_a_namespace_declare_it_once():
 
 def test_no_apps_is_an_empty_stage():
     site = load_site(str(REPO / "inventory" / "demo" / "site.yml"))
-    assert apps_stage(site) == {"kustomization.yaml": [gitops._kustomization([])]}
+    assert apps_stage(site) == {"kustomization.yaml": [manifests.kustomization([])]}
 
 
 def test_an_app_in_a_platform_namespace_is_refused_by_the_renderer_too():
     site = load_site(str(EXAMPLE))
     site["apps"][0]["namespace"] = "cert-manager"
-    with pytest.raises(gitops.RenderError, match="namespace cert-manager is the platform's"):
+    with pytest.raises(manifests.RenderError, match="namespace cert-manager is the platform's"):
         gitops.render(site, "clusters/home")
 
 
@@ -113,7 +113,7 @@ def test_every_namespace_the_platform_renders_is_reserved():
     # a Namespace by its name, a namespaced object by its namespace; cluster-scoped ones (ClusterIssuers, the NFS
     # StorageClass) have none
     rendered = {d["metadata"]["name"] if d["kind"] == "Namespace" else d["metadata"].get("namespace") for d in docs}
-    rendered |= {namespace for namespace, *_rest in gitops.CHARTS.values()}
+    rendered |= {namespace for namespace, *_rest in manifests.CHARTS.values()}
     rendered.discard(None)
     assert {"kube-system", "monitoring"} <= rendered
     assert rendered <= set(PLATFORM_NAMESPACES)
@@ -121,9 +121,9 @@ def test_every_namespace_the_platform_renders_is_reserved():
 
 def test_the_values_secret_is_marked_and_carries_the_text():
     app = site_with(OCI_APP)["apps"][1]
-    secret = gitops.app_values_manifest(app, "replicas: 3\n")
+    secret = gitops_apps.app_values_manifest(app, "replicas: 3\n")
     assert secret["metadata"] == {"name": "wiki-values", "namespace": "docs",
-                                  "annotations": {gitops.RENDERED_ANNOTATION: "gitops_render"}}  # fmt: skip
+                                  "annotations": {manifests.RENDERED_ANNOTATION: "gitops_render"}}  # fmt: skip
     assert secret["stringData"] == {"values.yaml": "replicas: 3\n"} and secret["type"] == "Opaque"
 
 
@@ -134,7 +134,7 @@ def test_app_core_objects_validate_against_the_kubernetes_schema():
     site = site_with(OCI_APP)
     stage = apps_stage(site)
     core = [d for docs in stage.values() for d in docs if d["apiVersion"] in ("v1", "networking.k8s.io/v1")]
-    core.append(gitops.app_values_manifest(site["apps"][1], "replicas: 3\n"))
+    core.append(gitops_apps.app_values_manifest(site["apps"][1], "replicas: 3\n"))
     assert sorted(d["kind"] for d in core) == ["Ingress", "Namespace", "Namespace", "Secret"]
     for doc in core:
         kubernetes_validate.validate(doc, "1.31", strict=True)

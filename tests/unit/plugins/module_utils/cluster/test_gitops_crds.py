@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops, gitops_apps
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
 helm = pytest.importorskip("cloudcoil.models.fluxcd.helm.v2", reason="cloudcoil-models-fluxcd (requirements-test.txt)")
@@ -110,7 +110,7 @@ def test_apps_from_a_helm_repository_and_an_oci_registry_match_their_crds():
             assert round_trip(doc) == doc, f"{path}: {doc['kind']} {doc['metadata']['name']} has fields its CRD lacks"
     assert sorted(kinds) == ["HelmRelease", "HelmRelease", "HelmRepository", "Ingress", "Namespace", "Namespace",
                              "OCIRepository"]  # fmt: skip
-    release = gitops.app_release(site["apps"][1])
+    release = gitops_apps.app_release(site["apps"][1])
     wrong = copy.deepcopy(release)
     wrong["spec"]["chartRef"]["kind"] = "HelmRepository"  # a chartRef names an OCIRepository or a HelmChart
     with pytest.raises(Exception, match="OCIRepository"):

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import (
+    gitops,
+    gitops_monitoring,
+    gitops_storage,
+    manifests,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import parse_site
 
 REPO = Path(__file__).resolve().parents[5]
@@ -99,9 +104,9 @@ def test_a_site_without_monitoring_renders_none_of_it():
     del data["monitoring"]
     plain = parse_site(data)
     files = gitops.render(plain, "clusters/home")
-    assert "kube-prometheus-stack" not in gitops.active_charts(plain)
+    assert "kube-prometheus-stack" not in manifests.active_charts(plain)
     assert not any("prometheus" in path or "alerts" in path for path in files)
-    assert "grafana" not in gitops.dashboards(plain) and gitops.sops_files(plain) == {}
+    assert "grafana" not in gitops.dashboards(plain) and gitops_monitoring.sops_files(plain) == {}
     (infra,) = files["platform/home/infrastructure/kustomization.yaml"]
     assert "grafana-admin.sops.yaml" not in infra["resources"]
     namespaces = [n["metadata"]["name"] for n in files["platform/home/infrastructure/namespaces.yaml"]]
@@ -111,7 +116,7 @@ def test_a_site_without_monitoring_renders_none_of_it():
 def test_the_chart_comes_from_prometheus_community_at_the_sites_version():
     monitored = site()
     files = gitops.render(monitored, "clusters/home")
-    assert gitops.active_charts(monitored)[-1] == "kube-prometheus-stack"
+    assert manifests.active_charts(monitored)[-1] == "kube-prometheus-stack"
     repos = {r["metadata"]["name"]: r["spec"]["url"] for r in files["platform/home/infrastructure/repositories.yaml"]}
     assert repos["prometheus-community"] == "https://prometheus-community.github.io/helm-charts"
     (release,) = files["platform/home/infrastructure/kube-prometheus-stack.yaml"]
@@ -171,7 +176,7 @@ def _with_nfs(monitoring: dict, **nfs) -> dict:
 
 def test_with_the_nfs_class_as_default_the_volumes_are_on_it_after_csi_driver_nfs():
     nas = _with_nfs({}, default_class=True, storage_class="nas")
-    assert gitops.default_storage_class(nas) == "nas"
+    assert gitops_storage.default_storage_class(nas) == "nas"
     files = gitops.render(nas, "clusters/home")
     (release,) = files["platform/home/infrastructure/kube-prometheus-stack.yaml"]
     assert _classes(release["spec"]["values"]) == ["nas", "nas", "nas"]
@@ -210,13 +215,13 @@ def test_grafana_takes_its_admin_from_the_secret_and_no_password_is_in_the_value
                                           "passwordKey": "admin-password"}  # fmt: skip
     assert "adminPassword" not in values["grafana"]
     assert values["grafana"]["ingress"] == {"enabled": False}, "served by the platform's own Ingress"
-    secret = gitops.grafana_admin_secret("canary-Pw-1")
+    secret = gitops_monitoring.grafana_admin_secret("canary-Pw-1")
     # marked as rendered, in the clear: the prune of gitops_apply reads it without decrypting
     assert secret["metadata"] == {"name": "grafana-admin", "namespace": "monitoring",
-                                  "annotations": {gitops.RENDERED_ANNOTATION: "gitops_render"}}  # fmt: skip
+                                  "annotations": {manifests.RENDERED_ANNOTATION: "gitops_render"}}  # fmt: skip
     assert secret["stringData"] == {"admin-user": "admin", "admin-password": "canary-Pw-1"}
-    assert re.fullmatch(gitops.SOPS_ENCRYPTED_REGEX, "stringData") and not re.fullmatch(
-        gitops.SOPS_ENCRYPTED_REGEX, "metadata"
+    assert re.fullmatch(manifests.SOPS_ENCRYPTED_REGEX, "stringData") and not re.fullmatch(
+        manifests.SOPS_ENCRYPTED_REGEX, "metadata"
     )
     kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate")
     kubernetes_validate.validate(secret, "1.31", strict=True)

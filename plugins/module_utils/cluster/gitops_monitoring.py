@@ -1,0 +1,207 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Monitoring from the site's monitoring section: kube-prometheus-stack, Grafana's Ingress and admin Secret (its
+plaintext here, encrypted by gitops_apply), and the platform's alerts. Pure data: no I/O here."""
+
+from __future__ import annotations
+
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_storage import default_storage_class
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+    CHARTS,
+    RENDERED_ANNOTATION,
+    helm_release,
+    monitoring_on,
+    object_meta,
+)
+
+MONITORING_NAMESPACE = "monitoring"
+
+
+MONITORING_RELEASE = "kube-prometheus-stack"
+
+
+# the grafana subchart's Service: <release>-grafana, port 80
+GRAFANA_SERVICE = f"{MONITORING_RELEASE}-grafana"
+
+
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+
+
+GRAFANA_ADMIN_USER = "admin"
+
+
+# In the chart's stage: Grafana's pod needs the Secret to start, and the HelmRelease waits for the pod
+GRAFANA_ADMIN_STAGE = "infrastructure"
+
+
+GRAFANA_ADMIN_FILE = "grafana-admin.sops.yaml"
+
+
+# The Flux kinds this platform holds, as the kube-state-metrics of the chart reports them (gotk_resource_info)
+FLUX_KINDS = (
+    ("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "HelmRepository", "helmrepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories"),
+    ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
+    ("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"),
+)
+
+
+def grafana_host(site: dict) -> str:
+    return site["monitoring"].get("grafana_host") or f"grafana.{site['network']['domain']}"
+
+
+def sops_files(site: dict) -> dict:
+    """stage -> the sops-encrypted files its kustomization.yaml lists; gitops_apply writes them (secret content is
+    never rendered here)."""
+    return {GRAFANA_ADMIN_STAGE: [GRAFANA_ADMIN_FILE]} if monitoring_on(site) else {}
+
+
+def grafana_admin_secret(password: str) -> dict:
+    """The plaintext of Grafana's admin Secret, for gitops_apply to encrypt (stringData: sops encrypts it). Marked
+    as rendered (readable without decrypting it): when the site drops monitoring, the prune removes it with the rest."""
+    meta = {
+        **object_meta(GRAFANA_ADMIN_SECRET, MONITORING_NAMESPACE),
+        "annotations": {RENDERED_ANNOTATION: "gitops_render"},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "Opaque",
+        "stringData": {"admin-user": GRAFANA_ADMIN_USER, "admin-password": password},
+    }
+
+
+def _claim(storage_class: str, size: str) -> dict:
+    return {"spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": size}}}}  # fmt: skip
+
+
+def monitoring_values(site: dict) -> dict:
+    """kube-prometheus-stack's values from the site's monitoring section."""
+    monitoring = site["monitoring"]
+    storage_class = monitoring.get("storage_class") or default_storage_class(site)
+    disabled = {"enabled": False}
+    return {
+        # K3s runs the controller manager, scheduler and proxy inside its own process, listening on 127.0.0.1, and
+        # has no etcd pods: their ServiceMonitors would find nothing and their "down" alerts would fire for ever
+        "kubeControllerManager": disabled,
+        "kubeScheduler": disabled,
+        "kubeProxy": disabled,
+        "kubeEtcd": disabled,
+        "prometheus": {"prometheusSpec": {
+            "retention": monitoring["retention"],
+            "storageSpec": {"volumeClaimTemplate": _claim(storage_class, monitoring["prometheus_storage"])},
+            # every rule and monitor in the cluster (platform-alerts.yaml, the apps' own), not only the chart's
+            "ruleSelectorNilUsesHelmValues": False,
+            "serviceMonitorSelectorNilUsesHelmValues": False,
+            "podMonitorSelectorNilUsesHelmValues": False,
+            "probeSelectorNilUsesHelmValues": False,
+        }},
+        "alertmanager": {"alertmanagerSpec": {
+            "storage": {"volumeClaimTemplate": _claim(storage_class, monitoring["alertmanager_storage"])}}},
+        "grafana": {
+            # the password lives in a sops-encrypted Secret in Git, never in these values
+            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+            # served by the Ingress of platform/ingresses.yaml, like every dashboard
+            "ingress": {"enabled": False},
+            "persistence": {"enabled": True, "type": "pvc", "storageClassName": storage_class,
+                            "accessModes": ["ReadWriteOnce"], "size": monitoring["grafana_storage"]},
+            # a ReadWriteOnce volume cannot attach to the new pod while the old one still holds it
+            "deploymentStrategy": {"type": "Recreate"},
+        },
+        "nodeExporter": {"enabled": True},
+        # a DaemonSet on every node, control-plane nodes (and any other taint) included
+        "prometheus-node-exporter": {"tolerations": [{"operator": "Exists"}]},
+        "kube-state-metrics": flux_state_metrics(),
+    }  # fmt: skip
+
+
+def monitoring_storage_release(site: dict) -> str:
+    """The release that provisions the monitoring volumes: csi-driver-nfs for the site's NFS class, else Longhorn
+    (its own class, and the one to wait for when the site names a class of its own)."""
+    storage_class = site["monitoring"].get("storage_class") or default_storage_class(site)
+    nfs = site.get("nfs") or {}
+    return "csi-driver-nfs" if nfs and storage_class == nfs.get("storage_class", "nfs") else "longhorn"
+
+
+def monitoring_release(site: dict) -> dict:
+    """kube-prometheus-stack's HelmRelease: after the release whose StorageClass its volumes are on (and the chart
+    is large: it gets the stage's whole timeout)."""
+    release = helm_release(site, MONITORING_RELEASE, monitoring_values(site))
+    storage = monitoring_storage_release(site)
+    release["spec"]["dependsOn"] = [{"name": storage, "namespace": CHARTS[storage][0]}]
+    release["spec"]["timeout"] = "10m"
+    return release
+
+
+def flux_state_metrics() -> dict:
+    """kube-state-metrics values that export gotk_resource_info{ready=...} for Flux's objects: the controllers of
+    Flux 2.6 no longer export their objects' readiness themselves (gotk_reconcile_condition is gone)."""
+    resources = []
+    for group, version, kind, _plural in FLUX_KINDS:
+        resources.append({
+            "groupVersionKind": {"group": group, "version": version, "kind": kind},
+            "metricNamePrefix": "gotk",
+            "metrics": [{"name": "resource_info", "help": "The current state of a Flux object.",
+                         "each": {"type": "Info", "info": {"labelsFromPath": {"name": ["metadata", "name"]}}}}],
+            "labelsFromPath": {"exported_namespace": ["metadata", "namespace"],
+                               "ready": ["status", "conditions", "[type=Ready]", "status"],
+                               "suspended": ["spec", "suspend"]},
+        })  # fmt: skip
+    rule = {"apiGroups": sorted({group for group, *_rest in FLUX_KINDS}),
+            "resources": [plural for *_rest, plural in FLUX_KINDS], "verbs": ["list", "watch"]}  # fmt: skip
+    return {
+        "rbac": {"extraRules": [rule]},
+        "customResourceState": {"enabled": True,
+                                "config": {"kind": "CustomResourceStateMetrics", "spec": {"resources": resources}}},
+    }  # fmt: skip
+
+
+# site key -> (alert, PromQL, for, severity, summary); PERCENT is monitoring.alerts.volume_full_percent
+PLATFORM_ALERTS = {
+    "node_not_ready": (
+        "NodeNotReady",
+        'kube_node_status_condition{condition="Ready",status="true"} == 0',
+        "5m",
+        "critical",
+        "Node {{ $labels.node }} has not been Ready for 5 minutes.",
+    ),
+    "flux_not_ready": (
+        "FluxObjectNotReady",
+        'max by (customresource_kind, exported_namespace, name) (gotk_resource_info{ready="False"}) > 0',
+        "10m",
+        "warning",
+        "{{ $labels.customresource_kind }} {{ $labels.exported_namespace }}/{{ $labels.name }} has not been Ready "
+        "for 10 minutes.",
+    ),
+    "volume_filling_up": (
+        "VolumeFillingUp",
+        "100 * kubelet_volume_stats_used_bytes / kubelet_volume_stats_capacity_bytes > PERCENT",
+        "5m",
+        "warning",
+        "PersistentVolumeClaim {{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }} is over PERCENT% full.",
+    ),
+}
+
+
+def platform_alerts(site: dict) -> list:
+    """The platform's PrometheusRule, none when every alert is off (the operator's CRD comes with the chart: this
+    goes in a later stage)."""
+    alerts = site["monitoring"]["alerts"]
+    percent = str(alerts["volume_full_percent"])
+    rules = [
+        {"alert": alert, "expr": expr.replace("PERCENT", percent), "for": duration, "labels": {"severity": severity},
+         "annotations": {"summary": summary.replace("PERCENT", percent)}}
+        for key, (alert, expr, duration, severity, summary) in PLATFORM_ALERTS.items()
+        if alerts[key]
+    ]  # fmt: skip
+    if not rules:
+        return []
+    return [{
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": object_meta("platform", MONITORING_NAMESPACE, {"release": MONITORING_RELEASE}),
+        "spec": {"groups": [{"name": "platform", "rules": rules}]},
+    }]  # fmt: skip
