@@ -1,0 +1,158 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The logic of the nerv.homelab.flake inventory: a flake's NixOS and nix-darwin configurations as hosts.
+
+One `nix eval` reads every configuration's system (never its toplevel: nothing is built) and the deployment data
+the flake declares: deploy-rs's deploy.nodes.<name>.hostname/.sshUser and the optional output nerv.tags.<name>.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.proxmox import InventoryModel
+
+PLATFORMS = {"nixosConfigurations": "nixos", "darwinConfigurations": "darwin"}
+NIX_FEATURES = "nix-command flakes"
+STDERR_LINES = 15
+SKIP_DIRS = {".git", ".direnv"}
+
+# Everything the inventory needs, in one evaluation. `or` keeps it lazy and tolerant: a configuration that is not
+# shaped like nixosSystem's result gets system null rather than failing the whole fleet.
+EXPRESSION = """
+let
+  flake = builtins.getFlake (builtins.fromJSON %s);
+  systemOf = c: c.config.nixpkgs.hostPlatform.system or (c.pkgs.stdenv.hostPlatform.system or (c.pkgs.system or null));
+  hostsOf = output: builtins.mapAttrs (name: c: { system = systemOf c; }) (flake.${output} or {});
+  node = n: { hostname = n.hostname or null; sshUser = n.sshUser or null; };
+in {
+  nixosConfigurations = hostsOf "nixosConfigurations";
+  darwinConfigurations = hostsOf "darwinConfigurations";
+  hasOutputs = flake ? nixosConfigurations || flake ? darwinConfigurations;
+  deploy = builtins.mapAttrs (name: node) (flake.deploy.nodes or {});
+  tags = flake.nerv.tags or {};
+}
+"""
+
+
+class FlakeError(Exception):
+    """The flake cannot be read: nix missing, evaluation failed, or no configuration output."""
+
+
+def flake_ref(flake: str, base_dir: str) -> str:
+    """A flake reference for nix: a local path (absolute or relative to base_dir) as path:<absolute dir>, so an
+    uncommitted file counts as nix sees it in a git checkout too; any other reference (github:, git+https:) as is."""
+    local = local_dir(flake, base_dir)
+    return f"path:{local}" if local else flake
+
+
+def local_dir(flake: str, base_dir: str) -> str | None:
+    """The directory of a local flake, or None for a remote reference."""
+    if flake.startswith("path:"):
+        flake = flake[len("path:") :]
+    elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", flake):
+        return None
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(flake)))
+
+
+def digest(directory: str | None, ref: str) -> str:
+    """sha256 of the reference and of every file under a local flake directory (names and contents; .git and
+    .direnv left out), so any changed, added or removed file - flake.lock included - gives a new digest."""
+    sha = hashlib.sha256(ref.encode())
+    if directory is None:
+        return sha.hexdigest()
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            sha.update(b"\0" + os.path.relpath(path, directory).encode() + b"\0")
+            if os.path.islink(path):
+                sha.update(b"link:" + os.readlink(path).encode())
+            else:
+                with open(path, "rb") as handle:
+                    for chunk in iter(lambda h=handle: h.read(1 << 16), b""):
+                        sha.update(chunk)
+    return sha.hexdigest()
+
+
+def eval_argv(nix: str, ref: str) -> list:
+    expression = EXPRESSION % json.dumps(json.dumps(ref))
+    return [nix, "eval", "--json", "--impure", "--extra-experimental-features", NIX_FEATURES, "--expr", expression]
+
+
+def evaluate(nix: str, ref: str, timeout: float = 600) -> dict:
+    """The evaluation's JSON (see EXPRESSION); FlakeError naming the fix when nix is missing or fails."""
+    command = shutil.which(nix)
+    if command is None:
+        raise FlakeError(
+            f"option nix: command {nix!r} not found on PATH: install Nix (Debian package nix-bin) "
+            "or set nix to its path"
+        )
+    try:
+        proc = subprocess.run(eval_argv(command, ref), capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise FlakeError(f"nix eval of {ref} did not finish in {timeout:g} seconds") from None
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-STDERR_LINES:])
+        raise FlakeError(f"option flake: nix eval of {ref} failed (exit {proc.returncode}):\n{tail}")
+    try:
+        return json.loads(proc.stdout)
+    except ValueError as exc:
+        raise FlakeError(f"nix eval of {ref} printed no JSON ({exc})") from None
+
+
+def safe_group_name(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", str(value))
+
+
+def _tags(value, name: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise FlakeError(f"flake output nerv.tags.{name} must be a list of strings, not {json.dumps(value)}")
+    return value
+
+
+def build(raw: dict, ref: str) -> InventoryModel:
+    """Hosts and groups from the evaluation's JSON: groups nixos/darwin, system_<system>, tag_<tag>."""
+    if not raw.get("hasOutputs"):
+        raise FlakeError(
+            f"option flake: {ref} has neither nixosConfigurations nor darwinConfigurations: point flake at the "
+            "flake that defines the hosts"
+        )
+    model = InventoryModel()
+    deploy, tags = raw.get("deploy") or {}, raw.get("tags") or {}
+    for output, platform in PLATFORMS.items():
+        for name, config in sorted((raw.get(output) or {}).items()):
+            if name in model.hosts:
+                model.warnings.append(f"{name} is both a NixOS and a darwin configuration: the {output} one is ignored")
+                continue
+            model.hosts[name] = host_vars(name, output, platform, config, deploy.get(name) or {}, ref)
+            model.add(platform, name)
+            if config.get("system"):
+                model.add(f"system_{safe_group_name(config['system'])}", name)
+            else:
+                model.warnings.append(f"{output}.{name} names no system (config.nixpkgs.hostPlatform.system)")
+            for tag in _tags(tags.get(name), name):
+                model.add(f"tag_{safe_group_name(tag)}", name)
+    for name in sorted(set(deploy) - set(model.hosts)):
+        model.warnings.append(f"deploy.nodes.{name} has no nixosConfigurations or darwinConfigurations entry")
+    return model
+
+
+def host_vars(name: str, output: str, platform: str, config: dict, node: dict, ref: str) -> dict:
+    hostvars = {
+        "ansible_host": node.get("hostname") or name,
+        "nerv_flake_platform": platform,
+        "nerv_flake_system": config.get("system"),
+        "nerv_flake_attr": f"{output}.{name}",
+        "nerv_flake": ref,
+    }
+    if node.get("sshUser"):
+        hostvars["ansible_user"] = node["sshUser"]
+    return hostvars

@@ -1,0 +1,136 @@
+"""nerv.homelab.flake's pure parts: evaluation JSON -> hosts and groups, flake references, the cache digest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import flake as logic
+
+REF = "path:/srv/fleet"
+
+
+def raw(**extra):
+    value = {
+        "hasOutputs": True,
+        "nixosConfigurations": {"pi": {"system": "aarch64-linux"}, "box": {"system": "x86_64-linux"}},
+        "darwinConfigurations": {"mac": {"system": "aarch64-darwin"}},
+        "deploy": {"pi": {"hostname": "pi.lan", "sshUser": "admin"}, "box": {"hostname": None, "sshUser": None}},
+        "tags": {"pi": ["edge", "dns-1"], "mac": ["laptop"]},
+    }
+    value.update(extra)
+    return value
+
+
+def test_hosts_get_platform_system_attr_and_deploy_data():
+    model = logic.build(raw(), REF)
+    assert model.hosts["pi"] == {
+        "ansible_host": "pi.lan",
+        "ansible_user": "admin",
+        "nerv_flake_platform": "nixos",
+        "nerv_flake_system": "aarch64-linux",
+        "nerv_flake_attr": "nixosConfigurations.pi",
+        "nerv_flake": REF,
+    }
+    assert model.hosts["box"]["ansible_host"] == "box", "no deploy hostname: the configuration's name"
+    assert "ansible_user" not in model.hosts["box"]
+    assert model.hosts["mac"]["nerv_flake_platform"] == "darwin"
+    assert model.hosts["mac"]["nerv_flake_attr"] == "darwinConfigurations.mac"
+    assert model.warnings == []
+
+
+def test_groups_by_platform_system_and_sanitised_tag():
+    groups = {name: sorted(hosts) for name, hosts in logic.build(raw(), REF).groups.items()}
+    assert groups == {
+        "nixos": ["box", "pi"],
+        "darwin": ["mac"],
+        "system_aarch64_linux": ["pi"],
+        "system_x86_64_linux": ["box"],
+        "system_aarch64_darwin": ["mac"],
+        "tag_edge": ["pi"],
+        "tag_dns_1": ["pi"],
+        "tag_laptop": ["mac"],
+    }
+
+
+def test_a_flake_without_configurations_is_an_error_naming_the_option():
+    with pytest.raises(logic.FlakeError, match="option flake: .* neither nixosConfigurations nor darwin"):
+        logic.build({"hasOutputs": False, "nixosConfigurations": {}, "darwinConfigurations": {}}, REF)
+
+
+def test_tags_must_be_a_list_of_strings():
+    with pytest.raises(logic.FlakeError, match=r"nerv\.tags\.pi must be a list of strings"):
+        logic.build(raw(tags={"pi": "edge"}), REF)
+
+
+def test_missing_system_and_orphan_deploy_node_warn():
+    model = logic.build(
+        raw(nixosConfigurations={"odd": {"system": None}}, darwinConfigurations={}, deploy={"gone": {}}), REF
+    )
+    assert model.groups == {"nixos": ["odd"]}
+    assert any("nixosConfigurations.odd names no system" in w for w in model.warnings)
+    assert any("deploy.nodes.gone has no" in w for w in model.warnings)
+
+
+def test_one_name_in_both_outputs_keeps_the_nixos_one():
+    model = logic.build(raw(darwinConfigurations={"pi": {"system": "aarch64-darwin"}}), REF)
+    assert model.hosts["pi"]["nerv_flake_platform"] == "nixos"
+    assert "darwin" not in model.groups
+    assert any("both a NixOS and a darwin" in w for w in model.warnings)
+
+
+@pytest.mark.parametrize(
+    ("flake", "ref", "local"),
+    [
+        (".", "path:/srv/inv", "/srv/inv"),
+        ("../nix", "path:/srv/nix", "/srv/nix"),
+        ("/abs/fleet", "path:/abs/fleet", "/abs/fleet"),
+        ("path:sub", "path:/srv/inv/sub", "/srv/inv/sub"),
+        ("github:example/fleet", "github:example/fleet", None),
+        ("git+https://example.org/fleet.git", "git+https://example.org/fleet.git", None),
+    ],
+)
+def test_local_directories_become_path_refs_and_remote_refs_stay(flake, ref, local):
+    assert logic.flake_ref(flake, "/srv/inv") == ref
+    assert logic.local_dir(flake, "/srv/inv") == local
+
+
+def test_digest_changes_with_any_file_but_not_with_git_metadata(tmp_path):
+    (tmp_path / "flake.nix").write_text("{ outputs = _: {}; }")
+    (tmp_path / "flake.lock").write_text("{}")
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "pi.nix").write_text("{ }")
+    first = logic.digest(str(tmp_path), "path:x")
+    assert logic.digest(str(tmp_path), "path:x") == first, "same files, same digest"
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "index").write_text("changes on every git command")
+    assert logic.digest(str(tmp_path), "path:x") == first
+    assert logic.digest(str(tmp_path), "path:y") != first, "another reference"
+    (tmp_path / "flake.lock").write_text('{"version": 7}')
+    locked = logic.digest(str(tmp_path), "path:x")
+    assert locked != first
+    (tmp_path / "hosts" / "pi.nix").write_text("{ x = 1; }")
+    assert logic.digest(str(tmp_path), "path:x") not in (first, locked)
+    assert logic.digest(None, "github:a/b") == logic.digest(None, "github:a/b") != logic.digest(None, "github:a/c")
+
+
+def test_renaming_a_file_changes_the_digest(tmp_path):
+    (tmp_path / "a.nix").write_text("{ }")
+    before = logic.digest(str(tmp_path), "r")
+    (tmp_path / "a.nix").rename(tmp_path / "b.nix")
+    assert logic.digest(str(tmp_path), "r") != before
+
+
+def test_eval_argv_passes_the_reference_as_json_inside_the_expression():
+    argv = logic.eval_argv("/usr/bin/nix", 'path:/srv/odd "dir" ${x}')
+    assert argv[:3] == ["/usr/bin/nix", "eval", "--json"]
+    assert "--impure" in argv and "nix-command flakes" in argv
+    expression = argv[-1]
+    assert json.dumps(json.dumps('path:/srv/odd "dir" ${x}')) in expression
+    assert "toplevel" not in expression, "the closure is never evaluated"
+
+
+def test_missing_nix_names_the_option(tmp_path):
+    with pytest.raises(logic.FlakeError, match="option nix: command .*not-a-nix.* not found"):
+        logic.evaluate(str(tmp_path / "not-a-nix"), REF)
