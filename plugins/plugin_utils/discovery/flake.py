@@ -68,7 +68,10 @@ def digest(directory: str | None, ref: str) -> str:
         return sha.hexdigest()
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(files):
+        # os.walk lists a symlink to a directory among dirs and does not follow it: hash it as the link it is
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = [d for d in dirs if d not in links]
+        for name in sorted(files + links):
             path = os.path.join(root, name)
             sha.update(b"\0" + os.path.relpath(path, directory).encode() + b"\0")
             if os.path.islink(path):

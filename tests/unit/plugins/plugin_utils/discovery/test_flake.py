@@ -134,3 +134,14 @@ def test_eval_argv_passes_the_reference_as_json_inside_the_expression():
 def test_missing_nix_names_the_option(tmp_path):
     with pytest.raises(logic.FlakeError, match="option nix: command .*not-a-nix.* not found"):
         logic.evaluate(str(tmp_path / "not-a-nix"), REF)
+
+
+def test_symlinks_count_by_their_target(tmp_path):
+    (tmp_path / "flake.nix").write_text("{ }")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "modules").symlink_to("one")
+    before = logic.digest(str(tmp_path), "r")
+    (tmp_path / "modules").unlink()
+    (tmp_path / "modules").symlink_to("two")
+    assert logic.digest(str(tmp_path), "r") != before
