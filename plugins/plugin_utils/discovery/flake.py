@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 
-from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.proxmox import InventoryModel
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import InventoryModel
 
 PLATFORMS = {"nixosConfigurations": "nixos", "darwinConfigurations": "darwin"}
 NIX_FEATURES = "nix-command flakes"

@@ -1,10 +1,26 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What both nerv.homelab inventory plugins do with the model they built: hosts, variables, groups, constructed."""
+"""The model the nerv.homelab inventories build (hosts, variables, groups, warnings) and what they do with it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ansible.utils.unsafe_proxy import wrap_var
+
+
+@dataclass
+class InventoryModel:
+    """What the plugin adds to the inventory: host -> vars, group -> hosts, and what to warn about."""
+
+    hosts: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    def add(self, group: str, host: str) -> None:
+        members = self.groups.setdefault(group, [])
+        if host not in members:
+            members.append(host)
 
 
 def populate(plugin, model, wrap_names: bool) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import InventoryModel
 
 # A tag puts a guest into a role group; the names match nerv.homelab.site's groups.
 DEFAULT_ROLE_GROUPS = {
@@ -28,20 +29,6 @@ DEFAULT_PREFIX = "proxmox_"
 AGENT_DOWN = ("no qemu guest agent configured", "not running", "got timeout")
 CACHE_FORMAT = 1
 GUEST_TYPES = ("qemu", "lxc")
-
-
-@dataclass
-class InventoryModel:
-    """What the plugin adds to the inventory: host -> vars, group -> hosts, and what to warn about."""
-
-    hosts: dict = field(default_factory=dict)
-    groups: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
-
-    def add(self, group: str, host: str) -> None:
-        members = self.groups.setdefault(group, [])
-        if host not in members:
-            members.append(host)
 
 
 # ---------------------------------------------------------------- pure parsing
