@@ -16,6 +16,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster import kube
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError, k8s_client, state_of
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import log_path, run_logged
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import FLUX_RELEASE
 
 NAMESPACE = "flux-system"
 SOPS_SECRET = "sops-age"
@@ -33,8 +34,9 @@ def source_url(provider: str, owner: str, repository: str, url: str | None) -> s
     return url
 
 
-def current(api) -> dict:
-    """GitRepository and Kustomization flux-system as they are (None when absent)."""
+def current(api, with_version: bool = False) -> dict:
+    """GitRepository and Kustomization flux-system as they are (None when absent), and with_version the release
+    flux-system is labelled with."""
     custom = k8s_client.CustomObjectsApi(api)
     found = {}
     for kind, (group, version, plural) in (
@@ -51,7 +53,8 @@ def current(api) -> dict:
                 raise KubeError(f"cannot reach the cluster: {exc}") from None
             else:
                 raise KubeError(f"cannot read {kind} flux-system: {status} {getattr(exc, 'reason', '')}") from None
-    found["version"] = installed_version(api)
+    # the release installed matters only when one is wanted: no extra read on every poll otherwise
+    found["version"] = installed_version(api) if with_version else None
     return found
 
 
@@ -99,7 +102,7 @@ def wait_synced(api, wanted: tuple, timeout: float, interval: float) -> list:
     reasons at the deadline (else [])."""
     deadline = Deadline(timeout)
     while True:
-        reasons = differences(current(api), *wanted)
+        reasons = differences(current(api, bool(wanted[3])), *wanted)
         if not reasons or not deadline.pause(interval):
             return reasons
 
@@ -163,7 +166,7 @@ def bootstrap_argv(options: dict) -> list:
 
 def check_version(version: str | None) -> str | None:
     """One Flux release as flux bootstrap --version takes it and the namespace label shows it: v2.6.1."""
-    if version and not re.fullmatch(r"v(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)", version):
+    if version and not re.fullmatch(FLUX_RELEASE, version):
         raise KubeError(f"version {version!r} is not one Flux release: write it as v2.6.1 (a v and three numbers)")
     return version or None
 
@@ -202,7 +205,7 @@ def execute(module) -> dict:
     age_key = _age_key(p["age_key_file"], p["age_key"])
     api = kube.api_client(p["kubeconfig"], p["context"])
     wanted = (url, p["branch"], p["path"], check_version(p.get("version")))
-    reasons = differences(current(api), *wanted)
+    reasons = differences(current(api, bool(wanted[3])), *wanted)
     argv = bootstrap_argv(p)
     secret_changed = ensure_sops_secret(api, age_key, module.check_mode) if age_key else False
     result = {"changed": bool(reasons) or secret_changed, "reasons": reasons, "argv": argv}

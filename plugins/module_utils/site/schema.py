@@ -40,13 +40,15 @@ PLATFORM_VERSIONS = {
     "csi_driver_nfs": "v4.11.0",
     "kube_prometheus_stack": "75.15.0",
 }
+# One Flux release as flux bootstrap --version takes it and the flux-system namespace label shows it
+FLUX_RELEASE = "^v(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$"
 # One exact release (Flux and Helm would read a range here, and a pin must not move)
 _CHART_VERSION = "^v?(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$"
 
 
 def _version(name: str, default: str) -> dict:
     if name == "flux":
-        return {"type": "string", "pattern": "^v(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$",
+        return {"type": "string", "pattern": FLUX_RELEASE,
                 "default": default, "description": "Flux release flux bootstrap installs (--version).",
                 "x-fix": f"write one Flux release with its v, e.g. {default}"}  # fmt: skip
     return {"type": "string", "pattern": _CHART_VERSION, "default": default,
