@@ -37,6 +37,9 @@
         # Needs disko's and sops-nix's modules too, and `host`, `site` (nix/lib/hosts.nix) and
         # `layout` as specialArgs: see nixosConfigurations below.
         host = ./modules/host.nix;
+        # DNS (Blocky or AdGuard Home), Caddy and the node exporter as plain nerv.services options,
+        # all off until enabled: usable in any NixOS flake, without the site (docs/home-services.md).
+        homeServices = ./modules/services;
       };
 
       nixosConfigurations = {

@@ -11,6 +11,7 @@ raw:
 let
   sshKeys = import ./ssh-keys.nix;
   nfsLib = import ./nfs.nix;
+  servicesLib = import ./services.nix;
 
   inherit (builtins)
     attrNames
@@ -61,6 +62,7 @@ let
     "mac"
     "disk"
     "nfs"
+    "services"
   ];
   roles = [
     "control-plane"
@@ -351,6 +353,12 @@ let
             v: !bare || isDiskById v
           ) "must be a /dev/disk/by-id/... path on a baremetal host (disko wipes the disk it names, and /dev/sdX names can change between boots)"
           ++ (if present h "nfs" then nfsLib.problems "${path}.nfs" h.nfs else [ ])
+          ++ (
+            if present h "services" then
+              servicesLib.problems (if isString (get raw "domain") then raw.domain else "") "${path}.services" h.services
+            else
+              [ ]
+          )
         ) (length hostList)
       )
       ++ duplicates "name" (map (h: get h "name") hostList)
@@ -409,6 +417,9 @@ let
       # The NFS mount of this host (null: none), already resolved from the site's nfs section and
       # the host's own hosts[].nfs by the Ansible side.
       nfs = nfsLib.settings h.nfs;
+      # The nerv.services options of this host (modules/services): DNS with the site's records,
+      # Caddy's proxies, the node exporter open to the LAN; each off when the host has none.
+      services = servicesLib.options h.address raw.network.cidr h.services;
       k3s = {
         role = if isServer then "server" else "agent";
         clusterInit = isFirst;

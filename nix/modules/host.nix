@@ -28,6 +28,8 @@ in
     ./sops.nix
     # The site's NAS on this host (hosts.json's nfs; null when none or the host opts out).
     (import ./nfs.nix host.nfs)
+    # The home services (DNS, Caddy, node exporter): options only, set below from hosts.json.
+    ./services
   ]
   ++ (
     if host.isVm then
@@ -41,6 +43,8 @@ in
   );
 
   system.stateVersion = "25.05";
+
+  nerv.services = host.services;
 
   networking.hostName = host.hostname;
   networking.domain = host.domain;

@@ -17,6 +17,9 @@ description:
   - The K3s token file is named relative to the flake directory (O(token_dir)), where it is copied.
   - Each host's C(nfs) is the NFS mount it gets (the site's C(nfs) section with the host's own C(hosts[].nfs)
     applied), or null when the site has none or the host's C(nfs) is false.
+  - Each host's C(services) holds its home services (C(hosts[].services)) as C(dns), C(caddy) and C(node_exporter),
+    each null when the host does not run it; a DNS host gets every local record of the site (the hosts, the
+    cluster's ingress hosts at Traefik's address, the Caddy proxy names), see docs/home-services.md.
 options:
   _input:
     description: The site model.
@@ -51,6 +54,7 @@ import posixpath
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.nfs import nfs_mount
+from ansible_collections.nerv.homelab.plugins.module_utils.site.services import host_services
 
 
 def nix_hosts(site, vm_disk="/dev/sda", token_dir="secrets"):
@@ -94,6 +98,7 @@ def _host(site, host, vm_disk):
         "mac": (host.get("mac") or "").lower() or None,
         "disk": host["disk_id"] if baremetal else vm_disk,
         "nfs": nfs_mount(site, host),
+        "services": host_services(site, host),
     }
 
 

@@ -108,6 +108,8 @@ def expected_host(name, address, *, server, first, vm, disk, mac=None):
         "disk": disk,
         "mac": mac,
         "nfs": None,
+        # no home services on the example's hosts: every one off
+        "services": {"dns": {"enable": False}, "caddy": {"enable": False}, "nodeExporter": {"enable": False}},
         "k3s": {
             "role": "server" if server else "agent",
             "clusterInit": first,
@@ -268,7 +270,7 @@ BAD = {
     ),
     "unknown host key": (
         mutate(lambda d: host(d, "cp1").update(ip="10.77.0.11/24")),
-        ["unknown key 'hosts[0].ip' (known: name, role, kind, address, mac, disk, nfs)"],
+        ["unknown key 'hosts[0].ip' (known: name, role, kind, address, mac, disk, nfs, services)"],
     ),
     "bare-metal disk by kernel name": (
         mutate(lambda d: host(d, "mini1").update(disk="/dev/sda")),
@@ -532,10 +534,11 @@ def test_host_module_imports_vm_support_only_for_vms(modules):
         imports = modules["hosts"][name]["host"]["imports"]
         assert [Path(i).name for i in imports[:4]] == own
         assert imports[4] == {}, "the NFS module of a host without a mount defines nothing"
-        assert imports[5:7] == ["/stub/nixos/modules/profiles/qemu-guest.nix", str(NIX_DIR / "modules/growroot.nix")]
-        assert len(imports) == 7
+        assert imports[5] == str(NIX_DIR / "modules/services"), "the home services' options, on every host"
+        assert imports[6:8] == ["/stub/nixos/modules/profiles/qemu-guest.nix", str(NIX_DIR / "modules/growroot.nix")]
+        assert len(imports) == 8
     mini1 = modules["hosts"]["mini1"]["host"]["imports"]
-    assert [Path(i).name for i in mini1[:4]] == own and mini1[4:] == [{}]
+    assert [Path(i).name for i in mini1[:4]] == own and mini1[4:] == [{}, str(NIX_DIR / "modules/services")]
     for name in modules["hosts"]:
         assert not any(str(i).endswith("/base.nix") for i in modules["hosts"][name]["host"]["imports"])
 

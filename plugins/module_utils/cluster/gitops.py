@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import (
+    site_dashboards,
+    traefik_address,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import app_files, app_values_file
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
-    GRAFANA_SERVICE,
-    MONITORING_NAMESPACE,
-    grafana_host,
     monitoring_release,
     platform_alerts,
     sops_files,
@@ -79,7 +80,8 @@ def releases(site: dict) -> dict:
     replicas = min(3, len(site["hosts"]))
     traefik = {
         "ingressClass": {"enabled": True, "isDefaultClass": True},
-        "service": {"type": "LoadBalancer"},
+        # pinned: the LAN's DNS (home services, site/services.py) points the ingress hosts at this address
+        "service": {"type": "LoadBalancer", "annotations": {"metallb.io/loadBalancerIPs": traefik_address(site)}},
         # the dashboard gets an Ingress of its own (platform/ingresses.yaml), behind the site's CA
         "ingressRoute": {"dashboard": {"enabled": True, "matchRule": f"Host(`traefik.{site['network']['domain']}`)"}},
         "providers": {"kubernetesIngress": {"publishedService": {"enabled": True}}},
@@ -129,25 +131,7 @@ def cluster_issuers(site: dict) -> list:
     ]  # fmt: skip
 
 
-# dashboard: (namespace, service, port); the host is <dashboard>.<domain>
-DASHBOARDS = {
-    "traefik": ("traefik", "traefik", 8080),
-    "longhorn": ("longhorn-system", "longhorn-frontend", 80),
-    # Capacitor, a UI for Flux itself (Flux has none of its own), from its published manifests
-    "flux": ("flux-system", "capacitor", 9000),
-}
-
-
 CAPACITOR_MANIFESTS = "oci://ghcr.io/gimlet-io/capacitor-manifests"
-
-
-def site_dashboards(site: dict) -> dict:
-    """dashboard -> (namespace, service, port, host): the platform's, and Grafana when the site has monitoring."""
-    domain = site["network"]["domain"]
-    out = {name: (*target, f"{name}.{domain}") for name, target in DASHBOARDS.items()}
-    if monitoring_on(site):
-        out["grafana"] = (MONITORING_NAMESPACE, GRAFANA_SERVICE, 80, grafana_host(site))
-    return out
 
 
 def dashboards(site: dict) -> dict:

@@ -12,9 +12,14 @@ import ipaddress
 import os
 import re
 
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import app_host, ingress_hosts
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import parse_range
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem
-from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import MOUNT_POINT_PATTERN
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
+    MOUNT_POINT_PATTERN,
+    NODE_EXPORTER_PORT,
+    SERVICE_RESERVED_PORTS,
+)
 
 
 def _hosts(data: dict) -> list:
@@ -304,15 +309,9 @@ PLATFORM_NAMESPACES = (
     "longhorn-system",
     "monitoring",
 )
-# Hosts the platform's own ingresses take (<dashboard>.<domain>, see cluster/gitops.DASHBOARDS); with monitoring
+# Hosts the platform's own ingresses take (<dashboard>.<domain>, see cluster/endpoints.DASHBOARDS); with monitoring
 # also Grafana's
 PLATFORM_HOSTS = ("traefik", "longhorn", "flux")
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-def app_host(host: str, domain: str) -> str:
-    """An app's ingress host as a full name: a bare label joins the site's domain."""
-    return f"{host}.{domain}" if _LABEL.match(host) else host
 
 
 def _apps(data: dict) -> list:
@@ -380,6 +379,101 @@ def file_problems(data: dict, base_dir: str) -> list:
     return out
 
 
+def _service(host: dict, name: str):
+    services = host.get("services")
+    value = services.get(name) if isinstance(services, dict) else None
+    return None if value is None or value is False else (value if isinstance(value, dict) else {})
+
+
+def _cluster_hosts(data: dict) -> dict:
+    """Names the cluster's ingresses take (each answered with Traefik's address), or none while the sections they
+    come from are malformed (the schema walk reports those)."""
+    try:
+        return {name: "a cluster ingress (Traefik)" for name in ingress_hosts(data)}
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return {}
+
+
+def _named(items, domain: str):
+    """(index, full name, item) of the well-formed items of a list of mappings with a name."""
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            yield index, app_host(item["name"], domain), item
+
+
+def check_services(data: dict) -> list:
+    domain = _section(data, "network").get("domain")
+    if not isinstance(domain, str):
+        return []
+    taken = {f"{h['name']}.{domain}": f"hosts[{i}] itself" for i, h in _hosts(data) if isinstance(h.get("name"), str)}
+    taken.update(_cluster_hosts(data))
+    out = _check_proxies(data, domain, taken) + _check_records(data, domain, taken)
+    return out + _check_upstreams(data) + _check_exporters(data)
+
+
+def _check_proxies(data: dict, domain: str, taken: dict) -> list:
+    out = []
+    for i, host in _hosts(data):
+        for j, full, _proxy in _named((_service(host, "caddy") or {}).get("proxies"), domain):
+            path = f"hosts[{i}].services.caddy.proxies[{j}].name"
+            if not (full == domain or full.endswith("." + domain)):
+                label = full.split(".")[0]
+                msg = f"{full} is outside the site's domain {domain} (network.domain): its DNS and CA are the site's"
+                out.append(Problem(path, msg, f"write a bare label ({label} means {label}.{domain})"))
+            elif full in taken:
+                out.append(Problem(path, f"{full} is already {taken[full]}", "choose another name"))
+            else:
+                taken[full] = f"proxied by hosts[{i}]"
+    return out
+
+
+def _check_records(data: dict, domain: str, taken: dict) -> list:
+    out, records = [], {}
+    for i, host in _hosts(data):
+        for j, full, record in _named((_service(host, "dns") or {}).get("records"), domain):
+            path = f"hosts[{i}].services.dns.records[{j}].name"
+            if full in taken:
+                msg = f"{full} is already answered: it is {taken[full]}"
+                out.append(Problem(path, msg, "remove the record, or name something else"))
+            elif full in records and records[full][1] != record.get("address"):
+                msg = f"{full} already has the address {records[full][1]} ({records[full][0]})"
+                out.append(Problem(path, msg, "give a name one address on every DNS host"))
+            else:
+                records.setdefault(full, (path, record.get("address")))
+    return out
+
+
+def _check_upstreams(data: dict) -> list:
+    """A DNS host forwarding to a DNS host of the site would loop."""
+    servers = {str(_address(h.get("ip"))): i for i, h in _hosts(data) if _service(h, "dns") is not None}
+    out = []
+    for i, host in _hosts(data):
+        upstreams = (_service(host, "dns") or {}).get("upstreams")
+        for j, upstream in enumerate(upstreams if isinstance(upstreams, list) else []):
+            if isinstance(upstream, str) and upstream in servers:
+                msg = f"{upstream} is the DNS server of hosts[{servers[upstream]}]: queries would go round in a loop"
+                fix = "forward to DNS servers outside the site, e.g. 1.1.1.1 or the router"
+                out.append(Problem(f"hosts[{i}].services.dns.upstreams[{j}]", msg, fix))
+    return out
+
+
+def _check_exporters(data: dict) -> list:
+    out = []
+    for i, host in _hosts(data):
+        exporter = _service(host, "node_exporter")
+        port = (exporter or {}).get("port", NODE_EXPORTER_PORT)
+        if exporter is None or not isinstance(port, int):
+            continue
+        path = f"hosts[{i}].services.node_exporter" + (".port" if "port" in exporter else "")
+        if port in SERVICE_RESERVED_PORTS:
+            msg = f"port {port} is taken on the host (DNS 53, Caddy 80/443, K3s 2379, 2380, 6443, 10250)"
+            out.append(Problem(path, msg, "choose another port, e.g. 9100"))
+        elif port == NODE_EXPORTER_PORT and data.get("monitoring") is not None:
+            msg = "port 9100 is the cluster's own node exporter's (kube-prometheus-stack, on every node's network)"
+            out.append(Problem(path, msg, "give the host's exporter another port, e.g. port: 9101"))
+    return out
+
+
 CHECKS = (
     check_duplicates,
     check_addresses,
@@ -390,6 +484,7 @@ CHECKS = (
     check_k3s_networks,
     check_nfs,
     check_apps,
+    check_services,
 )
 
 

@@ -364,6 +364,117 @@ _HOST_NFS = {
     "x-fix": "write false (no mount on this host) or a mapping with mount_point and/or options",
 }
 
+# Ports a host's node exporter may not take: DNS and Caddy (home services) and K3s's (API server, etcd, kubelet)
+SERVICE_RESERVED_PORTS = (53, 80, 443, 2379, 2380, 6443, 10250)
+DNS_ENGINES = ("blocky", "adguardhome")
+DNS_DEFAULT_UPSTREAMS = ["1.1.1.1", "9.9.9.9"]
+NODE_EXPORTER_PORT = 9100
+_UPSTREAM_URL = "^https?://[^/\\s]+(/\\S*)?$"
+_LOCAL_NAME = {
+    "type": "string",
+    "pattern": _DOMAIN,
+    "description": "A name on the site's domain; a bare label means <label>.<network.domain>.",
+    "x-fix": "write a DNS label such as nas (for nas.<network.domain>) or a full lower-case name inside the domain",
+}
+
+_HOST_DNS = {
+    "type": ["boolean", "object"],
+    "description": "A DNS server on this host (true: with the defaults) answering for every host, every cluster "
+    "ingress host (Traefik's address) and every Caddy proxy name, and forwarding the rest; opens port 53.",
+    "additionalProperties": False,
+    "properties": {
+        "engine": {
+            "type": "string",
+            "enum": list(DNS_ENGINES),
+            "default": "blocky",
+            "description": "blocky or adguardhome (its web UI only on the host's 127.0.0.1:3000).",
+        },
+        "upstreams": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "format": "ipv4", "x-fix": "write an IPv4 address, e.g. 9.9.9.9"},
+            "default": DNS_DEFAULT_UPSTREAMS,
+            "description": "DNS servers (IPv4) every other name is forwarded to.",
+            "x-fix": "list IPv4 addresses of DNS servers, e.g. [1.1.1.1, 9.9.9.9]",
+        },
+        "records": {
+            "type": "array",
+            "default": [],
+            "description": "Further local A records.",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "address"],
+                "properties": {
+                    "name": _LOCAL_NAME,
+                    "address": {
+                        "type": "string",
+                        "format": "ipv4",
+                        "description": "Its IPv4 address.",
+                        "x-fix": "write an IPv4 address, e.g. 192.168.10.4",
+                    },
+                },
+            },
+        },
+    },
+    "x-fix": "write true (a DNS server with the defaults) or a mapping with engine, upstreams and/or records",
+}
+
+_HOST_CADDY = {
+    "type": "object",
+    "description": "Caddy on this host as HTTPS reverse proxy for names on the site's domain (ports 80 and 443).",
+    "additionalProperties": False,
+    "required": ["proxies"],
+    "properties": {
+        "proxies": {
+            "type": "array",
+            "minItems": 1,
+            "description": "The names Caddy serves and where it forwards each.",
+            "x-fix": "list mappings of name and upstream, e.g. [{name: nas, upstream: http://192.168.10.4:5000}]",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "upstream"],
+                "properties": {
+                    "name": _LOCAL_NAME,
+                    "upstream": {
+                        "type": "string",
+                        "pattern": _UPSTREAM_URL,
+                        "description": "The http:// or https:// URL requests are forwarded to.",
+                        "x-fix": "write a URL such as http://192.168.10.4:5000",
+                    },
+                },
+            },
+        },
+    },
+    "x-fix": "write a mapping with proxies",
+}
+
+_HOST_NODE_EXPORTER = {
+    "type": ["boolean", "object"],
+    "description": "The Prometheus node exporter on this host (true: port 9100), reachable from network.cidr only; "
+    "with monitoring the cluster's Prometheus scrapes it.",
+    "additionalProperties": False,
+    "properties": {
+        "port": {
+            "type": "integer",
+            "minimum": 1024,
+            "maximum": 65535,
+            "default": NODE_EXPORTER_PORT,
+            "description": "Its TCP port.",
+            "x-fix": "give a port from 1024 to 65535 that nothing else on the host uses, e.g. 9100",
+        },
+    },
+    "x-fix": "write true (port 9100) or a mapping with port",
+}
+
+_HOST_SERVICES = {
+    "type": "object",
+    "description": "Home services this host runs (NixOS modules of the collection, docs/home-services.md).",
+    "additionalProperties": False,
+    "properties": {"dns": _HOST_DNS, "caddy": _HOST_CADDY, "node_exporter": _HOST_NODE_EXPORTER},
+}
+
 _HOST = {
     "type": "object",
     "description": "One machine of the cluster.",
@@ -408,6 +519,7 @@ _HOST = {
         "disk": {"$ref": "#/$defs/disk"},
         "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.+-]*$"}},
         "nfs": _HOST_NFS,
+        "services": _HOST_SERVICES,
     },
 }
 

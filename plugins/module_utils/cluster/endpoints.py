@@ -1,0 +1,59 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where the cluster answers on the site's domain: the host names of its ingresses (the dashboards, Grafana with
+monitoring, the apps) and the address Traefik serves them on. One definition for the renderer (gitops.py: the
+Ingresses, Traefik's pinned address) and for the hosts' DNS records (site/services.py), so the names the cluster
+serves are the names the LAN's DNS answers. Works on the raw site file's data as well as the model. Pure data."""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
+    GRAFANA_SERVICE,
+    MONITORING_NAMESPACE,
+    grafana_host,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import monitoring_on
+
+# dashboard: (namespace, service, port); the host is <dashboard>.<domain>
+DASHBOARDS = {
+    "traefik": ("traefik", "traefik", 8080),
+    "longhorn": ("longhorn-system", "longhorn-frontend", 80),
+    # Capacitor, a UI for Flux itself (Flux has none of its own), from its published manifests
+    "flux": ("flux-system", "capacitor", 9000),
+}
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def app_host(host: str, domain: str) -> str:
+    """An app's ingress host as a full name: a bare label joins the site's domain."""
+    return f"{host}.{domain}" if _LABEL.match(host) else host
+
+
+def site_dashboards(site: dict) -> dict:
+    """dashboard -> (namespace, service, port, host): the platform's, and Grafana when the site has monitoring."""
+    domain = site["network"]["domain"]
+    out = {name: (*target, f"{name}.{domain}") for name, target in DASHBOARDS.items()}
+    if monitoring_on(site):
+        out["grafana"] = (MONITORING_NAMESPACE, GRAFANA_SERVICE, 80, grafana_host(site))
+    return out
+
+
+def ingress_hosts(site: dict) -> list:
+    """Every host name the cluster's Ingresses serve, in order: the dashboards', then the apps'."""
+    hosts = [target[3] for target in site_dashboards(site).values()]
+    domain = site["network"]["domain"]
+    for app in site.get("apps") or []:
+        ingress = app.get("ingress") if isinstance(app, dict) else None
+        if isinstance(ingress, dict) and isinstance(ingress.get("host"), str):
+            hosts.append(app_host(ingress["host"], domain))
+    return list(dict.fromkeys(hosts))
+
+
+def traefik_address(site: dict) -> str:
+    """The address Traefik's LoadBalancer Service is pinned to: the first of MetalLB's pool (metallb.addresses[0],
+    FIRST-LAST or a CIDR). Pinned, not left to MetalLB's choice, because the LAN's DNS records point at it."""
+    first = site["metallb"]["addresses"][0].replace(" ", "")
+    return first.split("-", 1)[0].split("/", 1)[0]

@@ -1,0 +1,93 @@
+# Copyright: nerv.homelab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The home services of a site's hosts (hosts[].services), resolved for the flake's hosts.json: which host runs a
+DNS server, Caddy or the node exporter, with what settings, and the DNS records every DNS server answers - the
+cluster's ingress hosts at Traefik's address (cluster/endpoints.py, the renderer's own definition), each host's
+<name>.<domain>, each Caddy proxy name at its Caddy host, and the records the site adds."""
+
+from __future__ import annotations
+
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import (
+    app_host,
+    ingress_hosts,
+    traefik_address,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
+    DNS_DEFAULT_UPSTREAMS,
+    NODE_EXPORTER_PORT,
+)
+
+
+def _own(value) -> dict | None:
+    """A service's settings: None when off (absent or false), {} for true, else the mapping."""
+    if value is None or value is False:
+        return None
+    return value if isinstance(value, dict) else {}
+
+
+def _services(host: dict) -> dict:
+    services = host.get("services")
+    return services if isinstance(services, dict) else {}
+
+
+def _address(host: dict) -> str:
+    return host.get("address") or str(host["ip"]).split("/", 1)[0]
+
+
+def caddy_proxies(site: dict, host: dict) -> dict:
+    """Full name -> upstream URL of the host's Caddy (empty without Caddy)."""
+    caddy = _own(_services(host).get("caddy")) or {}
+    domain = site["network"]["domain"]
+    return {app_host(p["name"], domain): p["upstream"] for p in caddy.get("proxies") or []}
+
+
+def extra_records(site: dict) -> dict:
+    """name -> address of the records the site's DNS hosts add (hosts[].services.dns.records), in site order."""
+    domain = site["network"]["domain"]
+    out = {}
+    for host in site["hosts"]:
+        dns = _own(_services(host).get("dns")) or {}
+        for record in dns.get("records") or []:
+            out.setdefault(app_host(record["name"], domain), record["address"])
+    return out
+
+
+def dns_records(site: dict) -> dict:
+    """Every local A record a DNS host of the site answers: fully qualified name -> IPv4 address."""
+    domain = site["network"]["domain"]
+    records = {f"{host['name']}.{domain}": _address(host) for host in site["hosts"]}
+    address = traefik_address(site)
+    records.update({name: address for name in ingress_hosts(site)})
+    for host in site["hosts"]:
+        records.update({name: _address(host) for name in caddy_proxies(site, host)})
+    for name, value in extra_records(site).items():
+        records.setdefault(name, value)
+    return dict(sorted(records.items()))
+
+
+def host_services(site: dict, host: dict) -> dict:
+    """hosts.json's services of one host: dns, caddy and node_exporter, each None when the host does not run it."""
+    services = _services(host)
+    dns, exporter = _own(services.get("dns")), _own(services.get("node_exporter"))
+    proxies = caddy_proxies(site, host)
+    return {
+        "dns": None
+        if dns is None
+        else {
+            "engine": dns.get("engine") or "blocky",
+            "upstreams": list(dns.get("upstreams") or DNS_DEFAULT_UPSTREAMS),
+            "records": dns_records(site),
+        },
+        "caddy": {"proxies": proxies} if proxies else None,
+        "node_exporter": None if exporter is None else {"port": exporter.get("port") or NODE_EXPORTER_PORT},
+    }
+
+
+def node_exporter_targets(site: dict) -> list:
+    """(host name, address:port) of every host that runs the node exporter, in site order."""
+    out = []
+    for host in site["hosts"]:
+        exporter = _own(_services(host).get("node_exporter"))
+        if exporter is not None:
+            out.append((host["name"], f"{_address(host)}:{exporter.get('port') or NODE_EXPORTER_PORT}"))
+    return out
