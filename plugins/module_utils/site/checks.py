@@ -16,6 +16,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints imp
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import parse_range
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
+    LOCAL_NAME_PATTERN,
     MOUNT_POINT_PATTERN,
     NODE_EXPORTER_PORT,
     SERVICE_RESERVED_PORTS,
@@ -397,7 +398,8 @@ def _cluster_hosts(data: dict) -> dict:
 def _named(items, domain: str):
     """(index, full name, item) of the well-formed items of a list of mappings with a name."""
     for index, item in enumerate(items if isinstance(items, list) else []):
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
+        # a malformed name is the schema walk's to report
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and re.match(LOCAL_NAME_PATTERN, item["name"]):
             yield index, app_host(item["name"], domain), item
 
 
@@ -462,8 +464,8 @@ def _check_exporters(data: dict) -> list:
     for i, host in _hosts(data):
         exporter = _service(host, "node_exporter")
         port = (exporter or {}).get("port", NODE_EXPORTER_PORT)
-        if exporter is None or not isinstance(port, int):
-            continue
+        if exporter is None or not isinstance(port, int) or not 1024 <= port <= 65535:
+            continue  # off, or the schema walk reports the port
         path = f"hosts[{i}].services.node_exporter" + (".port" if "port" in exporter else "")
         if port in SERVICE_RESERVED_PORTS:
             msg = f"port {port} is taken on the host (DNS 53, Caddy 80/443, K3s 2379, 2380, 6443, 10250)"

@@ -369,6 +369,8 @@ SERVICE_RESERVED_PORTS = (53, 80, 443, 2379, 2380, 6443, 10250)
 DNS_ENGINES = ("blocky", "adguardhome")
 DNS_DEFAULT_UPSTREAMS = ["1.1.1.1", "9.9.9.9"]
 NODE_EXPORTER_PORT = 9100
+# A lower-case DNS name (a bare label joins network.domain)
+LOCAL_NAME_PATTERN = _DOMAIN
 _UPSTREAM_URL = "^https?://[^/\\s]+(/\\S*)?$"
 _LOCAL_NAME = {
     "type": "string",
