@@ -419,7 +419,12 @@ let
       nfs = nfsLib.settings h.nfs;
       # The nerv.services options of this host (modules/services): DNS with the site's records,
       # Caddy's proxies, the node exporter open to the LAN; each off when the host has none.
-      services = servicesLib.options h.address raw.network.cidr h.services;
+      # The exporter is open to the LAN and to the pods: a Prometheus pod on this very node reaches the
+      # node's address from its pod address, which nothing translates on the way in.
+      services = servicesLib.options h.address [
+        raw.network.cidr
+        raw.k3s.cluster_cidr
+      ] h.services;
       k3s = {
         role = if isServer then "server" else "agent";
         clusterInit = isFirst;

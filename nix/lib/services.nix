@@ -10,7 +10,7 @@
 # written by hand or by an older collection is refused here too:
 #
 #   problems domain "hosts[0].services" value  -> list of messages, each starting with the path given
-#   options host network value                 -> the nerv.services options of a checked value
+#   options address allowFrom value            -> the nerv.services options of a checked value
 let
   inherit (builtins)
     attrNames
@@ -169,9 +169,9 @@ let
         ++ exporterProblems (at path "node_exporter") value.node_exporter;
 
   # The nerv.services options (nix/modules/services) of a checked value, for a host at `address`
-  # on the LAN `cidr`.
+  # whose exporter the networks `allowFrom` may reach.
   options =
-    address: cidr: value:
+    address: allowFrom: value:
     {
       dns =
         if value.dns == null then
@@ -201,7 +201,7 @@ let
           {
             enable = true;
             inherit (value.node_exporter) port;
-            allowFrom = [ cidr ];
+            inherit allowFrom;
           };
     };
 in

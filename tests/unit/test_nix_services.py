@@ -247,7 +247,8 @@ def test_the_site_file_reaches_the_modules_through_hosts_json(nix_instantiate, t
     assert out["options"]["worker2"] == {
         "dns": {"enable": False},
         "caddy": {"enable": False},
-        "nodeExporter": {"enable": True, "port": 9101, "allowFrom": ["192.168.10.0/24"]},
+        # the LAN and the pods (k3s.cluster_cidr): a Prometheus pod on the node itself comes from its pod address
+        "nodeExporter": {"enable": True, "port": 9101, "allowFrom": ["192.168.10.0/24", "10.42.0.0/16"]},
     }
     mapping = out["dns"]["services"]["blocky"]["settings"]["customDNS"]["mapping"]
     assert mapping["grafana.home.lab.example"] == "192.168.10.200"
@@ -258,7 +259,10 @@ def test_the_site_file_reaches_the_modules_through_hosts_json(nix_instantiate, t
         "nas.home.lab.example": {"extraConfig": "reverse_proxy http://192.168.10.4:5000\ntls internal\n"}
     }
     rules = out["exporter"]["networking"]["firewall"]["extraCommands"]
-    assert rules == "iptables -A nixos-fw -p tcp -s 192.168.10.0/24 --dport 9101 -j nixos-fw-accept\n"
+    assert rules == (
+        "iptables -A nixos-fw -p tcp -s 192.168.10.0/24 --dport 9101 -j nixos-fw-accept\n"
+        "iptables -A nixos-fw -p tcp -s 10.42.0.0/16 --dport 9101 -j nixos-fw-accept\n"
+    )
     assert out["off"] == [{}, {}]
 
 

@@ -1,7 +1,8 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Monitoring from the site's monitoring section: kube-prometheus-stack, Grafana's Ingress and admin Secret (its
-plaintext here, encrypted by gitops_apply), and the platform's alerts. Pure data: no I/O here."""
+plaintext here, encrypted by gitops_apply), the platform's alerts, and the scrape of the hosts' own node exporters
+(hosts[].services.node_exporter). Pure data: no I/O here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests imp
     monitoring_on,
     object_meta,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import NODE_EXPORTER_PORT
 
 MONITORING_NAMESPACE = "monitoring"
 
@@ -73,6 +75,34 @@ def grafana_admin_secret(password: str) -> dict:
     }
 
 
+# The scrape job of the hosts' own node exporters (hosts[].services.node_exporter)
+HOST_EXPORTER_JOB = "home-services-node"
+
+
+def host_exporter_targets(site: dict) -> list:
+    """(host name, address:port) of every host that runs the node exporter of the home services, in site order."""
+    out = []
+    for host in site["hosts"]:
+        services = host.get("services") or {}
+        exporter = services.get("node_exporter")
+        if exporter is None or exporter is False:
+            continue
+        port = exporter.get("port", NODE_EXPORTER_PORT) if isinstance(exporter, dict) else NODE_EXPORTER_PORT
+        out.append((host["name"], f"{host['address']}:{port}"))
+    return out
+
+
+def host_exporter_scrapes(site: dict) -> list:
+    """Prometheus' scrape configs (additionalScrapeConfigs) for the hosts' own node exporters, one target per host
+    labelled with its name; none when no host runs one. The chart's own node exporter (a DaemonSet on port 9100)
+    covers the nodes inside the cluster; these are the exporters the site's hosts run under NixOS."""
+    targets = host_exporter_targets(site)
+    if not targets:
+        return []
+    static = [{"targets": [target], "labels": {"host": name}} for name, target in targets]
+    return [{"job_name": HOST_EXPORTER_JOB, "static_configs": static}]
+
+
 def _claim(storage_class: str, size: str) -> dict:
     return {"spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
                      "resources": {"requests": {"storage": size}}}}  # fmt: skip
@@ -98,6 +128,7 @@ def monitoring_values(site: dict) -> dict:
             "serviceMonitorSelectorNilUsesHelmValues": False,
             "podMonitorSelectorNilUsesHelmValues": False,
             "probeSelectorNilUsesHelmValues": False,
+            **({"additionalScrapeConfigs": host_exporter_scrapes(site)} if host_exporter_scrapes(site) else {}),
         }},
         "alertmanager": {"alertmanagerSpec": {
             "storage": {"volumeClaimTemplate": _claim(storage_class, monitoring["alertmanager_storage"])}}},

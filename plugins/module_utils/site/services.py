@@ -81,13 +81,3 @@ def host_services(site: dict, host: dict) -> dict:
         "caddy": {"proxies": proxies} if proxies else None,
         "node_exporter": None if exporter is None else {"port": exporter.get("port") or NODE_EXPORTER_PORT},
     }
-
-
-def node_exporter_targets(site: dict) -> list:
-    """(host name, address:port) of every host that runs the node exporter, in site order."""
-    out = []
-    for host in site["hosts"]:
-        exporter = _own(_services(host).get("node_exporter"))
-        if exporter is not None:
-            out.append((host["name"], f"{_address(host)}:{exporter.get('port') or NODE_EXPORTER_PORT}"))
-    return out

@@ -323,3 +323,72 @@ def test_alerts_can_be_turned_off_one_by_one_and_the_threshold_set():
     files = gitops.render(silent, "clusters/home")
     assert "platform/home/platform/platform-alerts.yaml" not in files
     assert "platform-alerts.yaml" not in files["platform/home/platform/kustomization.yaml"][0]["resources"]
+
+
+def _with_exporters(**ports) -> dict:
+    """The example with hosts[i].services.node_exporter = {port} for h<i>=port (True: the default port)."""
+    data = site_data()
+    for key, port in ports.items():
+        data["hosts"][int(key[1:])]["services"] = {"node_exporter": True if port is True else {"port": port}}
+    return data
+
+
+def test_prometheus_scrapes_the_hosts_own_node_exporters():
+    site = parse_site(_with_exporters(h0=9101, h2=9200))
+    spec = gitops_monitoring.monitoring_values(site)["prometheus"]["prometheusSpec"]
+    assert spec["additionalScrapeConfigs"] == [
+        {
+            "job_name": "home-services-node",
+            "static_configs": [
+                {"targets": ["192.168.10.21:9101"], "labels": {"host": "cp1"}},
+                {"targets": ["192.168.10.32:9200"], "labels": {"host": "worker2"}},
+            ],
+        }
+    ]
+    # the rendered HelmRelease carries it: it is the values of the chart, not an object of its own
+    release = gitops.render(site, "clusters/home")["platform/home/infrastructure/kube-prometheus-stack.yaml"][0]
+    assert (
+        release["spec"]["values"]["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
+        == (spec["additionalScrapeConfigs"])
+    )
+
+
+def test_without_host_exporters_there_is_no_extra_scrape():
+    spec = gitops_monitoring.monitoring_values(parse_site(site_data()))["prometheus"]["prometheusSpec"]
+    assert "additionalScrapeConfigs" not in spec
+
+
+# Prometheus' scrape_config as its configuration reference describes the fields used here (job_name required, a
+# label name [a-zA-Z_][a-zA-Z0-9_]*, targets host:port); additionalProperties false catches a misspelt field.
+SCRAPE_CONFIG = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["job_name"],
+    "properties": {
+        "job_name": {"type": "string", "minLength": 1},
+        "static_configs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "targets": {"type": "array", "items": {"type": "string", "pattern": "^[^/:\\s]+:[0-9]{1,5}$"}},
+                    "labels": {
+                        "type": "object",
+                        "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                        "additionalProperties": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_the_scrape_configs_have_prometheus_shape():
+    scrapes = gitops_monitoring.host_exporter_scrapes(parse_site(_with_exporters(h1=9101)))
+    validator = jsonschema.Draft202012Validator(SCRAPE_CONFIG)
+    assert [list(validator.iter_errors(s)) for s in scrapes] == [[]]
+    broken = copy.deepcopy(scrapes[0])
+    broken["static_config"] = broken.pop("static_configs")
+    assert list(validator.iter_errors(broken))

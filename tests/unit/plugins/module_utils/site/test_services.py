@@ -11,12 +11,9 @@ import yaml
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import ingress_hosts, traefik_address
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import host_exporter_targets
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import parse_site, validate_site
-from ansible_collections.nerv.homelab.plugins.module_utils.site.services import (
-    dns_records,
-    host_services,
-    node_exporter_targets,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.site.services import dns_records, host_services
 
 REPO = Path(__file__).resolve().parents[5]
 
@@ -108,7 +105,7 @@ def test_true_turns_a_service_on_with_its_defaults_and_false_leaves_it_off():
     assert cp1["dns"]["engine"] == "blocky" and cp1["dns"]["upstreams"] == ["1.1.1.1", "9.9.9.9"]
     assert cp1["node_exporter"] == {"port": 9101}
     assert host_services(site, site["hosts"][1]) == {"dns": None, "caddy": None, "node_exporter": None}
-    assert node_exporter_targets(site) == [("cp1", "192.168.10.21:9101")]
+    assert host_exporter_targets(site) == [("cp1", "192.168.10.21:9101")]
 
 
 def test_records_the_site_adds_are_served_by_every_dns_host():
