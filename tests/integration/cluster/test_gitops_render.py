@@ -73,7 +73,11 @@ def test_render_once_then_only_what_changed(ansible_cli, real_sops, tmp_path):
     site["metallb"]["addresses"] = ["192.168.10.224/28"]
     site_file.write_text(yaml.safe_dump(site, sort_keys=False))
     result, third = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
-    assert third["changed_files"] == ["platform/home/infrastructure-config/metallb-pool.yaml"]
+    # the pool, and Traefik's address pinned to its first address (the LAN's DNS records point there)
+    assert third["changed_files"] == [
+        "platform/home/infrastructure/traefik.yaml",
+        "platform/home/infrastructure-config/metallb-pool.yaml",
+    ]
     assert "192.168.10.224/28" in result.output, "--diff shows the change"
 
 
