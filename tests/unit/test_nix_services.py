@@ -99,7 +99,7 @@ def test_blocky_answers_the_records_and_forwards_the_rest(nix_instantiate):
             "blocky": {
                 "enable": True,
                 "settings": {
-                    "ports": {"dns": ["192.168.10.21:53", "127.0.0.1:53"]},
+                    "ports": {"dns": "192.168.10.21:53,127.0.0.1:53"},
                     "upstreams": {"groups": {"default": ["1.1.1.1", "9.9.9.9"]}},
                     "customDNS": {"mapping": RECORDS},
                 },
@@ -111,7 +111,7 @@ def test_blocky_answers_the_records_and_forwards_the_rest(nix_instantiate):
 
 def test_blocky_on_the_wildcard_binds_the_bare_port(nix_instantiate):
     out = module(nix_instantiate, DNS, "dns", {"enable": True, "openFirewall": False})
-    assert out["config"]["services"]["blocky"]["settings"]["ports"] == {"dns": [":53"]}
+    assert out["config"]["services"]["blocky"]["settings"]["ports"] == {"dns": ":53"}
     assert "networking" not in out["config"]
 
 
@@ -143,7 +143,8 @@ def test_caddy_proxies_each_name_with_its_own_ca_by_default(nix_instantiate):
         "services": {
             "caddy": {
                 "enable": True,
-                "globalConfig": "",
+                # Caddy does not run as root: its CA's root goes to browsers by hand
+                "globalConfig": "skip_install_trust\n",
                 "virtualHosts": {
                     "nas.lab.example": {"extraConfig": "reverse_proxy http://192.168.10.4:5000\ntls internal\n"}
                 },
@@ -157,7 +158,7 @@ def test_caddy_issues_from_the_site_ca_when_given(nix_instantiate):
     ca = {"certFile": "/run/secrets/site-ca.crt", "keyFile": "/run/secrets/site-ca.key"}
     given = {"enable": True, "proxies": {"nas.lab.example": "http://nas:5000"}, "ca": ca, "openFirewall": False}
     caddy = module(nix_instantiate, CADDY, "caddy", given)["config"]["services"]["caddy"]
-    assert "ca site {" in caddy["globalConfig"]
+    assert caddy["globalConfig"].startswith("skip_install_trust\npki {\n  ca site {\n")
     assert "cert /run/secrets/site-ca.crt" in caddy["globalConfig"]
     assert "key /run/secrets/site-ca.key" in caddy["globalConfig"]
     extra = caddy["virtualHosts"]["nas.lab.example"]["extraConfig"]
@@ -254,7 +255,7 @@ def test_the_site_file_reaches_the_modules_through_hosts_json(nix_instantiate, t
     assert mapping["grafana.home.lab.example"] == "192.168.10.200"
     assert mapping["nas.home.lab.example"] == "192.168.10.31"
     assert mapping["worker2.home.lab.example"] == "192.168.10.32"
-    assert out["dns"]["services"]["blocky"]["settings"]["ports"]["dns"] == ["192.168.10.21:53", "127.0.0.1:53"]
+    assert out["dns"]["services"]["blocky"]["settings"]["ports"]["dns"] == "192.168.10.21:53,127.0.0.1:53"
     assert out["caddy"]["services"]["caddy"]["virtualHosts"] == {
         "nas.home.lab.example": {"extraConfig": "reverse_proxy http://192.168.10.4:5000\ntls internal\n"}
     }

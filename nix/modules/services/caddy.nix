@@ -49,21 +49,25 @@ in
   config = mkIf cfg.enable {
     services.caddy = {
       enable = true;
+      # The CA's root goes to browsers by hand: Caddy (not root) cannot add it to the host's trust store.
       globalConfig =
-        if cfg.ca == null then
-          ""
-        else
-          ''
-            pki {
-              ca ${caId} {
-                name "site CA"
-                root {
-                  cert ${cfg.ca.certFile}
-                  key ${cfg.ca.keyFile}
+        "skip_install_trust\n"
+        + (
+          if cfg.ca == null then
+            ""
+          else
+            ''
+              pki {
+                ca ${caId} {
+                  name "site CA"
+                  root {
+                    cert ${cfg.ca.certFile}
+                    key ${cfg.ca.keyFile}
+                  }
                 }
               }
-            }
-          '';
+            ''
+        );
       virtualHosts = builtins.mapAttrs (_name: upstream: {
         extraConfig = "reverse_proxy ${upstream}\n${tls}\n";
       }) cfg.proxies;

@@ -6,8 +6,11 @@ let
   cfg = config.nerv.services.dns;
   inherit (lib) mkEnableOption mkIf mkMerge mkOption types;
   port = 53;
-  # "a.b.c.d:53" for each listen address; the wildcard is the bare port.
-  binds = map (a: if a == "0.0.0.0" then ":${toString port}" else "${a}:${toString port}") cfg.listenAddresses;
+  # "a.b.c.d:53" for each listen address (the wildcard: the bare port), comma-separated: the form
+  # every Blocky release reads (newer ones also take a YAML list).
+  binds = lib.concatStringsSep "," (
+    map (a: if a == "0.0.0.0" then ":${toString port}" else "${a}:${toString port}") cfg.listenAddresses
+  );
 in
 {
   options.nerv.services.dns = {
