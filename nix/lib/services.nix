@@ -58,7 +58,8 @@ let
   octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
   isIpv4 = matches "${octet}[.]${octet}[.]${octet}[.]${octet}";
   label = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
-  isName = s: matches "(${label}[.])*${label}" s && builtins.stringLength s <= 253;
+  # As the site schema's pattern for names (labels of at most 63 characters).
+  isName = matches "(${label}[.])*${label}";
   # As the site schema's upstream pattern: a scheme, a host part, an optional path, no whitespace.
   isUrl = matches "https?://[^/[:space:]]+(/[^[:space:]]*)?";
   inDomain = domain: s: s == domain || matches "(.*)[.]${builtins.replaceStrings [ "." ] [ "[.]" ] domain}" s;

@@ -314,7 +314,8 @@ def test_nix_and_python_agree_on_the_engines_and_ports(nix_instantiate):
 
 
 PROXY_NAMES = ["nas", "nas.home.lab.example", "home.lab.example", "a.b.home.lab.example", "nas.example.org", "NAS",
-               "nas_1", "-nas", "nas.home.lab.example.evil", "xhome.lab.example"]  # fmt: skip
+               "nas_1", "-nas", "nas.home.lab.example.evil", "xhome.lab.example", "a" * 63, "a" * 64,
+               ".".join(["abcdefghij"] * 30)]  # fmt: skip
 UPSTREAMS = ["http://192.168.10.4:5000", "https://nas.lab/ui/", "http://nas", "ftp://nas", "nas:80", "http://",
              "http://a b", "https://x/y z", "HTTP://nas"]  # fmt: skip
 PORTS = [1023, 1024, 9100, 9101, 6443, 10250, 2379, 2380, 65535, 65536]
