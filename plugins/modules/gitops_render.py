@@ -14,8 +14,15 @@ description:
     C(infrastructure-config) -> C(platform) -> C(apps), C(dependsOn), C(wait), C(prune), sops decryption with the
     C(sops-age) Secret), and under C(<stage_root>/) the HelmRepositories and HelmReleases of MetalLB, cert-manager
     (CRDs through C(crds.enabled)), Traefik and Longhorn, the MetalLB IPAddressPool and L2Advertisement of the site's
-    C(metallb.addresses), a self-signed CA for the site's domain with its ClusterIssuer, and Ingresses for the
-    Traefik, Longhorn and Flux (Capacitor) dashboards.
+    C(metallb.addresses), the ClusterIssuer C(site-ca) and its Secret, and Ingresses for the Traefik, Longhorn and
+    Flux (Capacitor) dashboards.
+  - The site CA is made once on the controller (M(nerv.homelab.site_ca), run by the role nerv.homelab.sops_keys) and
+    shared with the Caddy hosts. It is decrypted here from O(site_file)'s C(secrets/site-ca.sops.yaml) (or
+    O(site_ca_file)) and put into C(<stage_root>/infrastructure-config/site-ca.sops.yaml), Secret
+    C(cert-manager/site-ca) of type C(kubernetes.io/tls) sops-encrypted to O(sops_recipients); it is re-encrypted
+    only when the CA or the recipients change, and neither the key nor its ciphertext appear in the diff or the
+    result. Without the site CA the module fails naming the keys phase (in check mode it reports the Secret as to be
+    written).
   - With a C(monitoring) section in the site, also kube-prometheus-stack (Prometheus, Alertmanager, Grafana, node
     exporter, kube-state-metrics reporting Flux's objects) with the site's retention and volumes, Grafana's Ingress,
     and a PrometheusRule with the platform's alerts in the C(platform) stage.
@@ -61,12 +68,18 @@ options:
         these recipients.
       - Required when an app has C(values_sops), whose values Secret is encrypted to them (give the Flux key's, or
         Flux cannot read it).
+      - Required for the site CA's Secret, which is encrypted to them.
     type: list
     elements: str
+  site_ca_file:
+    description:
+      - The site CA on the controller (sops file with C(tls.crt) and C(tls.key)); defaults to
+        C(secrets/site-ca.sops.yaml) in the site file's directory, where the role nerv.homelab.sops_keys makes it.
+    type: path
   identity_files:
     description:
-      - Age key files or OpenSSH private keys to decrypt the apps' C(values_sops) files (and the values Secrets already
-        in the checkout) with, tried before the places sops looks (E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE),
+      - Age key files or OpenSSH private keys to decrypt the apps' C(values_sops) files, the site CA (and the Secrets
+        already in the checkout) with, tried before the places sops looks (E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE),
         E(SOPS_AGE_KEY_CMD), C(~/.config/sops/age/keys.txt), SSH keys).
     type: list
     elements: path
@@ -144,6 +157,7 @@ def argument_spec() -> dict:
         "site_path": {"type": "str"},
         "stage_root": {"type": "str"},
         "sops_recipients": {"type": "list", "elements": "str"},
+        "site_ca_file": {"type": "path"},
         "identity_files": {"type": "list", "elements": "path", "default": []},
     }
 

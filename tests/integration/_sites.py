@@ -71,3 +71,25 @@ def baremetal_site(tmp_path: Path, count: int) -> tuple[Path, Path, dict]:
     admin.chmod(0o600)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id_ed25519")], check=True)
     return inventory, admin, data
+
+
+def add_site_ca(site_dir: Path, key_dir: Path, identity_text: str | None = None) -> Path:
+    """Make site_dir/secrets/site-ca.sops.yaml as the keys phase does (nerv.homelab.site_ca's code, for the site's
+    domain), encrypted to an admin age identity (identity_text, else a fresh one); returns a 0600 key file in key_dir
+    holding that identity."""
+    import pyrage
+
+    from ansible_collections.nerv.homelab.plugins.module_utils.secrets import site_ca
+
+    identity = pyrage.x25519.Identity.from_str(identity_text.strip()) if identity_text else None
+    identity = identity or pyrage.x25519.Identity.generate()
+    key_dir.mkdir(parents=True, exist_ok=True)
+    key_file = key_dir / "site-ca-admin.agekey"
+    key_file.write_text(f"{identity}\n")
+    key_file.chmod(0o600)
+    domain = yaml.safe_load((site_dir / "site.yml").read_text())["network"]["domain"]
+    path, recipients = str(site_dir / "secrets" / "site-ca.sops.yaml"), [str(identity.to_public())]
+    params = {"path": path, "domain": domain, "common_name": None, "validity_days": 30, "rotate": False,
+              "recipients": recipients, "config": None}  # fmt: skip
+    site_ca.task(params, [], check_mode=False)
+    return key_file

@@ -7,7 +7,8 @@ clusters/<site>/ (what flux-system applies) holds only four Flux Kustomizations,
 Their content lives outside it, in platform/<site>/<stage>/ - inside clusters/<site>/ flux-system would apply it
 all at once and the order would be lost: the HelmRepositories and HelmReleases of MetalLB, cert-manager, Traefik
 and Longhorn (with the site's nfs section csi-driver-nfs and its StorageClass, with monitoring kube-prometheus-stack),
-MetalLB's pool from the site, a self-signed CA for the site's domain, the dashboards' ingresses and the site's apps.
+MetalLB's pool from the site, the issuer of the site CA (its Secret written by gitops_apply), the dashboards' ingresses
+and the site's apps.
 The parts live beside this file: manifests.py (charts, versions, HelmReleases), gitops_storage.py,
 gitops_monitoring.py and gitops_apps.py; this file puts them into stages. Pure data: no I/O here.
 """
@@ -32,6 +33,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_storag
     nfs_storage_class,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+    RENDERED_ANNOTATION,
     SOPS_ENCRYPTED_REGEX,
     RenderError,
     helm_release,
@@ -116,19 +118,29 @@ def metallb_pool(site: dict) -> list:
     ]  # fmt: skip
 
 
-def cluster_issuers(site: dict) -> list:
-    """A self-signed root, a CA certificate for the site's domain made from it, and the issuer that signs with it."""
-    domain = site["network"]["domain"]
+# The site CA (made once on the controller, secrets/site_ca.py) as the Secret the ClusterIssuer signs with; a CA
+# issuer reads its Secret from cert-manager's own namespace. gitops_apply writes the file, sops-encrypted for Flux.
+SITE_CA_SECRET = "site-ca"
+SITE_CA_NAMESPACE = "cert-manager"
+SITE_CA_STAGE = "infrastructure-config"
+SITE_CA_FILE = "site-ca.sops.yaml"
+
+
+def cluster_issuers(_site: dict) -> list:
+    """The issuer that signs with the site CA (Secret cert-manager/site-ca, the CA the site's Caddy hosts share)."""
     return [
-        {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": object_meta("selfsigned"),
-         "spec": {"selfSigned": {}}},
-        {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": object_meta("site-ca", "cert-manager"),
-         "spec": {"isCA": True, "commonName": f"{site['site']['name']} CA ({domain})", "secretName": "site-ca",
-                  "duration": "87600h", "privateKey": {"algorithm": "ECDSA", "size": 256},
-                  "issuerRef": {"name": "selfsigned", "kind": "ClusterIssuer", "group": "cert-manager.io"}}},
         {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": object_meta("site-ca"),
-         "spec": {"ca": {"secretName": "site-ca"}}},
+         "spec": {"ca": {"secretName": SITE_CA_SECRET}}},
     ]  # fmt: skip
+
+
+def site_ca_secret(certificate: str, key: str) -> dict:
+    """The site CA as a TLS Secret for cert-manager (its ca.crt too: cert-manager copies it into every certificate's
+    Secret, so workloads find the root there); marked as rendered, as the other Secrets made here are."""
+    meta = object_meta(SITE_CA_SECRET, SITE_CA_NAMESPACE)
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {**meta, "annotations": {RENDERED_ANNOTATION: "gitops_render"}},
+            "stringData": {"tls.crt": certificate, "tls.key": key, "ca.crt": certificate}}  # fmt: skip
 
 
 CAPACITOR_MANIFESTS = "oci://ghcr.io/gimlet-io/capacitor-manifests"
@@ -211,6 +223,7 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
         platform["platform-alerts.yaml"] = platform_alerts(site)
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
     secret = sops_files(site)
+    secret = {**secret, SITE_CA_STAGE: [*secret.get(SITE_CA_STAGE, []), SITE_CA_FILE]}
     for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):
         for name, docs in content.items():
             files[f"{stage_root}/{stage}/{name}"] = docs

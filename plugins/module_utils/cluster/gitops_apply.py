@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The I/O side of nerv.homelab.gitops_render: read the site, render with gitops.py, write what differs into the
 checkout (and keep the repository's .sops.yaml rule of the site current), encrypt the apps' values_sops into
-Secrets for Flux, and delete the files it rendered before that the site no longer asks for. With monitoring,
-Grafana's admin Secret is made here once, sops-encrypted, and kept as it is on every later run."""
+Secrets for Flux, re-encrypt the site CA (made once on the controller) into cert-manager's Secret for Flux, and delete
+the files it rendered before that the site no longer asks for. With monitoring, Grafana's admin Secret is made here
+once, sops-encrypted, and kept as it is on every later run."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ import os
 import secrets
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import (
+    SITE_CA_FILE,
+    SITE_CA_NAMESPACE,
+    SITE_CA_SECRET,
+    SITE_CA_STAGE,
     dashboards,
     parse_sops_config,
     render,
+    site_ca_secret,
     sops_rules,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import (
@@ -38,6 +44,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     load_identities,
     require_libraries,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import KEY_KEY, SiteCaError, check_existing
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Document, Rules, new_document
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import (
     decrypt_file,
@@ -77,16 +84,24 @@ def execute(module) -> dict:
         texts[".sops.yaml"] = _sops_yaml(p, site)
     # the secrets are planned first: a missing option fails before anything is written
     values_secrets = app_value_secrets(p, site, stage_root)
-    texts.update(values_secrets)
     secret_files, new_secrets = _secret_plan(p, site, stage_root)
+    ca_relative = f"{stage_root}/{SITE_CA_STAGE}/{SITE_CA_FILE}"
+    ca_text = site_ca_file(p, site, os.path.join(p["dest"], ca_relative), module.check_mode)
+    encrypted = {**values_secrets, **({ca_relative: ca_text} if ca_text is not None else {})}
+    texts.update(encrypted)
     changed, diffs = [], []
+    if ca_text is None:
+        # check mode before the keys phase made the site CA: its Secret would be written, with content unknown yet
+        changed.append(ca_relative)
+        shown = SECRET_SHOWN.format(f"{SITE_CA_NAMESPACE}/{SITE_CA_SECRET}")
+        diffs.append({"before_header": ca_relative, "after_header": ca_relative, "before": "", "after": shown})
     for relative, text in texts.items():
         path = os.path.join(p["dest"], relative)
         before = read_text(path)
         if before == text:
             continue
         changed.append(relative)
-        diffs.append(_diff(relative, before, text, relative in values_secrets))
+        diffs.append(_diff(relative, before, text, relative in encrypted))
         if not module.check_mode:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             write_private(path, text, mode=0o644)
@@ -97,13 +112,14 @@ def execute(module) -> dict:
         if not module.check_mode:
             write_private(os.path.join(p["dest"], relative), text)
     # the sops files made once are rendered on every run they stay in the site: kept, never pruned
-    removed = stale_files(p["dest"], stage_root, {*texts, *secret_files})
+    removed = stale_files(p["dest"], stage_root, {*texts, *secret_files, ca_relative})
     for relative in removed:
         path = os.path.join(p["dest"], relative)
         diffs.append(_diff(relative, read_text(path), None, relative.endswith(".sops.yaml")))
         if not module.check_mode:
             os.unlink(path)
-    return {"changed": bool(changed or removed), "files": [*texts, *secret_files], "changed_files": changed + removed,
+    every = [*texts, *secret_files] + ([] if ca_text is not None else [ca_relative])
+    return {"changed": bool(changed or removed), "files": every, "changed_files": changed + removed,
             "removed_files": removed, "diff": diffs, "dashboards": dashboards(site)}  # fmt: skip
 
 
@@ -209,6 +225,46 @@ def _encrypted(path: str, manifest: dict, recipients: list, identities: list) ->
             # the same values: keep the file, only re-wrapping its data key when the recipients changed
             return document.text() if document.set_recipients(recipients) else existing
     return new_document(manifest, "yaml", recipients, SECRET_RULES).text()
+
+
+# ---- the site CA -------------------------------------------------------------------------------------------------
+
+
+def site_ca_path(p: dict) -> str:
+    """The site CA on the controller: site_ca_file, else secrets/site-ca.sops.yaml beside the site file (where the
+    role nerv.homelab.sops_keys makes it)."""
+    if p.get("site_ca_file"):
+        return p["site_ca_file"]
+    return os.path.join(os.path.dirname(os.path.abspath(p["site_file"])), "secrets", SITE_CA_FILE)
+
+
+def site_ca_file(p: dict, site: dict, dest_path: str, check_mode: bool) -> str | None:
+    """The encrypted text of Secret cert-manager/site-ca for the checkout: the site CA decrypted here with the
+    admins' identity and encrypted to sops_recipients (the existing file kept when content and recipients are the
+    same). None in check mode when the site CA is not made yet; RenderError naming the fix otherwise."""
+    source = site_ca_path(p)
+    what = f"the site CA ({source}), which cert-manager issues the ingresses' certificates from,"
+    if not p["sops_recipients"]:
+        raise RenderError(
+            f"{what} goes to Git encrypted for Flux: give sops_recipients (the admins' and the cluster's Flux key's "
+            "recipients, as the role gitops_platform does)"
+        )
+    if not os.path.exists(source):
+        if check_mode:
+            return None
+        raise RenderError(
+            f"{what} is missing: make it with the keys phase (playbooks/keys.yml, the role nerv.homelab.sops_keys) "
+            "or give site_ca_file"
+        )
+    recipients = [check_recipient(r) for r in p["sops_recipients"]]
+    require_libraries()
+    identities = load_identities(extra_files=p.get("identity_files") or [])
+    plain = without_comments(decrypt_file(source, identities, "yaml"))
+    try:
+        manifest = site_ca_secret(check_existing(source, plain, site["network"]["domain"]), plain[KEY_KEY])
+    except SiteCaError as exc:
+        raise RenderError(str(exc)) from None
+    return _encrypted(dest_path, manifest, recipients, identities)
 
 
 # ---- pruning ------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import yaml
 from .._ansible import AnsibleCli
 from .._kubectl import kubectl_path
 from .._kustomize import BuildError, flux_build
-from .._sites import SHIPPED_SITES, site_file
+from .._sites import SHIPPED_SITES, add_site_ca, site_file
 
 STAGES = ["infrastructure", "infrastructure-config", "platform", "apps"]
 # What each stage applies, written out here rather than taken from the renderer, so a lost file shows.
@@ -35,9 +35,8 @@ EXPECTED = {
     "infrastructure-config": {
         ("IPAddressPool", "metallb-system", "site"),
         ("L2Advertisement", "metallb-system", "site"),
-        ("ClusterIssuer", "", "selfsigned"),
         ("ClusterIssuer", "", "site-ca"),
-        ("Certificate", "cert-manager", "site-ca"),
+        ("Secret", "cert-manager", "site-ca"),  # the site CA, sops-encrypted, written by gitops_render itself
     },
     "platform": {
         ("Ingress", "traefik", "traefik-dashboard"),
@@ -102,8 +101,12 @@ def rendered(tmp_path_factory) -> dict[str, tuple[dict, object]]:
         checkout.mkdir()
         checkouts[site] = (yaml.safe_load(site_file(site).read_text()), checkout)
         data = checkouts[site][0]
+        # a copy of the site with its site CA, as the keys phase leaves it, and the admin key that opens it
+        site_dir = root / f"{site}-site"
+        shutil.copytree(site_file(site).parent, site_dir)
+        key = add_site_ca(site_dir, root / f"{site}-key")
         # the admins' recipients, as the role gitops_platform passes them (monitoring's Secret needs them)
-        module_args = {"site_file": str(site_file(site)), "dest": str(checkout),
+        module_args = {"site_file": str(site_dir / "site.yml"), "dest": str(checkout), "identity_files": [str(key)],
                        "sops_recipients": data["sops"]["admin_recipients"]}  # fmt: skip
         tasks.append({"name": f"render {site}", "nerv.homelab.gitops_render": module_args})
     result = AnsibleCli(root).playbook([{"name": "g", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
@@ -139,6 +142,9 @@ def test_every_directory_flux_applies_builds_with_kustomize(rendered, site_name,
         )
     config = flux_build(checkout / paths["infrastructure-config"], tmp_path / "again")
     assert config.get("IPAddressPool", "site")["spec"]["addresses"] == site["metallb"]["addresses"]
+    ca = config.get("Secret", "site-ca")
+    assert ca["type"] == "kubernetes.io/tls" and ca["stringData"]["tls.key"].startswith("ENC[AES256_GCM,")
+    assert "sops" in ca, "built still encrypted, with the metadata Flux decrypts with"
     assert ("nfs" in site) is (site_name in NFS_SITES), "NFS_SITES lists the shipped sites with an nfs section"
     if "nfs" in site:
         infra = flux_build(checkout / paths["infrastructure"], tmp_path / "nfs")

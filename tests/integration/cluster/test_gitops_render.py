@@ -14,14 +14,22 @@ import pyrage
 import yaml
 
 from .._kustomize import flux_build
-from .._sites import INVENTORY
+from .._sites import INVENTORY, add_site_ca
 
 SECRET = "platform/home/infrastructure/grafana-admin.sops.yaml"
+CA_SECRET = "platform/home/infrastructure-config/site-ca.sops.yaml"
 CANARY = "canary-5d1e0b7a-apps-values"
+
+
+def ca_key(site_file):
+    """The admin key the site CA beside site_file is encrypted to (add_site_ca), when the test made one."""
+    return site_file.parent / "site-ca-admin.agekey"
 
 
 def render(ansible_cli, site_file, checkout, check=False, env=None, ok=True, **args):
     module_args = {"site_file": str(site_file), "dest": str(checkout), **args}
+    if ca_key(site_file).exists():
+        module_args.setdefault("identity_files", [str(ca_key(site_file))])
     task = {"name": "render", "nerv.homelab.gitops_render": module_args}
     result = ansible_cli.playbook([{"name": "g", "hosts": "localhost", "gather_facts": False, "tasks": [task]}],
                                   "--diff", "-v", check=check, env=env)  # fmt: skip
@@ -35,9 +43,13 @@ def shown(result, ansible_cli) -> str:
     return result.output + recorded
 
 
-def example_site(tmp_path):
+def example_site(tmp_path, admin=None, site_ca=True):
+    """(site file, empty checkout): the Proxmox example in tmp_path, with its site CA as the keys phase makes it,
+    encrypted to the admin (a RealSops: the identity the tests encrypt the checkout's secrets to as well)."""
     site_file = tmp_path / "site.yml"
     shutil.copy(INVENTORY / "example-proxmox" / "site.yml", site_file)
+    if site_ca:
+        add_site_ca(tmp_path, tmp_path, admin.key_file.read_text() if admin else None)
     checkout = tmp_path / "gitops"
     checkout.mkdir()
     return site_file, checkout
@@ -50,10 +62,7 @@ def edit_site(site_file, change):
 
 
 def test_render_once_then_only_what_changed(ansible_cli, real_sops, tmp_path):
-    site_file = tmp_path / "site.yml"
-    shutil.copy(INVENTORY / "example-proxmox" / "site.yml", site_file)
-    checkout = tmp_path / "gitops"
-    checkout.mkdir()
+    site_file, checkout = example_site(tmp_path, real_sops)
 
     recipients = [real_sops.recipient]
 
@@ -81,6 +90,69 @@ def test_render_once_then_only_what_changed(ansible_cli, real_sops, tmp_path):
     assert "192.168.10.224/28" in result.output, "--diff shows the change"
 
 
+def test_the_site_ca_reaches_cert_manager_encrypted_for_flux_and_is_never_shown(ansible_cli, real_sops, tmp_path):
+    from cryptography import x509
+
+    from ansible_collections.nerv.homelab.plugins.module_utils.secrets import age, site_ca
+    from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import decrypt_file
+
+    site_file, checkout = example_site(tmp_path, real_sops)
+    source = tmp_path / "secrets" / "site-ca.sops.yaml"
+    ca = decrypt_file(str(source), age.parse_identities(ca_key(site_file).read_text(), "admin"))
+    key_line = ca["tls.key"].splitlines()[1]
+    flux = pyrage.x25519.Identity.generate()
+    flux_key = tmp_path / "flux.agekey"
+    flux_key.write_text(f"{flux}\n")
+    recipients = [real_sops.recipient, str(flux.to_public())]
+
+    result, first = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
+    assert CA_SECRET in first["changed_files"] and CA_SECRET in first["files"]
+    path = checkout / CA_SECRET
+    text = path.read_text()
+    assert key_line not in text and key_line not in shown(result, ansible_cli), "the key is in no output, no result"
+    # the real sops opens it with Flux's key (as kustomize-controller does) and with the admin's
+    for key in (flux_key, real_sops.key_file):
+        clear = yaml.safe_load(real_sops.run("decrypt", str(path), env={"SOPS_AGE_KEY_FILE": str(key)}).stdout)
+        assert clear["kind"] == "Secret" and clear["type"] == "kubernetes.io/tls"
+        assert clear["metadata"]["name"] == "site-ca" and clear["metadata"]["namespace"] == "cert-manager"
+        assert clear["stringData"] == {"tls.crt": ca["tls.crt"], "tls.key": ca["tls.key"], "ca.crt": ca["tls.crt"]}
+    certificate = x509.load_pem_x509_certificate(clear["stringData"]["tls.crt"].encode())
+    assert site_ca.permitted_domains(certificate) == [yaml.safe_load(site_file.read_text())["network"]["domain"]]
+    assert yaml.safe_load(text)["stringData"]["tls.key"].startswith("ENC[AES256_GCM,")
+    built = flux_build(checkout / "platform/home/infrastructure-config", tmp_path / "scratch")
+    assert ("Secret", "cert-manager", "site-ca") in built.objects()
+    assert built.get("ClusterIssuer", "site-ca")["spec"] == {"ca": {"secretName": "site-ca"}}
+
+    result, second = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
+    assert not second["changed"] and path.read_text() == text, "the same CA and recipients: the file as it was"
+    assert key_line not in shown(result, ansible_cli)
+
+    _result, fewer = render(ansible_cli, site_file, checkout, sops_recipients=recipients[:1])
+    assert CA_SECRET in fewer["changed_files"], "other recipients: re-keyed"
+    failed = real_sops.run("decrypt", str(path), env={"SOPS_AGE_KEY_FILE": str(flux_key)}, check=False)
+    assert failed.returncode != 0
+
+    params = {"path": str(source), "domain": "home.lab.example", "common_name": None, "validity_days": 30,
+              "rotate": True, "recipients": None, "config": None}  # fmt: skip
+    rotated = site_ca.task(params, age.parse_identities(ca_key(site_file).read_text(), "admin"), check_mode=False)
+    result, third = render(ansible_cli, site_file, checkout, sops_recipients=recipients[:1])
+    assert third["changed_files"] == [CA_SECRET], "a rotated CA is a new Secret"
+    clear = yaml.safe_load(real_sops.decrypt(path))
+    assert clear["stringData"]["tls.crt"] == rotated["certificate"] != ca["tls.crt"]
+    assert clear["stringData"]["tls.key"].splitlines()[1] not in shown(result, ansible_cli)
+
+
+def test_without_the_site_ca_check_mode_plans_it_and_a_run_says_to_make_it(ansible_cli, real_sops, tmp_path):
+    site_file, checkout = example_site(tmp_path, real_sops, site_ca=False)
+    recipients = [real_sops.recipient]
+    result, checked = render(ansible_cli, site_file, checkout, check=True, sops_recipients=recipients)
+    assert CA_SECRET in checked["changed_files"] and CA_SECRET in checked["files"] and list(checkout.iterdir()) == []
+    assert "(sops-encrypted Secret cert-manager/site-ca: not shown)" in result.output
+    _result, failed = render(ansible_cli, site_file, checkout, sops_recipients=recipients, ok=False)
+    assert "site-ca.sops.yaml" in failed["msg"] and "keys phase" in failed["msg"], failed["msg"]
+    assert list(checkout.iterdir()) == [], "nothing written"
+
+
 def test_a_missing_checkout_is_a_clear_error(ansible_cli, tmp_path):
     task = {"name": "render", "nerv.homelab.gitops_render": {
         "site_file": str(INVENTORY / "example-proxmox" / "site.yml"), "dest": str(tmp_path / "nope")}}  # fmt: skip
@@ -89,10 +161,7 @@ def test_a_missing_checkout_is_a_clear_error(ansible_cli, tmp_path):
 
 
 def test_grafanas_password_is_made_once_encrypted_and_never_shown(ansible_cli, real_sops, tmp_path):
-    site_file = tmp_path / "site.yml"
-    shutil.copy(INVENTORY / "example-proxmox" / "site.yml", site_file)
-    checkout = tmp_path / "gitops"
-    checkout.mkdir()
+    site_file, checkout = example_site(tmp_path, real_sops)
     recipients = [real_sops.recipient]
 
     result, first = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
@@ -125,7 +194,7 @@ def test_grafanas_password_is_made_once_encrypted_and_never_shown(ansible_cli, r
 
 
 def test_grafanas_secret_outlives_an_apps_prune_and_goes_with_monitoring(ansible_cli, real_sops, tmp_path):
-    site_file, checkout = example_site(tmp_path)
+    site_file, checkout = example_site(tmp_path, real_sops)
     recipients = [real_sops.recipient]
     render(ansible_cli, site_file, checkout, sops_recipients=recipients)
     path = checkout / SECRET
@@ -174,7 +243,7 @@ def test_a_secret_left_decrypted_in_the_checkout_is_refused(ansible_cli, real_so
 
 
 def test_an_app_removed_from_the_site_is_removed_and_the_users_files_stay(ansible_cli, real_sops, tmp_path):
-    site_file, checkout = example_site(tmp_path)
+    site_file, checkout = example_site(tmp_path, real_sops)
     recipients = [real_sops.recipient]  # the site has monitoring: Grafana's Secret is encrypted to them
     _result, first = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
     app = checkout / "platform/home/apps/podinfo.yaml"
@@ -206,9 +275,9 @@ def test_an_app_removed_from_the_site_is_removed_and_the_users_files_stay(ansibl
 
 
 def test_values_sops_reach_the_tree_encrypted_for_the_recipients(ansible_cli, real_sops, tmp_path):
-    site_file, checkout = example_site(tmp_path)
+    site_file, checkout = example_site(tmp_path, real_sops)
     values = tmp_path / "secrets" / "podinfo-values.sops.yaml"
-    values.parent.mkdir()
+    values.parent.mkdir(exist_ok=True)
     values.write_text(f"# the UI's message\nui:\n  message: {CANARY}\nreplicaCount: 3\n")
     real_sops.encrypt_for(values)
     edit_site(site_file, lambda site: site["apps"][0].update(values_sops="secrets/podinfo-values.sops.yaml"))
@@ -261,7 +330,7 @@ def test_values_sops_reach_the_tree_encrypted_for_the_recipients(ansible_cli, re
 
 
 def test_values_sops_without_recipients_or_identity_are_clear_errors(ansible_cli, real_sops, tmp_path):
-    site_file, checkout = example_site(tmp_path)
+    site_file, checkout = example_site(tmp_path, real_sops)
     values = tmp_path / "podinfo.sops.yaml"
     values.write_text(f"ui: {{message: {CANARY}}}\n")
     real_sops.encrypt_for(values)

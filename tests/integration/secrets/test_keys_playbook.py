@@ -56,6 +56,7 @@ def test_check_mode_then_twice_for_real(ansible_cli, site):
         ".sops.yaml",
         "known_hosts",
         "secrets/k3s.sops.yaml",
+        "secrets/site-ca.sops.yaml",
         "secrets/cluster/flux.agekey.sops.yaml",
         *(f"host-keys/{h}.pub" for h in hosts),
         *(f"secrets/host-keys/{h}.sops.yaml" for h in hosts),
@@ -72,13 +73,77 @@ def test_the_real_sops_run_in_the_site_directory_agrees_with_every_secrets_reade
     inventory, key_file = site
     assert keys(ansible_cli, inventory, key_file).rc == 0
     secrets = sorted((inventory / "secrets").rglob("*.sops.yaml"))
-    assert len(secrets) == 5, secrets
+    assert len(secrets) == 6, secrets
     for path in secrets:
         before = path.read_bytes()
         name = str(path.relative_to(inventory))
         run = real_sops.run("updatekeys", "--yes", name, cwd=inventory, env={"SOPS_AGE_KEY_FILE": str(key_file)})
         assert "already up to date" in run.stderr, run.describe()
         assert path.read_bytes() == before, f"sops would re-key {name}"
+
+
+def test_the_site_ca_is_made_once_for_the_admins_and_the_caddy_hosts_and_never_shown(ansible_cli, site, real_sops):
+    from cryptography import x509
+
+    inventory, key_file = site
+    data = yaml.safe_load((inventory / "site.yml").read_text())
+    data["hosts"][1]["services"] = {"caddy": {"proxies": [{"name": "nas", "upstream": "http://192.168.10.4:5000"}]}}
+    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    domain, caddy_host = data["network"]["domain"], data["hosts"][1]["name"]
+    path = inventory / "secrets" / "site-ca.sops.yaml"
+
+    checked = keys(ansible_cli, inventory, key_file, check=True)
+    assert checked.rc == 0 and not path.exists(), checked.describe()
+    first = keys(ansible_cli, inventory, key_file)
+    assert first.rc == 0 and first.task("Make the site CA when it is missing")["changed"], first.describe()
+    made = path.read_text()
+    second = keys(ansible_cli, inventory, key_file)
+    assert second.rc == 0 and not second.task("Make the site CA when it is missing")["changed"]
+    assert path.read_text() == made, "made once, never again"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    # the real sops opens it with the admin's key and with the identity sops-nix derives from the Caddy host's SSH key
+    plain = yaml.safe_load(real_sops.run("decrypt", str(path), env={"SOPS_AGE_KEY_FILE": str(key_file)}).stdout)
+    host_keys = {}
+    for host in (caddy_host, data["hosts"][0]["name"]):
+        env = {"SOPS_AGE_KEY_FILE": str(host_age_key(inventory, key_file, host))}
+        host_keys[host] = real_sops.run("decrypt", str(path), check=False, env=env)
+    assert host_keys[caddy_host].returncode == 0, host_keys[caddy_host].describe()
+    assert yaml.safe_load(host_keys[caddy_host].stdout) == plain
+    assert host_keys[data["hosts"][0]["name"]].returncode != 0, "a host without Caddy cannot read the CA"
+    rule = [r for r in yaml.safe_load((inventory / ".sops.yaml").read_text())["creation_rules"]
+            if "site" in r.get("path_regex", "")]  # fmt: skip
+    assert len(rule) == 1 and len(rule[0]["key_groups"][0]["age"]) == 2, "the admin and the Caddy host"
+
+    certificate = x509.load_pem_x509_certificate(plain["tls.crt"].encode())
+    assert certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    constraints = certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+    assert [n.value for n in constraints.permitted_subtrees] == [domain]
+    assert (
+        first.task("Publish the keys for later plays")["ansible_facts"]["sops_keys_site_ca_certificate"]
+        == plain["tls.crt"]
+    )
+    # the key's PEM body: in no output and no recorded result of any run
+    body = plain["tls.key"].splitlines()[1]
+    recorded = "".join(p.read_text() for p in ansible_cli.tmp_path.glob("results-*.json"))
+    for text in (checked.output, first.output, second.output, recorded):
+        assert body not in text
+    assert plain["tls.crt"].splitlines()[1] in recorded, "the canary would find the PEM: the certificate's is there"
+
+
+def host_age_key(inventory, key_file, host):
+    """A 0600 key file with the age identity sops-nix derives from host's SSH key (sops.age.sshKeyPaths)."""
+    from ansible_collections.nerv.homelab.plugins.module_utils.secrets import age
+    from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files as sops_files
+
+    plain = sops_files.decrypt_file(
+        str(inventory / "secrets" / "host-keys" / f"{host}.sops.yaml"), age.load_identities({}, [str(key_file)])
+    )
+    private = age.serialization.load_ssh_private_key(plain["ssh_host_ed25519_key"].encode(), password=None)
+    path = inventory.parent / f"{host}.agekey"
+    path.write_text(age.age_identity_from_ed25519(private) + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def test_ini_and_binary_secrets_of_a_host_are_rekeyed_for_it_like_the_rest(ansible_cli, site, real_sops):

@@ -42,14 +42,15 @@ def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
 
 
 def test_every_stage_directory_lists_exactly_its_files():
-    """Its rendered files, and the sops files gitops_apply writes beside them (Grafana's admin Secret)."""
+    """Its rendered files, and the sops files gitops_apply writes beside them (Grafana's admin Secret, the site CA)."""
     rendered = files()
     assert gitops_monitoring.sops_files(SITE) == {"infrastructure": ["grafana-admin.sops.yaml"]}
+    written = {**gitops_monitoring.sops_files(SITE), "infrastructure-config": ["site-ca.sops.yaml"]}
     for stage in gitops.STAGES:
         directory = f"platform/home/{stage}/"
         (kustomization,) = rendered[directory + "kustomization.yaml"]
         present = [p[len(directory) :] for p in rendered if p.startswith(directory)]
-        present = sorted([*present, *gitops_monitoring.sops_files(SITE).get(stage, [])])
+        present = sorted([*present, *written.get(stage, [])])
         present.remove("kustomization.yaml")
         assert kustomization["resources"] == present
 
@@ -93,8 +94,28 @@ def test_dashboards_are_served_for_the_sites_domain_with_its_ca():
     for ingress in ingresses:
         assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "site-ca"}
         assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
-    issuers = docs("platform/home/infrastructure-config/cluster-issuers.yaml")
-    assert [d["kind"] for d in issuers] == ["ClusterIssuer", "Certificate", "ClusterIssuer"]
+    (issuer,) = docs("platform/home/infrastructure-config/cluster-issuers.yaml")
+    assert issuer["kind"] == "ClusterIssuer" and issuer["metadata"] == {"name": "site-ca"}
+    assert issuer["spec"] == {"ca": {"secretName": "site-ca"}}, "it signs with the site CA's Secret, made nowhere here"
+    assert not [d for docs_ in files().values() for d in docs_ if d["kind"] == "Certificate"], "no CA made in-cluster"
+
+
+def test_the_site_ca_secret_is_a_tls_secret_that_validates_against_the_kubernetes_schema():
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate (requirements-test.txt)"
+    )
+    from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import new_site_ca
+
+    certificate, key = new_site_ca("home CA", "home.lab.example")
+    secret = gitops.site_ca_secret(certificate, key)
+    assert secret["metadata"]["name"] == "site-ca" and secret["metadata"]["namespace"] == "cert-manager"
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["stringData"] == {"tls.crt": certificate, "tls.key": key, "ca.crt": certificate}
+    kubernetes_validate.validate(secret, "1.31", strict=True)
+    broken = copy.deepcopy(secret)
+    broken["stringdata"] = broken.pop("stringData")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.31", strict=True)
 
 
 def test_core_objects_validate_against_the_kubernetes_schema():
@@ -223,7 +244,7 @@ def test_without_nfs_there_is_no_driver_no_class_and_longhorn_is_the_default():
     assert not [p for p in rendered if "nfs" in p]
     assert "csi-driver-nfs" not in manifests.dump([d for docs_ in rendered.values() for d in docs_])
     (config,) = rendered["platform/home/infrastructure-config/kustomization.yaml"]
-    assert config["resources"] == ["cluster-issuers.yaml", "metallb-pool.yaml"]
+    assert config["resources"] == ["cluster-issuers.yaml", "metallb-pool.yaml", "site-ca.sops.yaml"]
     assert gitops_storage.default_storage_class(site) == "longhorn"
     (longhorn,) = rendered["platform/home/infrastructure/longhorn.yaml"]
     assert "defaultClass" not in longhorn["spec"]["values"]["persistence"]

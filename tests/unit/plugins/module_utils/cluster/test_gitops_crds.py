@@ -34,7 +34,6 @@ MODELS = {
     # OCIRepository became v1 in Flux 2.6, after the models' 2.5.1; its spec is v1beta2's
     ("source.toolkit.fluxcd.io/v1", "OCIRepository"): (source_beta.OCIRepository, "source.toolkit.fluxcd.io/v1beta2"),
     ("cert-manager.io/v1", "ClusterIssuer"): (cert_manager.ClusterIssuer, None),
-    ("cert-manager.io/v1", "Certificate"): (cert_manager.Certificate, None),
 }
 # Checked elsewhere: core kinds with kubernetes-validate (test_gitops.py), kustomize's own kustomization.yaml.
 NOT_HERE = {
