@@ -2,7 +2,7 @@
 #
 #   import ./hosts.nix (builtins.fromJSON (builtins.readFile ../hosts.json))
 #
-# returns { site, domain, network, adminSshKeys, k3s, hosts, names } or throws one message
+# returns { site, domain, network, adminSshKeys, k3s, siteCa, hosts, names } or throws one message
 # naming every problem, prefixed with "hosts.json:". `hosts.<name>` holds, as plain data,
 # everything that host's NixOS configuration is made from (address, disk, K3s role and
 # flags, firewall ports), so the whole mapping evaluates offline. An Ansible role writes
@@ -37,6 +37,7 @@ let
     "network"
     "admin_ssh_keys"
     "k3s"
+    "site_ca_sops_file"
     "hosts"
   ];
   networkFields = [
@@ -375,6 +376,9 @@ let
     (if isAttrs raw then shape "" topFields raw else [ "the host data must be a JSON object" ])
     ++ check "" raw "site" isLabel "is not a DNS label"
     ++ check "" raw "domain" isDomain "is not a lower-case DNS name such as lab.example"
+    ++ check "" raw "site_ca_sops_file" (
+      v: matches relativePath v && matches ".*[.]sops[.]ya?ml" v
+    ) "must be a path relative to nix/ (no '..', no leading '/') ending in .sops.yaml or .sops.yml"
     ++ netErrors
     ++ keyErrors
     ++ k3sErrors
@@ -484,6 +488,12 @@ else
       # sops-nix separates nested keys with '/'; the Ansible site file writes them with '.'.
       tokenSopsKey = builtins.replaceStrings [ "." ] [ "/" ] raw.k3s.token_sops_key;
       tokenSopsFormat = sopsFormats.${sopsSuffix};
+    };
+    # The site CA (tls.crt, tls.key), relative to nix/ where the Ansible side copies it for the hosts that run
+    # Caddy; sops.nix declares it on those hosts only.
+    siteCa = {
+      sopsFile = raw.site_ca_sops_file;
+      format = "yaml";
     };
     hosts = builtins.listToAttrs (
       map (h: {

@@ -11,6 +11,7 @@
 #
 # Uses no pkgs and no lib, so tests evaluate this function with stub arguments.
 {
+  config,
   modulesPath,
   host,
   site,
@@ -19,6 +20,18 @@
 }:
 let
   esp = builtins.elemAt layout.partitions 1;
+  # Caddy issues from the site CA, decrypted by sops-nix (sops.nix declares it for Caddy hosts only).
+  caddy =
+    if host.services.caddy.enable then
+      host.services.caddy
+      // {
+        ca = {
+          certFile = config.sops.secrets."site-ca.crt".path;
+          keyFile = config.sops.secrets."site-ca.key".path;
+        };
+      }
+    else
+      host.services.caddy;
 in
 {
   imports = [
@@ -44,7 +57,9 @@ in
 
   system.stateVersion = "25.05";
 
-  nerv.services = host.services;
+  nerv.services = host.services // {
+    inherit caddy;
+  };
 
   networking.hostName = host.hostname;
   networking.domain = host.domain;

@@ -14,7 +14,8 @@ description:
     reads with C(builtins.fromJSON) to make C(nixosConfigurations.<host>) for every host - so Python never needs
     Nix to read the site, and Nix never needs YAML.
   - Bare-metal hosts install onto their C(disk_id); VMs keep the template's disk (O(vm_disk)).
-  - The K3s token file is named relative to the flake directory (O(token_dir)), where it is copied.
+  - The K3s token file is named relative to the flake directory (O(token_dir)), where it is copied; so is the site
+    CA (C(site_ca_sops_file), C(site-ca.sops.yaml)), which the hosts that run Caddy decrypt.
   - Each host's C(nfs) is the NFS mount it gets (the site's C(nfs) section with the host's own C(hosts[].nfs)
     applied), or null when the site has none or the host's C(nfs) is false.
   - Each host's C(services) holds its home services (C(hosts[].services)) as C(dns), C(caddy) and C(node_exporter),
@@ -30,7 +31,7 @@ options:
     type: str
     default: /dev/sda
   token_dir:
-    description: Directory, relative to the flake, the site's encrypted K3s token file is copied to.
+    description: Directory, relative to the flake, the site's encrypted K3s token file and site CA are copied to.
     type: str
     default: secrets
 """
@@ -53,6 +54,7 @@ import posixpath
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import FILE_NAME as SITE_CA_FILE
 from ansible_collections.nerv.homelab.plugins.module_utils.site.nfs import nfs_mount
 from ansible_collections.nerv.homelab.plugins.module_utils.site.services import host_services
 
@@ -84,6 +86,7 @@ def nix_hosts(site, vm_disk="/dev/sda", token_dir="secrets"):
             "token_sops_file": posixpath.join(token_dir, posixpath.basename(token["file"])),
             "token_sops_key": token["key"],
         },
+        "site_ca_sops_file": posixpath.join(token_dir, SITE_CA_FILE),
         "hosts": hosts,
     }
 

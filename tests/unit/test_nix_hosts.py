@@ -142,6 +142,7 @@ def test_example_hosts_evaluate_in_full(nix_instantiate):
             "tokenSopsKey": "token",
             "tokenSopsFormat": "yaml",
         },
+        "siteCa": {"sopsFile": "secrets/site-ca.sops.yaml", "format": "yaml"},
         "hosts": {
             "cp1": expected_host("cp1", "10.77.0.11", server=True, first=True, vm=True, disk="/dev/sda"),
             "worker1": expected_host("worker1", "10.77.0.12", server=False, first=False, vm=True, disk="/dev/sda"),
@@ -262,7 +263,7 @@ def mutate(change):
 BAD = {
     "unknown top-level key": (
         mutate(lambda d: d.update(hosts_extra=[])),
-        ["unknown key 'hosts_extra' (known: site, domain, network, admin_ssh_keys, k3s, hosts)"],
+        ["unknown key 'hosts_extra' (known: site, domain, network, admin_ssh_keys, k3s, site_ca_sops_file, hosts)"],
     ),
     "missing keys": (
         mutate(lambda d: (d.pop("k3s"), d["network"].pop("gateway"), host(d, "cp1").pop("disk"))),
@@ -356,6 +357,14 @@ BAD = {
             "k3s.token_sops_key '' must be a key path",
         ],
     ),
+    "a site CA outside the flake": (
+        mutate(lambda d: d.update(site_ca_sops_file="../inventory/demo/secrets/site-ca.sops.yaml")),
+        ["site_ca_sops_file '../inventory/demo/secrets/site-ca.sops.yaml' must be a path relative to nix/"],
+    ),
+    "a plaintext site CA": (
+        mutate(lambda d: d.update(site_ca_sops_file="secrets/site-ca.pem")),
+        ["site_ca_sops_file 'secrets/site-ca.pem' must be a path relative to nix/"],
+    ),
     "a plaintext token file": (
         mutate(lambda d: d["k3s"].update(token_sops_file="secrets/k3s.yaml")),
         ["k3s.token_sops_file 'secrets/k3s.yaml' must be a path relative to nix/"],
@@ -425,7 +434,11 @@ def module_args(hosts_expr: str, pkgs: str) -> str:
       args = host: {{
         inherit site layout host;
         modulesPath = "/stub/nixos/modules";
-        config.sops.secrets.k3s-token.path = "/run/secrets/k3s-token";
+        config.sops.secrets = {{
+          k3s-token.path = "/run/secrets/k3s-token";
+          "site-ca.crt".path = "/run/secrets/site-ca.crt";
+          "site-ca.key".path = "/run/secrets/site-ca.key";
+        }};
         pkgs = {pkgs};
       }};
     """
@@ -656,6 +669,40 @@ def test_sops_module_reads_the_token_with_the_host_key(modules):
             },
         }, name
         assert sops["age"]["sshKeyPaths"] == [k["path"] for k in evaluated["host"]["services"]["openssh"]["hostKeys"]]
+
+
+def test_a_caddy_host_gets_the_site_ca_owned_by_caddy_and_issues_from_it(nix_instantiate, tmp_path):
+    """sops.nix declares the site CA for a host running Caddy only; host.nix gives their paths to Caddy's ca."""
+    data = example()
+    host(data, "worker1")["services"]["caddy"] = {"proxies": {"nas.demo.lab.example": "http://10.77.0.4:5000"}}
+    path = tmp_path / "hosts.json"
+    path.write_text(json.dumps(data))
+    expr = (
+        module_args(read_hosts(path), stub_pkgs())
+        + """
+      evaluate = name: let
+        a = args site.hosts.${name};
+        secrets = (import ./nix/modules/sops.nix a).sops.secrets;
+      in {
+        secrets = builtins.mapAttrs (_: s: s // { sopsFile = toString s.sopsFile; }) secrets;
+        caddy = (import ./nix/modules/host.nix a).nerv.services.caddy;
+      };
+    in { worker1 = evaluate "worker1"; cp1 = evaluate "cp1"; }
+    """
+    )
+    out = nix_eval(nix_instantiate, expr)
+    ca = {"sopsFile": str(NIX_DIR / "secrets" / "site-ca.sops.yaml"), "format": "yaml", "owner": "caddy",
+          "group": "caddy", "mode": "0400", "restartUnits": ["caddy.service"]}  # fmt: skip
+    secrets = out["worker1"]["secrets"]
+    assert sorted(secrets) == ["k3s-token", "site-ca.crt", "site-ca.key"]
+    assert secrets["site-ca.crt"] == {**ca, "key": "tls.crt"} and secrets["site-ca.key"] == {**ca, "key": "tls.key"}
+    assert out["worker1"]["caddy"] == {
+        "enable": True,
+        "proxies": {"nas.demo.lab.example": "http://10.77.0.4:5000"},
+        "ca": {"certFile": "/run/secrets/site-ca.crt", "keyFile": "/run/secrets/site-ca.key"},
+    }
+    assert sorted(out["cp1"]["secrets"]) == ["k3s-token"], "a host without Caddy gets no CA"
+    assert out["cp1"]["caddy"] == {"enable": False}
 
 
 def pinned(tmp_path, pkgs: str) -> str:

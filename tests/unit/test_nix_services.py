@@ -232,12 +232,18 @@ def test_the_site_file_reaches_the_modules_through_hosts_json(nix_instantiate, t
       host = site.hosts;
       hostModule = h: import ./nix/modules/host.nix {{
         inherit site; host = h; layout = import ./nix/lib/partitions.nix; modulesPath = "/stub";
+        # where sops-nix puts the site CA's secrets (sops.nix declares them on Caddy hosts)
+        config.sops.secrets = {{
+          "site-ca.crt".path = "/run/secrets/site-ca.crt";
+          "site-ca.key".path = "/run/secrets/site-ca.key";
+        }};
       }};
       run = file: name: h: (evaluate file name h.services.${{name}} false).config;
     in {{
       options = builtins.mapAttrs (_: h: (hostModule h).nerv.services) host;
       dns = run {DNS} "dns" host.cp1;
-      caddy = run {CADDY} "caddy" host.worker1;
+      # through host.nix, which hands Caddy the site CA
+      caddy = (evaluate {CADDY} "caddy" (hostModule host.worker1).nerv.services.caddy false).config;
       exporter = run {EXPORTER} "nodeExporter" host.worker2;
       off = map (n: run {DNS} "dns" host.${{n}}) [ "worker1" "worker2" ];
     }}
@@ -256,9 +262,17 @@ def test_the_site_file_reaches_the_modules_through_hosts_json(nix_instantiate, t
     assert mapping["nas.home.lab.example"] == "192.168.10.31"
     assert mapping["worker2.home.lab.example"] == "192.168.10.32"
     assert out["dns"]["services"]["blocky"]["settings"]["ports"]["dns"] == "192.168.10.21:53,127.0.0.1:53"
+    # the site CA (the one cert-manager signs with), from sops-nix's paths
+    tls = "tls {\n  issuer internal {\n    ca site\n  }\n}"
     assert out["caddy"]["services"]["caddy"]["virtualHosts"] == {
-        "nas.home.lab.example": {"extraConfig": "reverse_proxy http://192.168.10.4:5000\ntls internal\n"}
+        "nas.home.lab.example": {"extraConfig": f"reverse_proxy http://192.168.10.4:5000\n{tls}\n"}
     }
+    assert out["options"]["worker1"]["caddy"]["ca"] == {
+        "certFile": "/run/secrets/site-ca.crt",
+        "keyFile": "/run/secrets/site-ca.key",
+    }
+    assert "cert /run/secrets/site-ca.crt" in out["caddy"]["services"]["caddy"]["globalConfig"]
+    assert "key /run/secrets/site-ca.key" in out["caddy"]["services"]["caddy"]["globalConfig"]
     rules = out["exporter"]["networking"]["firewall"]["extraCommands"]
     assert rules == (
         "iptables -A nixos-fw -p tcp -s 192.168.10.0/24 --dport 9101 -j nixos-fw-accept\n"

@@ -24,6 +24,8 @@ try:
 except ImportError:  # require_libraries (secrets.age) names the missing library before anything here runs
     x509 = None
 
+# Its file in the site's secrets directory (and in the assembled flake's secrets/)
+FILE_NAME = "site-ca.sops.yaml"
 CERT_KEY = "tls.crt"
 KEY_KEY = "tls.key"
 # Ten years: the CA is installed by hand in browsers and devices, and every leaf certificate (cert-manager's, Caddy's)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .._ansible import AnsibleCli
 from .._netns import Lan, Machine
@@ -63,6 +64,10 @@ def run(cli, inventory, admin, tmp_path, playbook="install.yml", **more):
 
 def test_install_playbook_installs_once_and_cleans_up(site, tmp_path):
     inventory, admin, mini1 = site
+    # mini1 runs Caddy: the site CA goes into the flake for it
+    data = yaml.safe_load((inventory / "site.yml").read_text())
+    data["hosts"][0]["services"] = {"caddy": {"proxies": [{"name": "nas", "upstream": "http://192.168.20.4:5000"}]}}
+    (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
     keys = run(AnsibleCli(tmp_path), inventory, admin, tmp_path, "keys.yml")
     assert keys.rc == 0, keys.describe()
 
@@ -114,6 +119,18 @@ def test_install_playbook_installs_once_and_cleans_up(site, tmp_path):
             assert json.loads(names.stdout or "null") == ["mini1"], names.stderr
         token = flake / "secrets" / "k3s.sops.yaml"
         assert stat.S_IMODE(token.stat().st_mode) == 0o600 and "ENC[AES256_GCM" in token.read_text()
+        ca = flake / "secrets" / "site-ca.sops.yaml"
+        assert ca.read_bytes() == (inventory / "secrets" / "site-ca.sops.yaml").read_bytes()
+        assert stat.S_IMODE(ca.stat().st_mode) == 0o600 and "ENC[AES256_GCM" in ca.read_text()
+        if nix:  # the assembled flake's sops.nix names that very file for mini1's Caddy
+            hosts = f"import {flake}/lib/hosts.nix (builtins.fromJSON (builtins.readFile {flake}/hosts.json))"
+            module = f"import {flake}/modules/sops.nix {{ inherit site; host = site.hosts.mini1; }}"
+            expr = f"let site = {hosts}; in builtins.mapAttrs (_: v: toString v.sopsFile) ({module}).sops.secrets"
+            files = subprocess.run(
+                [nix, "--eval", "--strict", "--json", "-E", expr], capture_output=True, text=True, check=False
+            )
+            assert json.loads(files.stdout or "null") == {
+                "k3s-token": str(token), "site-ca.crt": str(ca), "site-ca.key": str(ca)}, files.stderr  # fmt: skip
 
         second = run(cli, inventory, admin, tmp_path)
         assert second.rc == 0 and second.stats()["changed"] == 0, second.describe()
