@@ -56,7 +56,7 @@ user="${USER:-$(id -un)}"
 for profile in "$state/nix/profiles/home-manager" \
                "${NIX_STATE_DIR:-/nix/var/nix}/profiles/per-user/$user/home-manager" \
                "$state/home-manager/profiles/home-manager"; do
-  if [ -e "$profile" ]; then
+  if [ -L "$profile" ] || [ -e "$profile" ]; then
     printf '%s %s\n' "$profile" "$(readlink -f "$profile")"
     exit 0
   fi

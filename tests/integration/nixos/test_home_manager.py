@@ -5,6 +5,8 @@ nix daemon) and runs its activate script."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .._ansible import AnsibleCli
@@ -60,7 +62,9 @@ def test_switches_once_then_only_when_the_home_changes(host):
     assert run == {"argv": ["switch", "--flake", f"{source}#alice@mini1"], "user": "alice", "home": str(host.home)}
     assert outcome["argv"] == ["home-manager", "switch", "--flake", f"{source}#alice@mini1"]
     assert outcome["copy"]["argv"][-3:] == ["--to", f"ssh://alice@{ADDRESS}", f"path:{host.flake}"]
-    assert source.endswith("-source") and (host.flake / "flake.nix").read_text() in open(f"{source}/flake.nix").read()
+    assert (
+        source.endswith("-source") and Path(source, "flake.nix").read_text() == (host.flake / "flake.nix").read_text()
+    )
     assert [(h["check"], h["ok"]) for h in outcome["health"]] == [("true", True), (HEALTHY, True)]
     assert outcome["profile"] is None and not outcome["rolled_back"]
 
