@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .._ansible import AnsibleCli
-from .._home import HomeHost
+from .._home import HomeFleet
 from .._netns import keygen
 from .._skips import require_netns
 
@@ -21,7 +21,7 @@ HEALTHY = "grep -qx 'version=[0-9]*' ~/.config/app.conf"
 @pytest.fixture
 def host(tmp_path):
     require_netns()
-    made = HomeHost(tmp_path, ADDRESS)
+    made = HomeFleet(tmp_path, {"mini1": ADDRESS})
     try:
         yield made
     finally:
@@ -51,15 +51,21 @@ def test_switches_once_then_only_when_the_home_changes(host):
     checked, planned = switch(host, check=True)
     assert checked.rc == 0, checked.describe()
     assert planned["changed"] and planned["before"] is None and planned["profile"] is None, planned
-    assert planned["after"].endswith("-home-manager-generation") and host.runs() == [] and host.generation() is None
+    assert (
+        planned["after"].endswith("-home-manager-generation") and host.runs() == [] and host.generation("mini1") is None
+    )
 
     first, outcome = switch(host)
     assert first.rc == 0 and outcome["changed"], first.describe()
     one = outcome["after"]
-    assert host.generation() == one and host.managed_file() == "version=1"
+    assert host.generation("mini1") == one and host.managed_file("mini1") == "version=1"
     (run,) = host.runs()
     source = outcome["copy"]["source"]
-    assert run == {"argv": ["switch", "--flake", f"{source}#alice@mini1"], "user": "alice", "home": str(host.home)}
+    assert run == {
+        "argv": ["switch", "--flake", f"{source}#alice@mini1"],
+        "user": "alice",
+        "home": str(host.home("mini1")),
+    }
     assert outcome["argv"] == ["home-manager", "switch", "--flake", f"{source}#alice@mini1"]
     assert outcome["copy"]["argv"][-3:] == ["--to", f"ssh://alice@{ADDRESS}", f"path:{host.flake}"]
     assert (
@@ -70,15 +76,15 @@ def test_switches_once_then_only_when_the_home_changes(host):
 
     again, same = switch(host)
     assert again.rc == 0 and not same["changed"] and same["before"] == one, again.describe()
-    assert same["profile"] == str(host.profile()) and len(host.runs()) == 1
+    assert same["profile"] == str(host.profile("mini1")) and len(host.runs()) == 1
 
     host.version("2")
     checked, planned = switch(host, check=True)
     assert checked.rc == 0 and planned["changed"] and planned["before"] == one, checked.describe()
-    assert host.generation() == one and len(host.runs()) == 1, "check mode changes nothing"
+    assert host.generation("mini1") == one and len(host.runs()) == 1, "check mode changes nothing"
     third, outcome = switch(host)
     assert third.rc == 0 and outcome["changed"] and outcome["before"] == one, third.describe()
-    assert host.generation() == outcome["after"] != one and host.managed_file() == "version=2"
+    assert host.generation("mini1") == outcome["after"] != one and host.managed_file("mini1") == "version=2"
 
 
 def test_a_failing_health_check_rolls_back_to_the_previous_generation(host):
@@ -89,13 +95,13 @@ def test_a_failing_health_check_rolls_back_to_the_previous_generation(host):
     assert result.rc != 0 and failed["rolled_back"], result.describe()
     assert f"rolled back to the previous generation {first['after']}" in failed["msg"], failed["msg"]
     assert f"health check {HEALTHY!r} failed (exit 1)" in failed["msg"]
-    assert host.generation() == first["after"] and host.managed_file() == "version=1"
+    assert host.generation("mini1") == first["after"] and host.managed_file("mini1") == "version=1"
     assert failed["health"][-1]["check"] == HEALTHY and not failed["health"][-1]["ok"]
     assert "rollback" in (host.tmp / "home.log").read_text()
 
     result, kept = switch(host, rollback=False)
     assert result.rc != 0 and not kept["rolled_back"] and "rollback is off" in kept["msg"], result.describe()
-    assert host.generation() == failed["after"] and host.managed_file() == "version=broken"
+    assert host.generation("mini1") == failed["after"] and host.managed_file("mini1") == "version=broken"
 
 
 def test_a_failing_first_activation_says_there_is_nothing_to_roll_back_to(host):
@@ -114,14 +120,14 @@ def test_a_failing_switch_reports_its_output_and_leaves_the_profile(host):
     result, failed = switch(host)
     assert result.rc != 0 and "home-manager switch failed (exit 1)" in failed["msg"], result.describe()
     assert "nothing to roll back" in failed["msg"] and any("builder for" in line for line in failed["tail"])
-    assert host.generation() == first["after"]
+    assert host.generation("mini1") == first["after"]
 
 
 def test_a_host_presenting_another_key_is_not_touched(host):
     host.pin(keygen(host.tmp / "other_key"))
     result, refused = switch(host)
     assert result.rc != 0 and "does not match the pinned one" in refused["msg"], refused["msg"]
-    assert host.runs() == [] and host.generation() is None
+    assert host.runs() == [] and host.generation("mini1") is None
 
 
 def test_a_pre_evaluated_activation_is_not_evaluated_again(host):
