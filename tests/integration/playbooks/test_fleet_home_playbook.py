@@ -57,7 +57,7 @@ def test_homes_are_switched_one_host_at_a_time_then_left_alone(fleet):
     checked = run(fleet, check=True)
     assert checked.rc == 0, checked.describe()
     assert fleet.runs() == [] and fleet.generation("mini1") is None, "check mode changed something"
-    plans = checked.tasks("Switch the home of alice on mini1") + checked.tasks("Switch the home of alice on mini2")
+    plans = checked.tasks("Switch the home alice@mini1") + checked.tasks("Switch the home alice@mini2")
     assert [list(p.values())[0]["changed"] for p in plans] == [True, True]
 
     first = run(fleet)
@@ -66,7 +66,7 @@ def test_homes_are_switched_one_host_at_a_time_then_left_alone(fleet):
     assert fleet.managed_file("mini1") == fleet.managed_file("mini2") == "version=1"
     names = first.task_names()
     evaluated = [i for i, n in enumerate(names) if n == "Evaluate each home's generation"]
-    switches = [i for i, n in enumerate(names) if n.startswith("Switch the home of")]
+    switches = [i for i, n in enumerate(names) if n.startswith("Switch the home ")]
     assert len(evaluated) == 1 and evaluated[0] < min(switches), "every home is evaluated before any switch"
 
     second = run(fleet)
@@ -82,7 +82,7 @@ def test_a_home_that_does_not_evaluate_stops_the_run_before_any_change(fleet):
     failed = run(fleet)
     assert failed.rc != 0 and "broken-canary" in failed.output, failed.describe()
     assert fleet.generation("mini1") == one and len(fleet.runs()) == 2, "mini1 was switched though mini2 failed"
-    assert not [n for n in failed.task_names() if n.startswith("Switch the home of")]
+    assert not [n for n in failed.task_names() if n.startswith("Switch the home ")]
 
 
 def test_a_failing_home_is_rolled_back_and_the_hosts_after_it_are_left(fleet):
@@ -92,11 +92,11 @@ def test_a_failing_home_is_rolled_back_and_the_hosts_after_it_are_left(fleet):
     fleet.version("2", "mini2")
     failed = run(fleet)
     assert failed.rc != 0, failed.describe()
-    (outcome,) = failed.tasks("Switch the home of alice on mini1")
+    (outcome,) = failed.tasks("Switch the home alice@mini1")
     assert outcome["mini1"]["rolled_back"] and "rolled back to the previous generation" in outcome["mini1"]["msg"]
     assert fleet.generation("mini1") == one["mini1"] and fleet.managed_file("mini1") == "version=1"
     assert fleet.generation("mini2") == one["mini2"] and switched(fleet) == ["mini1", "mini2", "mini1"]
-    assert failed.tasks("Switch the home of alice on mini2") == [], "the run went on after a failed host"
+    assert failed.tasks("Switch the home alice@mini2") == [], "the run went on after a failed host"
 
 
 def test_users_that_are_not_login_names_are_refused(fleet):
