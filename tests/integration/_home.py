@@ -119,7 +119,8 @@ class HomeFleet:
         self.socket = self.shared / "daemon" / "socket"
         env = dict(os.environ, NIX_DAEMON_SOCKET_PATH=str(self.socket))
         daemon = subprocess.Popen([shutil.which("nix-daemon")], env=env, stderr=subprocess.DEVNULL)
-        for _ in range(200):  # it makes the socket at once; a few ms
+        deadline = time.monotonic() + 10  # it makes the socket at once; a few ms
+        while time.monotonic() < deadline:
             if self.socket.exists():
                 (self.shared / "daemon").chmod(0o755)
                 return daemon

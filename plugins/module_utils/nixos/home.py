@@ -108,7 +108,7 @@ def parse_profile(output: str) -> tuple:
     line = output.strip()
     if not line:
         return None, None
-    profile, _, generation = line.rpartition(" ")
+    profile, generation = line.rsplit(" ", 1) if " " in line else ("", line)
     if not STORE_PATH.match(generation):
         raise HostError(f"the Home Manager profile {profile} points at {generation!r}, not at a store path")
     return profile, generation
@@ -206,7 +206,7 @@ def activate(target: Target, known_hosts: str, generation: str, log_file: str, t
 def undo(p: dict, target: Target, state: dict, reason: str):
     """The switch went wrong (reason): back to state['before'] when rollback is on and there is one; always fails."""
     before, log_file = state["before"], state["log_file"]
-    _, now = running_generation(target, p["known_hosts"])
+    now = running_generation(target, p["known_hosts"])[1]
     if now == before:
         raise HostError(f"{reason}; the profile still points at {before}: nothing to roll back", **state)
     if before is None:
@@ -215,7 +215,7 @@ def undo(p: dict, target: Target, state: dict, reason: str):
     if not p["rollback"]:
         raise HostError(f"{reason}; rollback is off: the profile stays at {now}", **state)
     rc = activate(target, p["known_hosts"], before, log_file, p["timeout"])
-    _, back = running_generation(target, p["known_hosts"])
+    back = running_generation(target, p["known_hosts"])[1]
     if rc != 0 or back != before:
         raise HostError(f"{reason}; rolling back to {before} failed (exit {rc}), the profile points at {back}; "
                         f"see {log_file}", **state)  # fmt: skip
@@ -236,7 +236,7 @@ def apply(p: dict, target: Target, configuration: str, result: dict) -> dict:
     run = switch(command, target, p["known_hosts"], log_file, p["timeout"])
     if run.rc != 0:
         undo(p, target, {**result, "tail": run.tail}, f"home-manager switch failed (exit {run.rc}); see {log_file}")
-    _, now = running_generation(target, p["known_hosts"])
+    now = running_generation(target, p["known_hosts"])[1]
     if now != result["after"]:
         undo(p, target, result, f"home-manager switch finished but the profile points at {now}, not {result['after']}")
     result["health"] = health(target, p["known_hosts"], p["health_checks"], p["health_timeout"])

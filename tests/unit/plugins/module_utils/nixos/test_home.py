@@ -85,7 +85,9 @@ def profile_of(tmp_path, env: dict) -> tuple:
     """PROFILE_SCRIPT run by the real sh, as on the host, in a home under tmp_path."""
     base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "USER": "alice"}
     base["NIX_STATE_DIR"] = str(tmp_path / "nix")
-    done = subprocess.run(["sh", "-c", home.PROFILE_SCRIPT], env={**base, **env}, capture_output=True, text=True)
+    done = subprocess.run(
+        ["sh", "-c", home.PROFILE_SCRIPT], env={**base, **env}, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     return home.parse_profile(done.stdout)
 
