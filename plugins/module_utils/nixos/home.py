@@ -242,7 +242,8 @@ def apply(p: dict, target: Target, configuration: str, result: dict) -> dict:
     result["health"] = health(target, p["known_hosts"], p["health_checks"], p["health_timeout"])
     bad = failing(result["health"])
     if bad:
-        reason = f"health check {bad['check']!r} failed (exit {bad['rc']}) after the switch: {bad['output']}"
+        how = "did not answer" if bad["rc"] is None else f"failed (exit {bad['rc']})"
+        reason = f"health check {bad['check']!r} {how} after the switch: {bad['output']}"
         undo(p, target, result, reason)
     return result
 
