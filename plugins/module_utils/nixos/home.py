@@ -192,14 +192,19 @@ def activate(target: Target, known_hosts: str, generation: str, log_file: str, t
     command = shlex.quote(f"{generation}/activate")
     with open(log_file, "a", encoding="utf-8") as log:
         log.write(f"$ {command}  # rollback\n")
-        done = subprocess.run(
-            target.ssh(known_hosts, strict=True) + [command],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-        )
+        log.flush()
+        try:
+            done = subprocess.run(
+                target.ssh(known_hosts, strict=True) + [command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            log.write(f"stopped after {timeout} s\n")
+            return None
     return done.returncode
 
 
