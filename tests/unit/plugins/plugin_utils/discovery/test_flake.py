@@ -54,6 +54,18 @@ def test_groups_by_platform_system_and_sanitised_tag():
     }
 
 
+def test_home_users_become_a_host_variable():
+    model = logic.build(raw(homes={"pi": ["alice", "bob"], "mac": [], "gone": ["carol"]}), REF)
+    assert model.hosts["pi"]["nerv_home_users"] == ["alice", "bob"]
+    assert "nerv_home_users" not in model.hosts["mac"] and "nerv_home_users" not in model.hosts["box"]
+    assert model.warnings == ["nerv.homes.gone has no nixosConfigurations or darwinConfigurations entry"]
+
+
+def test_home_users_must_be_a_list_of_strings():
+    with pytest.raises(logic.FlakeError, match=r"nerv\.homes\.pi must be a list of strings"):
+        logic.build(raw(homes={"pi": "alice"}), REF)
+
+
 def test_a_flake_without_configurations_is_an_error_naming_the_option():
     with pytest.raises(logic.FlakeError, match="option flake: .* neither nixosConfigurations nor darwin"):
         logic.build({"hasOutputs": False, "nixosConfigurations": {}, "darwinConfigurations": {}}, REF)
