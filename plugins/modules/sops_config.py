@@ -188,7 +188,8 @@ def argument_spec() -> dict:
         "shared": {"type": "list", "elements": "dict", "default": [], "options": shared},
         "host_dir": {"type": "str", "default": "secrets/hosts"},
         "admin_only": {"type": "list", "elements": "str", "default": ["^secrets/host-keys/"]},
-        "rekey": {"type": "list", "elements": "path", "default": []},
+        # paths, not secrets (the name only looks like one to the sanity check)
+        "rekey": {"type": "list", "elements": "path", "default": [], "no_log": False},
         "require_identity": {"type": "bool", "default": False},
         **IDENTITY_OPTIONS,
     }
