@@ -308,25 +308,17 @@ def run(params: dict, check_mode: bool, load_identities) -> dict:
     if not admins:
         raise SopsError("admin_recipients is empty: the private host keys must be encrypted to at least one admin")
     stage = params.get("rotate_stage") or "replace"
+    if stage not in STAGES:
+        raise SopsError(f"rotate_stage must be one of {', '.join(STAGES)}, not {stage!r}")
     check_hosts(params["hosts"], params["rotate"])
     store = Store(params["public_dir"], params["secrets_dir"])
     before = {h["name"]: store.recorded(h["name"]) for h in params["hosts"]}
     pinned = pinned_keys(params["known_hosts"])
     plans, nexts = [], {}
-    if stage not in STAGES:
-        raise SopsError(f"rotate_stage must be one of {', '.join(STAGES)}, not {stage!r}")
     for host in params["hosts"]:
-        rotating = host["name"] in params["rotate"]
-        if rotating and stage == "replace" and store.recorded_next(host["name"]):
-            raise SopsError(
-                f"{host['name']} is being rotated in two steps ({store.next_public_path(host['name'])}): finish with "
-                "rotate_stage drop rather than replacing its key; nothing was changed"
-            )
-        key = plan_host(store, _current(store, host, pinned), rotating and stage == "replace", check_mode, pinned)
-        if rotating and stage == "drop":
-            key = promote(store, host, key)
-        nexts[key.name] = plan_next(store, host, key, stage, rotating, check_mode) if key.action != "rotated" else None
+        key, upcoming = _plan(store, host, host["name"] in params["rotate"], stage, check_mode, pinned)
         plans.append(key)
+        nexts[key.name] = upcoming
     if not check_mode:
         for key in plans:
             apply_next(store, nexts[key.name], admins)
@@ -340,6 +332,21 @@ def run(params: dict, check_mode: bool, load_identities) -> dict:
         "next_recipients": {n.name: n.recipient for n in nexts.values() if n and n.public_key},
         "diff": {"before": _listing(before), "after": _listing({k.name: k.public_key for k in plans})},
     }
+
+
+def _plan(store: Store, host: dict, rotating: bool, stage: str, check_mode: bool, pinned: dict):
+    """(current key plan, new key plan or None) of one host, for the rotation stage asked for."""
+    if rotating and stage == "replace" and store.recorded_next(host["name"]):
+        raise SopsError(
+            f"{host['name']} is being rotated in two steps ({store.next_public_path(host['name'])}): finish with "
+            "rotate_stage drop rather than replacing its key; nothing was changed"
+        )
+    key = plan_host(store, _current(store, host, pinned), rotating and stage == "replace", check_mode, pinned)
+    if rotating and stage == "drop":
+        key = promote(store, host, key)
+    if key.action == "rotated":
+        return key, None
+    return key, plan_next(store, host, key, stage, rotating, check_mode)
 
 
 def _current(store: Store, host: dict, pinned: dict) -> dict:
