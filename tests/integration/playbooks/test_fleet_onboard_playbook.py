@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from .._ansible import AnsibleCli, plain
+from .._fleet import host_identity, snapshot
 from .._netns import Lan, Machine, keygen
 from .._skips import require_commands, require_netns
-from ..secrets.test_fleet_secrets_playbook import host_identity, snapshot
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
 

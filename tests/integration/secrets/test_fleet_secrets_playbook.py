@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from .._ansible import AnsibleCli
+from .._fleet import host_identity, snapshot
 from .._skips import require_commands
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
@@ -100,22 +101,6 @@ def run(real_sops, flake, check=False, identity=True, **extra):
 def relative(flake, done):
     task = done.task("Write the flake's .sops.yaml and re-key exactly the secrets whose rule changed")
     return sorted(Path(p).relative_to(flake).as_posix() for p in task["rekeyed"])
-
-
-def snapshot(flake):
-    return {p.relative_to(flake).as_posix(): p.read_bytes() for p in flake.rglob("*") if p.is_file()}
-
-
-def host_identity(ssh_private: Path) -> Path:
-    """The age identity sops-nix derives from a host's SSH key (sops.age.sshKeyPaths, as ssh-to-age does), in a
-    key file beside it."""
-    from ansible_collections.nerv.homelab.plugins.module_utils.secrets import age
-
-    ids = [i for i in age.identities_from_ssh_key(ssh_private.read_bytes(), "test") if i.public.startswith("age1")]
-    key_file = ssh_private.with_suffix(".agekey")
-    key_file.write_text(f"{ids[0].key}\n")
-    key_file.chmod(0o600)
-    return key_file
 
 
 def opens(real_sops, flake, relative_path, ssh_private: Path) -> bool:
