@@ -19,7 +19,8 @@ description:
     C(ansible_host) (default the configuration's name) and C(deploy.nodes.<name>.sshUser) becomes C(ansible_user).
     Tags come from an optional top-level output C(nerv.tags.<name>), a list of strings; each tag is a group
     C(tag_<tag>). An optional output C(nerv.healthChecks.<name>), a list of shell commands, becomes
-    C(nerv_health_checks), the checks C(playbooks/fleet_deploy.yml) runs on the host after a switch. Characters other than letters, digits and C(_) in group names become C(_).
+    C(nerv_health_checks), the checks C(playbooks/fleet_deploy.yml) runs on the host after a switch. Characters
+    other than letters, digits and C(_) in group names become C(_).
   - Every host gets C(nerv_flake_platform) (C(nixos) or C(darwin)), C(nerv_flake_system), C(nerv_flake_attr)
     (for example C(nixosConfigurations.pi)) and C(nerv_flake) (the flake reference evaluated).
   - With O(cache) on, the evaluation is cached under a digest of every file of a local flake (its C(flake.lock)
