@@ -202,6 +202,11 @@ argv:
   returned: when a deploy ran
   type: list
   elements: list
+rollback_argv:
+  description: The command that rolled the host back from the controller (the remote command line over SSH).
+  returned: when the controller rolled back (in the failure result)
+  type: list
+  elements: str
 log_file:
   description: The output of the deploy's commands.
   returned: when a deploy ran

@@ -61,6 +61,7 @@ attributes:
     description: Evaluates in check mode too; it never changes anything.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   platform:
     support: full
     platforms: posix

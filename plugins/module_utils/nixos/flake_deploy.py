@@ -130,7 +130,7 @@ def activate(p: dict, target: Target, want: str, log_file: str) -> list:
     return [argv for _where, argv in commands]
 
 
-def rollback_now(p: dict, target: Target, log_file: str) -> list:
+def rollback_now(p: dict, target: Target, log_file: str, before: str) -> list:
     """Back to the previous generation from the controller: nixos-rebuild --rollback, or darwin-rebuild --rollback
     on the Mac; after a test, which made no generation, the old system's switch-to-configuration test."""
     kh = p["known_hosts"]
@@ -141,7 +141,7 @@ def rollback_now(p: dict, target: Target, log_file: str) -> list:
     if p["platform"] == "darwin":
         argv = [shlex.join([p["darwin_rebuild"], "switch", "--rollback"])]
     else:
-        argv = [mr.undo_command("nixos", "test", p["_before"])]
+        argv = [mr.undo_command("nixos", "test", before)]
     run_step("ssh", argv, target, kh, log_file, p["timeout"])
     return argv
 
@@ -187,7 +187,6 @@ def execute(module) -> dict:
               "health": [], "diff": {"before": f"{before}\n", "after": f"{want}\n"}}  # fmt: skip
     if before == want or module.check_mode:
         return result
-    p["_before"] = before
     log_file = log_path(p["log_file"], f"flake_deploy/{p['host']}.log")
     os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     return Deploy(p, target, before, want, log_file).run(result)
@@ -251,7 +250,7 @@ class Deploy:
             raise HostError(f"{host} was deployed but {reason}; rollback is off, it runs {self.want}", **details)
         if health.answered and health.running != self.before:
             self.watchdog.disarm(self.target, self.kh)
-            details["rollback_argv"] = rollback_now(self.p, self.target, self.log_file)
+            details["rollback_argv"] = rollback_now(self.p, self.target, self.log_file, self.before)
             by = "the controller"
         else:
             by = "the host's watchdog"  # it did not answer (or the watchdog already acted): wait for the watchdog

@@ -226,6 +226,16 @@ def test_a_failing_health_check_is_rolled_back_at_once(rig):
     assert [("--rollback" in argv) for argv in rig.rebuilds()] == [False, True]
 
 
+def test_a_test_switch_built_on_the_host_is_undone_by_the_old_systems_activation(rig):
+    result, failed = deploy(rig, action="test", build_on="target", health_checks=["false"])
+    assert result.rc != 0 and failed["rolled_back_by"] == "controller", result.describe()
+    (argv,) = rig.rebuilds()
+    assert argv[:1] == ["test"] and argv[-2:] == ["--build-host", "root@10.77.0.21"], argv
+    assert failed["rollback_argv"] == [f"{rig.old['mini1']}/bin/switch-to-configuration test"]
+    assert rig.running("mini1") == rig.old["mini1"]
+    assert rig.calls("mini1", "nix-env") == [], "a test deploy leaves the system profile alone"
+
+
 def test_a_failed_unit_is_rolled_back(rig):
     (rig.state("mini1") / "failed-units").write_text("nginx.service loaded failed failed nginx\n")
     result, failed = deploy(rig)
@@ -277,6 +287,15 @@ def test_a_host_presenting_another_key_is_not_touched(rig):
     )
     result, refused = deploy(rig)
     assert result.rc != 0 and "does not match the pinned one" in refused["msg"], refused["msg"]
+    assert rig.rebuilds() == [] and rig.calls("mini1") == []
+
+
+def test_a_host_that_does_not_answer_is_planned_in_check_mode_and_fails_for_real(rig):
+    result, planned = deploy(rig, check=True, address="10.77.0.99")
+    assert result.rc == 0 and planned["changed"] and planned["before"] is None, result.describe()
+    assert any("Check mode plans a deploy to mini1" in w for w in planned.get("warnings", [])), planned
+    result, refused = deploy(rig, address="10.77.0.99")
+    assert result.rc != 0 and "cannot read mini1's system" in refused["msg"], refused["msg"]
     assert rig.rebuilds() == [] and rig.calls("mini1") == []
 
 

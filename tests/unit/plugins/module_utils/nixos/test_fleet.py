@@ -199,8 +199,8 @@ def test_health_rounds_check_the_system_failed_units_and_the_extras(monkeypatch)
 
     monkeypatch.setattr(mr, "run_check", fake)
     checks = mr.health_round(TARGET, "/kh", "nixos", NEW, ["curl -f localhost"])
-    assert [(c["check"], c["ok"]) for c in checks] == [("running system", True), ("failed units", True),
-                                                      ("curl -f localhost", False)]  # fmt: skip
+    expected = [("running system", True), ("failed units", True), ("curl -f localhost", False)]
+    assert [(c["check"], c["ok"]) for c in checks] == expected
     assert mr.failing(checks) == "curl -f localhost (exit 7): connection refused"
     answers["systemctl --failed --no-legend --plain"] = (0, "nginx.service loaded failed failed")
     assert not mr.health_round(TARGET, "/kh", "nixos", NEW, [])[1]["ok"], "a listed unit fails the round"
