@@ -40,7 +40,7 @@ class Machine:
     disks: tuple = ()  # names under /dev/disk/by-id, made as block nodes in a private /dev
     run_links: dict | None = None  # a private /run holding these symlinks (e.g. current-system -> a store path)
     etc_files: dict | None = None  # files added to a private copy of /etc (path relative to /etc -> content)
-    local_bin: Path | None = None  # bind-mounted over /usr/local/bin (commands the machine has, e.g. home-manager)
+    local_bin: Path | None = None  # bind-mounted over /usr/local/bin: fake commands first on sshd sessions' PATH
 
 
 @contextlib.contextmanager

@@ -3,8 +3,9 @@
 """The logic of the nerv.homelab.flake inventory: a flake's NixOS and nix-darwin configurations as hosts.
 
 One `nix eval` reads every configuration's system (never its toplevel: nothing is built) and the deployment data
-the flake declares: deploy-rs's deploy.nodes.<name>.hostname/.sshUser and the optional outputs nerv.tags.<name> and
-nerv.homes.<name> (the users whose Home Manager homes playbooks/fleet_home.yml switches there).
+the flake declares: deploy-rs's deploy.nodes.<name>.hostname/.sshUser and the optional outputs nerv.tags.<name>,
+nerv.homes.<name> (the users whose Home Manager homes playbooks/fleet_home.yml switches there) and
+nerv.healthChecks.<name> (the commands a fleet deploy's health check runs on the host).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ in {
   deploy = builtins.mapAttrs (name: node) (flake.deploy.nodes or {});
   tags = flake.nerv.tags or {};
   homes = flake.nerv.homes or {};
+  healthChecks = flake.nerv.healthChecks or {};
 }
 """
 
@@ -131,13 +133,16 @@ def build(raw: dict, ref: str) -> InventoryModel:
             "flake that defines the hosts"
         )
     model = InventoryModel()
-    deploy, tags, homes = raw.get("deploy") or {}, raw.get("tags") or {}, raw.get("homes") or {}
+    deploy, tags = raw.get("deploy") or {}, raw.get("tags") or {}
+    homes, checks = raw.get("homes") or {}, raw.get("healthChecks") or {}
     for output, platform in PLATFORMS.items():
         for name, config in sorted((raw.get(output) or {}).items()):
             if name in model.hosts:
                 model.warnings.append(f"{name} is both a NixOS and a darwin configuration: the {output} one is ignored")
                 continue
             model.hosts[name] = host_vars(name, output, platform, config, deploy.get(name) or {}, ref)
+            if checks.get(name) is not None:
+                model.hosts[name]["nerv_health_checks"] = _strings(checks[name], f"nerv.healthChecks.{name}")
             model.add(platform, name)
             if config.get("system"):
                 model.add(f"system_{safe_group_name(config['system'])}", name)

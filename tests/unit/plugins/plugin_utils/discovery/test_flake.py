@@ -76,6 +76,15 @@ def test_tags_must_be_a_list_of_strings():
         logic.build(raw(tags={"pi": "edge"}), REF)
 
 
+def test_health_checks_become_a_host_variable():
+    model = logic.build(raw(healthChecks={"pi": ["systemctl is-active unbound"], "box": []}), REF)
+    assert model.hosts["pi"]["nerv_health_checks"] == ["systemctl is-active unbound"]
+    assert model.hosts["box"]["nerv_health_checks"] == []
+    assert "nerv_health_checks" not in model.hosts["mac"]
+    with pytest.raises(logic.FlakeError, match=r"nerv\.healthChecks\.pi must be a list of strings"):
+        logic.build(raw(healthChecks={"pi": "true"}), REF)
+
+
 def test_missing_system_and_orphan_deploy_node_warn():
     model = logic.build(
         raw(nixosConfigurations={"odd": {"system": None}}, darwinConfigurations={}, deploy={"gone": {}}), REF
