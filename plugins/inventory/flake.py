@@ -18,7 +18,11 @@ description:
   - Deployment data follows deploy-rs, which many flakes already have, C(deploy.nodes.<name>.hostname) becomes
     C(ansible_host) (default the configuration's name) and C(deploy.nodes.<name>.sshUser) becomes C(ansible_user).
     Tags come from an optional top-level output C(nerv.tags.<name>), a list of strings; each tag is a group
-    C(tag_<tag>). Characters other than letters, digits and C(_) in group names become C(_).
+    C(tag_<tag>). The optional output C(nerv.homes.<name>), a list of user names, becomes C(nerv_home_users), the
+    users whose Home Manager homes C(playbooks/fleet_home.yml) switches on that host.
+    An optional output C(nerv.healthChecks.<name>), a list of shell commands, becomes
+    C(nerv_health_checks), the checks C(playbooks/fleet_deploy.yml) runs on the host after a switch. Characters
+    other than letters, digits and C(_) in group names become C(_).
   - Every host gets C(nerv_flake_platform) (C(nixos) or C(darwin)), C(nerv_flake_system), C(nerv_flake_attr)
     (for example C(nixosConfigurations.pi)) and C(nerv_flake) (the flake reference evaluated).
   - With O(cache) on, the evaluation is cached under a digest of every file of a local flake (its C(flake.lock)
@@ -62,6 +66,8 @@ plugin: nerv.homelab.flake
 # The flake.nix it reads (deploy-rs shape; nerv.tags optional):
 #   deploy.nodes.pi = { hostname = "pi.lan"; sshUser = "admin"; profiles.system = ...; };
 #   nerv.tags.pi = [ "edge" "dns" ];
+#   nerv.homes.pi = [ "alice" ];     # homeConfigurations."alice@pi", for playbooks/fleet_home.yml
+#   nerv.healthChecks.pi = [ "systemctl is-active unbound" ];
 
 # A remote flake, cached for an hour, with groups of one's own:
 # plugin: nerv.homelab.flake

@@ -53,6 +53,11 @@ options:
             are C(pending) and left out of RV(recipients).
         type: bool
         default: true
+      next_public_key:
+        description:
+          - With O(rotate_stage=add) for a host in O(rotate) - the new C(ssh-ed25519) public key the host made itself;
+            without it a new key pair is made here.
+        type: str
   public_dir:
     description: Directory of the plain-text public keys (C(<host>.pub)).
     type: path
@@ -74,6 +79,21 @@ options:
     type: list
     elements: str
     default: []
+  rotate_stage:
+    description:
+      - How the keys of the hosts in O(rotate) are rotated.
+      - C(replace) - the new key replaces the recorded one at once (the host can no longer decrypt secrets re-keyed
+        for it until it runs with its new key).
+      - C(add) - step 1 of a rotation without downtime - the new key (O(hosts[].next_public_key), or a pair made here,
+        its private half encrypted in O(secrets_dir)C(/<host>.next.sops.yaml)) is recorded in
+        O(public_dir)C(/<host>.next.pub) beside the current one and returned in RV(next_recipients), so the host's
+        rules can name both keys; the host is then deployed with its new key. Running it again keeps that new key.
+      - C(drop) - step 2 - the new key becomes the host's key and the old one is forgotten (RV(next_recipients) no
+        longer lists the host); nothing happens for a host with no new key recorded.
+      - A host with a new key recorded keeps it in RV(next_recipients) in every run until step C(drop).
+    type: str
+    choices: [replace, add, drop]
+    default: replace
   known_hosts:
     description:
       - A known_hosts file whose C(ssh-ed25519) entries give the keys of hosts with O(hosts[].generate=false) and an
@@ -121,6 +141,16 @@ EXAMPLES = r"""
     public_dir: inventory/home/host-keys
     secrets_dir: inventory/home/secrets/host-keys
     admin_recipients: "{{ site_model.sops.admin_recipients }}"
+
+- name: Rotate pi's key without downtime, step 1 - its new key beside the old one (deploy pi with it next)
+  nerv.homelab.host_keys:
+    hosts: [{name: pi, address: 10.77.0.31, generate: false}]
+    rotate: [pi]
+    rotate_stage: add
+    public_dir: fleet/host-keys
+    secrets_dir: fleet/host-keys
+    admin_recipients: "{{ fleet_admin_recipients }}"
+    known_hosts: fleet/known_hosts
 """
 
 RETURN = r"""
@@ -128,6 +158,8 @@ hosts:
   description:
     - Per host - what was done (C(kept), C(generated), C(recorded), C(rotated), or C(pending) for a host that makes
       its own key and has not reported it) and the resulting keys (public only).
+    - C(next_action) (C(added), C(kept) or null), C(next_public_key) and C(next_age_recipient) describe the new key of
+      a rotation in two steps.
   returned: always
   type: dict
   sample:
@@ -138,8 +170,18 @@ hosts:
       source: generated
       private_key_file: inventory/home/secrets/host-keys/nuc1.sops.yaml
       extra_files: /tmp/ansible.x/nuc1
+      next_action: null
+      next_public_key: null
+      next_age_recipient: null
 recipients:
   description: Host name to age recipient (hosts whose key is known).
+  returned: always
+  type: dict
+next_recipients:
+  description:
+    - Host name to the age recipient of its new key, for hosts being rotated in two steps (between
+      O(rotate_stage=add) and O(rotate_stage=drop)); give it to M(nerv.homelab.sops_config) as
+      O(nerv.homelab.sops_config#module:hosts[].next_recipient).
   returned: always
   type: dict
 """
@@ -160,6 +202,7 @@ def argument_spec() -> dict:
         "public_key": {"type": "str"},
         "address": {"type": "str"},
         "generate": {"type": "bool", "default": True},
+        "next_public_key": {"type": "str"},
     }
     return {
         "hosts": {"type": "list", "elements": "dict", "required": True, "options": host},
@@ -167,6 +210,7 @@ def argument_spec() -> dict:
         "secrets_dir": {"type": "path", "required": True},
         "admin_recipients": {"type": "list", "elements": "str", "required": True},
         "rotate": {"type": "list", "elements": "str", "default": []},
+        "rotate_stage": {"type": "str", "choices": ["replace", "add", "drop"], "default": "replace"},
         "known_hosts": {"type": "path"},
         "extra_files_dir": {"type": "path"},
         **IDENTITY_OPTIONS,

@@ -29,7 +29,9 @@ options:
     type: str
     required: true
   flake:
-    description: The site's flake directory (used as C(path:), so it need not be a git repository).
+    description:
+      - The site's flake directory (used as C(path:), so it need not be a git repository), or a flake reference
+        with a scheme (C(path:/srv/fleet), C(github:owner/repo)), used as it is.
     type: path
     required: true
   address:

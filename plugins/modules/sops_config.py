@@ -45,6 +45,12 @@ options:
       recipient:
         description: The host's age recipient (C(age1...)).
         type: str
+      next_recipient:
+        description:
+          - The recipient of the host's new key while its key is rotated in two steps
+            (RV(nerv.homelab.host_keys#module:next_recipients)) - its rules name both keys, so the host decrypts with
+            either until the old one is dropped.
+        type: str
   shared:
     description: Files several hosts need.
     type: list
@@ -72,6 +78,17 @@ options:
     type: list
     elements: str
     default: ['^secrets/host-keys/']
+  rekey:
+    description:
+      - Sops files (C(*.sops.*)), or directories searched for them recursively, that follow these rules - each one
+        whose matching rule names other recipients than the file is encrypted to is re-keyed (as
+        M(nerv.homelab.sops_file) O(nerv.homelab.sops_file#module:updatekeys=true) does, values untouched) and
+        listed in RV(rekeyed); the others are not opened or written.
+      - Every re-key is planned (each such file decrypted with an admin identity) before anything is written, so a
+        file no available identity opens changes nothing.
+    type: list
+    elements: path
+    default: []
   require_identity:
     description:
       - Fail unless an age identity of one of O(admin_recipients) is available here (see O(identity_files)), saying
@@ -81,7 +98,8 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Renders the rules and reports whether the file would change; writes nothing.
+    description: Renders the rules and reports whether the file would change and which files of O(rekey) would be
+      re-keyed; writes nothing.
   diff_mode:
     support: full
     description: The file before and after (recipients are public).
@@ -104,6 +122,18 @@ EXAMPLES = r"""
       - path_regex: ^secrets/k3s\.sops\.yaml$
         hosts: [all]
     require_identity: true
+
+- name: A fleet's .sops.yaml, re-keying exactly the secrets whose rule changed
+  nerv.homelab.sops_config:
+    path: "{{ fleet_flake_dir }}/.sops.yaml"
+    admin_recipients: "{{ fleet_admin_recipients }}"
+    hosts: "{{ keys.recipients | dict2items(key_name='name', value_name='recipient') }}"
+    host_dir: secrets
+    admin_only: ['^host-keys/']
+    shared: [{path_regex: '^secrets/common/'}]
+    rekey: ["{{ fleet_flake_dir }}/secrets", "{{ fleet_flake_dir }}/host-keys"]
+    require_identity: true
+  register: fleet_rules
 """
 
 RETURN = r"""
@@ -116,6 +146,11 @@ rules:
   returned: always
   type: list
   elements: dict
+rekeyed:
+  description: The files of O(rekey) that were (in check mode, would be) re-keyed for their rule's recipients.
+  returned: always
+  type: list
+  elements: str
 admin_identity:
   description: Where the admin identity was found (a file name or variable, never the key), with O(require_identity).
   returned: when require_identity is true
@@ -144,11 +179,17 @@ def argument_spec() -> dict:
             "type": "list",
             "elements": "dict",
             "default": [],
-            "options": {"name": {"type": "str", "required": True}, "recipient": {"type": "str"}},
+            "options": {
+                "name": {"type": "str", "required": True},
+                "recipient": {"type": "str"},
+                "next_recipient": {"type": "str"},
+            },
         },
         "shared": {"type": "list", "elements": "dict", "default": [], "options": shared},
         "host_dir": {"type": "str", "default": "secrets/hosts"},
         "admin_only": {"type": "list", "elements": "str", "default": ["^secrets/host-keys/"]},
+        # paths, not secrets (the name only looks like one to the sanity check)
+        "rekey": {"type": "list", "elements": "path", "default": [], "no_log": False},
         "require_identity": {"type": "bool", "default": False},
         **IDENTITY_OPTIONS,
     }

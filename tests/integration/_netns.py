@@ -40,6 +40,7 @@ class Machine:
     disks: tuple = ()  # names under /dev/disk/by-id, made as block nodes in a private /dev
     run_links: dict | None = None  # a private /run holding these symlinks (e.g. current-system -> a store path)
     etc_files: dict | None = None  # files added to a private copy of /etc (path relative to /etc -> content)
+    local_bin: Path | None = None  # bind-mounted over /usr/local/bin: fake commands first on sshd sessions' PATH
 
 
 @contextlib.contextmanager
@@ -175,6 +176,8 @@ def _setup(machine: Machine) -> list:
         lines.append(f"mount --bind {shlex.quote(str(machine.os_release))} /etc/os-release")
     if machine.hostname:
         lines.append(f"hostname {shlex.quote(machine.hostname)}")
+    if machine.local_bin:
+        lines.append(f"mount --bind {shlex.quote(str(machine.local_bin))} /usr/local/bin")
     if machine.run_links is not None:
         lines += ["mount -t tmpfs -o mode=755 tmpfs /run", "mkdir -p /run/sshd"]
         lines += [f"ln -s {shlex.quote(t)} /run/{shlex.quote(n)}" for n, t in machine.run_links.items()]

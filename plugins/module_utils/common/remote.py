@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
+import threading
 from collections import deque
 from dataclasses import dataclass
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
-from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 # nixos-anywhere announces each step as "### <step> ###"; other tools print none, and get no steps.
 STEP = re.compile(r"^### (.+) ###\s*$")
@@ -118,25 +119,45 @@ def log_path(given: str | None, name: str) -> str:
     return path
 
 
+def _kill_group(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None) -> Run:
     """Run argv, streaming its output to log_file (0600) and collecting the '### step ###' lines."""
     steps, tail = [], deque(maxlen=TAIL_LINES)
     handle = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    deadline = Deadline(timeout)
     with os.fdopen(handle, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
         with subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
         ) as proc:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                tail.append(line.rstrip("\n"))
-                step = STEP.match(line.strip())
-                if step:
-                    steps.append(step.group(1))
-                if deadline.passed:
-                    proc.kill()
-                    raise HostError(f"nixos-anywhere ran longer than {timeout} s and was stopped", log_file=log_file)
-            rc = proc.wait()
+            # a timer, not a check per line: a tool that hangs without printing is stopped too, with the children
+            # (ssh, nix) that would otherwise hold its output open
+            stopped = threading.Event()
+            timer = threading.Timer(timeout, lambda: (stopped.set(), _kill_group(proc)))
+            timer.start()
+            try:
+                for line in proc.stdout:
+                    log.write(line)
+                    log.flush()
+                    tail.append(line.rstrip("\n"))
+                    step = STEP.match(line.strip())
+                    if step:
+                        steps.append(step.group(1))
+                rc = proc.wait()
+            finally:
+                timer.cancel()
+            if stopped.is_set():
+                tool = os.path.basename(argv[0])
+                raise HostError(f"{tool} ran longer than {timeout} s and was stopped", log_file=log_file)
     return Run(rc, steps, list(tail))

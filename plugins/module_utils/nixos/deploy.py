@@ -31,9 +31,16 @@ NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 CURRENT = {"switch": "/run/current-system", "test": "/run/current-system", "boot": "/nix/var/nix/profiles/system"}
 
 
+# A flake reference with a scheme (path:, github:, git+https:, ...), as opposed to a local directory.
+REFERENCE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 def flake_ref(flake: str) -> str:
-    # path: so the flake need not be a git repository and untracked files (hosts.json, secrets/) count
-    return f"path:{os.path.abspath(flake)}"
+    """A local directory as path:<absolute dir>, so the flake need not be a git repository and untracked files
+    (hosts.json, secrets/) count; a reference with a scheme (the flake inventory's nerv_flake) as it is."""
+    if REFERENCE.match(flake):
+        return flake
+    return f"path:{os.path.abspath(os.path.expanduser(flake))}"
 
 
 def wanted_system(nix: str, flake: str, host: str, timeout: int = 600) -> str:

@@ -49,6 +49,21 @@ class HostKey:
         return age_recipient_from_ssh(self.public_key) if self.public_key else None
 
 
+@dataclass
+class NextKey:
+    """A host's new key during a two-step rotation: added (made or recorded now), or kept (added before)."""
+
+    name: str
+    action: str
+    public_key: str | None = None
+    private_pem: bytes | None = None
+    source: str = "generated"
+
+    @property
+    def recipient(self) -> str | None:
+        return age_recipient_from_ssh(self.public_key) if self.public_key else None
+
+
 class Store:
     """The two directories of a site's host keys."""
 
@@ -63,8 +78,21 @@ class Store:
 
     def recorded(self, name: str) -> str | None:
         """The recorded public key line (with its comment), or None."""
-        text = files.read_text(self.public_path(name))
-        return text.strip() if text and text.strip() else None
+        return _line(files.read_text(self.public_path(name)))
+
+    # A key rotation in two steps keeps the host's new key beside its current one until the old one is dropped.
+    def next_public_path(self, name: str) -> str:
+        return os.path.join(self.public_dir, f"{name}.next.pub")
+
+    def next_private_path(self, name: str) -> str:
+        return os.path.join(self.secrets_dir, f"{name}.next.sops.yaml")
+
+    def recorded_next(self, name: str) -> str | None:
+        return _line(files.read_text(self.next_public_path(name)))
+
+
+def _line(text: str | None) -> str | None:
+    return text.strip() if text and text.strip() else None
 
 
 def fingerprint(line: str) -> str:
@@ -77,6 +105,47 @@ def _normal(line: str) -> str:
     """'type body' of a public key line (the comment is not part of the key)."""
     parts = str(line).split()
     return " ".join(parts[:2])
+
+
+STAGES = ("replace", "add", "drop")
+
+
+def plan_next(store: Store, host: dict, current: HostKey, stage: str, rotating: bool, check_mode: bool):
+    """The host's new key for a two-step rotation (None when it has none): step add makes or records it beside the
+    current one, and a later add keeps it; other hosts and steps report one added before."""
+    name, recorded = host["name"], store.recorded_next(host["name"])
+    given = _normal(host["next_public_key"]) if host.get("next_public_key") else None
+    if not (rotating and stage == "add"):
+        return NextKey(name, "kept", recorded, source=_next_source(store, name)) if recorded else None
+    if recorded:
+        if given and given != _normal(recorded):
+            raise SopsError(
+                f"{name} is already rotating to {fingerprint(recorded)} ({store.next_public_path(name)}), not "
+                f"{fingerprint(given)}: finish that rotation (stage drop) first; nothing was changed"
+            )
+        return NextKey(name, "kept", recorded, source=_next_source(store, name))
+    if not current.public_key and not check_mode:
+        raise SopsError(f"{name} has no key yet, so there is none to rotate: record or make its first key first")
+    if given and current.public_key and given == _normal(current.public_key):
+        raise SopsError(f"the new key given for {name} is its current key {fingerprint(given)}: give its new key")
+    if given:
+        return NextKey(name, "added", given, source="host")
+    if check_mode:
+        return NextKey(name, "added")
+    pem, public = new_ssh_host_key(f"root@{name}")
+    return NextKey(name, "added", public, pem)
+
+
+def _next_source(store: Store, name: str) -> str:
+    return "generated" if os.path.exists(store.next_private_path(name)) else "host"
+
+
+def promote(store: Store, host: dict, current: HostKey) -> HostKey:
+    """Step drop of a rotation: the new key recorded beside the current one becomes the host's key."""
+    name, recorded = host["name"], store.recorded_next(host["name"])
+    if not recorded:
+        return current  # dropped already (or never added): nothing left to do
+    return HostKey(name, "rotated", recorded, source=_next_source(store, name))
 
 
 def check_hosts(hosts: list, rotate: list) -> None:
@@ -149,9 +218,34 @@ def _fresh(name: str, given: str | None, action: str, check_mode: bool) -> HostK
     return HostKey(name, action, public, pem)
 
 
+def apply_next(store: Store, key: NextKey | None, admins: list) -> None:
+    """Write an added new key: its encrypted private key (when made here) first, then its public record."""
+    if key is None or key.action != "added":
+        return
+    if key.private_pem is not None:
+        document = new_document({PRIVATE_KEY: key.private_pem.decode()}, "yaml", admins, Rules())
+        files.write_private(store.next_private_path(key.name), document.text())
+    files.write_private(store.next_public_path(key.name), key.public_key + "\n", mode=0o644)
+
+
+def apply_promote(store: Store, key: HostKey) -> None:
+    """Make the new key the host's: its private key (if kept here) in place of the old one, then the public record;
+    the record of the new key goes last, so an interrupted run is finished by running step drop again."""
+    name = key.name
+    if os.path.exists(store.next_private_path(name)):
+        os.replace(store.next_private_path(name), store.private_path(name))
+    elif os.path.exists(store.private_path(name)):
+        os.unlink(store.private_path(name))  # the host made its new key: the old private key is no one's now
+    files.write_private(store.public_path(name), key.public_key + "\n", mode=0o644)
+    os.unlink(store.next_public_path(name))
+
+
 def apply(store: Store, key: HostKey, admins: list) -> None:
     """Write the host's files: the encrypted private key first, then the public record that points at it."""
     if not key.changes:
+        return
+    if key.action == "rotated" and store.recorded_next(key.name) == key.public_key:
+        apply_promote(store, key)
         return
     if key.private_pem is not None:
         document = new_document({PRIVATE_KEY: key.private_pem.decode()}, "yaml", admins, Rules())
@@ -213,21 +307,62 @@ def run(params: dict, check_mode: bool, load_identities) -> dict:
     admins = [check_recipient(a) for a in params["admin_recipients"]]
     if not admins:
         raise SopsError("admin_recipients is empty: the private host keys must be encrypted to at least one admin")
+    stage = params.get("rotate_stage") or "replace"
+    if stage not in STAGES:
+        raise SopsError(f"rotate_stage must be one of {', '.join(STAGES)}, not {stage!r}")
     check_hosts(params["hosts"], params["rotate"])
     store = Store(params["public_dir"], params["secrets_dir"])
     before = {h["name"]: store.recorded(h["name"]) for h in params["hosts"]}
     pinned = pinned_keys(params["known_hosts"])
-    plans = [plan_host(store, h, h["name"] in params["rotate"], check_mode, pinned) for h in params["hosts"]]
+    plans, nexts = [], {}
+    for host in params["hosts"]:
+        key, upcoming = _plan(store, host, host["name"] in params["rotate"], stage, check_mode, pinned)
+        plans.append(key)
+        nexts[key.name] = upcoming
     if not check_mode:
         for key in plans:
+            apply_next(store, nexts[key.name], admins)
             apply(store, key, admins)
     extra = _extra_files(params, check_mode, load_identities, store, plans)
+    added = [n for n in nexts.values() if n and n.action == "added"]
     return {
-        "changed": any(k.changes for k in plans) or any(changed for _path, changed in extra.values()),
-        "hosts": {k.name: _describe(store, k, extra.get(k.name)) for k in plans},
+        "changed": any(k.changes for k in plans) or bool(added) or any(changed for _path, changed in extra.values()),
+        "hosts": {k.name: {**_describe(store, k, extra.get(k.name)), **_describe_next(nexts[k.name])} for k in plans},
         "recipients": {k.name: k.recipient for k in plans if k.public_key},
+        "next_recipients": {n.name: n.recipient for n in nexts.values() if n and n.public_key},
         "diff": {"before": _listing(before), "after": _listing({k.name: k.public_key for k in plans})},
     }
+
+
+def _plan(store: Store, host: dict, rotating: bool, stage: str, check_mode: bool, pinned: dict):
+    """(current key plan, new key plan or None) of one host, for the rotation stage asked for."""
+    if rotating and stage == "replace" and store.recorded_next(host["name"]):
+        raise SopsError(
+            f"{host['name']} is being rotated in two steps ({store.next_public_path(host['name'])}): finish with "
+            "rotate_stage drop rather than replacing its key; nothing was changed"
+        )
+    key = plan_host(store, _current(store, host, pinned), rotating and stage == "replace", check_mode, pinned)
+    if rotating and stage == "drop":
+        key = promote(store, host, key)
+    if key.action == "rotated":
+        return key, None
+    return key, plan_next(store, host, key, stage, rotating, check_mode)
+
+
+def _current(store: Store, host: dict, pinned: dict) -> dict:
+    """The host as plan_host sees it: a key it presents that is its recorded new key (re-pinned before step drop)
+    is not a different key but the rotation under way."""
+    upcoming = store.recorded_next(host["name"])
+    presented = host.get("public_key") or (pinned.get(host["address"]) if host.get("address") else None)
+    if upcoming and presented and _normal(presented) == _normal(upcoming):
+        return {**host, "public_key": None, "address": None}
+    return host
+
+
+def _describe_next(key: NextKey | None) -> dict:
+    if key is None:
+        return {"next_action": None, "next_public_key": None, "next_age_recipient": None}
+    return {"next_action": key.action, "next_public_key": key.public_key, "next_age_recipient": key.recipient}
 
 
 def _extra_files(params: dict, check_mode: bool, load_identities, store, plans) -> dict:

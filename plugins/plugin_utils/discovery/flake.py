@@ -3,7 +3,9 @@
 """The logic of the nerv.homelab.flake inventory: a flake's NixOS and nix-darwin configurations as hosts.
 
 One `nix eval` reads every configuration's system (never its toplevel: nothing is built) and the deployment data
-the flake declares: deploy-rs's deploy.nodes.<name>.hostname/.sshUser and the optional output nerv.tags.<name>.
+the flake declares: deploy-rs's deploy.nodes.<name>.hostname/.sshUser and the optional outputs nerv.tags.<name>,
+nerv.homes.<name> (the users whose Home Manager homes playbooks/fleet_home.yml switches there) and
+nerv.healthChecks.<name> (the commands a fleet deploy's health check runs on the host).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ in {
   hasOutputs = flake ? nixosConfigurations || flake ? darwinConfigurations;
   deploy = builtins.mapAttrs (name: node) (flake.deploy.nodes or {});
   tags = flake.nerv.tags or {};
+  homes = flake.nerv.homes or {};
+  healthChecks = flake.nerv.healthChecks or {};
 }
 """
 
@@ -113,11 +117,11 @@ def safe_group_name(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", str(value))
 
 
-def _tags(value, name: str) -> list:
+def _strings(value, output: str) -> list:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise FlakeError(f"flake output nerv.tags.{name} must be a list of strings, not {json.dumps(value)}")
+        raise FlakeError(f"flake output {output} must be a list of strings, not {json.dumps(value)}")
     return value
 
 
@@ -130,21 +134,29 @@ def build(raw: dict, ref: str) -> InventoryModel:
         )
     model = InventoryModel()
     deploy, tags = raw.get("deploy") or {}, raw.get("tags") or {}
+    homes, checks = raw.get("homes") or {}, raw.get("healthChecks") or {}
     for output, platform in PLATFORMS.items():
         for name, config in sorted((raw.get(output) or {}).items()):
             if name in model.hosts:
                 model.warnings.append(f"{name} is both a NixOS and a darwin configuration: the {output} one is ignored")
                 continue
             model.hosts[name] = host_vars(name, output, platform, config, deploy.get(name) or {}, ref)
+            if checks.get(name) is not None:
+                model.hosts[name]["nerv_health_checks"] = _strings(checks[name], f"nerv.healthChecks.{name}")
             model.add(platform, name)
             if config.get("system"):
                 model.add(f"system_{safe_group_name(config['system'])}", name)
             else:
                 model.warnings.append(f"{output}.{name} names no system (config.nixpkgs.hostPlatform.system)")
-            for tag in _tags(tags.get(name), name):
+            for tag in _strings(tags.get(name), f"nerv.tags.{name}"):
                 model.add(f"tag_{safe_group_name(tag)}", name)
+            users = _strings(homes.get(name), f"nerv.homes.{name}")
+            if users:
+                model.hosts[name]["nerv_home_users"] = users
     for name in sorted(set(deploy) - set(model.hosts)):
         model.warnings.append(f"deploy.nodes.{name} has no nixosConfigurations or darwinConfigurations entry")
+    for name in sorted(set(homes) - set(model.hosts)):
+        model.warnings.append(f"nerv.homes.{name} has no nixosConfigurations or darwinConfigurations entry")
     return model
 
 

@@ -91,8 +91,13 @@ def resolve(path: str, config: str | None = None, cwd: str | None = None) -> Cre
     config = config or find_config(cwd)
     if not config:
         raise _not_found(path, cwd)
-    matched = rule_path(path if cwd is None else os.path.join(cwd, path), config)
-    for index, rule in enumerate(load_rules(config)):
+    return resolve_in(load_rules(config), path if cwd is None else os.path.join(cwd, path), config)
+
+
+def resolve_in(rules: list, path: str, config: str) -> CreationRule:
+    """The first of these creation rules (those of config, written or about to be) that matches the file."""
+    matched = rule_path(path, config)
+    for index, rule in enumerate(rules):
         if not isinstance(rule, dict):
             raise SopsError(f"creation rule {index} of {config} is not a mapping")
         if "filename_regex" in rule:
@@ -147,22 +152,31 @@ def site_rules(admins: list, hosts: list, shared: list, host_dir: str, admin_onl
     """creation_rules for a site, first match wins:
 
     admin_only paths (host private keys, the Proxmox token) -> admins; <host_dir>/<host>/ -> admins + that host;
-    each shared entry (path_regex, hosts) -> admins + those hosts; everything else -> admins."""
+    each shared entry (path_regex, hosts) -> admins + those hosts; everything else -> admins.
+    A host whose key is being rotated (next_recipient) is named by both keys, so it decrypts with either."""
     admins = [check_recipient(a) for a in admins]
     if not admins:
         raise SopsError("sops.admin_recipients is empty: list at least one admin age recipient")
-    by_name = {h["name"]: check_recipient(h["recipient"]) for h in hosts if h.get("recipient")}
+    by_name = {h["name"]: _host_recipients(h) for h in hosts if h.get("recipient")}
     rules = [_rule(regex, admins) for regex in admin_only]
     for name in sorted(by_name):
-        rules.append(_rule(f"^{re.escape(host_dir)}/{re.escape(name)}/", admins + [by_name[name]]))
+        rules.append(_rule(f"^{re.escape(host_dir)}/{re.escape(name)}/", admins + by_name[name]))
     for entry in shared:
         names = sorted(by_name) if entry.get("hosts", "all") == "all" else list(entry["hosts"])
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise SopsError(f"shared rule {entry['path_regex']!r} names hosts without a key: {', '.join(unknown)}")
-        rules.append(_rule(entry["path_regex"], admins + [by_name[n] for n in names], entry.get("encrypted_regex")))
+        readers = [r for n in names for r in by_name[n]]
+        rules.append(_rule(entry["path_regex"], admins + readers, entry.get("encrypted_regex")))
     rules.append({"key_groups": [{"age": admins}]})
     return rules
+
+
+def _host_recipients(host: dict) -> list:
+    keys = [check_recipient(host["recipient"])]
+    if host.get("next_recipient"):
+        keys.append(check_recipient(host["next_recipient"]))
+    return keys
 
 
 def _rule(regex: str, recipients: list, encrypted_regex: str | None = None) -> dict:

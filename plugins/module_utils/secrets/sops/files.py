@@ -7,6 +7,7 @@ Plans hold the new text and a diff of key paths and recipients only: a value nev
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -270,3 +271,33 @@ def plan_rotate(path: str, identities: list, fmt=None) -> Plan:
     document.rotate()
     plan.after_recipients, plan.text = document.recipients, document.text()
     return plan
+
+
+def sops_files(paths: list) -> list:
+    """The sops files (named *.sops.*) among paths: files as given, directories searched recursively; sorted.
+    Hidden names (a .git directory, a half-written .nerv-* file) are left out."""
+    found = []
+    for path in paths:
+        if os.path.isfile(path):
+            found.append(path)
+            continue
+        for directory, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.join(directory, n) for n in names if fnmatch.fnmatch(n, "*.sops.*") and n[0] != "."]
+    return sorted(dict.fromkeys(found))
+
+
+def plan_rekeys(paths: list, rules: list, sops_config: str, load_identities) -> list:
+    """updatekeys plans for exactly the sops files under paths whose creation rule in rules (the rules of
+    sops_config, written or about to be) names other recipients than the file is encrypted to; the files whose
+    recipients already match are not opened. load_identities() is called only when a file must be re-keyed."""
+    plans, ids = [], None
+    for path in sops_files(paths):
+        document = open_document(path)
+        wanted = config.resolve_in(rules, path, sops_config).recipients
+        if document is None or set(document.recipients) == set(wanted):
+            continue
+        if ids is None:
+            ids = load_identities()
+        plans.append(plan_updatekeys(path, ids, wanted))
+    return plans

@@ -130,7 +130,8 @@ def admin_identity(params: dict) -> str:
     raise SopsError(
         "no age identity of the site's admins is available here, so no secret can be read or re-keyed. Make one with "
         "`age-keygen -o ~/.config/sops/age/keys.txt` (or point SOPS_AGE_KEY_FILE at yours) and put its public key "
-        f"(age1...) in sops.admin_recipients of the site file; the site lists: {', '.join(sorted(admins))}"
+        f"(age1...) in sops.admin_recipients of the site file (fleet_admin_recipients for a flake's fleet); the "
+        f"admins listed are: {', '.join(sorted(admins))}"
     )
 
 
@@ -149,12 +150,18 @@ def config_task(module) -> dict:
     text = config.render(rules, HEADER)
     before = files.read_text(params["path"]) or ""
     changed = before != text
-    if changed and not module.check_mode:
-        files.write_private(params["path"], text, mode=0o644)
+    # every re-key planned (each file opened) before anything is written: a file no admin opens changes nothing
+    rekeys = files.plan_rekeys(params.get("rekey") or [], rules, params["path"], lambda: identities(params))
+    if not module.check_mode:
+        if changed:
+            files.write_private(params["path"], text, mode=0o644)
+        for plan in rekeys:
+            plan.apply()
     result.update(
-        changed=changed,
+        changed=changed or bool(rekeys),
         path=params["path"],
         rules=rules,
+        rekeyed=[plan.path for plan in rekeys],
         diff={"before_header": params["path"], "after_header": params["path"], "before": before, "after": text},
     )
     return result

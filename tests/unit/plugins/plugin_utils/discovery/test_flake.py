@@ -54,6 +54,18 @@ def test_groups_by_platform_system_and_sanitised_tag():
     }
 
 
+def test_home_users_become_a_host_variable():
+    model = logic.build(raw(homes={"pi": ["alice", "bob"], "mac": [], "gone": ["carol"]}), REF)
+    assert model.hosts["pi"]["nerv_home_users"] == ["alice", "bob"]
+    assert "nerv_home_users" not in model.hosts["mac"] and "nerv_home_users" not in model.hosts["box"]
+    assert model.warnings == ["nerv.homes.gone has no nixosConfigurations or darwinConfigurations entry"]
+
+
+def test_home_users_must_be_a_list_of_strings():
+    with pytest.raises(logic.FlakeError, match=r"nerv\.homes\.pi must be a list of strings"):
+        logic.build(raw(homes={"pi": "alice"}), REF)
+
+
 def test_a_flake_without_configurations_is_an_error_naming_the_option():
     with pytest.raises(logic.FlakeError, match="option flake: .* neither nixosConfigurations nor darwin"):
         logic.build({"hasOutputs": False, "nixosConfigurations": {}, "darwinConfigurations": {}}, REF)
@@ -62,6 +74,15 @@ def test_a_flake_without_configurations_is_an_error_naming_the_option():
 def test_tags_must_be_a_list_of_strings():
     with pytest.raises(logic.FlakeError, match=r"nerv\.tags\.pi must be a list of strings"):
         logic.build(raw(tags={"pi": "edge"}), REF)
+
+
+def test_health_checks_become_a_host_variable():
+    model = logic.build(raw(healthChecks={"pi": ["systemctl is-active unbound"], "box": []}), REF)
+    assert model.hosts["pi"]["nerv_health_checks"] == ["systemctl is-active unbound"]
+    assert model.hosts["box"]["nerv_health_checks"] == []
+    assert "nerv_health_checks" not in model.hosts["mac"]
+    with pytest.raises(logic.FlakeError, match=r"nerv\.healthChecks\.pi must be a list of strings"):
+        logic.build(raw(healthChecks={"pi": "true"}), REF)
 
 
 def test_missing_system_and_orphan_deploy_node_warn():

@@ -139,6 +139,22 @@ def test_a_shared_rule_naming_a_host_without_a_key_is_refused():
         config.site_rules([ADMIN], [], [{"path_regex": "x", "hosts": ["b"]}], "secrets/hosts", [])
 
 
+def test_a_host_being_rotated_is_named_by_both_keys_in_each_of_its_rules():
+    new = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+    hosts = [{"name": "a", "recipient": HOST_A, "next_recipient": new}]
+    rules = config.site_rules([ADMIN], hosts, [{"path_regex": "^secrets/common/", "hosts": ["a"]}], "secrets", [])
+    assert [r["key_groups"] for r in rules] == [[{"age": [ADMIN, HOST_A, new]}]] * 2 + [[{"age": [ADMIN]}]]
+
+
+def test_resolve_in_matches_rules_not_yet_written(tmp_path):
+    rules = config.site_rules([ADMIN], [{"name": "a", "recipient": HOST_A}], [], "secrets", [])
+    where = str(tmp_path / ".sops.yaml")
+    mine = str(tmp_path / "secrets" / "a" / "x.sops.yaml")
+    assert config.resolve_in(rules, mine, where).recipients == [ADMIN, HOST_A]
+    assert config.resolve_in(rules, str(tmp_path / "secrets" / "b.sops.yaml"), where).index == 1
+    assert not (tmp_path / ".sops.yaml").exists()
+
+
 def test_rendered_rules_resolve_like_sops(tmp_path):
     rules = config.site_rules(
         [ADMIN], [{"name": "a", "recipient": HOST_A}], [], "secrets/hosts", ["^secrets/host-keys/"]

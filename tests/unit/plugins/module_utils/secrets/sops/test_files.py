@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets import age
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules, new_document
+
+pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
 
 
 @pytest.mark.parametrize(
@@ -24,3 +28,53 @@ def test_values_flatten_to_key_paths(values, flat):
 def test_key_paths_of_a_tree_say_which_names_hold_a_dot():
     tree = {"a.b": 1, "a": {"b": 2, "c.d": 3}}
     assert files.key_paths(tree) == ['["a.b"]', "a.b", '["a"]["c.d"]']
+
+
+def _identity():
+    key = pyrage.x25519.Identity.generate()
+    return age.Identity(key, "test", str(key.to_public()))
+
+
+def _encrypted(path, recipients):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new_document({"v": "canary"}, "yaml", recipients, Rules()).text())
+    return path.read_bytes()
+
+
+def test_sops_files_are_found_by_name_and_hidden_ones_left_out(tmp_path):
+    for name in ("a/x.sops.yaml", "a/b/y.sops.json", "a/plain.yaml", "a/.nerv-tmp.sops.yaml", "a/.git/z.sops.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    found = files.sops_files([str(tmp_path / "a"), str(tmp_path / "a" / "x.sops.yaml")])
+    assert found == [str(tmp_path / "a" / "b" / "y.sops.json"), str(tmp_path / "a" / "x.sops.yaml")]
+
+
+def test_only_files_whose_rule_names_other_recipients_are_rekeyed(tmp_path):
+    admin, host = _identity(), _identity()
+    rules = config.site_rules([admin.public], [{"name": "h", "recipient": host.public}], [], "secrets", [])
+    stale = tmp_path / "secrets" / "h" / "app.sops.yaml"
+    _encrypted(stale, [admin.public])
+    current = tmp_path / "secrets" / "notes.sops.yaml"
+    kept = _encrypted(current, [admin.public])
+    loaded = []
+
+    def load():
+        loaded.append(1)
+        return [admin]
+
+    plans = files.plan_rekeys([str(tmp_path / "secrets")], rules, str(tmp_path / ".sops.yaml"), load)
+    assert [p.path for p in plans] == [str(stale)] and loaded == [1]
+    assert plans[0].after_recipients == [admin.public, host.public]
+    plans[0].apply()
+    assert current.read_bytes() == kept
+    assert files.plan_rekeys([str(tmp_path / "secrets")], rules, str(tmp_path / ".sops.yaml"), load) == []
+    assert loaded == [1], "nothing to re-key: no identity is asked for"
+
+
+def test_a_file_no_identity_opens_fails_the_rekey_plan_naming_it(tmp_path):
+    admin, other = _identity(), _identity()
+    rules = config.site_rules([admin.public], [], [], "secrets", [])
+    path = tmp_path / "secrets" / "x.sops.yaml"
+    _encrypted(path, [other.public])
+    with pytest.raises(age.SopsError, match="x.sops.yaml"):
+        files.plan_rekeys([str(tmp_path)], rules, str(tmp_path / ".sops.yaml"), lambda: [admin])
