@@ -6,6 +6,7 @@ their one error type, and running a command with its output streamed to a privat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -120,10 +121,8 @@ def log_path(given: str | None, name: str) -> str:
 
 
 def _kill_group(proc) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None) -> Run:

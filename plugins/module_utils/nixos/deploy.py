@@ -43,19 +43,25 @@ def flake_ref(flake: str) -> str:
     return f"path:{os.path.abspath(os.path.expanduser(flake))}"
 
 
-def wanted_system(nix: str, flake: str, host: str, timeout: int = 600) -> str:
-    """The store path of the host's system, by evaluation only (nothing is built)."""
-    attr = f"{flake_ref(flake)}#nixosConfigurations.{host}.config.system.build.toplevel.outPath"
+def eval_store_path(nix: str, attr: str, what: str, timeout: int = 600) -> str:
+    """The store path attr (an installable ending in .outPath) evaluates to, by evaluation only; what names it in
+    errors (nixosConfigurations.<host> of <flake>)."""
     argv = [nix, *NIX_FEATURES, "eval", "--raw", attr]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise HostError(f"evaluating {host}'s system took longer than {timeout} s") from None
+        raise HostError(f"evaluating {what} took longer than {timeout} s") from None
     path = done.stdout.strip()
     if done.returncode != 0 or not STORE_PATH.match(path):
         tail = " | ".join(done.stderr.strip().splitlines()[-5:])
-        raise HostError(f"cannot evaluate nixosConfigurations.{host} of {flake}: {tail or path!r}")
+        raise HostError(f"cannot evaluate {what}: {tail or path!r}")
     return path
+
+
+def wanted_system(nix: str, flake: str, host: str, timeout: int = 600) -> str:
+    """The store path of the host's system, by evaluation only (nothing is built)."""
+    attr = f"{flake_ref(flake)}#nixosConfigurations.{host}.config.system.build.toplevel.outPath"
+    return eval_store_path(nix, attr, f"nixosConfigurations.{host} of {flake}", timeout)
 
 
 def ssh_options(target: Target, known_hosts: str) -> list:

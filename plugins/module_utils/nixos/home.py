@@ -34,6 +34,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.deploy import (
     NIX_FEATURES,
     STORE_PATH,
+    eval_store_path,
     flake_ref,
     ssh_options,
 )
@@ -91,16 +92,8 @@ def activation_attr(flake: str, configuration: str) -> str:
 
 def wanted_generation(nix: str, flake: str, configuration: str, timeout: int = 600) -> str:
     """The store path of the configuration's activationPackage (the generation), by evaluation only."""
-    argv = [nix, *NIX_FEATURES, "eval", "--raw", activation_attr(flake, configuration)]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise HostError(f"evaluating the home {configuration} took longer than {timeout} s") from None
-    path = done.stdout.strip()
-    if done.returncode != 0 or not STORE_PATH.match(path):
-        tail = " | ".join(done.stderr.strip().splitlines()[-5:])
-        raise HostError(f'cannot evaluate homeConfigurations."{configuration}" of {flake}: {tail or path!r}')
-    return path
+    what = f'homeConfigurations."{configuration}" of {flake}'
+    return eval_store_path(nix, activation_attr(flake, configuration), what, timeout)
 
 
 def parse_profile(output: str) -> tuple:

@@ -65,7 +65,7 @@ def test_homes_are_switched_one_host_at_a_time_then_left_alone(fleet):
     assert switched(fleet) == ["mini1", "mini2"]
     assert fleet.managed_file("mini1") == fleet.managed_file("mini2") == "version=1"
     names = first.task_names()
-    evaluated = [i for i, n in enumerate(names) if n == "Evaluate each home's generation"]
+    evaluated = [i for i, n in enumerate(names) if n == "Evaluate every selected home"]
     switches = [i for i, n in enumerate(names) if n.startswith("Switch the home ")]
     assert len(evaluated) == 1 and evaluated[0] < min(switches), "every home is evaluated before any switch"
 

@@ -32,7 +32,7 @@ def test_the_commands_children_are_stopped_with_it(tmp_path):
     with pytest.raises(remote.HostError, match=r"^nixos-rebuild ran longer than 1 s"):
         remote.run_logged([str(script)], str(tmp_path / "log"), timeout=1)
     child = int(pid_file.read_text())
-    for _ in range(100):  # the kill is asynchronous: wait for the zombie to go
+    for _attempt in range(100):  # the kill is asynchronous: wait for the zombie to go
         try:
             if "State:\tZ" in Path(f"/proc/{child}/status").read_text():
                 break
