@@ -152,7 +152,7 @@ def host_modules(nix_instantiate, tmp_path, data: dict) -> dict:
     let
       site = import ./nix/lib/hosts.nix ({json_file(tmp_path, "hosts.json", data)});
       module = host: let h = import ./nix/modules/host.nix {{
-        inherit site host; layout = import ./nix/lib/partitions.nix; modulesPath = "/stub";
+        inherit site host; layout = import ./nix/lib/partitions.nix; modulesPath = "/stub"; config = {{ }};
       }}; in builtins.filter builtins.isAttrs h.imports;
     in builtins.mapAttrs (_: host: {{ settings = host.nfs; nfs = module host; }}) site.hosts
     """
