@@ -49,19 +49,9 @@ class HostKey:
         return age_recipient_from_ssh(self.public_key) if self.public_key else None
 
 
-@dataclass
-class NextKey:
-    """A host's new key during a two-step rotation: added (made or recorded now), or kept (added before)."""
-
-    name: str
-    action: str
-    public_key: str | None = None
-    private_pem: bytes | None = None
-    source: str = "generated"
-
-    @property
-    def recipient(self) -> str | None:
-        return age_recipient_from_ssh(self.public_key) if self.public_key else None
+# A host's new key during a two-step rotation: the same record, with the actions added (made or recorded now) or
+# kept (added before).
+NextKey = HostKey
 
 
 class Store:
