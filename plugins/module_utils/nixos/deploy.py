@@ -70,6 +70,13 @@ def ssh_options(target: Target, known_hosts: str) -> list:
     return argv[1 : argv.index("-p")] + ["-p", str(target.port)]
 
 
+def nix_sshopts(target: Target, known_hosts: str, extra: tuple = ()) -> dict:
+    """The environment for the ssh that nix and nixos-rebuild start themselves: NIX_SSHOPTS with the pinned
+    known_hosts, strictly, the identity and port, and any extra ssh options."""
+    options = ssh_options(target, known_hosts) + list(extra)
+    return dict(os.environ, NIX_SSHOPTS=" ".join(shlex.quote(o) for o in options))
+
+
 def running_system(target: Target, known_hosts: str, action: str) -> str:
     """The store path the host runs (or boots next, for boot), over pinned SSH."""
     failure = f"cannot read {target.host}'s system at {target.address}"
@@ -90,8 +97,7 @@ def rollback_argv(options: dict, target: Target) -> list:
 
 def rebuild(argv: list, target: Target, known_hosts: str, log_file: str, timeout: int):
     """Run nixos-rebuild with NIX_SSHOPTS pinning the host key (nixos-rebuild passes them to every ssh)."""
-    env = dict(os.environ, NIX_SSHOPTS=" ".join(shlex.quote(o) for o in ssh_options(target, known_hosts)))
-    run = run_logged(argv, log_file, timeout, env=env)
+    run = run_logged(argv, log_file, timeout, env=nix_sshopts(target, known_hosts))
     if run.rc != 0:
         raise HostError(
             f"nixos-rebuild {argv[1]} of {target.host} failed (exit {run.rc}); see {log_file}",

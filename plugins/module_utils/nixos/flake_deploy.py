@@ -88,11 +88,6 @@ def flake_source(nix: str, ref: str, timeout: int) -> str:
 KEEPALIVE = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
 
 
-def nix_env(target: Target, known_hosts: str) -> dict:
-    options = deploy.ssh_options(target, known_hosts) + KEEPALIVE
-    return dict(os.environ, NIX_SSHOPTS=" ".join(shlex.quote(o) for o in options))
-
-
 def step_name(where: str, argv: list) -> str:
     """How an error names the step: the remote command, or nix and its subcommand."""
     if where == "ssh":
@@ -107,7 +102,7 @@ def run_step(where: str, argv: list, target: Target, known_hosts: str, log_file:
     """One command of a deploy, its output appended to log_file; HostError with its tail when it fails."""
     ssh = target.ssh(known_hosts, strict=True)
     full = argv if where == "local" else [ssh[0], *KEEPALIVE, *ssh[1:], *argv]
-    run = run_logged(full, f"{log_file}.step", timeout, env=nix_env(target, known_hosts))
+    run = run_logged(full, f"{log_file}.step", timeout, env=deploy.nix_sshopts(target, known_hosts, KEEPALIVE))
     with open(f"{log_file}.step", encoding="utf-8") as step, open(log_file, "a", encoding="utf-8") as log:
         log.write(step.read())
     os.unlink(f"{log_file}.step")

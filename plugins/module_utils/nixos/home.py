@@ -36,7 +36,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.nixos.deploy import (
     STORE_PATH,
     eval_store_path,
     flake_ref,
-    ssh_options,
+    nix_sshopts,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.install import HOST
 
@@ -111,11 +111,6 @@ def running_generation(target: Target, known_hosts: str) -> tuple:
     """(profile, generation) the user has on the host now, over pinned SSH as the user."""
     failure = f"cannot read {target.user}'s Home Manager profile on {target.host} at {target.address}"
     return parse_profile(ssh_run(target, known_hosts, [PROFILE_SCRIPT], failure))
-
-
-def nix_sshopts(target: Target, known_hosts: str) -> dict:
-    """The environment for nix's own ssh: the pinned known_hosts, strictly, and the identity."""
-    return dict(os.environ, NIX_SSHOPTS=" ".join(shlex.quote(o) for o in ssh_options(target, known_hosts)))
 
 
 def archive_argv(nix: str, flake: str, target: Target) -> list:
