@@ -285,10 +285,16 @@ def read_site_file(path: str):
     except OSError as exc:
         raise SiteError([Problem(path, f"cannot be read ({exc.strerror})", "check the path")]) from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = Problem(path, f"is not valid YAML{where}", "fix the YAML syntax")
-        raise SiteError([problem]) from exc
+        raise SiteError([Problem(path, f"is not valid YAML{_yaml_reason(exc)}", "fix the YAML syntax")]) from exc
+
+
+def _yaml_reason(exc) -> str:
+    """' at line L, column C: <what the parser found>' of a YAML error (the parser's own words, as yamllint says)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem, context = getattr(exc, "problem", None), getattr(exc, "context", None)
+    words = f"{problem} ({context})" if problem and context else str(problem or context or "")
+    return f"{where}: {words}" if words else where
 
 
 def load_site(path: str) -> dict:

@@ -498,6 +498,16 @@ def test_load_site_reports_unreadable_and_broken_files(tmp_path):
         load_site(str(broken))
 
 
+def test_a_yaml_syntax_error_keeps_the_parsers_reason_and_place(tmp_path):
+    broken = tmp_path / "site.yml"
+    broken.write_text("hosts:\n  - name: a\n   role: worker\n")
+    with pytest.raises(SiteError) as raised:
+        load_site(str(broken))
+    message = str(raised.value.problems[0].message)
+    assert message.startswith("is not valid YAML at line 3, column 4: expected <block end>, but found"), message
+    assert "(while parsing a block collection)" in message, "the parser's own words are kept"
+
+
 def test_plan_lists_only_the_phases_the_site_needs():
     metal = [step["phase"] for step in site_plan(normalise_site(_metal()))]
     assert metal == ["validate", "keys", "install", "bootstrap"]
