@@ -93,6 +93,8 @@ attributes:
       - Builds nothing and writes no file of the module; evaluates with C(nix eval) the derivation and the output
         paths the build would give and reports C(changed) when they differ from the recorded ones.
       - Evaluating a flake still copies its source and writes the derivation files to the Nix store, as Nix does.
+      - When Nix cannot fetch the flake's inputs (no network, say), the task does not fail: it is planned as a build
+        with RV(evaluated=false) and a warning that says so; a real run still needs those inputs.
   diff_mode:
     support: full
     description: Shows the recorded output paths against the new ones.
@@ -178,6 +180,12 @@ built:
   description: Whether Nix was asked to build (false in check mode).
   returned: success
   type: bool
+evaluated:
+  description: Whether Nix evaluated the attribute; false only in check mode when the flake's inputs cannot be
+    fetched (then RV(outputs) is empty and RV(out_path) null, and a warning says why).
+  returned: success
+  type: bool
+  sample: true
 in_store:
   description: Whether every output is in the store (after a build always true; in check mode, whether it already is).
   returned: success
@@ -262,6 +270,8 @@ def main() -> None:
 
     def work():
         result = run(module.params, module.check_mode, module.get_bin_path("nix"), dict(os.environ))
+        for warning in result.pop("warnings", []):
+            module.warn(warning)
         if not module._diff:  # pylint: disable=protected-access
             result.pop("diff", None)
         return result

@@ -367,6 +367,16 @@ def failure_hint(tail: list) -> str:
     return ""
 
 
+# What nix prints when it cannot reach the source of a flake input (no network, no DNS, the host down): check mode
+# then cannot evaluate, which says nothing about the flake itself.
+_FETCH_FAILED = ("unable to download", "Couldn't resolve host", "Could not resolve host", "Failed to connect to")
+
+
+def fetch_failure(tail: list):
+    """The line of a log tail saying nix could not fetch an input, or None."""
+    return next((line.strip() for line in tail if any(sign in line for sign in _FETCH_FAILED)), None)
+
+
 def on_disk(store_path: str, root=None) -> str:
     """Where a store path is on this machine: under root for a local store kept in another directory."""
     return os.path.join(root, store_path.lstrip("/")) if root else store_path
@@ -493,6 +503,8 @@ def check(request: Request, nix: str, environ=None) -> dict:
     with tempfile.TemporaryFile() as log:
         rc, stdout = run_logged(argv, log, request.timeout, environ)
         tail = tail_lines(log)
+    if rc != 0 and fetch_failure(tail):
+        return unevaluated(request, record, argv, fetch_failure(tail))
     if rc != 0:
         raise NixError(
             f"nix eval of {request.attribute} (check mode) failed with exit code {rc}{failure_hint(tail)}",
@@ -510,6 +522,7 @@ def check(request: Request, nix: str, environ=None) -> dict:
     result.update(
         changed=would_change(record, evaluated),
         built=False,
+        evaluated=True,
         drv_path=drv_path,
         outputs=outputs,
         out_path=main_output(outputs),
@@ -519,6 +532,31 @@ def check(request: Request, nix: str, environ=None) -> dict:
         out_link=None,
         cmd=argv,
         diff=_diff(record, outputs),
+    )
+    return result
+
+
+def unevaluated(request: Request, record, argv: list, reason: str) -> dict:
+    """Check mode where nix cannot fetch the flake's inputs: planned as a build, and said so, not failed."""
+    result = _base_result(request, record)
+    result.update(
+        changed=True,
+        built=False,
+        evaluated=False,
+        drv_path=None,
+        outputs={},
+        out_path=None,
+        in_store=False,
+        iso=None,
+        log_file=None,
+        out_link=None,
+        cmd=argv,
+        diff={"before": _diff(record, {})["before"], "after": "(not evaluated: its inputs cannot be fetched)\n"},
+        warnings=[
+            f"check mode cannot evaluate {request.attribute} here: nix cannot fetch the flake's inputs ({reason}). "
+            "It is planned as a build; a real run builds it, and needs that network access (or the inputs in the "
+            "Nix store already)."
+        ],
     )
     return result
 
@@ -561,6 +599,7 @@ def build(request: Request, nix: str, environ=None) -> dict:
     result.update(
         changed=changed,
         built=True,
+        evaluated=True,
         drv_path=drv_path,
         outputs=outputs,
         out_path=main_output(outputs),

@@ -306,3 +306,27 @@ def test_bad_input_fails_early_naming_the_option_and_runs_nothing(ansible_cli, t
         assert " give " in result["msg"] or " use " in result["msg"] or "one of" in result["msg"], (name, result)
     assert not marker.exists(), f"nix ran on bad input: {marker.read_text()}"
     assert not state.parent.exists() and not (tmp_path / "cache").exists(), "bad input wrote a file"
+
+
+def test_check_mode_plans_a_build_whose_inputs_cannot_be_fetched(ansible_cli, nix_store, tmp_path):
+    """A flake whose input is out of reach (here a host that never resolves, offline a nixpkgs on GitHub): check mode
+    says so and plans the build instead of failing; a real run fails, since it needs the input."""
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "flake.nix").write_text(
+        '{ inputs.far.url = "https://nerv-homelab.invalid/far.tar.gz";\n'
+        "  outputs = { self, far }: { packages.x86_64-linux.default = far; }; }\n"
+    )
+    options = {"flake": str(offline), "attribute": f"{ATTR}.default", "state_file": str(tmp_path / "s.json")}
+    tasks = (
+        dict(build("Check the unreachable flake", nix_store, **options), check_mode=True),
+        dict(build("Build the unreachable flake", nix_store, **options), ignore_errors=True),
+    )
+    run = ansible_cli.playbook(play(*tasks), "--diff", env=hermetic_env(tmp_path))
+    assert run.rc == 0, run.describe()
+    check, built = (run.task(t["name"]) for t in tasks)
+    assert check["changed"] is True and check["evaluated"] is False and check["out_path"] is None, check
+    assert "check mode cannot evaluate packages.x86_64-linux.default here: nix cannot fetch" in run.output
+    assert "nerv-homelab.invalid" in run.output and "a real run builds it" in run.output
+    assert built["status"] == "failed" and "nix build of" in built["msg"], built
+    assert not (tmp_path / "s.json").exists()
