@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
+    Unpinned,
     Unreachable,
     plan_unreachable,
+    require_pinned,
     ssh_run,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text, write_private
@@ -69,12 +70,11 @@ def summary(text: str) -> dict:
 def execute(module) -> dict:
     """nerv.homelab.k3s_kubeconfig: fetch over pinned SSH, point at the server, write 0600 only when it differs."""
     p = module.params
-    if not os.path.isfile(p["known_hosts"]):
-        raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
     target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
     try:
+        require_pinned(p["known_hosts"], target)
         fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
-    except Unreachable as exc:
+    except (Unreachable, Unpinned) as exc:
         plan_unreachable(module, exc, f"fetching the kubeconfig of {p['host']}")
         return {"changed": True, "dest": p["dest"], "server": f"https://{p['address']}:6443", "context": p["name"]}
     text = rewrite(fetched, f"https://{p['address']}:6443", p["name"])

@@ -43,17 +43,39 @@ class Unreachable(HostError):
     """The host did not answer at all (refused, no route, timed out), as opposed to refusing us: check mode can
     plan without it (a VM the vms phase has not made yet, a machine not booted yet)."""
 
+    why = "not up yet, or not reachable from here"
+
+
+class Unpinned(HostError):
+    """No key of the host is pinned in known_hosts, so strict SSH cannot log in to it yet: check mode plans without
+    it (a VM the vms phase has not made, a host whose key the keys phase has not recorded), without connecting."""
+
+    why = "its key is not pinned yet"
+
 
 # What ssh prints when nothing answered, as opposed to an answer that refused us (host key, authentication).
 UNREACHABLE_SIGNS = ("Connection refused", "No route to host", "timed out", "Network is unreachable",
                      "Could not resolve hostname", "Host is down", "Connection closed by remote host")  # fmt: skip
 
 
-def plan_unreachable(module, error: Unreachable, what: str) -> None:
+def plan_unreachable(module, error: Unreachable | Unpinned, what: str) -> None:
     """In check mode, say that what is planned without the host; otherwise the error stands."""
     if not module.check_mode:
         raise error
-    module.warn(f"{error}. Check mode plans {what} without reading the host (not up yet, or not reachable from here).")
+    module.warn(f"{error}. Check mode plans {what} without reading the host ({error.why}).")
+
+
+def require_pinned(known_hosts: str, target: Target) -> None:
+    """Unpinned unless known_hosts holds a key for the target (ssh-keygen -F finds hashed entries and ports too)."""
+    if not os.path.isfile(known_hosts):
+        raise Unpinned(f"known_hosts {known_hosts} does not exist: the host's key must be pinned first")
+    name = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
+    found = subprocess.run(["ssh-keygen", "-F", name, "-f", known_hosts], capture_output=True, check=False)
+    if found.returncode != 0:
+        raise Unpinned(
+            f"no key of {target.host} ({name}) is pinned in {known_hosts}: the host's key must be pinned first "
+            "(the vms phase pins a VM's, the keys phase a bare-metal host's)"
+        )
 
 
 def ssh_error(stderr: str, message: str) -> HostError:

@@ -16,9 +16,11 @@ import subprocess
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
+    Unpinned,
     Unreachable,
     log_path,
     plan_unreachable,
+    require_pinned,
     run_logged,
     ssh_run,
 )
@@ -112,16 +114,15 @@ def execute(module) -> dict:
     p = module.params
     if not HOST.match(p["host"]):
         raise HostError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")
-    if not os.path.isfile(p["known_hosts"]):
-        raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
     target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
     flake = p["flake"]
     if p["rollback_to"] is not None and not STORE_PATH.match(p["rollback_to"]):
         raise HostError(f"rollback_to {p['rollback_to']!r} is not a system store path: give a deploy's 'before'")
     argv = rollback_argv(p, target) if p["rollback_to"] else rebuild_argv({**p, "flake": flake}, target)
     try:
+        require_pinned(p["known_hosts"], target)
         before = running_system(target, p["known_hosts"], p["action"])
-    except Unreachable as exc:
+    except (Unreachable, Unpinned) as exc:
         plan_unreachable(module, exc, f"a deploy to {p['host']}")
         return {"changed": True, "before": None, "after": None, "argv": argv}
     want = p["rollback_to"] or wanted_system(p["nix"], flake, p["host"])

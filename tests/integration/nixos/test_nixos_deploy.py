@@ -169,9 +169,23 @@ def test_a_deploy_is_rolled_back_once_to_the_system_it_replaced(rig):
 
 
 def test_a_host_that_does_not_answer_is_planned_in_check_mode_and_fails_for_real(rig):
+    key = rig.known_hosts.read_text().split(None, 1)[1]
+    rig.known_hosts.write_text(rig.known_hosts.read_text() + f"10.77.0.99 {key}")  # pinned, but nothing answers
     result, planned = deploy(rig, check=True, address="10.77.0.99")
     assert result.rc == 0 and planned["changed"] and planned["before"] is None, result.describe()
     assert any("Check mode plans a deploy to mini1" in w for w in planned.get("warnings", [])), planned
     result, refused = deploy(rig, address="10.77.0.99")
     assert result.rc != 0 and "cannot read mini1's system" in refused["msg"]
+    assert rig.runs() == []
+
+
+def test_a_host_whose_key_is_not_pinned_is_planned_without_connecting_and_refused_for_real(rig):
+    """A VM the vms phase has not pinned yet: check mode plans without trying SSH (strict SSH could not log in
+    anyway), a real run refuses before anything runs, naming the fix."""
+    result, planned = deploy(rig, check=True, address="10.77.0.98")
+    assert result.rc == 0 and planned["changed"] and planned["before"] is None, result.describe()
+    warning = next(w for w in planned.get("warnings", []) if "Check mode plans a deploy to mini1" in w)
+    assert "no key of mini1 (10.77.0.98) is pinned in" in warning and "its key is not pinned yet" in warning
+    result, refused = deploy(rig, address="10.77.0.98")
+    assert result.rc != 0 and "the host's key must be pinned first" in refused["msg"], refused
     assert rig.runs() == []
