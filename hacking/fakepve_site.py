@@ -1,18 +1,21 @@
 """A Proxmox emulator (fakepve) shaped like a nerv.homelab site, with a stand-in for the NixOS installer.
 
-For the demo and the molecule scenarios - never a real machine:
+For the demo, the tests and the molecule scenarios - never a real machine:
 
     python hacking/fakepve_site.py inventory/demo/site.yml --state-dir DIR [--host 127.0.0.1 --port 0] --daemon
     python hacking/fakepve_site.py --stop --state-dir DIR
 
 It serves fakepve with the site's nodes, storages and API token (the secret from the environment variable the
-site names), and plays the guests' part: a VM the template pipeline started (tag nerv-phase-installing)
-powers off a few seconds later, as the real unattended installer does once NixOS is installed; a started
-clone of the site (tag nerv-site-<site>) gets a guest agent reporting its cloud-init address and an SSH host
-key a moment after it boots. In DIR it
-writes site.yml (the site pointed at the fake: url and ca_path), ca.pem, installer.iso (a small file standing
-in for the ISO Nix cannot build here) and, with --daemon, pid and fakepve.log. --daemon returns once the fake
-answers and stops it after --lifetime seconds at the latest.
+site names) as a cluster the site was written for: every node has Proxmox's default storages (local, local-lvm),
+and the site's own VM storage is shared (Ceph RBD) when the site clones VMs onto nodes other than the template's,
+which Proxmox does only from shared storage. fakepve lacks the QEMU disk resize; SiteFakePve adds it, after
+qemu-server. It plays the guests' part: a VM the template pipeline started (tag nerv-phase-installing) powers off a
+few seconds later, as the real unattended installer does once NixOS is installed; a started clone of the site (tag
+nerv-site-<site>) gets a guest agent reporting its cloud-init address and an SSH host key a moment after it boots.
+In DIR it writes site.yml (the site pointed at the fake: url and ca_path), fakepve.crt (the certificate it serves,
+which is its own CA: the ca_path), installer.iso (a small file standing in for the ISO Nix cannot build here) and,
+with --daemon, pid and fakepve.log. --daemon returns once the fake answers and stops it after --lifetime seconds at
+the latest.
 """
 
 from __future__ import annotations
@@ -32,9 +35,75 @@ from pathlib import Path
 import yaml
 from fakepve import FakePve, settle
 from fakepve.certs import make_cert
+from fakepve.lxc import format_size, parse_size
+from fakepve.model import PveError, TaskError
+from fakepve.qemu import is_cdrom, join_drive, split_drive
 
 INSTALL_SECONDS = 3
 GIB = 1024**3
+# What every Proxmox VE node has after installation: the directory storage `local` and the LVM-thin `local-lvm`.
+PVE_DEFAULT_STORAGES = {
+    "local": {"type": "dir", "path": "/var/lib/vz", "content": "iso,vztmpl,backup,snippets"},
+    "local-lvm": {"type": "lvmthin", "vgname": "pve", "thinpool": "data", "content": "images,rootdir"},
+}
+
+
+def site_storages(site: dict) -> dict:
+    """storage.cfg of a cluster the site was written for: Proxmox's defaults, the site's ISO storage as a directory,
+    and its VM storage as shared Ceph RBD when the site puts VMs on nodes other than the template's (Proxmox clones
+    across nodes only from shared storage), as node-local LVM-thin otherwise. A default storage keeps its own kind:
+    a site that clones local-lvm onto another node gets Proxmox's refusal, as it would on a real cluster."""
+    storages = {name: dict(spec, active=1, files=set()) for name, spec in PVE_DEFAULT_STORAGES.items()}
+    storages["local"]["avail"] = 50 * GIB
+    pmx, template = site["proxmox"], site.get("template") or {}
+    iso = pmx.get("iso_storage", "local")
+    if iso not in storages:
+        storages[iso] = {"type": "dir", "path": f"/mnt/pve/{iso}", "active": 1, "avail": 50 * GIB, "files": set(),
+                         "content": "iso,vztmpl,backup,snippets", "shared": 1}  # fmt: skip
+    vm_storage = pmx["storage"]
+    if vm_storage not in storages:
+        nodes = {h.get("node") for h in site.get("hosts", []) if h.get("kind") == "vm"} - {template.get("node")}
+        if nodes:
+            storages[vm_storage] = {"type": "rbd", "pool": vm_storage, "content": "images,rootdir", "shared": 1}
+        else:
+            storages[vm_storage] = {"type": "lvmthin", "vgname": vm_storage, "thinpool": "data"}
+            storages[vm_storage]["content"] = "images,rootdir"
+        storages[vm_storage].update(active=1, files=set())
+    return storages
+
+
+class SiteFakePve(FakePve):
+    """fakepve plus the QEMU call a site's run makes that fakepve 0.5 lacks: PUT /nodes/{node}/qemu/{vmid}/resize.
+
+    Follows qemu-server 9.2.6 src/PVE/API2/Qemu.pm (resize_vm): a task of type resize; in it, the disk must exist and
+    not be a CD-ROM, the size is absolute or, with a leading +, added to the current one; a smaller size fails
+    ("shrinking disks is not supported"), the same size changes nothing, a larger one is written to the drive."""
+
+    def _routes_nerv_qemu_resize(self):
+        return [("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._qm_resize)]
+
+    async def _qm_resize(self, v, user):
+        vm = self.find(v["node"], v["vmid"])
+        disk, text = v["disk"], str(v["size"])
+
+        async def body():
+            try:
+                self._check_lock(vm)
+            except PveError as error:
+                raise TaskError(error.message) from error
+            if not vm.config.get(disk):
+                raise TaskError(f"disk '{disk}' does not exist")
+            volume, props = split_drive(vm.config[disk])
+            if is_cdrom(volume, props):
+                raise TaskError("you can't resize a cdrom")
+            size = parse_size(props.get("size", "0")) or 0
+            wanted = parse_size(text.lstrip("+")) + (size if text.startswith("+") else 0)
+            if wanted < size:
+                raise TaskError("shrinking disks is not supported")
+            if wanted != size:
+                vm.config[disk] = join_drive(volume, dict(props, size=format_size(wanted)))
+
+        return await self.task(vm.node, "resize", vm.vmid, user, body, vm=vm)
 
 
 class SiteFake:
@@ -50,15 +119,9 @@ class SiteFake:
         boot_seconds: float = 2,
     ):
         url_host, url_port = site["proxmox"]["url"].split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
-        self.pve = pve = FakePve(host=host or url_host, port=int(url_port) if port is None else port)
+        self.pve = pve = SiteFakePve(host=host or url_host, port=int(url_port) if port is None else port)
         pve.nodes = {name: {"online": True} for name in site["proxmox"]["nodes"]}
-        iso_storage = site["proxmox"].get("iso_storage", "local")
-        pve.storages = {
-            site["proxmox"]["storage"]: {"type": "lvmthin", "active": 1, "content": "images,rootdir", "files": set()},
-            iso_storage: {"type": "dir", "active": 1, "content": "iso,vztmpl,backup,snippets", "files": set()},
-        }
-        pve.storages[site["proxmox"]["storage"]].update(vgname="pve", thinpool="data")
-        pve.storages[iso_storage].update(path="/var/lib/vz", avail=50 * GIB)
+        pve.storages = site_storages(site)
         pve.apitokens[site["proxmox"]["token_id"]] = secret
         self.boot_seconds = boot_seconds
         self.loop = asyncio.new_event_loop()
@@ -122,10 +185,6 @@ def write_state(site: dict, fake: SiteFake, state_dir: Path) -> None:
 
 def start(args) -> SiteFake:
     site = yaml.safe_load(Path(args.site).read_text())
-    if args.fit_fake:
-        for host in site.get("hosts", []):
-            if host.get("kind") == "vm":
-                host.update(node=site["template"]["node"], disk=site["template"]["disk"])
     variable = site["proxmox"].get("token_secret_env", "PROXMOX_TOKEN_SECRET")
     secret = os.environ.get(variable)
     if not secret:
@@ -182,13 +241,6 @@ def main(argv=None) -> int:
     parser.add_argument("--daemon", action="store_true", help="serve in the background; return once ready")
     parser.add_argument("--lifetime", type=int, default=1800, help="seconds a daemon serves at most")
     parser.add_argument("--stop", action="store_true", help="stop the daemon of --state-dir")
-    parser.add_argument(
-        "--fit-fake",
-        action="store_true",
-        help="in the site written to DIR, place every VM host on the template's node and give it the template's"
-        " disk size: the fake's storages are local (a clone cannot land on another node), and fakepve does not"
-        " apply a QEMU disk resize to the config (a resize would be sent again on every run)",
-    )
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     if args.stop:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import secrets
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -18,12 +19,16 @@ from typing import Any
 import yaml
 from fakepve import FakePve, settle
 
-from ._sites import site_schema
+from ._sites import REPO, site_schema
+
+# hacking/ holds the emulators the tests, the demo and the molecule scenarios share
+if str(REPO / "hacking") not in sys.path:
+    sys.path.insert(0, str(REPO / "hacking"))
+from fakepve_site import SiteFakePve, site_storages  # noqa: E402
 
 HOST = "127.0.0.1"
 ROOT = "root@pam"
 CALL_TIMEOUT = 30
-GIB = 1024**3
 # Used only when plugins/module_utils/site/schema.py cannot be read; the schema is the reference.
 FALLBACK_DEFAULTS = {
     "template": {"name": "nixos-base", "cores": 2, "memory": 2048, "disk": 20, "bios": "ovmf"},
@@ -80,23 +85,6 @@ class SiteShape:
             token_secret_env=pmx.get("token_secret_env") or schema_default("proxmox", "token_secret_env"),
             template=template,
         )
-
-    def storages(self) -> dict[str, dict[str, Any]]:
-        """storage.cfg of the fake: the images storage as LVM-thin, the ISO storage as a directory."""
-        iso = {
-            "type": "dir",
-            "active": 1,
-            "content": "iso,vztmpl,backup,snippets",
-            "files": set(),
-            "path": "/var/lib/vz" if self.iso_storage == "local" else f"/mnt/pve/{self.iso_storage}",
-            "avail": 50 * GIB,
-        }
-        if self.storage == self.iso_storage:
-            iso["content"] = "images,rootdir," + iso["content"]
-            return {self.storage: iso}
-        images = {"type": "lvmthin", "active": 1, "content": "images,rootdir", "files": set()}
-        images.update(vgname="pve", thinpool="data")
-        return {self.storage: images, self.iso_storage: iso}
 
     def template_config(self) -> dict[str, Any]:
         """The create parameters of the template VM, as the template role would make it."""
@@ -249,7 +237,7 @@ class PveSite:
         pve = self.pve
         pve.time_scale = 0
         pve.nodes = {name: {"online": True} for name in self.shape.nodes}
-        pve.storages = self.shape.storages()
+        pve.storages = site_storages(self.site)
         pve.apitokens[self.token_id] = self.token_secret
         self._make_template()
         pve.requests.clear()
@@ -296,7 +284,7 @@ def start_pve_site(site_path: Path, cafile: str, keyfile: str, time_scale: float
     site = load_site(site_path)
     shape = SiteShape.from_site(site)
     password = secrets.token_urlsafe(16)
-    pve = FakePve(user=ROOT, password=password, host=HOST, port=0)
+    pve = SiteFakePve(user=ROOT, password=password, host=HOST, port=0)
     loop = LoopThread(f"pve-site-{site_path.parent.name}")
     pve_site = PveSite(site_path, site, shape, pve, cafile, str(uuid.uuid4()), password, time_scale, loop)
     try:
