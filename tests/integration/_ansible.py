@@ -147,8 +147,9 @@ class AnsibleCli:
 
     def localhost_inventory(self) -> Path:
         """An inventory of localhost alone, run locally with this Python (it has the test dependencies)."""
-        path = self.tmp_path / "localhost.ini"
-        path.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+        path = self.tmp_path / "localhost.yml"
+        localhost = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        path.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": localhost}}}))
         return path
 
     def write_playbook(self, plays: list[dict[str, Any]], name: str = "playbook.yml") -> Path:
