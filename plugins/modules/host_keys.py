@@ -100,6 +100,13 @@ options:
         O(hosts[].address) (the site's known_hosts, where M(nerv.homelab.proxmox_vm)'s keys read through the guest
         agent are pinned). Hashed entries are not matched.
     type: path
+  pin:
+    description:
+      - Also pin every host that has a key and an O(hosts[].address) in O(known_hosts), in one write - an entry of
+        that address with another ed25519 key is replaced, other entries stay - and list them in RV(pinned).
+      - Replaces a loop of M(ansible.builtin.known_hosts) tasks (one module run per host).
+    type: bool
+    default: false
   extra_files_dir:
     description:
       - A private directory (mode 0700, such as one made by M(ansible.builtin.tempfile)) to write each host's
@@ -177,6 +184,12 @@ recipients:
   description: Host name to age recipient (hosts whose key is known).
   returned: always
   type: dict
+pinned:
+  description: With O(pin), the hosts whose entry in O(known_hosts) was added or replaced (would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [nuc1]
 next_recipients:
   description:
     - Host name to the age recipient of its new key, for hosts being rotated in two steps (between
@@ -212,6 +225,7 @@ def argument_spec() -> dict:
         "rotate": {"type": "list", "elements": "str", "default": []},
         "rotate_stage": {"type": "str", "choices": ["replace", "add", "drop"], "default": "replace"},
         "known_hosts": {"type": "path"},
+        "pin": {"type": "bool", "default": False},
         "extra_files_dir": {"type": "path"},
         **IDENTITY_OPTIONS,
     }

@@ -109,6 +109,14 @@ options:
         other address with a warning.
     type: list
     elements: str
+  known_hosts:
+    description:
+      - With O(state=started), pin the host key read through the guest agent (RV(host_key)) in this known_hosts file
+        at RV(address); an entry of that address with another ed25519 key is replaced, other entries stay
+        (M(nerv.homelab.host_keys) then refuses a host whose key changed against the one it recorded).
+      - Parallel runs of this module (one per VM, as async jobs) may pin into the same file.
+      - Pinning counts as a change (RV(pinned)); in check mode nothing is written.
+    type: path
   wait_timeout:
     description: Seconds to wait for the guest agent to report an address with O(state=started).
     type: int
@@ -231,6 +239,11 @@ host_key:
   returned: success
   type: str
   sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHv8o3b1Jm1cX0fC9JY3g9v0Y8cTn1v3Cz5pK2r8l0aB
+pinned:
+  description: Whether RV(host_key) was pinned in O(known_hosts) at RV(address) now (would be, in check mode).
+  returned: success
+  type: bool
+  sample: false
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -263,6 +276,7 @@ def argument_spec() -> dict:
         nameserver={"type": "str"},
         searchdomain={"type": "str"},
         cidr={"type": "list", "elements": "str"},
+        known_hosts={"type": "path"},
         wait_timeout={"type": "int", "default": 300},
         force={"type": "bool", "default": False},
         lock_timeout={"type": "int", "default": 60},

@@ -38,6 +38,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests imp
     RenderError,
     dump,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     check_recipient,
@@ -51,7 +52,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files im
     open_document,
     read_text,
     without_comments,
-    write_private,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site
 
@@ -104,13 +104,13 @@ def execute(module) -> dict:
         diffs.append(_diff(relative, before, text, relative in encrypted))
         if not module.check_mode:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_private(path, text, mode=0o644)
+            write_atomic(path, text, mode=0o644)
     for relative, text in new_secrets.items():
         changed.append(relative)
         shown = SECRET_SHOWN.format(f"{MONITORING_NAMESPACE}/{GRAFANA_ADMIN_SECRET}")
         diffs.append({"before_header": relative, "after_header": relative, "before": "", "after": shown})
         if not module.check_mode:
-            write_private(os.path.join(p["dest"], relative), text)
+            write_atomic(os.path.join(p["dest"], relative), text)
     # the sops files made once are rendered on every run they stay in the site: kept, never pruned
     removed = stale_files(p["dest"], stage_root, {*texts, *secret_files, ca_relative})
     for relative in removed:

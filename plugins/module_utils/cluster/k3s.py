@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
@@ -15,7 +16,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import 
     require_pinned,
     ssh_run,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text, write_private
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text
 
 try:
     import yaml
@@ -70,7 +71,7 @@ def summary(text: str) -> dict:
 def execute(module) -> dict:
     """nerv.homelab.k3s_kubeconfig: fetch over pinned SSH, point at the server, write 0600 only when it differs."""
     p = module.params
-    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    target = Target.from_params(p)
     try:
         require_pinned(p["known_hosts"], target)
         fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
@@ -81,7 +82,7 @@ def execute(module) -> dict:
     before = read_text(p["dest"]) or ""
     changed = before != text
     if changed and not module.check_mode:
-        write_private(p["dest"], text)
+        write_atomic(p["dest"], text)
     after = summary(text)
     return {
         "changed": changed,

@@ -17,13 +17,13 @@ import tempfile
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common.known_hosts import pinned_keys
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
     ssh_run,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.host_keys import pinned_keys
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
 HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -230,8 +230,8 @@ def execute(module) -> dict:
     """nerv.homelab.nixos_install: probe, decide (refusals), run nixos-anywhere, check the pinned key after."""
     p = module.params
     check_inputs(p["host"], p["flake"], p["disk"], p["phases"], p["identity_file"] or "", p["extra_files"])
-    target = remote.Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
-    after = remote.Target(p["host"], p["address_after"] or p["address"], p["port"], p["user"], p["identity_file"] or "")
+    target = remote.Target.from_params(p)
+    after = remote.Target.from_params(p, p["address_after"] or p["address"])
     pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
     with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common import known_hosts
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import vm_plan as pvm
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
@@ -230,6 +231,13 @@ class Vm:
         return key
 
 
+def pin(path, address, key, check_mode: bool) -> bool:
+    """Pin the key read through the agent at the VM's address (known_hosts given, both known); whether it changed."""
+    if not (path and address and key):
+        return False
+    return bool(known_hosts.pin(path, {address: key}, check_mode))
+
+
 def survey(vm, guest, resources):
     """What the VM is and what it should become: the plan and everything the actions need."""
     params, client, state = vm.params, vm.client, vm.params["state"]
@@ -283,6 +291,7 @@ def run(module):
     resources = client.get("/cluster/resources", type="vm") or []
     guest = pvm.guest_at(resources, params["vmid"])
     result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None}
+    result["pinned"] = False
     if guest is not None:
         pvm.check_ownership(guest, params)
         vm.node = guest.get("node") or vm.node
@@ -331,8 +340,9 @@ def run(module):
     if state == "started" and (not module.check_mode or (guest is not None and status == "running")):
         result["addresses"], result["address"] = vm.wait_address(patient=not module.check_mode)
         result["host_key"] = vm.host_key()
+        result["pinned"] = pin(params["known_hosts"], result["address"], result["host_key"], module.check_mode)
 
-    result.update(changed=bool(actions), status=final, actions=actions, changed_keys=changed)
+    result.update(changed=bool(actions) or result["pinned"], status=final, actions=actions, changed_keys=changed)
     result["diff"] = {"before": before, "after": after}
     for warning in vm.warnings:
         module.warn(warning)

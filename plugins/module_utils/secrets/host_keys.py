@@ -15,6 +15,9 @@ import os
 import re
 from dataclasses import dataclass
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common import known_hosts
+from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
+from ansible_collections.nerv.homelab.plugins.module_utils.common.known_hosts import pinned_keys
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     age_recipient_from_ssh,
@@ -154,19 +157,6 @@ def check_hosts(hosts: list, rotate: list) -> None:
             ssh_public_key_blob(host["public_key"])
 
 
-def pinned_keys(path: str | None) -> dict:
-    """address -> 'ssh-ed25519 AAAA...' of a known_hosts file (plain entries only; hashed ones cannot be matched)."""
-    text = files.read_text(path) if path else None
-    pinned = {}
-    for line in (text or "").splitlines():
-        fields = line.split()
-        if len(fields) < 3 or fields[0].startswith(("#", "|", "@")) or fields[1] != "ssh-ed25519":
-            continue
-        for address in fields[0].split(","):
-            pinned.setdefault(address.strip("[]").split("]:")[0], f"{fields[1]} {fields[2]}")
-    return pinned
-
-
 def plan_host(store: Store, host: dict, rotate: bool, check_mode: bool, pinned: dict | None = None) -> HostKey:
     """What to do for one host; raises (changing nothing) when a recorded key would be replaced silently."""
     name, given = host["name"], _normal(host["public_key"]) if host.get("public_key") else None
@@ -214,8 +204,8 @@ def apply_next(store: Store, key: NextKey | None, admins: list) -> None:
         return
     if key.private_pem is not None:
         document = new_document({PRIVATE_KEY: key.private_pem.decode()}, "yaml", admins, Rules())
-        files.write_private(store.next_private_path(key.name), document.text())
-    files.write_private(store.next_public_path(key.name), key.public_key + "\n", mode=0o644)
+        write_atomic(store.next_private_path(key.name), document.text())
+    write_atomic(store.next_public_path(key.name), key.public_key + "\n", mode=0o644)
 
 
 def apply_promote(store: Store, key: HostKey) -> None:
@@ -226,7 +216,7 @@ def apply_promote(store: Store, key: HostKey) -> None:
         os.replace(store.next_private_path(name), store.private_path(name))
     elif os.path.exists(store.private_path(name)):
         os.unlink(store.private_path(name))  # the host made its new key: the old private key is no one's now
-    files.write_private(store.public_path(name), key.public_key + "\n", mode=0o644)
+    write_atomic(store.public_path(name), key.public_key + "\n", mode=0o644)
     os.unlink(store.next_public_path(name))
 
 
@@ -239,11 +229,11 @@ def apply(store: Store, key: HostKey, admins: list) -> None:
         return
     if key.private_pem is not None:
         document = new_document({PRIVATE_KEY: key.private_pem.decode()}, "yaml", admins, Rules())
-        files.write_private(store.private_path(key.name), document.text())
+        write_atomic(store.private_path(key.name), document.text())
     elif os.path.exists(store.private_path(key.name)):
         # the host made its own key: a private key kept here would be a key no one uses
         os.unlink(store.private_path(key.name))
-    files.write_private(store.public_path(key.name), key.public_key + "\n", mode=0o644)
+    write_atomic(store.public_path(key.name), key.public_key + "\n", mode=0o644)
 
 
 def private_pem(store: Store, key: HostKey, identities: list) -> bytes | None:
@@ -278,7 +268,7 @@ def write_extra_files(root: str, key: HostKey, pem: bytes) -> tuple[str, bool]:
     for path, (data, mode) in wanted.items():
         if _same(path, data, mode):
             continue
-        files.write_private(path, data, mode=mode)
+        write_atomic(path, data, mode=mode)
         changed = True
     return base, changed
 
@@ -315,13 +305,30 @@ def run(params: dict, check_mode: bool, load_identities) -> dict:
             apply(store, key, admins)
     extra = _extra_files(params, check_mode, load_identities, store, plans)
     added = [n for n in nexts.values() if n and n.action == "added"]
+    pinned = _pin(params, plans, check_mode)
     return {
-        "changed": any(k.changes for k in plans) or bool(added) or any(changed for _path, changed in extra.values()),
+        "changed": any(k.changes for k in plans)
+        or bool(added)
+        or any(changed for _path, changed in extra.values())
+        or bool(pinned),
+        "pinned": pinned,
         "hosts": {k.name: {**_describe(store, k, extra.get(k.name)), **_describe_next(nexts[k.name])} for k in plans},
         "recipients": {k.name: k.recipient for k in plans if k.public_key},
         "next_recipients": {n.name: n.recipient for n in nexts.values() if n and n.public_key},
         "diff": {"before": _listing(before), "after": _listing({k.name: k.public_key for k in plans})},
     }
+
+
+def _pin(params: dict, plans: list, check_mode: bool) -> list:
+    """With pin, every host with a key and an address pinned in known_hosts (one write); the hosts that changed."""
+    if not params.get("pin"):
+        return []
+    if not params["known_hosts"]:
+        raise SopsError("pin needs known_hosts: the file to pin the hosts' keys in")
+    address = {h["name"]: h.get("address") for h in params["hosts"]}
+    keys = {address[k.name]: k.public_key for k in plans if k.public_key and address[k.name]}
+    changed = set(known_hosts.pin(params["known_hosts"], keys, check_mode))
+    return sorted(name for name, where in address.items() if where in changed)
 
 
 def _plan(store: Store, host: dict, rotating: bool, stage: str, check_mode: bool, pinned: dict):

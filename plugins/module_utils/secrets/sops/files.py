@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tempfile
 from dataclasses import dataclass, field
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, formats, stores
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
@@ -24,24 +24,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document
     set_path,
     split_key,
 )
-
-
-def write_private(path: str, data, mode: int = 0o600) -> None:
-    """Write data to path atomically (temp file in the same directory, fsync, rename), created with mode."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".nerv-", dir=directory)
-    try:
-        os.fchmod(handle, mode)
-        with os.fdopen(handle, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def read_text(path: str) -> str | None:
@@ -156,7 +138,7 @@ class Plan:
 
     def apply(self) -> None:
         if self.changed:
-            write_private(self.path, self.text)
+            write_atomic(self.path, self.text)
 
 
 def _recipients_for(path: str, recipients: list | None, rules: Rules | None, sops_config: str | None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
+from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     age_public,
@@ -154,7 +155,7 @@ def config_task(module) -> dict:
     rekeys = files.plan_rekeys(params.get("rekey") or [], rules, params["path"], lambda: identities(params))
     if not module.check_mode:
         if changed:
-            files.write_private(params["path"], text, mode=0o644)
+            write_atomic(params["path"], text, mode=0o644)
         for plan in rekeys:
             plan.apply()
     result.update(
