@@ -20,4 +20,10 @@ options:
   identity_file:
     description: The SSH private key to log in with (keys only, never a password prompt).
     type: path
+  connect_timeout:
+    description:
+      - Seconds SSH waits for the host to answer (ssh's C(ConnectTimeout)); a host that does not answer in time is
+        unreachable (check mode then plans without it).
+    type: int
+    default: 10
 """

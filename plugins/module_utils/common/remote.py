@@ -27,6 +27,7 @@ SSH_OPTIONS = {
     "port": {"type": "int", "default": 22},
     "user": {"type": "str", "default": "root"},
     "identity_file": {"type": "path"},
+    "connect_timeout": {"type": "int", "default": 10},
 }
 
 
@@ -91,6 +92,14 @@ class Target:
     user: str = "root"
     identity_file: str = ""
     connect_timeout: int = 10
+
+    @classmethod
+    def from_params(cls, p: dict, address: str | None = None) -> Target:
+        """The target of a module's ssh_target options (host, address, port, user, identity_file, connect_timeout)."""
+        if p.get("connect_timeout", 10) < 1:
+            raise HostError(f"connect_timeout must be at least 1 second, not {p['connect_timeout']}")
+        return cls(p["host"], address or p["address"], p["port"], p["user"], p["identity_file"] or "",
+                   p.get("connect_timeout", 10))  # fmt: skip
 
     def ssh(self, known_hosts: str, strict: bool) -> list:
         """ssh argv to the target: keys only, never a prompt, host keys from known_hosts."""

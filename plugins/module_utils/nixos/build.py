@@ -373,8 +373,9 @@ _FETCH_FAILED = ("unable to download", "Couldn't resolve host", "Could not resol
 
 
 def fetch_failure(tail: list):
-    """The line of a log tail saying nix could not fetch an input, or None."""
-    return next((line.strip() for line in tail if any(sign in line for sign in _FETCH_FAILED)), None)
+    """What nix said last about an input it could not fetch (its final error, not a retry), or None."""
+    found = [line.strip() for line in tail if any(sign in line for sign in _FETCH_FAILED)]
+    return re.sub(r"^(warning: )?error: ", "", found[-1]) if found else None
 
 
 def on_disk(store_path: str, root=None) -> str:

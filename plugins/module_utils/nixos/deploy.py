@@ -114,7 +114,7 @@ def execute(module) -> dict:
     p = module.params
     if not HOST.match(p["host"]):
         raise HostError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")
-    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    target = Target.from_params(p)
     flake = p["flake"]
     if p["rollback_to"] is not None and not STORE_PATH.match(p["rollback_to"]):
         raise HostError(f"rollback_to {p['rollback_to']!r} is not a system store path: give a deploy's 'before'")

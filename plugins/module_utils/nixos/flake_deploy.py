@@ -169,7 +169,7 @@ def execute(module) -> dict:
     """nerv.homelab.flake_deploy."""
     p = dict(module.params)
     check_options(p)
-    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    target = Target.from_params(p)
     try:
         before = deploy.running_system(target, p["known_hosts"], p["action"])
     except Unreachable as exc:

@@ -245,7 +245,7 @@ def execute(module) -> dict:
     """nerv.homelab.home_manager: home-manager switch for one user on one host, only when the generation differs."""
     p = module.params
     configuration = check_options(p)
-    target = Target(p["host"], p["address"], p["port"], p["user"], p["identity_file"] or "")
+    target = Target.from_params(p)
     result = {"configuration": configuration, "rolled_back": False, "health": []}
     try:
         profile, before = running_generation(target, p["known_hosts"])
