@@ -6,16 +6,16 @@ For the demo, the tests and the molecule scenarios - never a real machine:
     python hacking/fakepve_site.py --stop --state-dir DIR
 
 It serves fakepve with the site's nodes, storages and API token (the secret from the environment variable the
-site names) as a cluster the site was written for: every node has Proxmox's default storages (local, local-lvm),
-and the site's own VM storage is shared (Ceph RBD) when the site clones VMs onto nodes other than the template's,
-which Proxmox does only from shared storage. fakepve lacks the QEMU disk resize; SiteFakePve adds it, after
-qemu-server. It plays the guests' part: a VM the template pipeline started (tag nerv-phase-installing) powers off a
-few seconds later, as the real unattended installer does once NixOS is installed; a started clone of the site (tag
-nerv-site-<site>) gets a guest agent reporting its cloud-init address and an SSH host key a moment after it boots.
-In DIR it writes site.yml (the site pointed at the fake: url and ca_path), fakepve.crt (the certificate it serves,
-which is its own CA: the ca_path), installer.iso (a small file standing in for the ISO Nix cannot build here) and,
-with --daemon, pid and fakepve.log. --daemon returns once the fake answers and stops it after --lifetime seconds at
-the latest.
+site names) as a cluster the site was written for: the site's resource pool exists, every node has Proxmox's
+default storages (local, local-lvm), and the site's own VM storage is shared (Ceph RBD) when the site clones VMs
+onto nodes other than the template's, which Proxmox does only from shared storage. fakepve lacks the QEMU disk
+resize; SiteFakePve adds it, after qemu-server. It plays the guests' part: a VM the template pipeline started (tag
+nerv-phase-installing) powers off a few seconds later, as the real unattended installer does once NixOS is
+installed; a started clone of the site (tag nerv-site-<site>) gets a guest agent reporting its cloud-init address
+and an SSH host key a moment after it boots. In DIR it writes site.yml (the site pointed at the fake: url and
+ca_path), fakepve.crt (the certificate it serves, which is its own CA: the ca_path), installer.iso (a small file
+standing in for the ISO Nix cannot build here) and, with --daemon, pid and fakepve.log. --daemon returns once the
+fake answers and stops it after --lifetime seconds at the latest.
 """
 
 from __future__ import annotations
@@ -72,6 +72,18 @@ def site_storages(site: dict) -> dict:
     return storages
 
 
+def shape_cluster(pve: FakePve, site: dict, secret: str) -> None:
+    """The site's nodes (and the template's), storages, resource pool and API token on a fresh fake."""
+    template_node = (site.get("template") or {}).get("node")
+    nodes = site["proxmox"].get("nodes") or sorted({h["node"] for h in site.get("hosts", []) if h.get("node")})
+    nodes = [*nodes, *([template_node] if template_node else [])]
+    pve.nodes = {name: {"online": True} for name in dict.fromkeys(nodes)}
+    pve.storages = site_storages(site)
+    if site["proxmox"].get("pool"):
+        pve.pools[site["proxmox"]["pool"]] = set()  # the resource pool the site names, made by its admin
+    pve.apitokens[site["proxmox"]["token_id"]] = secret
+
+
 class SiteFakePve(FakePve):
     """fakepve plus the QEMU call a site's run makes that fakepve 0.5 lacks: PUT /nodes/{node}/qemu/{vmid}/resize.
 
@@ -120,9 +132,7 @@ class SiteFake:
     ):
         url_host, url_port = site["proxmox"]["url"].split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
         self.pve = pve = SiteFakePve(host=host or url_host, port=int(url_port) if port is None else port)
-        pve.nodes = {name: {"online": True} for name in site["proxmox"]["nodes"]}
-        pve.storages = site_storages(site)
-        pve.apitokens[site["proxmox"]["token_id"]] = secret
+        shape_cluster(pve, site, secret)
         self.boot_seconds = boot_seconds
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="fakepve-site", daemon=True).start()

@@ -24,7 +24,7 @@ from ._sites import REPO, site_schema
 # hacking/ holds the emulators the tests, the demo and the molecule scenarios share
 if str(REPO / "hacking") not in sys.path:
     sys.path.insert(0, str(REPO / "hacking"))
-from fakepve_site import SiteFakePve, site_storages  # noqa: E402
+from fakepve_site import SiteFakePve, shape_cluster  # noqa: E402
 
 HOST = "127.0.0.1"
 ROOT = "root@pam"
@@ -236,9 +236,7 @@ class PveSite:
     def _populate(self) -> None:
         pve = self.pve
         pve.time_scale = 0
-        pve.nodes = {name: {"online": True} for name in self.shape.nodes}
-        pve.storages = site_storages(self.site)
-        pve.apitokens[self.token_id] = self.token_secret
+        shape_cluster(pve, self.site, self.token_secret)
         self._make_template()
         pve.requests.clear()
         pve.time_scale = self.time_scale
