@@ -1,6 +1,9 @@
 # Build and test tooling for nerv.homelab. Every target runs the tools of the project virtual environment
-# (.venv), which `make venv` creates and keeps in step with requirements*.txt.
+# (.venv), which holds as much as the target needs, each layer installed once and again only when its
+# requirements file changes: what the playbooks need (requirements.txt), the demo's emulator on top
+# (requirements-demo.txt), the test toolchain on top of that (requirements-test.txt).
 #
+#   make venv         .venv with what the playbooks need
 #   make test         ruff, changelog lint, ansible-lint, ansible-test sanity, molecule, then pytest
 #   make demo         playbooks/site.yml for inventory/demo through its Proxmox phases, against a local fakepve
 
@@ -13,6 +16,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
+RUNTIME_STAMP := $(abspath $(VENV))/.runtime.stamp
+DEMO_STAMP := $(abspath $(VENV))/.demo.stamp
 STAMP := $(abspath $(VENV))/.requirements.stamp
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -20,10 +25,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_PATHS = $(wildcard tests/unit tests/integration)
 MOLECULE_SCENARIOS = $(sort $(wildcard roles/*/molecule/*/molecule.yml))
 
-.PHONY: help venv test lint ruff changelog-lint ansible-lint sanity molecule pytest unit integration demo clean
+.PHONY: help venv test-venv test lint ruff changelog-lint ansible-lint sanity molecule pytest unit integration demo clean
 
 help:
-	@echo 'make venv         create .venv and install requirements-test.txt (only when they changed)'
+	@echo 'make venv         create .venv with what the playbooks need (requirements.txt, when it changed)'
+	@echo 'make test-venv    the same plus the test toolchain (requirements-test.txt)'
 	@echo 'make test         ruff, changelog lint, ansible-lint, ansible-test sanity, molecule, then pytest'
 	@echo '                  (stops at the first failing layer; make -k test runs them all)'
 	@echo 'make lint         ruff check + ruff format --check, antsibull-changelog lint, ansible-lint'
@@ -41,30 +47,43 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): requirements.txt requirements-test.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+# The layers a user meets (venv, demo) say what pip does as it goes; the test toolchain, for CI, stays quiet.
+$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
+	@echo 'venv: installing what the playbooks need (requirements.txt) into $(VENV)'
+	$(BIN)/python -m pip install --progress-bar off -r requirements.txt
 	@touch $@
 
-venv: $(STAMP)
+$(DEMO_STAMP): requirements.txt requirements-demo.txt | $(BIN)/python
+	@echo 'venv: installing what the demo runs (requirements-demo.txt: the playbooks'"'"' needs and fakepve) into $(VENV)'
+	$(BIN)/python -m pip install --progress-bar off -r requirements-demo.txt
+	@touch $@ $(RUNTIME_STAMP)
+
+$(STAMP): requirements.txt requirements-demo.txt requirements-test.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	@touch $@ $(DEMO_STAMP) $(RUNTIME_STAMP)
+
+venv: $(RUNTIME_STAMP)
+
+test-venv: $(STAMP)
 
 test: lint sanity molecule pytest
 
 lint: ruff changelog-lint ansible-lint
 
-ruff: venv
+ruff: test-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-changelog-lint: venv
+changelog-lint: test-venv
 	$(BIN)/antsibull-changelog lint
 
-ansible-lint: venv
+ansible-lint: test-venv
 	$(BIN)/ansible-lint --profile production
 
-sanity: venv
+sanity: test-venv
 	VENV=$(abspath $(VENV)) tests/sanity/run.sh
 
-molecule: venv
+molecule: test-venv
 	@test -n "$(MOLECULE_SCENARIOS)" || { echo 'molecule: no scenario under roles/*/molecule/*'; exit 1; }
 	@set -e; for f in $(MOLECULE_SCENARIOS); do \
 	  scenario=$$(basename $$(dirname $$f)); role_dir=$$(dirname $$(dirname $$(dirname $$f))); \
@@ -73,16 +92,16 @@ molecule: venv
 	done
 
 # One pytest run over both layers, so its summary line is the last thing `make test` prints.
-pytest: venv
+pytest: test-venv
 	$(BIN)/pytest $(PYTEST_PATHS)
 
-unit: venv
+unit: test-venv
 	$(BIN)/pytest tests/unit
 
-integration: venv
+integration: test-venv
 	$(BIN)/pytest tests/integration
 
-demo: venv
+demo: $(DEMO_STAMP)
 	$(BIN)/python hacking/demo.py
 
 clean:
@@ -96,5 +115,5 @@ bench:
 	$(PYTHON) bench/inventory.py $(BENCH_ARGS)
 
 # Peak memory of a 2 GiB ISO upload, nerv's streamed upload against a naive requests upload (about a minute).
-bench-upload: venv
+bench-upload: test-venv
 	$(BIN)/python bench/upload.py $(BENCH_ARGS)

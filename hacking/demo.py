@@ -3,16 +3,16 @@
     .venv/bin/python hacking/demo.py        (make demo)
 
 Nothing here touches a real machine, and this says what it simulates. In a private temporary directory it copies the
-demo site, gives it a throwaway admin age identity (the keys phase needs one; the site's own admin keeps theirs), and
-places the VMs on the template's node with its disk size (the emulator's storage is local to a node, and it applies
-no disk resize). hacking/fakepve_site.py serves fakepve, a Proxmox VE emulator, at the site's URL with its nodes,
-storages and API token, and plays the guests: the installer VM powers off after a moment, a started clone's guest
-agent reports its address and host key. A small file stands in for the installer ISO (Nix cannot build the real one
-without nixpkgs). site.yml then runs for real, twice: validate, keys, template, vms; the second run changes nothing.
-install and bootstrap need real machines (SSH to installed hosts, a K3s API, GitHub), so a third run shows them in
-check mode only: the hosts do not answer, and each step says it plans without them; the platform is rendered into a
-local Git repository standing in for GitHub, and nothing is pushed. The tests run those phases for real against
-network namespaces with sshd, a Kubernetes API emulator and a local Git repository.
+demo site and gives it a throwaway admin age identity (the keys phase needs one; the site's own admin keeps theirs).
+hacking/fakepve_site.py serves fakepve, a Proxmox VE emulator, at the site's URL as a cluster the site was written
+for (its nodes, storages and API token), and plays the guests: the installer VM powers off after a moment, a started
+clone's guest agent reports its address and host key. A small file stands in for the installer ISO (Nix cannot build
+the real one without nixpkgs). site.yml then runs for real, twice: validate, keys, template, vms; the second run
+changes nothing. install and bootstrap need real machines (SSH to installed hosts, a K3s API, GitHub), so a third
+run shows them in check mode only: the hosts cannot answer (SSH gives up on each after a second), and each step says
+it plans without them; the platform is rendered into a local Git repository standing in for GitHub, and nothing is
+pushed. Each run's output streams as it comes. The tests run those phases for real against network namespaces with
+sshd, a Kubernetes API emulator and a local Git repository.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -77,13 +78,17 @@ def ssh_key(directory: Path) -> Path:
     return path
 
 
-def demo_site(site: dict, recipient: str) -> dict:
-    site = dict(site, sops=dict(site["sops"], admin_recipients=[recipient]))
-    template = site["template"]
-    site["hosts"] = [
-        dict(h, node=template["node"], disk=template["disk"]) if h["kind"] == "vm" else h for h in site["hosts"]
-    ]
-    return site
+def run(command: list, env: dict) -> tuple[int, str]:
+    """Run a playbook with its output streamed as it comes; (exit code, its recap line)."""
+    recap = ""
+    with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1) as proc:  # fmt: skip
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            found = re.search(r"localhost\s*:\s*(ok=.*)", line)
+            recap = found.group(1).strip() if found else recap
+    return proc.returncode, recap
 
 
 def main() -> int:
@@ -95,13 +100,13 @@ def main() -> int:
         inventory = work / "inventory"
         shutil.copytree(DEMO, inventory, ignore=shutil.ignore_patterns(".state", "proxmox.yml"))
         key_file, recipient = admin_identity(work)
-        site = demo_site(site, recipient)
+        site["sops"]["admin_recipients"] = [recipient]
         fake = SiteFake(site, secret, work)
         write_state(site, fake, work)
         # the site as the fake serves it (its URL and CA), in the copied inventory
         shutil.move(work / "site.yml", inventory / "site.yml")
         say(f"fakepve, a Proxmox VE emulator, serves {fake.pve.url}; no real machine is touched")
-        say(f"a throwaway admin age identity for this run ({recipient}); the VMs sit on {site['template']['node']}")
+        say(f"a throwaway admin age identity for this run ({recipient})")
         env = dict(os.environ, PROXMOX_CA_PATH=fake.cafile, SOPS_AGE_KEY_FILE=str(key_file), **{variable: secret})
         env.pop("SOPS_AGE_KEY", None)
         argv = [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/site.yml", "-i", str(inventory)]
@@ -118,6 +123,8 @@ def main() -> int:
         identity = ssh_key(work)
         planned += ["-e", f"nixos_install_flake_dir={work / 'flake'}", "-e", f"nixos_install_identity_file={identity}"]
         planned += ["-e", f"bootstrap_ssh_identity_file={identity}"]
+        # no host of the demo exists: SSH gives up on each after a second instead of ten
+        planned += ["-e", "nixos_install_connect_timeout=1", "-e", "bootstrap_connect_timeout=1"]
         runs = (
             (argv, f"--skip-tags {LEFT_OUT} (makes the keys, the template and the VMs)"),
             (argv, f"--skip-tags {LEFT_OUT} (changes nothing)"),
@@ -125,14 +132,15 @@ def main() -> int:
         )
         recaps = []
         try:
-            for command, label in runs:
-                say(f"ansible-playbook playbooks/site.yml -i inventory/demo {label}")
-                done = subprocess.run(command, cwd=REPO, env=env, check=False, capture_output=True, text=True)
-                sys.stdout.write(done.stdout)
-                sys.stderr.write(done.stderr)
-                if done.returncode:
-                    return done.returncode
-                recaps.append(re.search(r"localhost\s*:\s*(ok=.*)", done.stdout).group(1).strip())
+            for number, (command, label) in enumerate(runs, start=1):
+                say(f"run {number} of {len(runs)}: ansible-playbook playbooks/site.yml -i inventory/demo {label}")
+                started = time.monotonic()
+                code, recap = run(command, env)
+                if code:
+                    say(f"run {number} of {len(runs)} failed (exit {code}) after {time.monotonic() - started:.0f} s")
+                    return code
+                say(f"run {number} of {len(runs)} done in {time.monotonic() - started:.0f} s: {recap}")
+                recaps.append(recap)
         finally:
             fake.stop()
     say(f"first run:  {recaps[0]}")
