@@ -1,14 +1,17 @@
-"""The collection as users get it: `ansible-galaxy collection build` makes a tarball that installs into an empty
-collections path, where ansible-doc shows every plugin and ansible-playbook finds nerv.homelab.site."""
+"""The collection as users get it: `ansible-galaxy collection build` makes a tarball that carries what the installed
+collection runs and nothing of the development tree, and that installs into an empty collections path, where
+ansible-doc shows every plugin and ansible-playbook finds nerv.homelab.site."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .._ansible import executable
@@ -17,6 +20,23 @@ from .._sites import REPO
 PLUGIN_TYPES = {"modules": "module", "inventory": "inventory", "lookup": "lookup", "filter": "filter"}
 # Never in the tarball: virtual environments, caches, test output, controller state.
 NOT_SHIPPED = (".venv/", "bench/.venv/", "__pycache__/", ".pytest_cache/", ".ruff_cache/", "tests/output/", "/.state/")
+# Nor the development tree: tests, benchmarks, the demo (hacking/ and its fakepve site), CI, molecule scenarios,
+# unreleased changelog fragments, the tools' configuration.
+DEV_TREES = ("tests/", "bench/", "hacking/", "changelogs/fragments/", ".ci/", ".config/", "inventory/demo/")
+DEV_FILES = {"Makefile", "pyproject.toml", "requirements-test.txt", ".ansible-lint", ".gitignore"}
+# What an installed collection needs beyond its plugins: the Python and system requirements (named by
+# meta/execution-environment.yml for ansible-builder), the flake the roles build from, the playbooks' templates.
+SHIPPED = (
+    "requirements.txt",
+    "bindep.txt",
+    "meta/runtime.yml",
+    "meta/execution-environment.yml",
+    "nix/flake.nix",
+    "playbooks/site.yml",
+    "playbooks/templates/summary.txt.j2",
+    "README.md",
+    "docs/execution-environment.md",
+)
 
 
 def plugins() -> list[tuple[str, str]]:
@@ -42,11 +62,34 @@ def run(*argv, env=None, cwd=REPO):
                           check=False)  # fmt: skip
 
 
-def test_the_built_collection_installs_and_documents_every_plugin(tmp_path):
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory) -> Path:
+    """The tarball `ansible-galaxy collection build` makes of the working tree."""
     version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
-    built = run(executable("ansible-galaxy"), "collection", "build", str(REPO), "--output-path", tmp_path / "dist")
+    dist = tmp_path_factory.mktemp("dist")
+    built = run(executable("ansible-galaxy"), "collection", "build", str(REPO), "--output-path", dist)
     assert built.returncode == 0, built.stdout + built.stderr
-    tarball = tmp_path / "dist" / f"nerv-homelab-{version}.tar.gz"
+    return dist / f"nerv-homelab-{version}.tar.gz"
+
+
+def test_the_tarball_carries_what_runs_and_none_of_the_development_tree(tarball):
+    with tarfile.open(tarball) as archive:
+        names = archive.getnames()
+    dev = [n for n in names if n in DEV_FILES or any(f"{n}/".startswith(tree) for tree in DEV_TREES)]
+    dev += [n for n in names if "/molecule/" in f"/{n}/"]
+    assert dev == [], f"the tarball carries the development tree: {dev[:10]}"
+    roles = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
+    wanted = [*SHIPPED, *(f"roles/{role}/tasks/main.yml" for role in roles)]
+    assert [n for n in wanted if n not in names] == []
+    ee = yaml.safe_load((REPO / "meta" / "execution-environment.yml").read_text())["dependencies"]
+    assert ee["python"] in names and ee["system"] in names, ee
+    # what the roles read through role_path (the flake in nix/, ...) must ship beside them
+    for path in sorted((REPO / "roles").glob("*/*/*.yml")):
+        for top in re.findall(r"role_path \}\}/\.\./\.\./([\w.-]+)", path.read_text()):
+            assert any(n.startswith(f"{top}/") for n in names), f"{path.relative_to(REPO)} reads {top}/, not shipped"
+
+
+def test_the_built_collection_installs_and_documents_every_plugin(tmp_path, tarball):
     with tarfile.open(tarball) as archive:
         names = archive.getnames()
     assert "MANIFEST.json" in names and "playbooks/site.yml" in names and "roles/site/tasks/main.yml" in names
