@@ -5,12 +5,18 @@ cluster is the Kubernetes API emulator, reached from the controller's namespace.
 is Ready unless the test has broken the host's newest system, and Ready again once it was rolled back.
 
 Checked: one host at a time (drain, switch, Ready, uncordon; then the next); a second run leaves everything alone;
-a host that does not come back Ready is switched back, waited for, uncordoned, and the run stops before the next.
+a host that does not come back Ready is switched back, waited for, uncordoned, and the run stops before the next; a
+host whose drain fails is not switched back (it was never switched), only uncordoned, and the message says so.
+
+Refused before the flake is assembled and before any SSH (a recording fake ssh on the controller, no hosts at all):
+a run without -e confirm=<site>, a site without a kubeconfig, a kubeconfig that is broken or whose API does not
+answer, a host to upgrade that is not a Ready node; and a host that does not answer over SSH is not drained.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +33,13 @@ pytest.importorskip("kubernetes", reason="the kubernetes client (requirements.tx
 
 REPO = Path(__file__).resolve().parents[3]
 FAKE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_nixos_rebuild.py"
+SITE = "minis"
+# ssh on a controller that reaches no host: it records its arguments and fails as an unreachable host does
+FAKE_SSH = """#!/bin/sh
+echo "$*" >> "{record}"
+echo "ssh: connect to host $1 port 22: Connection refused" >&2
+exit 255
+"""
 OLD_SYSTEM = "/nix/store/" + "0" * 32 + "-nixos-system-old"
 FLAKE = """{
   outputs = { self }: {
@@ -71,9 +84,7 @@ class Kubelets(threading.Thread):
             self.api.store.create(self.kind("Pod"), "apps", pod)
 
     def ready(self, host, ready):
-        condition = {"type": "Ready", "status": "True" if ready else "False",
-                     "reason": "KubeletReady" if ready else "KubeletNotReady", "message": "kubelet"}  # fmt: skip
-        self.api.store.set_status("Node", None, host, {"conditions": [condition]})
+        set_ready(self.api, host, ready)
 
     def run(self):
         while not self.done.wait(0.2):
@@ -86,19 +97,14 @@ class Kubelets(threading.Thread):
             self.seen = len(lines)
 
 
-@pytest.fixture
-def rig(tmp_path):
-    require_netns()
-    require_commands("sshd", "ssh", "ssh-keygen", "nix")
+def site(tmp_path):
+    """The first two hosts of the bare-metal example, the input-less flake and the fake nixos-rebuild."""
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     (inventory / "hosts.yml").write_text((REPO / "inventory" / "example-baremetal" / "hosts.yml").read_text())
     data = yaml.safe_load((REPO / "inventory" / "example-baremetal" / "site.yml").read_text())
     data["hosts"] = data["hosts"][:2]
     (inventory / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    client = keygen(tmp_path / "id_ed25519")
-    authorized = tmp_path / "authorized_keys"
-    authorized.write_text(Path(f"{client}.pub").read_text())
     flake = tmp_path / "flake"
     flake.mkdir()
     (flake / "flake.nix").write_text(FLAKE.replace("@VERSION@", "2"))
@@ -106,6 +112,23 @@ def rig(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "nixos-rebuild").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
     (bin_dir / "nixos-rebuild").chmod(0o755)
+    return data, inventory, flake
+
+
+def set_ready(api, host, ready):
+    condition = {"type": "Ready", "status": "True" if ready else "False",
+                 "reason": "KubeletReady" if ready else "KubeletNotReady", "message": "kubelet"}  # fmt: skip
+    api.store.set_status("Node", None, host, {"conditions": [condition]})
+
+
+@pytest.fixture
+def rig(tmp_path):
+    require_netns()
+    require_commands("sshd", "ssh", "ssh-keygen", "nix")
+    data, inventory, flake = site(tmp_path)
+    client = keygen(tmp_path / "id_ed25519")
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text(Path(f"{client}.pub").read_text())
 
     lan = Lan(tmp_path, "192.168.20.1", 24)
     api = kubelets = None
@@ -140,21 +163,36 @@ def rig(tmp_path):
         lan.close()
 
 
-def upgrade(rig, tmp_path, check=False):
+@pytest.fixture
+def controller(tmp_path):
+    """The site without its hosts: ssh is the recording fake, and nothing answers on the hosts' addresses."""
+    _data, inventory, flake = site(tmp_path)
+    (inventory / "known_hosts").write_text("")
+    (tmp_path / "bin" / "ssh").write_text(FAKE_SSH.format(record=tmp_path / "ssh.log"))
+    (tmp_path / "bin" / "ssh").chmod(0o755)
+    return inventory, flake
+
+
+def upgrade(rig, tmp_path, check=False, confirm=SITE, **extra_vars):
     lan, _api, _kubelets, inventory, flake = rig
+    extra = {"upgrade_assemble_flake": False, "upgrade_flake_dir": str(flake), **extra_vars}
+    return run_upgrade(tmp_path, inventory, lan.command(), check, confirm, extra)
+
+
+def run_upgrade(tmp_path, inventory, wrapper, check, confirm, extra_vars):
     env = {
         "PATH": f"{tmp_path / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "FAKE_NIXOS_REBUILD_RECORD": str(tmp_path / "record.jsonl"),
     }
     extra = {
-        "upgrade_assemble_flake": False,
-        "upgrade_flake_dir": str(flake),
         "upgrade_identity_file": str(tmp_path / "id_ed25519"),
         "upgrade_interval": 0.3,
         "upgrade_ready_timeout": 8,
         "upgrade_drain_timeout": 20,
+        **({"confirm": confirm} if confirm else {}),
+        **extra_vars,
     }
-    cli = AnsibleCli(tmp_path, wrapper=lan.command())
+    cli = AnsibleCli(tmp_path, wrapper=wrapper)
     return cli.playbook(REPO / "playbooks" / "upgrade.yml", inventory=inventory / "hosts.yml", env=env,
                         extra_vars=extra, check=check)  # fmt: skip
 
@@ -174,7 +212,7 @@ def node_writes(api):
 
 def test_hosts_are_upgraded_one_at_a_time_then_left_alone(rig, tmp_path):
     lan, api, _kubelets, inventory, _flake = rig
-    checked = upgrade(rig, tmp_path, check=True)
+    checked = upgrade(rig, tmp_path, check=True, confirm=None)
     assert checked.rc == 0, checked.describe()
     assert not (tmp_path / "record.jsonl").exists() and node_writes(api) == [], "check mode changed something"
 
@@ -205,7 +243,8 @@ def test_a_host_that_does_not_come_back_is_rolled_back_and_the_rest_left(rig, tm
     failed = upgrade(rig, tmp_path)
     assert failed.rc != 0, failed.describe()
     message = failed.task("Stop the upgrade at mini1")["msg"]
-    assert "The upgrade stopped at mini1" in message and before in message, message
+    assert "The upgrade stopped at mini1" in message and f"switched back: it runs {before} again" in message, message
+    assert "This run drained it; it is uncordoned again." in message, message
     assert running(lan, tmp_path, inventory, "192.168.20.11") == before, "mini1 runs its old system again"
     assert running(lan, tmp_path, inventory, "192.168.20.12").endswith("-2"), "mini2 was not touched"
     runs = [json.loads(line)["argv"] for line in (tmp_path / "record.jsonl").read_text().splitlines()[records:]]
@@ -213,6 +252,131 @@ def test_a_host_that_does_not_come_back_is_rolled_back_and_the_rest_left(rig, tm
     node = api.store.get(_kind("Node"), None, "mini1")
     assert node["spec"]["unschedulable"] is False and node["status"]["conditions"][0]["status"] == "True"
     assert not api.store.get(_kind("Node"), None, "mini2")["spec"].get("unschedulable")
+
+
+def test_a_host_whose_drain_fails_is_not_switched_back_and_the_rest_left(rig, tmp_path):
+    lan, api, _kubelets, inventory, _flake = rig
+    api.store.evictions_refused.add(("apps", "web-mini2"))  # a disruption budget holds mini2's pod
+
+    failed = upgrade(rig, tmp_path, upgrade_drain_timeout=1)
+    assert failed.rc != 0, failed.describe()
+    assert running(lan, tmp_path, inventory, "192.168.20.11").endswith("-2"), "mini1 was upgraded before"
+    assert running(lan, tmp_path, inventory, "192.168.20.12") == OLD_SYSTEM, "mini2 keeps its system"
+    runs = [json.loads(line)["argv"] for line in (tmp_path / "record.jsonl").read_text().splitlines()]
+    assert [argv[argv.index("--target-host") + 1] for argv in runs] == ["root@192.168.20.11"], runs
+    assert not any("--rollback" in argv for argv in runs), "a host never switched was rolled back"
+    assert failed.task("Switch back to the system it ran mini2").get("skipped"), failed.describe()
+    message = failed.task("Stop the upgrade at mini2")["msg"]
+    assert "web-mini2" in message and f"It was not switched: it still runs {OLD_SYSTEM}." in message, message
+    assert "This run cordoned it and began to drain it" in message and "uncordoned again" in message, message
+    assert node_writes(api) == ["mini1", "mini1", "mini2", "mini2"], "mini2 cordoned, then uncordoned again"
+    assert not api.store.get(_kind("Node"), None, "mini2")["spec"]["unschedulable"]
+
+
+def refused(tmp_path, inventory, confirm=SITE, **extra_vars):
+    """A run of the whole playbook on the controller alone, the site's flake assembled into tmp_path/flake-cache."""
+    extra = {"upgrade_flake_dir": str(tmp_path / "flake-cache"), "upgrade_cluster_timeout": 1, **extra_vars}
+    run = run_upgrade(tmp_path, inventory, [], False, confirm, extra)
+    assert run.rc != 0, run.describe()
+    assert not (tmp_path / "flake-cache").exists(), f"the flake was assembled\n{run.describe()}"
+    assert not (tmp_path / "ssh.log").exists(), f"a host was reached for\n{run.describe()}"
+    assert not (tmp_path / "record.jsonl").exists(), f"nixos-rebuild ran\n{run.describe()}"
+    return run
+
+
+def kubeconfig(path, server):
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": SITE, "cluster": {"server": server}}],
+        "users": [{"name": "admin", "user": {"token": "token"}}],
+        "contexts": [{"name": SITE, "context": {"cluster": SITE, "user": "admin"}}],
+        "current-context": SITE,
+    }
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(json.dumps(config))
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("confirm", [None, "other-site"])
+def test_a_run_without_the_site_name_is_refused_before_anything(controller, tmp_path, confirm):
+    inventory, _flake = controller
+    kubeconfig(inventory / ".state" / "kubeconfig", f"http://127.0.0.1:{closed_port()}")
+    run = refused(tmp_path, inventory, confirm=confirm)
+    message = run.task("Refuse without the site's name as confirmation")["msg"]
+    assert "drains and switches, one at a time, each host of site minis" in message, message
+    assert "mini1, mini2" in message and "run again with -e confirm=minis" in message, message
+    assert "--check" in message, message
+
+
+def test_a_site_without_a_kubeconfig_is_refused_before_anything(controller, tmp_path):
+    inventory, _flake = controller
+    run = refused(tmp_path, inventory)
+    message = run.task("Refuse before the cluster is up")["msg"]
+    assert f"{inventory.resolve() / '.state' / 'kubeconfig'} does not exist" in message, message
+    assert "playbooks/bootstrap.yml" in message, message
+
+
+@pytest.mark.parametrize(
+    ("content", "told"),
+    [
+        (None, "The cluster's API did not answer through"),
+        ("not: a kubeconfig\n", "is not a usable kubeconfig: fetch it again from the first control-plane"),
+    ],
+    ids=["closed-port", "broken-file"],
+)
+def test_a_cluster_that_does_not_answer_is_refused_before_anything(controller, tmp_path, content, told):
+    inventory, _flake = controller
+    path = inventory / ".state" / "kubeconfig"
+    kubeconfig(path, f"http://127.0.0.1:{closed_port()}")
+    if content:
+        path.write_text(content)
+    run = refused(tmp_path, inventory)
+    message = run.task("Stop before touching any host")["msg"]
+    assert told in message and "playbooks/bootstrap.yml" in message and "Nothing was done." in message, message
+
+
+@pytest.fixture
+def cluster(controller):
+    """The Kubernetes API emulator on the controller's loopback with nodes mini1 and mini2, both Ready."""
+    from kube_emulator import KubeEmulator
+
+    inventory, _flake = controller
+    api = KubeEmulator("127.0.0.1", 0).start()
+    try:
+        (inventory / ".state").mkdir(mode=0o700)
+        api.kubeconfig(inventory / ".state" / "kubeconfig")
+        for host in ("mini1", "mini2"):
+            api.store.create(_kind("Node"), None, {"metadata": {"name": host}, "spec": {}})
+            set_ready(api, host, True)
+        yield api
+    finally:
+        api.stop()
+
+
+def test_a_host_that_is_not_a_ready_node_is_refused_before_anything(controller, cluster, tmp_path):
+    inventory, _flake = controller
+    set_ready(cluster, "mini2", False)
+    run = refused(tmp_path, inventory)
+    message = run.task("Stop before touching any host")["msg"]
+    assert "1 of 2 nodes are not Ready" in message and "bring mini2 back" in message, message
+    assert [r for r in cluster.store.requests if r[0] != "GET"] == []
+
+
+def test_a_host_that_does_not_answer_over_ssh_is_not_drained(controller, cluster, tmp_path):
+    inventory, flake = controller
+    extra = {"upgrade_assemble_flake": False, "upgrade_flake_dir": str(flake)}
+    run = run_upgrade(tmp_path, inventory, [], False, SITE, extra)
+    assert run.rc != 0, run.describe()
+    message = run.task("Stop at a host that does not answer mini1")["msg"]
+    assert "it does not answer over SSH at 192.168.20.11, so it was not drained or switched" in message, message
+    assert [r for r in cluster.store.requests if r[0] != "GET"] == [], "a host that does not answer was drained"
+    assert not (tmp_path / "record.jsonl").exists(), "nixos-rebuild ran"
 
 
 def _kind(name):
