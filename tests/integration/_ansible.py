@@ -109,6 +109,9 @@ class AnsibleCli:
             ANSIBLE_HOST_KEY_CHECKING="False",
             ANSIBLE_LOCAL_TEMP=str(temp / "local"),
             ANSIBLE_REMOTE_TEMP=str(temp / "remote"),
+            # the job files of async tasks: absolute, as a test's own HOME would part the module (which expands ~
+            # with $HOME) from async_status (which expands ~<user> from the password database)
+            ANSIBLE_ASYNC_DIR=str(temp / "async"),
             ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
             ANSIBLE_CALLBACKS_ENABLED=JSON_CALLBACK,
             ANSIBLE_RETRY_FILES_ENABLED="False",

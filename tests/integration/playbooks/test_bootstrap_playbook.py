@@ -249,6 +249,11 @@ def test_bootstrap_playbook_brings_up_the_platform_once(site, tmp_path):
         assert {"flux-system", "infrastructure", "platform", "apps", "capacitor"} <= set(stages)
         status = first.task("Wait until every Flux object is Ready")
         assert not status.get("failed"), status
+        # the waits run as tries that say how far they got (printed by nerv.homelab.progress while they wait)
+        flux_objects = len(status["objects"])
+        assert status["progress"] == f"{flux_objects} of {flux_objects} Flux objects Ready", status
+        assert first.task("Wait until every host of the site is a Ready node")["progress"] == "1 of 1 nodes Ready"
+        assert "FAILED - RETRYING" not in first.output and "ASYNC POLL" not in first.output
         domain = data["network"]["domain"]
         for dashboard in ("traefik", "longhorn", "flux", "grafana"):
             assert f"https://{dashboard}.{domain}/" in first.output

@@ -80,6 +80,12 @@ def test_provision_then_teardown(ansible_cli, pve_site, site_inventory):
     known = (site_file.parent / "known_hosts").read_text().split("\n")
     assert sorted(line.split()[0] for line in known if line) == sorted(h["ip"].split("/")[0] for h in vms)
     assert pve_site.token_secret not in first.output + second.output
+    # the jobs of the VMs leave their results behind (async with poll 0): the token secret is in none of them, nor
+    # in what the runs left in their temporary directories
+    jobs = list((ansible_cli.tmp_path / "ansible-tmp" / "async").iterdir())
+    assert len(jobs) >= len([h for h in site["hosts"] if h["kind"] == "vm"]), jobs
+    left = [p for p in (ansible_cli.tmp_path / "ansible-tmp").rglob("*") if p.is_file()]
+    assert not [p for p in left if pve_site.token_secret.encode() in p.read_bytes()]
 
     refused = playbook(ansible_cli, pve_site, inventory, "teardown.yml")
     assert refused.rc != 0 and "-e confirm=demo" in refused.output
