@@ -197,6 +197,16 @@ def plain(value):
     return value
 
 
+def files_holding(directory: Path, data: bytes) -> list[Path]:
+    """The files under directory that hold data, e.g. a secret (a file removed while this looks is not one)."""
+    found = []
+    for path in directory.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and data in path.read_bytes():
+                found.append(path)
+    return found
+
+
 def _children() -> dict[int, list[int]]:
     """Parent pid -> child pids, from /proc (empty where there is no /proc)."""
     tree: dict[int, list[int]] = {}

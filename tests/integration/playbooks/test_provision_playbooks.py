@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import time
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from .._ansible import files_holding
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "hacking"))
@@ -53,16 +54,6 @@ def site_inventory(pve_site, tmp_path):
     template = pve_site.pve.vm(TEMPLATE)
     template.config["tags"] = "nerv-template;nerv-build-test;nerv-phase-template"
     return inventory, site, site_file
-
-
-def files_holding(directory, data: bytes) -> list:
-    """The files under directory that hold data (a watcher may remove one while this looks)."""
-    found = []
-    for path in directory.rglob("*"):
-        with contextlib.suppress(OSError):
-            if path.is_file() and data in path.read_bytes():
-                found.append(path)
-    return found
 
 
 def playbook(ansible_cli, pve_site, inventory, name, **extra):
