@@ -16,6 +16,8 @@ description:
   - With O(wait=true) it polls until every object is Ready (suspended objects are reported but not waited for),
     or fails at the deadline with a table of the objects that are not Ready, their reason and message, and the
     partial result.
+  - With O(return_after) a call hands back before the objects are Ready, so that a task repeating it shows how far
+    the wait got; O(started) keeps the deadline of the whole wait.
   - Read-only; it never changes anything.
 author:
   - nerv.homelab contributors (@nerv-homelab)
@@ -43,6 +45,22 @@ options:
     description: Seconds between polls.
     type: float
     default: 5
+  return_after:
+    description:
+      - With O(wait), seconds after which a call hands back while the objects are not all Ready yet, with
+        RV(ready=false) and a RV(progress) line, instead of waiting on; 0 waits in one call until they are Ready or
+        O(timeout) is over.
+      - For a task that repeats the call with C(until) until RV(ready) (or a failure), so that each try prints how far
+        the wait got (the stdout callback nerv.homelab.progress prints RV(progress)); see O(started).
+    type: int
+    default: 0
+  started:
+    description:
+      - When the wait began, in seconds since the epoch; O(timeout) counts from there. Omitted, from the start of this
+        call.
+      - A task that repeats the call passes C("{{ now().timestamp() }}"), which Ansible templates once for all
+        the tries of a task, so that the tries share one deadline and the last one fails as a single call would.
+    type: float
 attributes:
   check_mode:
     support: full
@@ -64,6 +82,19 @@ EXAMPLES = r"""
     kubeconfig: inventory/home/.state/kubeconfig
     wait: true
     timeout: 1200
+
+# A progress line at least every 30 s while it waits (with the stdout callback nerv.homelab.progress).
+- name: Wait until the platform is reconciled, saying how far it got
+  nerv.homelab.flux_status:
+    kubeconfig: inventory/home/.state/kubeconfig
+    wait: true
+    timeout: 1200
+    return_after: 25
+    started: "{{ now().timestamp() }}"
+  register: flux
+  until: flux is failed or flux.ready
+  retries: 50
+  delay: 0
 """
 
 RETURN = r"""
@@ -92,6 +123,11 @@ ready:
   description: Whether every (not suspended) object is Ready.
   returned: always
   type: bool
+progress:
+  description: How far the objects got, in one sentence (how many are Ready, which are not, and why).
+  returned: always
+  type: str
+  sample: "12 of 15 Flux objects Ready; waiting for Kustomization/infrastructure-config (DependencyNotReady)"
 """
 
 from dataclasses import asdict
@@ -111,19 +147,23 @@ def argument_spec() -> dict:
         "wait": {"type": "bool", "default": False},
         "timeout": {"type": "int", "default": 600},
         "interval": {"type": "float", "default": 5},
+        "return_after": {"type": "int", "default": 0},
+        "started": {"type": "float"},
     }
 
 
 def execute(params: dict) -> dict:
     api = kube.api_client(params["kubeconfig"], params["context"])
     states, pending = kube.wait_flux(
-        api, params["kinds"], params["namespace"], params["wait"], params["timeout"], params["interval"]
-    )
+        api, params["kinds"], params["namespace"], params["wait"], params["timeout"], params["interval"],
+        started=params["started"], return_after=params["return_after"],
+    )  # fmt: skip
     return {
         "changed": False,
         "objects": [asdict(s) for s in states],
         "not_ready": [asdict(s) for s in pending],
         "ready": not pending,
+        "progress": kube.flux_progress(states, pending),
     }
 
 

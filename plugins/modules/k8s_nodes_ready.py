@@ -13,6 +13,8 @@ description:
     Ready condition C(True).
   - At the deadline it fails with a per-node report - absent (never joined), or its Ready status, reason and
     message - and the nodes as last seen.
+  - With O(return_after) a call hands back before the nodes are Ready, so that a task repeating it shows how far the
+    wait got; O(started) keeps the deadline of the whole wait.
   - Read-only.
 author:
   - nerv.homelab contributors (@nerv-homelab)
@@ -32,6 +34,21 @@ options:
     description: Seconds between polls.
     type: float
     default: 5
+  return_after:
+    description:
+      - Seconds after which a call hands back while the nodes are not all Ready yet, with RV(ready=false) and a
+        RV(progress) line, instead of waiting on; 0 waits in one call until they are Ready or O(timeout) is over.
+      - For a task that repeats the call with C(until) until RV(ready) (or a failure), so that each try prints how far
+        the wait got (the stdout callback nerv.homelab.progress prints RV(progress)); see O(started).
+    type: int
+    default: 0
+  started:
+    description:
+      - When the wait began, in seconds since the epoch; O(timeout) counts from there. Omitted, from the start of this
+        call.
+      - A task that repeats the call passes C("{{ now().timestamp() }}"), which Ansible templates once for all
+        the tries of a task, so that the tries share one deadline and the last one fails as a single call would.
+    type: float
 attributes:
   check_mode:
     support: full
@@ -53,6 +70,19 @@ EXAMPLES = r"""
     kubeconfig: inventory/home/.state/kubeconfig
     names: "{{ site_model.hosts | map(attribute='name') | list }}"
     timeout: 900
+
+# A progress line at least every 30 s while it waits (with the stdout callback nerv.homelab.progress).
+- name: Every host of the site is a Ready node, saying how far the wait got
+  nerv.homelab.k8s_nodes_ready:
+    kubeconfig: inventory/home/.state/kubeconfig
+    names: "{{ site_model.hosts | map(attribute='name') | list }}"
+    timeout: 900
+    return_after: 25
+    started: "{{ now().timestamp() }}"
+  register: nodes
+  until: nodes is failed or nodes.ready
+  retries: 40
+  delay: 0
 """
 
 RETURN = r"""
@@ -62,6 +92,20 @@ nodes:
   type: dict
   sample:
     cp1: {ready: "True", reason: KubeletReady, message: kubelet is posting ready status}
+ready:
+  description: Whether every node in O(names) is Ready (false only when O(return_after) handed back early).
+  returned: success
+  type: bool
+not_ready:
+  description: The names in O(names) that are not Ready nodes (yet).
+  returned: always
+  type: list
+  elements: str
+progress:
+  description: How far the wait got, in one sentence (how many nodes are Ready, which are not, and why).
+  returned: always
+  type: str
+  sample: "2 of 3 nodes Ready; waiting for worker2 (NotReady: KubeletNotReady)"
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -76,6 +120,8 @@ def argument_spec() -> dict:
         "names": {"type": "list", "elements": "str", "required": True},
         "timeout": {"type": "int", "default": 600},
         "interval": {"type": "float", "default": 5},
+        "return_after": {"type": "int", "default": 0},
+        "started": {"type": "float"},
     }
 
 
@@ -83,7 +129,13 @@ def execute(params: dict) -> dict:
     if not params["names"]:
         raise kube.KubeError("names is empty: list the nodes that must be Ready")
     api = kube.api_client(params["kubeconfig"], params["context"])
-    return {"changed": False, "nodes": kube.wait_nodes(api, params["names"], params["timeout"], params["interval"])}
+    names = params["names"]
+    states, missing = kube.wait_nodes(
+        api, names, params["timeout"], params["interval"],
+        started=params["started"], return_after=params["return_after"],
+    )  # fmt: skip
+    progress = kube.nodes_progress(names, states)
+    return {"changed": False, "nodes": states, "ready": not missing, "not_ready": missing, "progress": progress}
 
 
 def main() -> None:

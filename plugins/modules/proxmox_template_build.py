@@ -18,8 +18,8 @@ description:
     takes the first free vmid and never touches an older template, which clones may still use. A VM without the
     C(nerv-template) tag in the way is refused, never overwritten.
   - Each call waits at most O(wait) seconds for the installer; until it powers off the module returns
-    C(phase=installing), so a task can repeat it (C(until)) and show progress. A VM still installing is left
-    running, for inspection.
+    C(phase=installing) and a RV(progress) line, so a task can repeat it (C(until)) and show progress. A VM still
+    installing is left running, for inspection.
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
@@ -101,6 +101,7 @@ seealso:
 """
 
 EXAMPLES = r"""
+# With the stdout callback nerv.homelab.progress each try prints its progress line (about every 30 s).
 - name: Build the template, showing progress until the installer powers off (up to 30 minutes)
   nerv.homelab.proxmox_template_build:
     node: pve1
@@ -110,11 +111,11 @@ EXAMPLES = r"""
     iso: "{{ iso.volid }}"
     storage: local-lvm
     bridge: vmbr0
-    wait: 55
+    wait: 28
   register: template
   until: template.phase == 'template'
-  retries: 30
-  delay: 5
+  retries: 60
+  delay: 1
   delegate_to: localhost
 """
 
@@ -134,6 +135,14 @@ phase:
   returned: success
   type: str
   sample: template
+progress:
+  description:
+    - Where the build stands, in one sentence (the VM, its node, its phase and what the build waits for), for
+      progress lines; the callback nerv.homelab.progress prints it while a task repeats the call with C(until).
+  returned: success
+  type: str
+  sample: "installer VM 9001 on pve1 running for 4m 10s: the unattended install is in progress; waiting for it to
+    power the VM off"
 actions:
   description: What this call did (or, in check mode, would do), in order.
   returned: success

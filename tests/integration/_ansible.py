@@ -109,6 +109,9 @@ class AnsibleCli:
             ANSIBLE_HOST_KEY_CHECKING="False",
             ANSIBLE_LOCAL_TEMP=str(temp / "local"),
             ANSIBLE_REMOTE_TEMP=str(temp / "remote"),
+            # the job files of async tasks: absolute, as a test's own HOME would part the module (which expands ~
+            # with $HOME) from async_status (which expands ~<user> from the password database)
+            ANSIBLE_ASYNC_DIR=str(temp / "async"),
             ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
             ANSIBLE_CALLBACKS_ENABLED=JSON_CALLBACK,
             ANSIBLE_RETRY_FILES_ENABLED="False",
@@ -193,6 +196,16 @@ def plain(value):
     if isinstance(value, list):
         return [plain(item) for item in value]
     return value
+
+
+def files_holding(directory: Path, data: bytes) -> list[Path]:
+    """The files under directory that hold data, e.g. a secret (a file removed while this looks is not one)."""
+    found = []
+    for path in directory.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and data in path.read_bytes():
+                found.append(path)
+    return found
 
 
 def _children() -> dict[int, list[int]]:

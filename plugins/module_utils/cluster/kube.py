@@ -12,7 +12,7 @@ import ipaddress
 import time
 from dataclasses import asdict, dataclass
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, Turn
 
 try:
     from kubernetes import client as k8s_client
@@ -130,22 +130,49 @@ def table(rows: list, header=("OBJECT", "READY", "REASON", "MESSAGE")) -> str:
 
 
 def wait_flux(
-    api, kinds, namespace, wait: bool, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep
-):
-    """(states, not_ready) now, or - with wait - once all are Ready; KubeError with the table at the deadline."""
-    deadline = Deadline(timeout, clock, sleep)
+    api, kinds, namespace, wait: bool, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep,
+    started: float | None = None, return_after: float = 0,
+):  # fmt: skip
+    """(states, not_ready) now, or - with wait - once all are Ready (or, with return_after, once this call's share
+    of the wait is spent); KubeError with the table at the deadline."""
+    turn = Turn(timeout, started, return_after, clock, sleep)
     while True:
         states = flux_states(api, kinds, namespace)
         pending = [s for s in states if not s.is_ready and not s.suspended]
-        if not wait or not pending:
+        if not wait or not pending or turn.over:
             return states, pending
-        if not deadline.pause(interval):
+        if turn.deadline.passed:
             raise KubeError(
                 f"{len(pending)} of {len(states)} Flux objects are not Ready after {timeout:g} s:\n"
                 + table([s.row() for s in pending]),
                 objects=[asdict(s) for s in states],
                 not_ready=[asdict(s) for s in pending],
+                progress=flux_progress(states, pending),
             )
+        turn.pause(interval)
+
+
+def _listing(items: list, shown: int = 3) -> str:
+    """'a, b, c and 2 more'"""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _why(state: State) -> str:
+    if state.ready == "True":  # Ready, but for an older generation
+        return f"generation {state.generation} not reconciled yet"
+    return state.reason or f"Ready {state.ready}"
+
+
+def flux_progress(states: list, pending: list) -> str:
+    """'12 of 15 Flux objects Ready; waiting for Kustomization/infrastructure-config (DependencyNotReady)'"""
+    counted = [s for s in states if not s.suspended]
+    if not counted:
+        return "no Flux objects (yet)"
+    line = f"{len(counted) - len(pending)} of {len(counted)} Flux objects Ready"
+    if not pending:
+        return line
+    return line + "; waiting for " + _listing([f"{s.kind}/{s.name} ({_why(s)})" for s in pending])
 
 
 # ---- nodes ------------------------------------------------------------------------------------------------------
@@ -168,15 +195,36 @@ def node_states(api) -> dict:
     return states
 
 
-def wait_nodes(api, names: list, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep) -> dict:
-    """Every named node Ready, or KubeError with a per-node report at the deadline."""
-    deadline = Deadline(timeout, clock, sleep)
+def nodes_progress(names: list, states: dict) -> str:
+    """'2 of 3 nodes Ready; waiting for worker2 (NotReady: KubeletNotReady)'"""
+    waiting = [n for n in names if states.get(n, {}).get("ready") != "True"]
+    line = f"{len(names) - len(waiting)} of {len(names)} nodes Ready"
+    if not waiting:
+        return line
+
+    def why(name):
+        if name not in states:
+            return "not joined yet"
+        state = states[name]
+        word = "NotReady" if state["ready"] == "False" else f"Ready {state['ready']}"
+        return word + (f": {state['reason']}" if state["reason"] else "")
+
+    return line + "; waiting for " + _listing([f"{n} ({why(n)})" for n in waiting])
+
+
+def wait_nodes(
+    api, names: list, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep,
+    started: float | None = None, return_after: float = 0,
+) -> tuple:  # fmt: skip
+    """(states, not Ready) once every named node is Ready (or, with return_after, once this call's share of the
+    wait is spent); KubeError with a per-node report at the deadline."""
+    turn = Turn(timeout, started, return_after, clock, sleep)
     while True:
         states = node_states(api)
         missing = [n for n in names if states.get(n, {}).get("ready") != "True"]
-        if not missing:
-            return states
-        if not deadline.pause(interval):
+        if not missing or turn.over:
+            return states, missing
+        if turn.deadline.passed:
             absent = ["absent", "NotRegistered", "the node has not joined the cluster"]
             rows = [
                 [n, *([states[n][k] for k in ("ready", "reason", "message")] if n in states else absent)]
@@ -187,7 +235,9 @@ def wait_nodes(api, names: list, timeout: float, interval: float, clock=time.mon
                 + table(rows, ("NODE", "READY", "REASON", "MESSAGE")),
                 nodes=states,
                 not_ready=missing,
+                progress=nodes_progress(names, states),
             )
+        turn.pause(interval)
 
 
 def _in_pool(address: str, pool: list) -> bool:

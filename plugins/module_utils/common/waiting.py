@@ -33,3 +33,29 @@ class Deadline:
             return False
         self._sleep(min(delay, left))
         return True
+
+
+class Turn:
+    """One call's share of a wait that a task repeats (until) to show how far it got.
+
+    The wait's `timeout` counts from `started` (seconds since the epoch, as the task's first try saw them; None:
+    now), and a call hands back after `return_after` seconds (0: never) while there is still time left.
+    """
+
+    def __init__(
+        self, timeout: float, started: float | None = None, return_after: float = 0,
+        clock=time.monotonic, sleep=time.sleep, now=time.time,
+    ):  # fmt: skip
+        spent = 0.0 if started is None else max(0.0, now() - started)
+        self.timeout = timeout
+        self.deadline = Deadline(timeout - spent, clock, sleep)
+        self._back = Deadline(return_after, clock, sleep) if return_after > 0 else None
+
+    @property
+    def over(self) -> bool:
+        """This call should hand back (its share is spent), though the wait has time left."""
+        return self._back is not None and self._back.passed and not self.deadline.passed
+
+    def pause(self, interval: float) -> None:
+        """Sleep until the next look: interval, never past the end of this call's share or of the wait."""
+        self.deadline.pause(min(interval, self._back.left()) if self._back is not None else interval)

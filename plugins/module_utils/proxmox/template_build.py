@@ -28,6 +28,7 @@ class Pipeline:
         self.client, self.params, self.vmid = client, params, vmid
         self.node = guest["node"] if guest else params["node"]
         self.actions = []
+        self.uptime = None  # seconds the installer VM has run, as Proxmox last reported it
 
     @property
     def path(self):
@@ -48,10 +49,13 @@ class Pipeline:
         """True once the VM is stopped; waits at most `seconds`."""
         deadline = Deadline(seconds)
         self.actions.append("wait")
-        while self.client.get(self.path + "/status/current").get("status") != "stopped":
+        while True:
+            status = self.client.get(self.path + "/status/current")
+            if status.get("status") == "stopped":
+                return True
+            self.uptime = status.get("uptime")
             if not deadline.pause(max(1, poll)):
                 return False
-        return True
 
     def finish(self):
         self.client.put(self.path + "/config", **finish_config(self.params))
@@ -77,6 +81,29 @@ def advance(pipeline, phase, params):
     return phase
 
 
+def _for(seconds) -> str:
+    """' for 4m 10s' (empty when unknown)."""
+    if not isinstance(seconds, int) or seconds <= 0:
+        return ""
+    minutes, secs = divmod(seconds, 60)
+    return f" for {minutes}m {secs:02d}s" if minutes else f" for {secs}s"
+
+
+def progress(phase, vmid: int, node: str, uptime=None, check_mode: bool = False) -> str:
+    """Where the build stands, in one sentence, for the task's progress lines."""
+    vm = f"installer VM {vmid} on {node}"
+    if check_mode and phase != "template":
+        return f"check mode: {vm} would be taken to a template ({phase or 'absent'} now)"
+    return {
+        None: f"{vm} absent",
+        "created": f"{vm} created, not started yet",
+        "installing": f"{vm} running{_for(uptime)}: the unattended install is in progress; waiting for it to power "
+        "the VM off",
+        "installed": f"{vm} powered off: the install is done; next it becomes the template",
+        "template": f"template {vmid} on {node} is ready",
+    }.get(phase, f"{vm} is {phase}")
+
+
 def build(client, params: dict, check_mode: bool) -> dict:
     """Advance the build's VM as far as it goes (or, in check mode, say how far it would go)."""
     params = dict(params)
@@ -91,6 +118,7 @@ def build(client, params: dict, check_mode: bool) -> dict:
         actions = pipeline.actions
     changed = after != before
     result = {"changed": changed, "vmid": vmid, "node": pipeline.node, "phase": after, "actions": actions}
+    result["progress"] = progress(before if check_mode else after, vmid, pipeline.node, pipeline.uptime, check_mode)
     result["diff"] = {"before": {"phase": before or "absent"}, "after": {"phase": after}}
     result["requests"] = client.requests
     return result

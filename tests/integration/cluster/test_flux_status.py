@@ -94,6 +94,53 @@ def test_the_failure_table_names_the_object_reason_and_message(ansible_cli, tmp_
     assert len(outcome["objects"]) == 5 and [o["name"] for o in outcome["not_ready"]] == ["metallb"]
 
 
+def repeated(ansible_cli, tmp_path, api, module, **options):
+    """The module repeated with until, as the playbooks wait: each try hands back after a second with its progress
+    line, and the tries share the timeout."""
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    args = {"kubeconfig": kubeconfig, "interval": 0.2, "return_after": 1, "started": "{{ now().timestamp() }}"}
+    task = {"name": "the task", f"nerv.homelab.{module}": {**args, **options}, "register": "waited"}
+    task.update(until="waited is failed or waited.ready", retries=20, delay=0)
+    result = ansible_cli.playbook([{"name": "k", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+    return result, result.task("the task")
+
+
+def test_a_repeated_wait_says_how_far_it_got_and_fails_at_the_shared_deadline(ansible_cli, tmp_path, api):
+    platform(api, helm_ready=False)
+    result, outcome = repeated(ansible_cli, tmp_path, api, "flux_status", wait=True, timeout=6)
+    assert result.rc != 0 and "1 of 5 Flux objects are not Ready after 6 s" in outcome["msg"], result.describe()
+    assert 2 <= outcome["attempts"] <= 6, f"a try every second or so for the six seconds of the wait:\n{result.stdout}"
+    line = "waiting: [localhost] the task: 4 of 5 Flux objects Ready; waiting for HelmRelease/metallb (InstallFailed)"
+    assert line in result.stdout, result.describe()
+    assert "FAILED - RETRYING" not in result.output
+
+
+def test_a_repeated_wait_for_nodes_ends_when_they_are_ready(ansible_cli, tmp_path, api):
+    node(api, "cp1", "True")
+    node(api, "worker1", "False", "KubeletNotReady", "container runtime network not ready")
+    ready = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
+    stop = threading.Event()
+
+    def kubelet():
+        """worker1 turns Ready 2.5 s after the first look at the nodes: after two tries of a second each."""
+        while not stop.wait(0.1):
+            if ("GET", "/api/v1/nodes") in api.store.requests:
+                stop.wait(2.5)
+                api.store.set_status("Node", None, "worker1", ready)
+                return
+
+    thread = threading.Thread(target=kubelet, daemon=True)
+    thread.start()
+    try:
+        result, outcome = repeated(ansible_cli, tmp_path, api, "k8s_nodes_ready", names=["cp1", "worker1"], timeout=60)
+    finally:
+        stop.set()
+    assert result.rc == 0 and outcome["ready"] and outcome["not_ready"] == [], result.describe()
+    assert outcome["progress"] == "2 of 2 nodes Ready" and outcome["attempts"] >= 2
+    assert "1 of 2 nodes Ready; waiting for worker1 (NotReady: KubeletNotReady)" in result.stdout, result.describe()
+    assert "so far" in result.stdout and "FAILED - RETRYING" not in result.output
+
+
 def test_a_ready_condition_from_an_older_generation_is_not_ready(ansible_cli, tmp_path, api):
     platform(api)
     release = api.store.get(kind("HelmRelease"), "metallb-system", "metallb")

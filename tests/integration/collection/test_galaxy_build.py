@@ -18,6 +18,7 @@ from .._ansible import executable
 from .._sites import REPO
 
 PLUGIN_TYPES = {"modules": "module", "inventory": "inventory", "lookup": "lookup", "filter": "filter"}
+PLUGIN_TYPES["callback"] = "callback"
 # Never in the tarball: virtual environments, caches, test output, controller state.
 NOT_SHIPPED = (".venv/", "bench/.venv/", "__pycache__/", ".pytest_cache/", ".ruff_cache/", "tests/output/", "/.state/")
 # Nor the development tree: tests, benchmarks, the demo (hacking/ and its fakepve site), CI, molecule scenarios,
@@ -114,3 +115,10 @@ def test_the_built_collection_installs_and_documents_every_plugin(tmp_path, tarb
     listed = run(executable("ansible-playbook"), "nerv.homelab.site", "--list-tags", "-i", "localhost,", env=env,
                  cwd=tmp_path)  # fmt: skip
     assert listed.returncode == 0 and "bootstrap" in listed.stdout, listed.stdout + listed.stderr
+
+    # the collection's progress output, set as README.md tells users of an installed collection
+    play = tmp_path / "hello.yml"
+    play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug: {msg: hello}\n")
+    env.update(ANSIBLE_STDOUT_CALLBACK="nerv.homelab.progress")
+    hello = run(executable("ansible-playbook"), play, "-i", "localhost,", env=env, cwd=tmp_path)
+    assert hello.returncode == 0 and '"msg": "hello"' in hello.stdout, hello.stdout + hello.stderr

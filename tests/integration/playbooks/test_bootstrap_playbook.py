@@ -18,12 +18,13 @@ import shutil
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .._ansible import AnsibleCli
+from .._ansible import AnsibleCli, files_holding
 from .._netns import Lan, Machine, inside
 from .._sites import bare_repository, baremetal_site, git
 from .._skips import require_commands, require_netns
@@ -218,6 +219,12 @@ def test_bootstrap_playbook_brings_up_the_platform_once(site, tmp_path):
         assert not controllers.errors, controllers.errors
         for secret in (TOKEN, client_key, "AGE-SECRET-KEY"):
             assert secret not in first.output, "a secret reached the output"
+        # flux bootstrap ran as an async job with the age key among its arguments: no job file holds it, and the
+        # module that carried it is gone once the job's watcher has seen the job end (it looks every 5 s)
+        deadline = time.monotonic() + 20
+        while (holding := files_holding(tmp_path / "ansible-tmp", b"AGE-SECRET-KEY")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert holding == [], holding
 
         kubeconfig = inventory / ".state" / "kubeconfig"
         assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
@@ -249,6 +256,11 @@ def test_bootstrap_playbook_brings_up_the_platform_once(site, tmp_path):
         assert {"flux-system", "infrastructure", "platform", "apps", "capacitor"} <= set(stages)
         status = first.task("Wait until every Flux object is Ready")
         assert not status.get("failed"), status
+        # the waits run as tries that say how far they got (printed by nerv.homelab.progress while they wait)
+        flux_objects = len(status["objects"])
+        assert status["progress"] == f"{flux_objects} of {flux_objects} Flux objects Ready", status
+        assert first.task("Wait until every host of the site is a Ready node")["progress"] == "1 of 1 nodes Ready"
+        assert "FAILED - RETRYING" not in first.output and "ASYNC POLL" not in first.output
         domain = data["network"]["domain"]
         for dashboard in ("traefik", "longhorn", "flux", "grafana"):
             assert f"https://{dashboard}.{domain}/" in first.output

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from .._ansible import files_holding
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "hacking"))
@@ -80,6 +83,15 @@ def test_provision_then_teardown(ansible_cli, pve_site, site_inventory):
     known = (site_file.parent / "known_hosts").read_text().split("\n")
     assert sorted(line.split()[0] for line in known if line) == sorted(h["ip"].split("/")[0] for h in vms)
     assert pve_site.token_secret not in first.output + second.output
+    # the jobs of the VMs leave their results behind (async with poll 0): the token secret is in none of them, and
+    # gone from the temporary directories once each job's watcher has removed its module (it looks every 5 s)
+    secret = pve_site.token_secret.encode()
+    jobs = list((ansible_cli.tmp_path / "ansible-tmp" / "async").iterdir())
+    assert len(jobs) >= len(vms) and not [p for p in jobs if secret in p.read_bytes()], jobs
+    deadline = time.monotonic() + 20
+    while (holding := files_holding(ansible_cli.tmp_path / "ansible-tmp", secret)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert holding == [], holding
 
     refused = playbook(ansible_cli, pve_site, inventory, "teardown.yml")
     assert refused.rc != 0 and "-e confirm=demo" in refused.output

@@ -84,6 +84,10 @@ def test_template_playbook_builds_the_iso_with_nix_and_makes_the_template(ansibl
     uploads = [p for m, p, _b in pve_site.pve.requests if m == "POST" and p.endswith("/upload")]
     assert len(uploads) == 1, "the ISO is uploaded once"
     assert pve_site.token_secret not in first.output + second.output
+    # the wait for the installer is told in words, with the time so far, never as a failure being retried
+    waiting = "waiting: [localhost] Build the template until the installer has powered the VM off: installer VM 9100"
+    assert f"{waiting} on pve1 running" in first.stdout and "so far (gives up in" in first.stdout, first.describe()
+    assert "FAILED - RETRYING" not in first.output and "ASYNC POLL" not in first.output
 
 
 def test_an_installer_that_never_powers_off_fails_in_time_and_stays_running(ansible_cli, pve_site, site_inventory):
@@ -102,6 +106,9 @@ def test_an_installer_that_never_powers_off_fails_in_time_and_stays_running(ansi
     assert "installer VM 9100 on pve1 still runs after 3 s" in message and "left running" in message
     assert "qm terminal 9100" in message and "journalctl -u nerv-install" in message
     assert pve_site.pve.vm(9100).status == "running", "left running for inspection"
+    lines = [line for line in run.stdout.splitlines() if line.startswith("waiting: [localhost] Build the template")]
+    assert lines and all("the unattended install is in progress" in line for line in lines), run.describe()
+    assert "FAILED - RETRYING" not in run.output
 
     pve_site.pve.vm(9100).status = "stopped"  # the installer finishes later: a re-run carries on
     again = ansible_cli.playbook(playbook, inventory=inventory, extra_vars=extra, env=pve_site.env)

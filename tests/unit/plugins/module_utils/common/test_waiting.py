@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, Turn
 
 
 class Clock:
@@ -36,3 +36,29 @@ def test_left_counts_down_with_the_clock():
     deadline = Deadline(10, clock, clock.sleep)
     clock.now += 4
     assert deadline.left() == 6 and not deadline.passed
+
+
+def test_a_turn_hands_back_after_its_share_and_never_sleeps_past_it():
+    clock = Clock()
+    turn = Turn(60, None, 5, clock, clock.sleep)
+    for _look in range(3):
+        assert not turn.over
+        turn.pause(2)
+    assert clock.slept == [2, 2, 1] and turn.over and not turn.deadline.passed
+
+
+def test_a_turn_counts_the_wait_from_when_it_started():
+    clock = Clock()
+    turn = Turn(60, started=1000.0, return_after=25, clock=clock, sleep=clock.sleep, now=lambda: 1050.0)
+    assert turn.deadline.left() == 10 and turn.timeout == 60
+    turn.pause(30)
+    assert clock.slept == [10] and turn.deadline.passed
+    assert not turn.over, "past the deadline the wait is over, not the turn: the caller fails"
+
+
+def test_a_turn_without_return_after_is_one_deadline():
+    clock = Clock()
+    turn = Turn(3, None, 0, clock, clock.sleep)
+    turn.pause(2)
+    turn.pause(2)
+    assert clock.slept == [2, 1] and turn.deadline.passed and not turn.over
