@@ -36,7 +36,9 @@ options:
     description:
       - A nerv.homelab site file (see C(docs/site.md)) to read the connection settings (C(proxmox.url),
         C(proxmox.token_id), C(proxmox.validate_certs), C(proxmox.ca_path)) and O(cidr) (C(network.cidr)) from.
-        The token secret comes from the environment variable the site names in C(proxmox.token_secret_env).
+        The token secret comes from the environment variable the site names in C(proxmox.token_secret_env), else
+        from the sops file C(proxmox.token_secret_sops) names (decrypted with the admins' age identity, as sops
+        finds it).
       - A relative path is relative to the directory of this configuration file.
       - A setting given as a plugin option or through its environment variable wins over the site file's.
     type: str
@@ -122,6 +124,12 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import
     ProxmoxSettings,
     settings_from_site,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
+    SopsError,
+    load_identities,
+    require_libraries,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError, load_site
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import proxmox as logic
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import populate
@@ -174,9 +182,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """Connection settings: options (and their environment variables) over the site file's."""
         options = {key: self.get_option(key) for key in CONNECTION_OPTIONS}
         if site is not None:
-            return settings_from_site(site, **options)
+            return settings_from_site(site, read_secret=self._read_secret, **options)
         options = {key: value for key, value in options.items() if value is not None}
         return ProxmoxSettings(**{"url": "", **options})
+
+    def _read_secret(self, file, key):
+        """The token secret from the site's sops file (proxmox.token_secret_sops), with the admins' identity."""
+        path = os.path.join(self._site_dir, file)
+        try:
+            require_libraries()
+            return files.read_value(path, key, load_identities())
+        except SopsError as exc:
+            raise AnsibleParserError(
+                f"nerv.homelab.proxmox: the token secret (proxmox.token_secret_sops): {exc}"
+            ) from None
 
     def _cached(self, path, cache, want_config, want_templates):
         if not (cache and self.get_option("cache")):
@@ -193,6 +212,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if not site_file:
             return None
         path = os.path.join(self._source_dir, os.path.expanduser(site_file))
+        self._site_dir = os.path.dirname(path)
         try:
             return load_site(path)
         except SiteError as exc:

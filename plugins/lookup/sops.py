@@ -81,7 +81,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     require_libraries,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import get_path, split_key
 
 
 class LookupModule(LookupBase):
@@ -98,6 +97,4 @@ class LookupModule(LookupBase):
         path = self.find_file_in_search_path(variables, "files", term, ignore_missing=True)
         if not path:
             raise SopsError(f"sops file {term} not found")
-        plain = files.without_comments(files.decrypt_file(path, identities, self.get_option("format")))
-        key = self.get_option("key")
-        return get_path(plain, split_key(key)) if key else plain
+        return files.read_value(path, self.get_option("key"), identities, self.get_option("format"))

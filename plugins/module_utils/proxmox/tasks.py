@@ -216,9 +216,10 @@ def _limits_problem(settings):
     return None
 
 
-def settings_from_site(site: dict, environ=None, **overrides) -> ProxmoxSettings:
+def settings_from_site(site: dict, environ=None, read_secret=None, **overrides) -> ProxmoxSettings:
     """The settings of a (normalised) site's proxmox section; the token secret from the environment variable
-    it names. overrides (not None) win: they are what the user gave explicitly."""
+    it names, else from its sops file (read_secret(file, key) reads one, file relative to the site's directory).
+    overrides (not None) win: they are what the user gave explicitly."""
     environ = os.environ if environ is None else environ
     proxmox = (site or {}).get("proxmox")
     if not proxmox:
@@ -232,11 +233,10 @@ def settings_from_site(site: dict, environ=None, **overrides) -> ProxmoxSettings
         "ca_path": proxmox.get("ca_path"),
     }
     values.update({key: value for key, value in overrides.items() if value is not None})
+    sops = proxmox.get("token_secret_sops")
+    if values["token_id"] and not values["token_secret"] and sops and read_secret:
+        values["token_secret"] = read_secret(sops["file"], sops["key"]) or None
     if values["token_id"] and not values["token_secret"] and not values.get("password"):
-        hint = (
-            " (reading it from proxmox.token_secret_sops is not supported yet)"
-            if "token_secret_sops" in proxmox
-            else ""
-        )
-        raise ProxmoxError(f"token_secret is missing for token_id {values['token_id']}: set {variable}{hint}")
+        where = f", or sops-encrypt it into {sops['file']} (key {sops['key']})" if sops else ""
+        raise ProxmoxError(f"token_secret is missing for token_id {values['token_id']}: set {variable}{where}")
     return ProxmoxSettings(**values)

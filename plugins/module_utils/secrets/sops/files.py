@@ -56,6 +56,12 @@ def decrypt_file(path: str, identities: list, fmt: str | None = None) -> dict:
         raise SopsError(f"{path}: {exc}") from None
 
 
+def read_value(path: str, key: str | None, identities: list, fmt: str | None = None):
+    """The value at key (a.b.c, or sops' ["a.b"]["c"]) of a sops file, or its whole content without key."""
+    plain = without_comments(decrypt_file(path, identities, fmt))
+    return get_path(plain, split_key(key)) if key else plain
+
+
 def without_comments(tree):
     """The plaintext as plain data: comments left out, a date or timestamp as its text (as `sops -d` prints it)."""
     if isinstance(tree, dict):

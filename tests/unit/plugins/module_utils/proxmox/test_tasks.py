@@ -133,11 +133,25 @@ def test_settings_from_site_read_the_secret_from_the_named_variable():
     assert other.url == "https://other"
 
 
+def test_settings_from_site_read_the_secret_from_the_sops_file_when_the_variable_is_unset():
+    sops = {"proxmox": {**SITE["proxmox"], "token_secret_sops": {"file": "secrets/pve.sops.yaml", "key": "a.b"}}}
+    asked = []
+
+    def read_secret(file, key):
+        asked.append((file, key))
+        return SECRET
+
+    assert settings_from_site(sops, environ={}, read_secret=read_secret).token_secret == SECRET
+    assert asked == [("secrets/pve.sops.yaml", "a.b")]
+    assert settings_from_site(sops, environ={"MY_SECRET": "env"}, read_secret=read_secret).token_secret == "env"
+    assert len(asked) == 1, "the variable wins, and the file is not read then"
+
+
 def test_settings_from_site_name_the_missing_variable():
     with pytest.raises(ProxmoxError, match="set MY_SECRET"):
         settings_from_site(SITE, environ={})
     sops = {"proxmox": {**SITE["proxmox"], "token_secret_sops": {"file": "s.yaml", "key": "k"}}}
-    with pytest.raises(ProxmoxError, match="token_secret_sops is not supported yet"):
+    with pytest.raises(ProxmoxError, match=r"set MY_SECRET, or sops-encrypt it into s.yaml \(key k\)"):
         settings_from_site(sops, environ={})
     with pytest.raises(ProxmoxError, match="no proxmox section"):
         settings_from_site({"hosts": []}, environ={})
