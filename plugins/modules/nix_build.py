@@ -93,7 +93,7 @@ attributes:
       - Builds nothing and writes no file of the module; evaluates with C(nix eval) the derivation and the output
         paths the build would give and reports C(changed) when they differ from the recorded ones.
       - Evaluating a flake still copies its source and writes the derivation files to the Nix store, as Nix does.
-      - When Nix cannot fetch the flake's inputs (no network, say), the task does not fail: it is planned as a build
+      - When Nix cannot fetch the flake's inputs (no network, say), the task does not fail. It is planned as a build
         with RV(evaluated=false) and a warning that says so; a real run still needs those inputs.
   diff_mode:
     support: full
