@@ -374,7 +374,8 @@ def test_a_host_that_does_not_answer_over_ssh_is_not_drained(controller, cluster
     run = run_upgrade(tmp_path, inventory, [], False, SITE, extra)
     assert run.rc != 0, run.describe()
     message = run.task("Stop at a host that does not answer mini1")["msg"]
-    assert "it does not answer over SSH at 192.168.20.11, so it was not drained or switched" in message, message
+    assert "it does not answer over SSH at 192.168.20.11, or its key is not pinned in" in message, message
+    assert "so it was not drained or switched" in message, message
     assert [r for r in cluster.store.requests if r[0] != "GET"] == [], "a host that does not answer was drained"
     assert not (tmp_path / "record.jsonl").exists(), "nixos-rebuild ran"
 
