@@ -24,7 +24,14 @@ NOT_SHIPPED = (".venv/", "bench/.venv/", "__pycache__/", ".pytest_cache/", ".ruf
 # Nor the development tree: tests, benchmarks, the demo (hacking/ and its fakepve site), CI, molecule scenarios,
 # unreleased changelog fragments, the tools' configuration.
 DEV_TREES = ("tests/", "bench/", "hacking/", "changelogs/fragments/", ".ci/", ".config/", "inventory/demo/")
-DEV_FILES = {"Makefile", "pyproject.toml", "requirements-test.txt", ".ansible-lint", ".gitignore"}
+DEV_FILES = {
+    "Makefile",
+    "pyproject.toml",
+    "requirements-test.txt",
+    "requirements-demo.txt",
+    ".ansible-lint",
+    ".gitignore",
+}
 # What an installed collection needs beyond its plugins: the Python and system requirements (named by
 # meta/execution-environment.yml for ansible-builder), the flake the roles build from, the playbooks' templates.
 SHIPPED = (

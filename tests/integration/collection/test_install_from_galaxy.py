@@ -12,11 +12,11 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from .._docs import copy_repository, sections
 from .._sites import REPO
 
 HEADING = "## Install from Galaxy or a tarball"
@@ -24,26 +24,10 @@ INSTALLED = Path(".ansible/collections/ansible_collections/nerv/homelab")
 
 
 def readme_commands() -> list[str]:
-    """The lines of the first console block under HEADING, trailing comments dropped."""
-    text = (REPO / "README.md").read_text()
-    assert f"\n{HEADING}\n" in text, f"README.md has no section {HEADING!r}"
-    section = text.split(f"\n{HEADING}\n", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"^```console\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
-    assert block, f"no ```console block under {HEADING!r}"
-    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in block.group(1).splitlines()]
-    return [line for line in lines if line]
-
-
-def copy_checkout(dest: Path) -> None:
-    """The files git knows (tracked, and untracked but not ignored), as a fresh checkout would have them."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode()  # fmt: skip
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
-        if name.startswith("collections/") or not source.is_file() or source.is_symlink():
-            continue
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, dest / name)
+    """The commands of the section HEADING, trailing comments dropped."""
+    found = sections((REPO / "README.md").read_text()).get(HEADING[3:])
+    assert found, f"README.md has no commands under {HEADING!r}"
+    return [re.sub(r"\s+#.*$", "", command.text).strip() for command in found]
 
 
 def shell(line: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -65,7 +49,7 @@ def test_the_readme_install_commands_work_as_written(tmp_path):
     checkout, home = tmp_path / "checkout", tmp_path / "home"
     checkout.mkdir()
     home.mkdir()
-    copy_checkout(checkout)
+    copy_repository(checkout)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     # python3, pip and ansible-galaxy are the venv's: the Python that runs Ansible, as the README asks
     env.update(HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")

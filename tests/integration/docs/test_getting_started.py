@@ -164,9 +164,18 @@ def real_run(guide: Guide, text: str, first: bool):
     result = guide.session.check(f"{text} {guide.real_run_extra()}")
     changed = int(re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", result.output).group(1))
     assert guide.secret not in result.output, "the token secret was printed"
+    site = site_data(guide.site)
+    vms = [h["name"] for h in site["hosts"] if h["kind"] == "vm"]
     if first:
         assert changed > 0, result.describe()
+        said = ["keys: ", "made: .sops.yaml, K3s token, site CA, Flux key", "install: not run", "bootstrap: not run"]
+        if guide.fake is not None:
+            said += [f"template: made (vmid {site['template']['vmid']})", f"vms: {', '.join(vms)} created or changed"]
+            said += [f"{name} recorded" for name in vms]
     else:
         assert changed == 0, f"a run after a run changed something\n{result.describe()}"
         assert guide.writes() == [], f"a run that changes nothing wrote to Proxmox: {guide.writes()}"
+        said = ["keys: nothing changed"] + (["template: unchanged", "vms: unchanged"] if guide.fake else [])
+    for line in said:
+        assert line in result.output, f"the summary lacks {line!r}\n{result.describe()}"
     return result

@@ -36,8 +36,11 @@ def assert_matches_site(served, path):
 
     storages = {s["storage"]: s for s in api.storage.get()}
     iso_storage = pmx.get("iso_storage", schema_default("proxmox", "iso_storage"))
-    assert set(storages) == {pmx["storage"], iso_storage}
+    # Proxmox's own local and local-lvm on every node, and the site's storages
+    assert set(storages) == {"local", "local-lvm", pmx["storage"], iso_storage}
     assert "images" in storages[pmx["storage"]]["content"].split(",")
+    on_other_nodes = {h["node"] for h in site.get("hosts", []) if h.get("kind") == "vm"} - {site["template"]["node"]}
+    assert bool(storages[pmx["storage"]].get("shared")) == bool(on_other_nodes), "shared when VMs span nodes"
     assert "iso" in storages[iso_storage]["content"].split(",")
     for node in pmx["nodes"]:
         active = {s["storage"] for s in api.nodes(node).storage.get() if s.get("active")}
