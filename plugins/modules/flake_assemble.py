@@ -55,6 +55,7 @@ attributes:
     description: Reports what would be written and removed; writes nothing.
   diff_mode:
     support: none
+    description: RV(written) and RV(removed) say what changed; the files are the collection's and the site's own.
   platform:
     support: full
     platforms: posix

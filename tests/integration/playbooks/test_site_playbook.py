@@ -65,8 +65,8 @@ def test_the_token_secret_comes_from_the_sites_sops_file(ansible_cli, pve_site, 
     site["proxmox"]["token_secret_sops"] = {"file": "secrets/proxmox.sops.yaml", "key": "pve.token_secret"}
     (inventory / "site.yml").write_text(yaml.safe_dump(site, sort_keys=False))
     (inventory / "secrets").mkdir()
-    document = new_document({"pve": {"token_secret": pve_site.token_secret}}, "yaml", site["sops"]["admin_recipients"],
-                             Rules())  # fmt: skip
+    plain, admins = {"pve": {"token_secret": pve_site.token_secret}}, site["sops"]["admin_recipients"]
+    document = new_document(plain, "yaml", admins, Rules())
     (inventory / "secrets" / "proxmox.sops.yaml").write_text(document.text())
     (inventory / "proxmox.yml").write_text("plugin: nerv.homelab.proxmox\nsite_file: site.yml\n")
     env = {"SOPS_AGE_KEY_FILE": str(admin), "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
