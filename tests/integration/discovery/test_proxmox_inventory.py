@@ -158,6 +158,11 @@ def test_a_bad_token_is_one_clear_error_without_the_secret(ansible_cli, pve_site
     assert "Proxmox rejected API token root@pam!nerv-demo" in run.stderr, run.describe()
     assert CANARY not in run.output
     assert "cp1" not in run.stdout
+    # ansible.cfg enables only the plugins the sources need: the error is ours and comes first, not buried under
+    # the failures of auto, ini or toml (the yaml plugin, which the sites' hosts.yml needs, still says its line)
+    for other in ("'auto' plugin", "'ini' plugin", "'toml' plugin", "'script' plugin"):
+        assert other not in run.stderr, f"{other} tried the source\n{run.describe()}"
+    assert run.stderr.index("Proxmox rejected API token") < run.stderr.index("'yaml' plugin"), run.describe()
 
 
 def test_a_tls_failure_names_the_fix(ansible_cli, pve_site, tmp_path):
