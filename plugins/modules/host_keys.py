@@ -107,6 +107,13 @@ options:
       - Replaces a loop of M(ansible.builtin.known_hosts) tasks (one module run per host).
     type: bool
     default: false
+  require_identity:
+    description:
+      - Fail before anything is written unless an age identity of one of O(admin_recipients) is available here (as
+        sops finds identities, and O(identity_files)); RV(admin_identity) says where it was found.
+      - The keys phase asks for it in its first step, since every later one needs an admin to read the secrets.
+    type: bool
+    default: false
   extra_files_dir:
     description:
       - A private directory (mode 0700, such as one made by M(ansible.builtin.tempfile)) to write each host's
@@ -184,6 +191,11 @@ recipients:
   description: Host name to age recipient (hosts whose key is known).
   returned: always
   type: dict
+admin_identity:
+  description: With O(require_identity), where the admins' identity was found (a file or variable, never the key).
+  returned: when O(require_identity=true)
+  type: str
+  sample: /root/.config/sops/age/keys.txt
 pinned:
   description: With O(pin), the hosts whose entry in O(known_hosts) was added or replaced (would be, in check mode).
   returned: always
@@ -204,6 +216,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets import host_keys as hk
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
     IDENTITY_OPTIONS,
+    admin_identity,
     identities,
     run_module,
 )
@@ -226,13 +239,16 @@ def argument_spec() -> dict:
         "rotate_stage": {"type": "str", "choices": ["replace", "add", "drop"], "default": "replace"},
         "known_hosts": {"type": "path"},
         "pin": {"type": "bool", "default": False},
+        "require_identity": {"type": "bool", "default": False},
         "extra_files_dir": {"type": "path"},
         **IDENTITY_OPTIONS,
     }
 
 
 def execute(module) -> dict:
-    return hk.run(module.params, module.check_mode, lambda: identities(module.params))
+    # the admins' identity first, when asked: without one no secret of the site can be read or re-keyed later on
+    found = {"admin_identity": admin_identity(module.params)} if module.params["require_identity"] else {}
+    return {**hk.run(module.params, module.check_mode, lambda: identities(module.params)), **found}
 
 
 def main() -> None:
