@@ -99,9 +99,21 @@ def test_a_host_without_k3s_says_so(tmp_path, server):
 
 
 def test_a_server_that_does_not_answer_is_planned_in_check_mode_and_fails_for_real(tmp_path, server):
-    dest = tmp_path / "state" / "kubeconfig"
+    dest, known_hosts = tmp_path / "state" / "kubeconfig", server[2]
+    key = known_hosts.read_text().split(None, 1)[1]
+    known_hosts.write_text(known_hosts.read_text() + f"10.77.0.99 {key}")  # pinned, but nothing answers there
     checked, outcome = fetch(tmp_path, server, check=True, address="10.77.0.99")
     assert checked.rc == 0 and outcome["changed"] and not dest.exists(), checked.describe()
     assert any("Check mode plans fetching the kubeconfig" in w for w in outcome.get("warnings", [])), outcome
     refused, outcome = fetch(tmp_path, server, address="10.77.0.99")
     assert refused.rc != 0 and "cannot read /etc/rancher/k3s/k3s.yaml" in outcome["msg"] and not dest.exists()
+
+
+def test_a_server_whose_key_is_not_pinned_is_planned_without_connecting_and_refused_for_real(tmp_path, server):
+    dest = tmp_path / "state" / "kubeconfig"
+    checked, outcome = fetch(tmp_path, server, check=True, address="10.77.0.98")
+    assert checked.rc == 0 and outcome["changed"] and not dest.exists(), checked.describe()
+    warning = next(w for w in outcome.get("warnings", []) if "Check mode plans fetching the kubeconfig" in w)
+    assert "no key of cp1 (10.77.0.98) is pinned in" in warning and "its key is not pinned yet" in warning
+    refused, outcome = fetch(tmp_path, server, address="10.77.0.98")
+    assert refused.rc != 0 and "the host's key must be pinned first" in outcome["msg"] and not dest.exists()
