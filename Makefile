@@ -91,9 +91,10 @@ molecule: test-venv
 	  (cd $$role_dir && $(BIN)/molecule test -s $$scenario); \
 	done
 
-# One pytest run over both layers, so its summary line is the last thing `make test` prints.
+# One pytest run over both layers, so its summary line is the last thing `make test` prints; one worker per CPU
+# (pytest-xdist): most of an integration test waits on its emulators, SSH or a sleep, and two run in the time of one.
 pytest: test-venv
-	$(BIN)/pytest $(PYTEST_PATHS)
+	$(BIN)/pytest -n auto $(PYTEST_PATHS)
 
 unit: test-venv
 	$(BIN)/pytest tests/unit
