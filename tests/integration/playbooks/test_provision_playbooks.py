@@ -36,14 +36,11 @@ class Guests(threading.Thread):
 
 @pytest.fixture
 def site_inventory(pve_site, tmp_path):
-    """An inventory whose site points at the fake; the VMs on the template's node with its disk size (the fake's
-    storage is local and it does not apply a QEMU resize), and the fake's template tagged as ours."""
+    """An inventory whose site points at the fake (worker2 lands on pve2 through the shared storage, the workers'
+    disks are grown from the template's), and the fake's template tagged as ours."""
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     site = pve_site.site_for_fake()
-    for host in site["hosts"]:
-        if host["kind"] == "vm":
-            host.update(node=site["template"]["node"], disk=site["template"].get("disk", 16))
     site_file = tmp_path / "site" / "site.yml"
     site_file.parent.mkdir()
     site_file.write_text(yaml.safe_dump(site, sort_keys=False))

@@ -18,13 +18,9 @@ PROXMOX_PHASES = ("validate", "keys", "template", "vms")
 
 @pytest.fixture
 def site_inventory(pve_site, tmp_path):
-    """The demo site pointed at the fake, a free template vmid, VMs on the template's node with its disk size (the
-    fake's storage is local and it applies no QEMU resize), and a fresh admin identity."""
+    """The demo site pointed at the fake, a free template vmid, and a fresh admin identity."""
     site = pve_site.site_for_fake()
     site["template"]["vmid"] = 9100
-    for host in site["hosts"]:
-        if host["kind"] == "vm":
-            host.update(node=site["template"]["node"], disk=site["template"].get("disk", 16))
     identity = pyrage.x25519.Identity.generate()
     site["sops"]["admin_recipients"] = [str(identity.to_public())]
     admin = tmp_path / "admin-keys.txt"
