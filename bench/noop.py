@@ -40,6 +40,7 @@ import yaml
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "hacking"))
+from demo import admin_identity  # noqa: E402
 from fakepve_site import SiteFake, write_state  # noqa: E402
 
 DEMO = REPO / "inventory" / "demo"
@@ -54,16 +55,6 @@ CONTROLLER_ACTIONS = {
 
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-def admin_identity(work: Path) -> tuple[Path, str]:
-    import pyrage
-
-    identity = pyrage.x25519.Identity.generate()
-    key_file = work / "admin-keys.txt"
-    key_file.write_text(f"{identity}\n")
-    key_file.chmod(0o600)
-    return key_file, str(identity.to_public())
 
 
 def counting_interpreter(work: Path) -> Path:

@@ -19,6 +19,7 @@ description:
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
+  - nerv.homelab.wait_progress
   - nerv.homelab.kubeconfig
 options:
   names:
@@ -34,21 +35,6 @@ options:
     description: Seconds between polls.
     type: float
     default: 5
-  return_after:
-    description:
-      - Seconds after which a call hands back while the nodes are not all Ready yet, with RV(ready=false) and a
-        RV(progress) line, instead of waiting on; 0 waits in one call until they are Ready or O(timeout) is over.
-      - For a task that repeats the call with C(until) until RV(ready) (or a failure), so that each try prints how far
-        the wait got (the stdout callback nerv.homelab.progress prints RV(progress)); see O(started).
-    type: int
-    default: 0
-  started:
-    description:
-      - When the wait began, in seconds since the epoch; O(timeout) counts from there. Omitted, from the start of this
-        call.
-      - A task that repeats the call passes C("{{ now().timestamp() }}"), which Ansible templates once for all
-        the tries of a task, so that the tries share one deadline and the last one fails as a single call would.
-    type: float
 attributes:
   check_mode:
     support: full
