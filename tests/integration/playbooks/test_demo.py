@@ -41,3 +41,13 @@ def test_demo_runs_the_proxmox_phases_then_changes_nothing(tmp_path):
         assert f". {phase}: " in output, f"the plan names the {phase} phase"
     after = {p: p.read_bytes() for p in (REPO / "inventory" / "demo").rglob("*") if p.is_file()}
     assert after == before, "the demo wrote into inventory/demo"
+
+
+def test_make_demo_installs_what_it_runs_and_no_test_toolchain():
+    """requirements-demo.txt: what the playbooks need and the emulator, nothing of the test toolchain."""
+    lines = [line.strip() for line in (REPO / "requirements-demo.txt").read_text().splitlines()]
+    wanted = [line for line in lines if line and not line.startswith("#")]
+    assert wanted == ["-r requirements.txt", "fakepve[crypto]>=0.5.0"], wanted
+    dry = subprocess.run(["make", "-n", "demo", f"VENV={REPO}/.nowhere"], cwd=REPO, capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    assert "requirements-demo.txt" in dry.stdout and "requirements-test.txt" not in dry.stdout, dry.stdout
