@@ -53,6 +53,14 @@ except ImportError:
 STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 
 
+# Releases with a LoadBalancer Service go in the pool's stage, not MetalLB's: helm-controller installs with Helm's
+# wait, which holds a LoadBalancer Service not ready until it has an address (Helm v3.18 pkg/kube/ready.go,
+# serviceReady), and MetalLB hands out addresses only from an IPAddressPool, which needs MetalLB's CRDs and webhook
+# (so a stage after MetalLB's). In MetalLB's stage Traefik would never become Ready, and the stage with the pool,
+# which waits for it, would never be applied.
+AFTER_POOL = ("traefik",)
+
+
 SOPS_SECRET = "sops-age"
 
 
@@ -211,13 +219,15 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     """relative path -> list of documents: site_path (clusters/<site>) and stage_root (platform/<site>)."""
     site_path = site_path.strip("/")
     stage_root = (stage_root or f"platform/{site['site']['name']}").strip("/")
+    charts = releases(site)
     infra = {
         "namespaces.yaml": namespaces(site),
         "repositories.yaml": helm_repositories(site),
-        **{f"{name}.yaml": [release] for name, release in releases(site).items()},
+        **{f"{name}.yaml": [release] for name, release in charts.items() if name not in AFTER_POOL},
     }
     infra.update({"nfs-storage-class.yaml": nfs_storage_class(site)} if site.get("nfs") else {})
-    config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site)}
+    config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site),
+              **{f"{name}.yaml": [charts[name]] for name in AFTER_POOL}}  # fmt: skip
     platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard()}
     if monitoring_on(site) and platform_alerts(site):
         platform["platform-alerts.yaml"] = platform_alerts(site)

@@ -10,10 +10,8 @@ import shutil
 import pytest
 import yaml
 
-from .._ansible import AnsibleCli
-from .._kubectl import kubectl_path
 from .._kustomize import BuildError, flux_build
-from .._sites import SHIPPED_SITES, add_site_ca, site_file
+from .._sites import SHIPPED_SITES, site_file
 
 STAGES = ["infrastructure", "infrastructure-config", "platform", "apps"]
 # What each stage applies, written out here rather than taken from the renderer, so a lost file shows.
@@ -30,9 +28,10 @@ EXPECTED = {
         ("HelmRelease", "cert-manager", "cert-manager"),
         ("HelmRelease", "longhorn-system", "longhorn"),
         ("HelmRelease", "metallb-system", "metallb"),
-        ("HelmRelease", "traefik", "traefik"),
     },
     "infrastructure-config": {
+        # in the pool's stage: Helm waits for its LoadBalancer Service's address (test_gitops_converges.py)
+        ("HelmRelease", "traefik", "traefik"),
         ("IPAddressPool", "metallb-system", "site"),
         ("L2Advertisement", "metallb-system", "site"),
         ("ClusterIssuer", "", "site-ca"),
@@ -88,30 +87,6 @@ def expected(site_name: str, site: dict, stage: str) -> set:
     monitoring = MONITORING[stage] if "monitoring" in site else set()
     nfs = NFS_EXPECTED.get(stage, set()) if site_name in NFS_SITES else set()
     return EXPECTED[stage] | monitoring | nfs | apps
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> dict[str, tuple[dict, object]]:
-    """site -> (site data, checkout): every shipped site rendered by gitops_render in one playbook run."""
-    kubectl_path()
-    root = tmp_path_factory.mktemp("gitops-kustomize")
-    checkouts, tasks = {}, []
-    for site in SHIPPED_SITES:
-        checkout = root / site
-        checkout.mkdir()
-        checkouts[site] = (yaml.safe_load(site_file(site).read_text()), checkout)
-        data = checkouts[site][0]
-        # a copy of the site with its site CA, as the keys phase leaves it, and the admin key that opens it
-        site_dir = root / f"{site}-site"
-        shutil.copytree(site_file(site).parent, site_dir)
-        key = add_site_ca(site_dir, root / f"{site}-key")
-        # the admins' recipients, as the role gitops_platform passes them (monitoring's Secret needs them)
-        module_args = {"site_file": str(site_dir / "site.yml"), "dest": str(checkout), "identity_files": [str(key)],
-                       "sops_recipients": data["sops"]["admin_recipients"]}  # fmt: skip
-        tasks.append({"name": f"render {site}", "nerv.homelab.gitops_render": module_args})
-    result = AnsibleCli(root).playbook([{"name": "g", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
-    assert result.rc == 0, result.describe()
-    return checkouts
 
 
 def flux_stages(site: dict, checkout, scratch) -> dict[str, str]:
@@ -194,9 +169,9 @@ def test_a_stage_naming_a_missing_file_fails_the_build(rendered, tmp_path):
     site, checkout = rendered["example-proxmox"]
     broken = tmp_path / "broken"
     shutil.copytree(checkout, broken)
-    (broken / "platform" / "home" / "infrastructure" / "traefik.yaml").unlink()
+    (broken / "platform" / "home" / "infrastructure" / "longhorn.yaml").unlink()
     (tmp_path / "scratch").mkdir()
-    with pytest.raises(BuildError, match="traefik.yaml"):
+    with pytest.raises(BuildError, match="longhorn.yaml"):
         flux_build(broken / "platform" / "home" / "infrastructure", tmp_path / "scratch")
 
 

@@ -71,7 +71,7 @@ def test_charts_are_at_the_collections_versions_unless_the_site_pins_one():
             doc["metadata"]["name"]: doc["spec"]["chart"]["spec"]["version"]
             for path, docs_ in rendered.items()
             for doc in docs_
-            if doc["kind"] == "HelmRelease" and "/infrastructure/" in path
+            if doc["kind"] == "HelmRelease" and "/apps/" not in path
         }
 
     # the example site has nfs and monitoring: csi-driver-nfs and kube-prometheus-stack are among them
@@ -244,7 +244,7 @@ def test_without_nfs_there_is_no_driver_no_class_and_longhorn_is_the_default():
     assert not [p for p in rendered if "nfs" in p]
     assert "csi-driver-nfs" not in manifests.dump([d for docs_ in rendered.values() for d in docs_])
     (config,) = rendered["platform/home/infrastructure-config/kustomization.yaml"]
-    assert config["resources"] == ["cluster-issuers.yaml", "metallb-pool.yaml", "site-ca.sops.yaml"]
+    assert config["resources"] == ["cluster-issuers.yaml", "metallb-pool.yaml", "site-ca.sops.yaml", "traefik.yaml"]
     assert gitops_storage.default_storage_class(site) == "longhorn"
     (longhorn,) = rendered["platform/home/infrastructure/longhorn.yaml"]
     assert "defaultClass" not in longhorn["spec"]["values"]["persistence"]
