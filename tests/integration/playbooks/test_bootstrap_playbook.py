@@ -3,9 +3,10 @@ holds k3s.yaml), the Kubernetes API emulator serving HTTPS on that server's addr
 standing in for GitHub, and a recording fake flux CLI on PATH (the real one needs a cluster and a Git host).
 
 The test plays the cluster's controllers in a thread: the kubelet registers the node Ready; once the fake bootstrap
-has made flux-system, the "kustomize-controller" applies what the playbook pushed to Git (every object of a kind the
-emulator serves) and every Flux object becomes Ready for its generation; MetalLB gives Traefik's Service the first
-address of the site's pool. Run twice: the first run fetches, renders, pushes and bootstraps; the second changes
+has made flux-system, the readiness model (hacking/readiness.py) reconciles what the playbook pushed to Git, stage by
+stage, under upstream's rules, and its verdict is what the API shows: every object of a kind the emulator serves,
+each Flux object Ready or not as the model found it, Traefik's Service with the address MetalLB gave it from the
+site's pool. Run twice: the first run fetches, renders, pushes and bootstraps; the second changes
 nothing and writes nothing to the cluster.
 """
 
@@ -75,13 +76,17 @@ def k3s_yaml(tmp_path, address):
 
 
 class Controllers(threading.Thread):
-    """The kubelet, Flux's controllers and MetalLB, as far as the playbook can see them."""
+    """The kubelet, Flux's controllers, Helm and MetalLB, as far as the playbook can see them. What becomes Ready is
+    the readiness model's verdict (hacking/readiness.py: kstatus, Helm's wait, dependsOn and wait, MetalLB's pools)
+    on what was pushed to Git, never the test's word: a tree that would deadlock on a real cluster leaves its objects
+    not Ready here too, with the model's reason, and the playbook's wait fails on them."""
 
     def __init__(self, api, bare: Path, site: dict):
         super().__init__(daemon=True)
         self.api, self.bare, self.site = api, bare, site
         self.stopping = threading.Event()
         self.applied_revision = None
+        self.verdict = None
         self.errors: list = []
 
     def run(self):
@@ -103,27 +108,10 @@ class Controllers(threading.Thread):
             self.api.store.create(self.kind(kind_name), namespace, obj)
 
     def step(self):
-        from kube_emulator import ready_status
-
         store = self.api.store
         for host in self.site["hosts"]:
-            self.ensure(
-                "Node",
-                None,
-                {
-                    "metadata": {"name": host["name"]},
-                    "status": {
-                        "conditions": [
-                            {
-                                "type": "Ready",
-                                "status": "True",
-                                "reason": "KubeletReady",
-                                "message": "kubelet is posting ready",
-                            }
-                        ]
-                    },
-                },
-            )
+            ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready"}
+            self.ensure("Node", None, {"metadata": {"name": host["name"]}, "status": {"conditions": [ready]}})
         if store.list(self.kind("GitRepository"), "flux-system"):
             self.apply_git()
         for kind_name in FLUX_KINDS:
@@ -131,25 +119,61 @@ class Controllers(threading.Thread):
                 status = obj.get("status") or {}
                 if status.get("observedGeneration") != obj["metadata"]["generation"]:
                     meta = obj["metadata"]
-                    store.set_status(kind_name, meta.get("namespace"), meta["name"], ready_status(obj))
+                    store.set_status(kind_name, meta.get("namespace"), meta["name"], self.status_of(obj))
+
+    def status_of(self, obj: dict) -> dict:
+        """The Ready condition the model's verdict gives obj; flux-system's own objects (the bootstrap's) sync."""
+        from kube_emulator import ready_status
+        from readiness import key, label
+
+        stuck = {s.object: s for s in (self.verdict.stuck if self.verdict else [])}
+        ours = label(key(obj))
+        if ours in stuck:
+            return ready_status(obj, ready=False, reason="DependencyNotReady", message=stuck[ours].waits_for)
+        if self.verdict is None or ours not in self.verdict.ready:
+            # sources are fetched (the model takes them as reachable), flux-system applied what it found
+            if (
+                obj["kind"] != "Kustomization"
+                and obj["kind"] != "HelmRelease"
+                or obj["metadata"]["name"] == "flux-system"
+            ):
+                return ready_status(obj)
+            return ready_status(obj, ready=False, reason="Progressing", message="not reconciled yet")
+        return ready_status(obj)
+
+    def build(self, files: list):
+        """What Flux builds from a path of the pushed tree: the files its kustomization.yaml names, else every
+        .yaml below it."""
+
+        def show(path):
+            return [d for d in yaml.safe_load_all(git("--git-dir", str(self.bare), "show", f"main:{path}")) if d]
+
+        def build(path: str) -> list:
+            path = path.removeprefix("./").rstrip("/")
+            kustomization = f"{path}/kustomization.yaml"
+            if kustomization in files:
+                names = [f"{path}/{name}" for name in show(kustomization)[0]["resources"]]
+            else:
+                names = [f for f in files if f.startswith(f"{path}/") and f.endswith(".yaml")]
+            return [doc for name in names for doc in show(name)]
+
+        return build
 
     def apply_git(self):
-        """What flux-system applies (clusters/<site>/), then what each stage applies (platform/<site>/)."""
+        """What the model says flux-system and the stages make of what was pushed, in the API: every object of a
+        kind the emulator serves, with the status its controllers gave it (MetalLB's address on Traefik's Service)."""
+        from readiness import Cluster
+
         head = git("--git-dir", str(self.bare), "rev-parse", "main").strip()
         if head == self.applied_revision:
             return
         files = git("--git-dir", str(self.bare), "ls-tree", "-r", "--name-only", "main").splitlines()
-        name = self.site["site"]["name"]
-        for path in files:
-            if not path.endswith(".yaml") or not path.startswith((f"clusters/{name}/", f"platform/{name}/")):
-                continue
-            for doc in yaml.safe_load_all(git("--git-dir", str(self.bare), "show", f"main:{path}")):
-                kind = self.kind(doc.get("kind", "")) if doc else None
-                if kind and doc["apiVersion"] == kind.group_version:
-                    self.ensure(doc["kind"], doc["metadata"].get("namespace"), doc)
-        first = self.site["metallb"]["addresses"][0].split("-")[0].split("/")[0]
-        self.ensure("Service", "traefik", {"metadata": {"name": "traefik"}, "spec": {"type": "LoadBalancer"},
-                                           "status": {"loadBalancer": {"ingress": [{"ip": first}]}}})  # fmt: skip
+        build = self.build(files)
+        self.verdict = Cluster(build).reconcile(build(f"clusters/{self.site['site']['name']}"))
+        for doc in self.verdict.objects.values():
+            kind = self.kind(doc.get("kind", ""))
+            if kind and doc["apiVersion"] == kind.group_version:
+                self.ensure(doc["kind"], doc["metadata"].get("namespace"), doc)
         self.applied_revision = head
 
 
