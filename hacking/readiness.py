@@ -36,7 +36,7 @@ FLUX_GROUPS = ("source.toolkit.fluxcd.io", "kustomize.toolkit.fluxcd.io", "helm.
 BUILTIN_KINDS = {
     "Namespace", "Secret", "ConfigMap", "Service", "ServiceAccount", "Deployment", "DaemonSet", "StatefulSet",
     "PersistentVolumeClaim", "StorageClass", "Ingress", "IngressClass", "Job", "Role", "RoleBinding", "ClusterRole",
-    "ClusterRoleBinding", "CustomResourceDefinition",
+    "ClusterRoleBinding", "CustomResourceDefinition", "NetworkPolicy",
     "GitRepository", "HelmRepository", "OCIRepository", "Kustomization", "HelmRelease",
 }  # fmt: skip
 # K3s' own StorageClass (local-path), there from the start

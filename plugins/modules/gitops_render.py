@@ -14,8 +14,15 @@ description:
     C(infrastructure-config) -> C(platform) -> C(apps), C(dependsOn), C(wait), C(prune), sops decryption with the
     C(sops-age) Secret), and under C(<stage_root>/) the HelmRepositories and HelmReleases of MetalLB, cert-manager
     (CRDs through C(crds.enabled)), Traefik and Longhorn, the MetalLB IPAddressPool and L2Advertisement of the site's
-    C(metallb.addresses), the ClusterIssuer C(site-ca) and its Secret, and Ingresses for the Traefik, Longhorn and
-    Flux (Capacitor) dashboards.
+    C(metallb.addresses), the ClusterIssuer C(site-ca) and its Secret, and the dashboards of Traefik (the chart's
+    IngressRoute), Longhorn and Flux (Capacitor; Ingresses), each on Traefik's C(websecure) entry point only, with a
+    certificate from the site CA and behind one basic-auth login. Traefik's HelmRelease is in the pool's stage
+    (C(infrastructure-config)) because Helm waits for its LoadBalancer Service's address, which MetalLB gives only
+    from the pool.
+  - The dashboards' login is made once, with a strong random password, into
+    C(<stage_root>/platform/dashboard-auth.sops.yaml) (Secret C(traefik/dashboard-auth) of type
+    C(kubernetes.io/basic-auth), user C(admin), sops-encrypted to O(sops_recipients), mode 0600), like Grafana's
+    admin below.
   - The site CA is made once on the controller (M(nerv.homelab.site_ca), run by the role nerv.homelab.sops_keys) and
     shared with the Caddy hosts. It is decrypted here from O(site_file)'s C(secrets/site-ca.sops.yaml) (or
     O(site_ca_file)) and put into C(<stage_root>/infrastructure-config/site-ca.sops.yaml), Secret
@@ -64,8 +71,8 @@ options:
       - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
         repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
         C(stringData) to them; the rules of other sites and your own are kept.
-      - Required when the site has C(monitoring) and Grafana's admin Secret is not there yet, which is encrypted to
-        these recipients.
+      - Required while the dashboards' login (every site) or, with C(monitoring), Grafana's admin Secret is not
+        there yet, each being encrypted to these recipients.
       - Required when an app has C(values_sops), whose values Secret is encrypted to them (give the Flux key's, or
         Flux cannot read it).
       - Required for the site CA's Secret, which is encrypted to them.

@@ -16,9 +16,11 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monito
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import monitoring_on
 
-# dashboard: (namespace, service, port); the host is <dashboard>.<domain>
+# dashboard: (namespace, service, port) its Ingress sends to; the host is <dashboard>.<domain>. Traefik's own has
+# none: its API listens on the traefik entry point, which the chart's Service does not expose, and the chart publishes
+# it itself (ingressRoute.dashboard, gitops_dashboards.py)
 DASHBOARDS = {
-    "traefik": ("traefik", "traefik", 8080),
+    "traefik": ("traefik", None, None),
     "longhorn": ("longhorn-system", "longhorn-frontend", 80),
     # Capacitor, a UI for Flux itself (Flux has none of its own), from its published manifests
     "flux": ("flux-system", "capacitor", 9000),

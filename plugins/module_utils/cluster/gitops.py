@@ -17,15 +17,27 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import (
-    site_dashboards,
-    traefik_address,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import site_dashboards, traefik_address
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import app_files, app_values_file
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_dashboards import (
+    DASHBOARD_AUTH,
+    DASHBOARD_AUTH_FILE,
+    DASHBOARD_AUTH_STAGE,
+    TRAEFIK_NAMESPACE,
+    auth_middleware,
+    auth_secret,
+    ingresses,
+    traefik_certificate,
+    traefik_dashboard,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
+    GRAFANA_ADMIN_FILE,
+    GRAFANA_ADMIN_SECRET,
+    GRAFANA_ADMIN_STAGE,
+    MONITORING_NAMESPACE,
+    grafana_admin_secret,
     monitoring_release,
     platform_alerts,
-    sops_files,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_storage import (
     default_storage_class,
@@ -36,6 +48,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests imp
     RENDERED_ANNOTATION,
     SOPS_ENCRYPTED_REGEX,
     RenderError,
+    chart_version,
     helm_release,
     helm_repositories,
     kustomization,
@@ -92,8 +105,8 @@ def releases(site: dict) -> dict:
         "ingressClass": {"enabled": True, "isDefaultClass": True},
         # pinned: the LAN's DNS (home services, site/services.py) points the ingress hosts at this address
         "service": {"type": "LoadBalancer", "annotations": {"metallb.io/loadBalancerIPs": traefik_address(site)}},
-        # the dashboard gets an Ingress of its own (platform/ingresses.yaml), behind the site's CA
-        "ingressRoute": {"dashboard": {"enabled": True, "matchRule": f"Host(`traefik.{site['network']['domain']}`)"}},
+        # the dashboard as the chart publishes it, on websecure behind the dashboards' login (gitops_dashboards.py)
+        "ingressRoute": {"dashboard": traefik_dashboard(site)},
         "providers": {"kubernetesIngress": {"publishedService": {"enabled": True}}},
     }
     longhorn = {
@@ -151,6 +164,17 @@ def site_ca_secret(certificate: str, key: str) -> dict:
             "stringData": {"tls.crt": certificate, "tls.key": key, "ca.crt": certificate}}  # fmt: skip
 
 
+def made_once(site: dict) -> dict:
+    """(stage, file) -> (the Secret's namespace/name, password -> its plaintext): the Secrets gitops_apply makes once
+    with a new random password, sops-encrypted, and then keeps (made again, a password would change under a running
+    UI): the dashboards' login, and Grafana's admin with monitoring."""
+    out = {(DASHBOARD_AUTH_STAGE, DASHBOARD_AUTH_FILE): (f"{TRAEFIK_NAMESPACE}/{DASHBOARD_AUTH}", auth_secret)}
+    if monitoring_on(site):
+        grafana = (f"{MONITORING_NAMESPACE}/{GRAFANA_ADMIN_SECRET}", grafana_admin_secret)
+        out[(GRAFANA_ADMIN_STAGE, GRAFANA_ADMIN_FILE)] = grafana
+    return out
+
+
 CAPACITOR_MANIFESTS = "oci://ghcr.io/gimlet-io/capacitor-manifests"
 
 
@@ -159,36 +183,27 @@ def dashboards(site: dict) -> dict:
     return {name: f"https://{target[3]}/" for name, target in site_dashboards(site).items()}
 
 
-def ingresses(site: dict) -> list:
-    """Ingresses for the dashboards, with certificates from the site's CA."""
-    docs = []
-    for name, (namespace, service, port, host) in site_dashboards(site).items():
-        docs.append({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {**object_meta(f"{name}-dashboard", namespace),
-                         "annotations": {"cert-manager.io/cluster-issuer": "site-ca"}},
-            "spec": {
-                "ingressClassName": "traefik",
-                "tls": [{"hosts": [host], "secretName": f"{name}-dashboard-tls"}],
-                "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                    "service": {"name": service, "port": {"number": port}}}}]}}],
-            },
-        })  # fmt: skip
-    return docs
-
-
-def flux_dashboard() -> list:
-    """Capacitor's manifests as an OCI artifact, applied into flux-system by a Kustomization of its own."""
+def flux_dashboard(site: dict) -> list:
+    """Capacitor's manifests as an OCI artifact at the site's tag, applied into flux-system by a Kustomization of its
+    own, and the NetworkPolicy that lets Traefik reach it: flux bootstrap's allow-egress policy (Flux v2.6.1
+    manifests/policies/allow-egress.yaml) admits traffic into flux-system only from flux-system itself."""
+    tag = chart_version(site, "capacitor")
+    from_traefik = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": TRAEFIK_NAMESPACE}}}
     return [
         {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
          "metadata": object_meta("capacitor", "flux-system"),
-         "spec": {"interval": "12h", "url": CAPACITOR_MANIFESTS, "ref": {"semver": ">=0.1.0"}}},
+         "spec": {"interval": "12h", "url": CAPACITOR_MANIFESTS, "ref": {"tag": tag}}},
         {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
          "metadata": object_meta("capacitor", "flux-system"),
          "spec": {"targetNamespace": "flux-system", "interval": "1h", "retryInterval": "2m", "timeout": "5m",
                   "wait": True, "prune": True, "path": "./",
                   "sourceRef": {"kind": "OCIRepository", "name": "capacitor"}}},
+        # the pods of Capacitor's manifests (deploy/k8s/manifest.yaml of capacitor-v0.4.8) carry this label
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": object_meta("capacitor-from-traefik", "flux-system"),
+         "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "capacitor"}},
+                  "policyTypes": ["Ingress"],
+                  "ingress": [{"from": [from_traefik], "ports": [{"protocol": "TCP", "port": 9000}]}]}},
     ]  # fmt: skip
 
 
@@ -228,12 +243,14 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     infra.update({"nfs-storage-class.yaml": nfs_storage_class(site)} if site.get("nfs") else {})
     config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site),
               **{f"{name}.yaml": [charts[name]] for name in AFTER_POOL}}  # fmt: skip
-    platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard()}
+    platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard(site),
+                "dashboard-access.yaml": [auth_middleware(), traefik_certificate(site)]}  # fmt: skip
     if monitoring_on(site) and platform_alerts(site):
         platform["platform-alerts.yaml"] = platform_alerts(site)
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
-    secret = sops_files(site)
-    secret = {**secret, SITE_CA_STAGE: [*secret.get(SITE_CA_STAGE, []), SITE_CA_FILE]}
+    secret = {SITE_CA_STAGE: [SITE_CA_FILE]}
+    for stage, name in made_once(site):
+        secret.setdefault(stage, []).append(name)
     for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):
         for name, docs in content.items():
             files[f"{stage_root}/{stage}/{name}"] = docs

@@ -3,8 +3,8 @@
 """The I/O side of nerv.homelab.gitops_render: read the site, render with gitops.py, write what differs into the
 checkout (and keep the repository's .sops.yaml rule of the site current), encrypt the apps' values_sops into
 Secrets for Flux, re-encrypt the site CA (made once on the controller) into cert-manager's Secret for Flux, and delete
-the files it rendered before that the site no longer asks for. With monitoring, Grafana's admin Secret is made here
-once, sops-encrypted, and kept as it is on every later run."""
+the files it rendered before that the site no longer asks for. The dashboards' login (and with monitoring Grafana's
+admin) Secret is made here once, sops-encrypted, and kept as it is on every later run."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import
     SITE_CA_SECRET,
     SITE_CA_STAGE,
     dashboards,
+    made_once,
     parse_sops_config,
     render,
     site_ca_secret,
@@ -25,12 +26,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import (
     app_values_file,
     app_values_manifest,
-)
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
-    GRAFANA_ADMIN_SECRET,
-    MONITORING_NAMESPACE,
-    grafana_admin_secret,
-    sops_files,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
     RENDERED_ANNOTATION,
@@ -105,9 +100,9 @@ def execute(module) -> dict:
         if not module.check_mode:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             write_atomic(path, text, mode=0o644)
-    for relative, text in new_secrets.items():
+    for relative, (secret, text) in new_secrets.items():
         changed.append(relative)
-        shown = SECRET_SHOWN.format(f"{MONITORING_NAMESPACE}/{GRAFANA_ADMIN_SECRET}")
+        shown = SECRET_SHOWN.format(secret)
         diffs.append({"before_header": relative, "after_header": relative, "before": "", "after": shown})
         if not module.check_mode:
             write_atomic(os.path.join(p["dest"], relative), text)
@@ -136,15 +131,14 @@ def _stage_root(p: dict, site: dict) -> str:
 
 
 def _secret_plan(p: dict, site: dict, stage_root: str) -> tuple[list, dict]:
-    """(every sops file of the site, relative path -> encrypted text of those missing). Each is made once and then
-    left as it is: re-made, Grafana's password would change under a running Grafana."""
+    """(every sops file made once, relative path -> (its Secret, encrypted text) of those missing). Each is made once
+    and then left as it is: made again, a password would change under a running UI."""
     every, missing = [], {}
-    for stage, names in sops_files(site).items():
-        for name in names:
-            relative = f"{stage_root}/{stage}/{name}"
-            every.append(relative)
-            if not _kept(os.path.join(p["dest"], relative)):
-                missing[relative] = _grafana_admin_file(p, relative)
+    for (stage, name), (secret, make) in made_once(site).items():
+        relative = f"{stage_root}/{stage}/{name}"
+        every.append(relative)
+        if not _kept(os.path.join(p["dest"], relative)):
+            missing[relative] = (secret, _made_once_file(p, relative, secret, make))
     return every, missing
 
 
@@ -159,14 +153,14 @@ def _kept(path: str) -> bool:
         ) from None
 
 
-def _grafana_admin_file(p: dict, relative: str) -> str:
-    """Grafana's admin Secret with a new strong password, encrypted to sops_recipients as the site's rule does."""
+def _made_once_file(p: dict, relative: str, secret: str, make) -> str:
+    """A Secret with a new strong password, encrypted to sops_recipients as the site's rule does."""
     if not p["sops_recipients"]:
         raise RenderError(
-            f"monitoring needs sops_recipients to keep Grafana's admin password encrypted in {relative}: give the "
+            f"the platform keeps the password of Secret {secret} encrypted in {relative}: give sops_recipients, the "
             "admins' age recipients and the cluster's Flux key (the role nerv.homelab.gitops_platform does)"
         )
-    plain = grafana_admin_secret(secrets.token_urlsafe(PASSWORD_BYTES))
+    plain = make(secrets.token_urlsafe(PASSWORD_BYTES))
     return new_document(plain, "yaml", p["sops_recipients"], SECRET_RULES).text()
 
 

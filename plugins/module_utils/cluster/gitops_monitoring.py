@@ -11,7 +11,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests imp
     CHARTS,
     RENDERED_ANNOTATION,
     helm_release,
-    monitoring_on,
     object_meta,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import NODE_EXPORTER_PORT
@@ -51,12 +50,6 @@ FLUX_KINDS = (
 
 def grafana_host(site: dict) -> str:
     return site["monitoring"].get("grafana_host") or f"grafana.{site['network']['domain']}"
-
-
-def sops_files(site: dict) -> dict:
-    """stage -> the sops-encrypted files its kustomization.yaml lists; gitops_apply writes them (secret content is
-    never rendered here)."""
-    return {GRAFANA_ADMIN_STAGE: [GRAFANA_ADMIN_FILE]} if monitoring_on(site) else {}
 
 
 def grafana_admin_secret(password: str) -> dict:

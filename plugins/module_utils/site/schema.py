@@ -37,8 +37,12 @@ PLATFORM_VERSIONS = {
     "traefik": "37.1.1",
     "cert_manager": "v1.18.2",
     "longhorn": "1.9.1",
-    "csi_driver_nfs": "v4.11.0",
+    # the chart's own version (charts/index.yaml of csi-driver-nfs): without the v from 4.11.0 on
+    "csi_driver_nfs": "4.11.0",
     "kube_prometheus_stack": "75.15.0",
+    # Capacitor's published manifests (oci://ghcr.io/gimlet-io/capacitor-manifests), the tag of release
+    # capacitor-v0.4.8
+    "capacitor": "v0.4.8",
 }
 # One Flux release as flux bootstrap --version takes it and the flux-system namespace label shows it
 FLUX_RELEASE = "^v(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$"
@@ -51,8 +55,9 @@ def _version(name: str, default: str) -> dict:
         return {"type": "string", "pattern": FLUX_RELEASE,
                 "default": default, "description": "Flux release flux bootstrap installs (--version).",
                 "x-fix": f"write one Flux release with its v, e.g. {default}"}  # fmt: skip
+    what = "Tag of Capacitor's manifests (the Flux UI)" if name == "capacitor" else f"Chart version of {name}"
     return {"type": "string", "pattern": _CHART_VERSION, "default": default,
-            "description": f"Chart version of {name.replace('_', '-')}.",
+            "description": f"{what.replace('_', '-')}.",
             "x-fix": f"write one exact chart version (no range), e.g. {default}"}  # fmt: skip
 
 

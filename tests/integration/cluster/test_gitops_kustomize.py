@@ -38,11 +38,15 @@ EXPECTED = {
         ("Secret", "cert-manager", "site-ca"),  # the site CA, sops-encrypted, written by gitops_render itself
     },
     "platform": {
-        ("Ingress", "traefik", "traefik-dashboard"),
+        # Traefik's own dashboard is the chart's IngressRoute: its certificate, the dashboards' login
+        ("Certificate", "traefik", "traefik-dashboard"),
+        ("Middleware", "traefik", "dashboard-auth"),
+        ("Secret", "traefik", "dashboard-auth"),  # sops-encrypted, written by gitops_render itself
         ("Ingress", "longhorn-system", "longhorn-dashboard"),
         ("Ingress", "flux-system", "flux-dashboard"),
         ("OCIRepository", "flux-system", "capacitor"),
         ("Kustomization", "flux-system", "capacitor"),
+        ("NetworkPolicy", "flux-system", "capacitor-from-traefik"),
     },
     "apps": set(),
 }

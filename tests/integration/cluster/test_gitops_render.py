@@ -83,9 +83,9 @@ def test_render_once_then_only_what_changed(ansible_cli, real_sops, tmp_path):
     site_file.write_text(yaml.safe_dump(site, sort_keys=False))
     result, third = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
     # the pool, and Traefik's address pinned to its first address (the LAN's DNS records point there)
-    assert third["changed_files"] == [
-        "platform/home/infrastructure/traefik.yaml",
+    assert sorted(third["changed_files"]) == [
         "platform/home/infrastructure-config/metallb-pool.yaml",
+        "platform/home/infrastructure-config/traefik.yaml",
     ]
     assert "192.168.10.224/28" in result.output, "--diff shows the change"
 
@@ -160,6 +160,32 @@ def test_a_missing_checkout_is_a_clear_error(ansible_cli, tmp_path):
     assert result.rc != 0 and "is not a directory" in result.task("render")["msg"]
 
 
+def test_the_dashboards_login_is_made_once_encrypted_and_never_shown(ansible_cli, real_sops, tmp_path):
+    """Traefik's, Longhorn's and Capacitor's UIs share one basic-auth login: a kubernetes.io/basic-auth Secret (the
+    type Traefik's basicAuth middleware reads as username and password) made once, encrypted for Flux."""
+    site_file, checkout = example_site(tmp_path, real_sops)
+    recipients = [real_sops.recipient]
+    relative = "platform/home/platform/dashboard-auth.sops.yaml"
+
+    result, first = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
+    assert relative in first["changed_files"] and relative in first["files"]
+    path = checkout / relative
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    (secret,) = yaml.safe_load_all(real_sops.decrypt(path))
+    assert (secret["type"], secret["metadata"]["namespace"], secret["metadata"]["name"]) == (
+        "kubernetes.io/basic-auth", "traefik", "dashboard-auth")  # fmt: skip
+    password = secret["stringData"]["password"]
+    assert secret["stringData"]["username"] == "admin" and len(password) >= 32
+    assert password not in path.read_text() and password not in shown(result, ansible_cli)
+    assert "(sops-encrypted Secret traefik/dashboard-auth: not shown)" in result.output
+    (kustomization,) = yaml.safe_load_all((checkout / "platform/home/platform/kustomization.yaml").read_text())
+    assert "dashboard-auth.sops.yaml" in kustomization["resources"]
+
+    before = path.read_text()
+    result, second = render(ansible_cli, site_file, checkout, sops_recipients=recipients)
+    assert not second["changed"] and path.read_text() == before, "the login is kept, never made again"
+
+
 def test_grafanas_password_is_made_once_encrypted_and_never_shown(ansible_cli, real_sops, tmp_path):
     site_file, checkout = example_site(tmp_path, real_sops)
     recipients = [real_sops.recipient]
@@ -223,11 +249,13 @@ def test_grafanas_secret_outlives_an_apps_prune_and_goes_with_monitoring(ansible
     assert not again["changed"] and again["removed_files"] == []
 
 
-def test_monitoring_without_recipients_fails_naming_the_option_and_writes_nothing(ansible_cli, tmp_path):
+def test_the_logins_without_recipients_fail_naming_the_option_and_write_nothing(ansible_cli, tmp_path):
+    """The dashboards' login (every site) and Grafana's admin (with monitoring) are kept encrypted: no recipients,
+    no render."""
     checkout = tmp_path / "gitops"
     checkout.mkdir()
     _result, failed = render(ansible_cli, INVENTORY / "example-proxmox" / "site.yml", checkout, ok=False)
-    assert "sops_recipients" in failed["msg"] and "Grafana" in failed["msg"]
+    assert "give sops_recipients" in failed["msg"] and "Secret traefik/dashboard-auth" in failed["msg"]
     assert list(checkout.iterdir()) == []
 
 

@@ -11,7 +11,6 @@ import yaml
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import (
     gitops,
-    gitops_monitoring,
     gitops_storage,
     manifests,
 )
@@ -42,10 +41,13 @@ def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
 
 
 def test_every_stage_directory_lists_exactly_its_files():
-    """Its rendered files, and the sops files gitops_apply writes beside them (Grafana's admin Secret, the site CA)."""
+    """Its rendered files, and the sops files gitops_apply writes beside them (the dashboards' login, Grafana's admin
+    Secret, the site CA)."""
     rendered = files()
-    assert gitops_monitoring.sops_files(SITE) == {"infrastructure": ["grafana-admin.sops.yaml"]}
-    written = {**gitops_monitoring.sops_files(SITE), "infrastructure-config": ["site-ca.sops.yaml"]}
+    assert set(gitops.made_once(SITE)) == {("platform", "dashboard-auth.sops.yaml"),
+                                           ("infrastructure", "grafana-admin.sops.yaml")}  # fmt: skip
+    written = {"infrastructure": ["grafana-admin.sops.yaml"], "platform": ["dashboard-auth.sops.yaml"],
+               "infrastructure-config": ["site-ca.sops.yaml"]}  # fmt: skip
     for stage in gitops.STAGES:
         directory = f"platform/home/{stage}/"
         (kustomization,) = rendered[directory + "kustomization.yaml"]
@@ -76,7 +78,7 @@ def test_charts_are_at_the_collections_versions_unless_the_site_pins_one():
 
     # the example site has nfs and monitoring: csi-driver-nfs and kube-prometheus-stack are among them
     assert versions(SITE) == {"metallb": "0.15.2", "cert-manager": "v1.18.2", "traefik": "37.1.1",
-                              "longhorn": "1.9.1", "csi-driver-nfs": "v4.11.0",
+                              "longhorn": "1.9.1", "csi-driver-nfs": "4.11.0",
                               "kube-prometheus-stack": "75.15.0"}  # fmt: skip
     pinned = copy.deepcopy(SITE)
     pinned["platform"]["versions"]["longhorn"] = "1.8.2"
@@ -88,16 +90,18 @@ def test_charts_are_at_the_collections_versions_unless_the_site_pins_one():
 def test_dashboards_are_served_for_the_sites_domain_with_its_ca():
     ingresses = docs("platform/home/platform/ingresses.yaml")
     hosts = [i["spec"]["rules"][0]["host"] for i in ingresses]
-    names = ("traefik", "longhorn", "flux", "grafana")  # Grafana: the example site has monitoring
-    assert hosts == [f"{name}.home.lab.example" for name in names]
+    # Traefik's own dashboard is the chart's IngressRoute (test_gitops_dashboards.py); Grafana: the site has monitoring
+    assert hosts == [f"{name}.home.lab.example" for name in ("longhorn", "flux", "grafana")]
+    names = ("traefik", "longhorn", "flux", "grafana")
     assert gitops.dashboards(SITE) == {name: f"https://{name}.home.lab.example/" for name in names}
     for ingress in ingresses:
-        assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "site-ca"}
+        assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "site-ca"
         assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
     (issuer,) = docs("platform/home/infrastructure-config/cluster-issuers.yaml")
     assert issuer["kind"] == "ClusterIssuer" and issuer["metadata"] == {"name": "site-ca"}
     assert issuer["spec"] == {"ca": {"secretName": "site-ca"}}, "it signs with the site CA's Secret, made nowhere here"
-    assert not [d for docs_ in files().values() for d in docs_ if d["kind"] == "Certificate"], "no CA made in-cluster"
+    (certificate,) = [d for docs_ in files().values() for d in docs_ if d["kind"] == "Certificate"]
+    assert certificate["spec"]["issuerRef"] == {"kind": "ClusterIssuer", "name": "site-ca"}, "issued, no CA in-cluster"
 
 
 def test_the_site_ca_secret_is_a_tls_secret_that_validates_against_the_kubernetes_schema():
@@ -124,14 +128,19 @@ def test_core_objects_validate_against_the_kubernetes_schema():
     )
     core_apis = ("v1", "networking.k8s.io/v1", "storage.k8s.io/v1")
     core = [d for docs_ in files().values() for d in docs_ if d["apiVersion"] in core_apis]
-    assert {d["kind"] for d in core} == {"Namespace", "Ingress", "StorageClass"}
+    assert {d["kind"] for d in core} == {"Namespace", "Ingress", "StorageClass", "NetworkPolicy"}
     for doc in core:
         kubernetes_validate.validate(doc, "1.31", strict=True)
 
 
 def test_the_flux_dashboard_is_capacitor_applied_into_flux_system():
-    source, kustomization = docs("platform/home/platform/flux-dashboard.yaml")
+    source, kustomization, policy = docs("platform/home/platform/flux-dashboard.yaml")
     assert source["kind"] == "OCIRepository" and source["spec"]["url"] == gitops.CAPACITOR_MANIFESTS
+    assert source["spec"]["ref"] == {"tag": "v0.4.8"}, "one exact release, not a range"
+    # flux bootstrap's allow-egress policy admits only flux-system's own pods: Traefik is let in to Capacitor's port
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["ingress"][0]["ports"] == [
+        {"protocol": "TCP", "port": 9000}
+    ]
     assert kustomization["spec"]["sourceRef"] == {"kind": "OCIRepository", "name": "capacitor"}
     assert kustomization["spec"]["targetNamespace"] == "flux-system"
     (flux_ingress,) = [
@@ -192,7 +201,7 @@ def test_the_nfs_section_installs_csi_driver_nfs_in_kube_system():
     assert release["metadata"] == {"name": "csi-driver-nfs", "namespace": "kube-system"}
     chart = release["spec"]["chart"]["spec"]
     source = {"kind": "HelmRepository", "name": "csi-driver-nfs", "namespace": "flux-system"}
-    assert chart == {"chart": "csi-driver-nfs", "version": "v4.11.0", "sourceRef": source}
+    assert chart == {"chart": "csi-driver-nfs", "version": "4.11.0", "sourceRef": source}
     assert release["spec"]["values"] == {}, "the chart makes no StorageClass (storageClass.create is false)"
     repos = {r["metadata"]["name"]: r["spec"]["url"] for r in docs("platform/home/infrastructure/repositories.yaml")}
     assert repos["csi-driver-nfs"] == "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"

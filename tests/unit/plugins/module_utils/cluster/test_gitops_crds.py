@@ -34,17 +34,20 @@ MODELS = {
     # OCIRepository became v1 in Flux 2.6, after the models' 2.5.1; its spec is v1beta2's
     ("source.toolkit.fluxcd.io/v1", "OCIRepository"): (source_beta.OCIRepository, "source.toolkit.fluxcd.io/v1beta2"),
     ("cert-manager.io/v1", "ClusterIssuer"): (cert_manager.ClusterIssuer, None),
+    ("cert-manager.io/v1", "Certificate"): (cert_manager.Certificate, None),
 }
 # Checked elsewhere: core kinds with kubernetes-validate (test_gitops.py), kustomize's own kustomization.yaml.
 NOT_HERE = {
     ("v1", "Namespace"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     ("storage.k8s.io/v1", "StorageClass"),
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
 }
 NO_SCHEMA = {("metallb.io/v1beta1", "IPAddressPool"), ("metallb.io/v1beta1", "L2Advertisement")}
-# No installable model either; test_gitops_monitoring.py checks it against a JSON Schema taken from its CRD
-CRD_SCHEMA_ELSEWHERE = {("monitoring.coreos.com/v1", "PrometheusRule")}
+# No installable model either; test_gitops_monitoring.py and test_gitops_dashboards.py check them against JSON Schemas
+# taken from their CRDs
+CRD_SCHEMA_ELSEWHERE = {("monitoring.coreos.com/v1", "PrometheusRule"), ("traefik.io/v1alpha1", "Middleware")}
 
 
 def rendered(site_name):

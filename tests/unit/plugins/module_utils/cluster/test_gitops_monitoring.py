@@ -106,7 +106,10 @@ def test_a_site_without_monitoring_renders_none_of_it():
     files = gitops.render(plain, "clusters/home")
     assert "kube-prometheus-stack" not in manifests.active_charts(plain)
     assert not any("prometheus" in path or "alerts" in path for path in files)
-    assert "grafana" not in gitops.dashboards(plain) and gitops_monitoring.sops_files(plain) == {}
+    assert "grafana" not in gitops.dashboards(plain) and (
+        "infrastructure",
+        "grafana-admin.sops.yaml",
+    ) not in gitops.made_once(plain)
     (infra,) = files["platform/home/infrastructure/kustomization.yaml"]
     assert "grafana-admin.sops.yaml" not in infra["resources"]
     namespaces = [n["metadata"]["name"] for n in files["platform/home/infrastructure/namespaces.yaml"]]
@@ -268,7 +271,12 @@ def test_grafana_is_a_dashboard_behind_the_sites_ca_on_its_host():
     ingresses = gitops.render(monitored, "clusters/home")["platform/home/platform/ingresses.yaml"]
     (grafana,) = [i for i in ingresses if i["metadata"]["name"] == "grafana-dashboard"]
     assert grafana["metadata"]["namespace"] == "monitoring"
-    assert grafana["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "site-ca"}
+    # TLS only, from the site CA; Grafana's own login (its admin Secret from sops), no second one in front
+    assert grafana["metadata"]["annotations"] == {
+        "cert-manager.io/cluster-issuer": "site-ca",
+        "traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
+        "traefik.ingress.kubernetes.io/router.tls": "true",
+    }
     assert grafana["spec"]["tls"] == [{"hosts": ["grafana.home.lab.example"], "secretName": "grafana-dashboard-tls"}]
     backend = grafana["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "kube-prometheus-stack-grafana", "port": {"number": 80}}

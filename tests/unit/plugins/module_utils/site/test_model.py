@@ -478,8 +478,9 @@ def test_platform_versions_default_to_the_collections_and_a_pin_is_kept():
         "traefik": "37.1.1",
         "cert_manager": "v1.18.2",
         "longhorn": "1.9.1",
-        "csi_driver_nfs": "v4.11.0",
+        "csi_driver_nfs": "4.11.0",
         "kube_prometheus_stack": "75.15.0",
+        "capacitor": "v0.4.8",
     }
     data = _site()
     data["platform"] = {"versions": {"traefik": "36.3.0", "cert_manager": "v1.17.4-rc.1"}}

@@ -83,8 +83,11 @@ def test_the_records_use_the_renderers_own_hosts_and_address():
         for doc in docs:
             if doc.get("kind") == "Ingress":
                 hosts.update(rule["host"] for rule in doc["spec"]["rules"])
+    (release,) = rendered["platform/home/infrastructure-config/traefik.yaml"]
+    # Traefik's dashboard: the chart's IngressRoute, Host(`traefik.<domain>`)
+    hosts.add(release["spec"]["values"]["ingressRoute"]["dashboard"]["matchRule"].split("`")[1])
     assert hosts == set(ingress_hosts(site)) and hosts <= set(records)
-    traefik = rendered["platform/home/infrastructure/traefik.yaml"][0]["spec"]["values"]["service"]
+    traefik = release["spec"]["values"]["service"]
     assert traefik["annotations"] == {"metallb.io/loadBalancerIPs": "192.168.10.200"}
     assert {records[h] for h in hosts} == {traefik_address(site)} == {"192.168.10.200"}
 
