@@ -38,6 +38,16 @@ options:
     type: list
     elements: path
     default: []
+  base64:
+    description:
+      - Return the value base64-encoded, for binary data (a binary file's content, or any value that is not UTF-8
+        text), like the option of the same name of community.sops' lookup. The result is the base64 of the value's
+        bytes (a string's UTF-8) as text; hand it to what takes base64, such as the C(data) of a Kubernetes Secret.
+      - Takes one value, so O(key) is needed unless the file is binary (then the whole content is encoded).
+      - When V(false), a value that is not UTF-8 text fails the lookup naming this option, as Ansible cannot
+        template bytes.
+    type: bool
+    default: false
 notes:
   - A file whose MAC does not verify, or that no available identity opens, fails the lookup with a message naming
     the file and its recipients, never a value.
@@ -63,11 +73,30 @@ EXAMPLES = r"""
   ansible.builtin.set_fact:
     proxmox_secrets: "{{ lookup('nerv.homelab.sops', 'secrets/proxmox.sops.yaml') }}"
   no_log: true
+
+- name: A binary file (a keytab), base64-encoded, into a Kubernetes Secret's data
+  kubernetes.core.k8s:
+    definition:
+      apiVersion: v1
+      kind: Secret
+      metadata: {name: krb5-keytab, namespace: auth}
+      data:
+        krb5.keytab: "{{ lookup('nerv.homelab.sops', 'secrets/krb5.keytab.sops', base64=true) }}"
+  no_log: true
+
+- name: The same bytes into a file on the host
+  ansible.builtin.copy:
+    content: "{{ lookup('nerv.homelab.sops', 'secrets/krb5.keytab.sops', base64=true) | b64decode }}"
+    dest: /etc/krb5.keytab
+    mode: "0600"
+  no_log: true
 """
 
 RETURN = r"""
 _raw:
-  description: The value at O(key), or the whole decrypted content, one per term.
+  description:
+    - The value at O(key), or the whole decrypted content, one per term; strings are text (never bytes).
+    - With O(base64=true), the base64 of the value's bytes (or of a binary file's content), as text.
   type: list
   elements: raw
 """
@@ -97,4 +126,5 @@ class LookupModule(LookupBase):
         path = self.find_file_in_search_path(variables, "files", term, ignore_missing=True)
         if not path:
             raise SopsError(f"sops file {term} not found")
-        return files.read_value(path, self.get_option("key"), identities, self.get_option("format"))
+        options = self.get_options()
+        return files.read_for_template(path, options["key"], identities, options["format"], options["base64"])

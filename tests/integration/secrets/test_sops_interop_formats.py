@@ -410,7 +410,7 @@ def test_sops_file_and_the_lookup_update_and_read_files_sops_wrote(real_sops, tm
     tasks.append({"name": "read", "ansible.builtin.set_fact": facts})
     raw = sops_encrypted(real_sops, tmp_path, "raw.bin", BINARIES["not-utf8"])
     copied = tmp_path / "copied.bin"
-    content = f"{{{{ lookup('nerv.homelab.sops', '{raw}', key='data') }}}}"
+    content = f"{{{{ lookup('nerv.homelab.sops', '{raw}', key='data', base64=true) | b64decode }}}}"
     tasks.append({"name": "copy bytes", "ansible.builtin.copy": {"content": content, "dest": str(copied)}})
     tasks.append(
         {
@@ -437,7 +437,7 @@ def test_sops_file_and_the_lookup_update_and_read_files_sops_wrote(real_sops, tm
     assert "TOKEN=updated\n" in real_sops.decrypt(paths["dotenv"])
     assert "password  = updated\nport      = 6543\n" in real_sops.decrypt(paths["ini"])
     assert sops_decrypt_bytes(real_sops, paths["binary"]) == b"updated content\n"
-    assert copied.read_bytes() == BINARIES["not-utf8"], "the lookup gives content that is not UTF-8 as its bytes"
+    assert copied.read_bytes() == BINARIES["not-utf8"], "content that is not UTF-8 comes through base64 unchanged"
 
 
 def test_the_format_option_reads_and_writes_a_store_its_name_does_not_say(real_sops, tmp_path, ansible_cli):

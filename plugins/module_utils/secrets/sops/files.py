@@ -7,6 +7,7 @@ Plans hold the new text and a diff of key paths and recipients only: a value nev
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import os
 from dataclasses import dataclass, field
@@ -60,6 +61,43 @@ def read_value(path: str, key: str | None, identities: list, fmt: str | None = N
     """The value at key (a.b.c, or sops' ["a.b"]["c"]) of a sops file, or its whole content without key."""
     plain = without_comments(decrypt_file(path, identities, fmt))
     return get_path(plain, split_key(key)) if key else plain
+
+
+def read_for_template(path: str, key: str | None, identities: list, fmt: str | None = None, as_base64=False):
+    """read_value as Ansible can template it: with as_base64 the one value (without key, a binary file's content)
+    as base64 text of its bytes, else the value with every bytes leaf as str."""
+    fmt = stores.format_for(path, fmt)
+    tree = read_value(path, key, identities, fmt)
+    if as_base64:
+        return base64_text(formats.binary_data(tree) if key is None and fmt == "binary" else tree, path, key)
+    return as_text(tree, path, split_key(key) if key else [])
+
+
+def as_text(tree, path: str, parts: list):
+    """tree with bytes leaves decoded; bytes that are not UTF-8 (a binary file's content) fail, naming base64:
+    Ansible can neither template nor serialise bytes."""
+    if isinstance(tree, dict):
+        return {k: as_text(v, path, [*parts, str(k)]) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [as_text(v, path, parts) for v in tree]
+    if not isinstance(tree, bytes):
+        return tree
+    try:
+        return tree.decode("utf-8")
+    except UnicodeDecodeError:
+        where = f"the value at '{join_key(parts)}' of {path}"
+        raise SopsError(f"{where} is not UTF-8 text: give base64=true to read it base64-encoded") from None
+
+
+def base64_text(value, path: str, key: str | None) -> str:
+    """The base64 (ASCII text) of a value's bytes, a str's as UTF-8."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, bytes):
+        what = f"the value at '{key}'" if key else "the whole content (no key given)"
+        kind = type(value).__name__
+        raise SopsError(f"base64=true encodes one text or binary value, and {what} of {path} is of type {kind}")
+    return base64.b64encode(value).decode("ascii")
 
 
 def without_comments(tree):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets import age
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files, formats
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules, new_document
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
@@ -78,3 +80,71 @@ def test_a_file_no_identity_opens_fails_the_rekey_plan_naming_it(tmp_path):
     _encrypted(path, [other.public])
     with pytest.raises(age.SopsError, match="x.sops.yaml"):
         files.plan_rekeys([str(tmp_path)], rules, str(tmp_path / ".sops.yaml"), lambda: [admin])
+
+
+# ---- read_for_template: what the sops lookup returns ------------------------------------------------------------
+
+# not UTF-8 (0xff, a lone continuation byte); the canary must never reach a message
+CANARY = b"canary-\xff\x80-bytes\n"
+
+
+def _file(tmp_path, name, plain, fmt):
+    identity = _identity()
+    path = tmp_path / name
+    path.write_text(new_document(plain, fmt, [identity.public], Rules()).text())
+    return str(path), [identity]
+
+
+@pytest.mark.parametrize("key", [None, "data"])
+def test_base64_gives_the_bytes_of_a_binary_file_that_is_not_utf8(tmp_path, key):
+    path, ids = _file(tmp_path, "blob.bin", {"data": formats.BinaryText(CANARY)}, "binary")
+    assert files.read_for_template(path, key, ids, as_base64=True) == base64.b64encode(CANARY).decode()
+
+
+@pytest.mark.parametrize("key", [None, "data"])
+def test_without_base64_bytes_that_are_not_utf8_fail_naming_the_option_not_the_value(tmp_path, key):
+    path, ids = _file(tmp_path, "blob.bin", {"data": formats.BinaryText(CANARY)}, "binary")
+    with pytest.raises(age.SopsError) as caught:
+        files.read_for_template(path, key, ids)
+    message = str(caught.value)
+    assert "base64=true" in message and "blob.bin" in message and "not UTF-8" in message
+    assert "canary" not in message and "\\x" not in message
+
+
+@pytest.mark.parametrize(("key", "expected"), [(None, {"data": "text ü\n"}), ("data", "text ü\n")])
+def test_without_base64_a_utf8_binary_file_is_text(tmp_path, key, expected):
+    path, ids = _file(tmp_path, "note.bin", {"data": "text ü\n"}, "binary")
+    value = files.read_for_template(path, key, ids)
+    assert value == expected and type(value if key else value["data"]) is str
+
+
+@pytest.mark.parametrize(
+    ("tree", "key", "expected"),
+    [
+        ({"a": {"b": "pässwörd"}}, "a.b", "pässwörd".encode()),
+        ({"a": b"\x00\xfe"}, "a", b"\x00\xfe"),
+        ({"a": ""}, "a", b""),
+    ],
+)
+def test_base64_of_a_key_is_its_bytes_a_string_as_utf8(tmp_path, tree, key, expected):
+    path, ids = _file(tmp_path, "app.sops.yaml", tree, "yaml")
+    value = files.read_for_template(path, key, ids, as_base64=True)
+    assert value == base64.b64encode(expected).decode() and type(value) is str
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [(None, "whole content (no key given)"), ("n", "value at 'n'"), ("m", "value at 'm'")],
+)
+def test_base64_takes_one_text_or_binary_value(tmp_path, key, words):
+    path, ids = _file(tmp_path, "app.sops.yaml", {"n": 42, "m": {"x": "canary"}}, "yaml")
+    with pytest.raises(age.SopsError, match="base64=true encodes one text or binary value") as caught:
+        files.read_for_template(path, key, ids, as_base64=True)
+    assert words in str(caught.value) and "canary" not in str(caught.value)
+
+
+def test_without_base64_a_nested_value_that_is_not_utf8_is_named_by_its_key(tmp_path):
+    path, ids = _file(tmp_path, "app.sops.yaml", {"a": {"b.c": CANARY, "ok": b"fine"}}, "yaml")
+    with pytest.raises(age.SopsError, match=r"""the value at '\["a"\]\["b.c"\]' of .*app.sops.yaml is not UTF-8"""):
+        files.read_for_template(path, None, ids)
+    assert files.read_for_template(path, '["a"]["ok"]', ids) == "fine"
