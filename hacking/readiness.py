@@ -1,7 +1,8 @@
 """How a cluster decides that what Flux applied is Ready: a small model of the rules the controllers follow, for
 tests that must find what a real cluster would never converge on (a deadlock) instead of being told that everything
 is Ready. Each rule names the upstream file and release it comes from; the platform pins Flux v2.6.1
-(kustomize-controller v1.6.0, helm-controller v1.3.0, Helm v3.18, kstatus of sigs.k8s.io/cli-utils v0.37).
+(kustomize-controller v1.6.0 with fluxcd/pkg ssa v0.48.0 and kstatus of fluxcd/cli-utils v0.36.0-flux.13,
+helm-controller v1.3.0 with Helm v3.17.3).
 
     cluster = Cluster(git=lambda path: <the objects Flux builds from that path of the GitOps repository>)
     verdict = cluster.reconcile(<the objects of clusters/<site>/: the stages' Flux Kustomizations>)
@@ -179,11 +180,11 @@ def chart_of(release: dict) -> Chart:
 
 
 def kstatus(obj: dict, cluster: Cluster) -> str | None:
-    """None when Current, else why not: sigs.k8s.io/cli-utils v0.37 pkg/kstatus/status/core.go (legacy rules per
-    kind) and generic.go (conditions, observedGeneration). A LoadBalancer Service is Current once it has a cluster IP
-    (core.go serviceConditions), which the API server gives at once: kstatus, unlike Helm, does not wait for its
-    address. Flux's own kinds are Current when Ready for their generation (they carry kstatus' Reconciling and
-    Stalled conditions beside Ready: fluxcd/pkg runtime/conditions)."""
+    """None when Current, else why not: fluxcd/cli-utils v0.36.0-flux.13 pkg/kstatus/status/core.go (legacy rules
+    per kind) and generic.go (conditions, observedGeneration; an object without status is Current). A LoadBalancer
+    Service is Current once it has a cluster IP (core.go serviceConditions), which the API server gives at once:
+    kstatus, unlike Helm, does not wait for its address. Flux's own kinds are Current when Ready for their generation
+    (they carry kstatus' Reconciling and Stalled conditions beside Ready: fluxcd/pkg runtime/conditions)."""
     kind = obj["kind"]
     if kind in ("Kustomization", "HelmRelease", "HelmRepository", "OCIRepository", "GitRepository"):
         return cluster.flux_reason(key(obj))
@@ -197,7 +198,7 @@ def kstatus(obj: dict, cluster: Cluster) -> str | None:
 
 
 def helm_ready(obj: dict, cluster: Cluster) -> str | None:
-    """None when ready, else why not: Helm v3.18 pkg/kube/ready.go ReadyChecker.IsReady. A Service is ready with a
+    """None when ready, else why not: Helm v3.17.3 pkg/kube/ready.go ReadyChecker.IsReady. A Service is ready with a
     cluster IP and, for type LoadBalancer, an address in status.loadBalancer.ingress unless spec.externalIPs is
     set (serviceReady); a claim when Bound (volumeReady); a Deployment when its ready replicas reach the expected
     ones (deploymentReady). Objects of other kinds are ready once created."""
@@ -288,7 +289,8 @@ class Cluster:
             return self._dependencies_reason(k) or "not applied yet"
         if not _dig(self.objects[k], "spec", "wait"):
             return None
-        # kustomize-controller v1.6.0 (fluxcd/pkg ssa WaitForSet): with wait, every object it applied Current
+        # kustomize-controller v1.6.0 checkHealth (fluxcd/pkg ssa v0.48.0 WaitForSet): with wait, every object it
+        # applied Current
         for applied in self.applied[k]:
             reason = kstatus(self.objects[applied], self)
             if reason:
@@ -298,8 +300,8 @@ class Cluster:
     def _release_reason(self, k: tuple) -> str | None:
         if k not in self.installed:
             return self._dependencies_reason(k) or "not installed yet"
-        # helm-controller v1.3.0 internal/action/install.go and upgrade.go: Wait = !DisableWait (Helm's wait on
-        # every object of the release)
+        # helm-controller v1.3.0 internal/action/install.go newInstall and upgrade.go newUpgrade: Wait =
+        # !DisableWait (Helm's wait on every object of the release)
         if _dig(self.objects[k], "spec", "install", "disableWait"):
             return None
         for made in self.installed[k]:
@@ -352,10 +354,10 @@ class Cluster:
     # -- applying -------------------------------------------------------------------------------------------------
 
     def _admission_reason(self, obj: dict) -> str | None:
-        """Why the API server would refuse obj now: kustomize-controller's server-side apply dry-runs every object
-        first (fluxcd/pkg ssa ResourceManager.ApplyAllStaged, CRDs and Namespaces applied in a stage of their own
-        before the rest), and a kind no CRD serves is "no matches for kind", a group whose webhook does not answer
-        "failed calling webhook"."""
+        """Why the API server would refuse obj now: kustomize-controller v1.6.0 (kustomization_controller.go apply)
+        applies CRDs and Namespaces first, then the *Class kinds, then the rest, each with fluxcd/pkg ssa v0.48.0
+        ApplyAll, which dry-runs every object of the stage before applying any: a kind no CRD serves is "no matches
+        for kind", a group whose webhook does not answer "failed calling webhook"."""
         kind = obj["kind"]
         if kind not in self.kinds:
             return f'no matches for kind "{kind}" in version "{obj.get("apiVersion")}" (its CRD is not installed)'
