@@ -139,7 +139,8 @@ def test_every_published_ui_is_reachable_over_tls_behind_a_login(rendered, site_
             assert cert["status"]["ready"], "cert-manager issues it (the readiness model)"
         else:
             annotations = route["metadata"]["annotations"]
-            assert annotations["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure" in exposed, name
+            assert annotations["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure", name
+            assert "websecure" in exposed, "the chart's Service exposes the entry point"
             assert annotations["traefik.ingress.kubernetes.io/router.tls"] == "true"
             assert annotations["cert-manager.io/cluster-issuer"] == "site-ca"
             assert route["spec"]["tls"][0]["hosts"] == [host]

@@ -115,7 +115,7 @@ def test_without_base64_bytes_that_are_not_utf8_fail_naming_the_option_not_the_v
 def test_without_base64_a_utf8_binary_file_is_text(tmp_path, key, expected):
     path, ids = _file(tmp_path, "note.bin", {"data": "text ü\n"}, "binary")
     value = files.read_for_template(path, key, ids)
-    assert value == expected and type(value if key else value["data"]) is str
+    assert value == expected and isinstance(value if key else value["data"], str)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_without_base64_a_utf8_binary_file_is_text(tmp_path, key, expected):
 def test_base64_of_a_key_is_its_bytes_a_string_as_utf8(tmp_path, tree, key, expected):
     path, ids = _file(tmp_path, "app.sops.yaml", tree, "yaml")
     value = files.read_for_template(path, key, ids, as_base64=True)
-    assert value == base64.b64encode(expected).decode() and type(value) is str
+    assert value == base64.b64encode(expected).decode() and isinstance(value, str)
 
 
 @pytest.mark.parametrize(
