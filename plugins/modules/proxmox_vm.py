@@ -14,6 +14,10 @@ description:
   - Every VM it makes carries the tag C(nerv-site-<site>). A VM at the vmid without that tag is refused and never
     touched; one with the tag and the same O(name) is adopted and converged, so an interrupted run picks up where
     it stopped without making a second VM.
+  - The clone request itself gives the new VM a description naming the template, the host and the site, before the
+    first config write tags it. When the answer to the clone is lost (a 596 or 503 from a proxy, a timeout, a run
+    killed at the clone) while Proxmox made the VM, the next run recognises that untagged VM as this host's clone
+    by that description, adopts it and finishes it; an untagged VM without it stays refused.
   - With O(state=started) it waits until the guest agent reports an address and reads the VM's ed25519 SSH host key
     through the agent.
   - A second run with the same options sends no write request to Proxmox.

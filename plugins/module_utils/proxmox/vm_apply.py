@@ -112,13 +112,27 @@ class Vm:
             left = pvm.guest_at(self.client.get("/cluster/resources", type="vm"), self.vmid)
             note = ""
             if left is not None:
+                # the clone may have happened with its answer lost: it carries the clone's marker from its first
+                # request, and the next run adopts it
                 note = (
-                    f"; vmid {self.vmid} now holds VM {left.get('name')!r} (lock {left.get('lock') or 'none'}): if "
-                    f"it is what is left of this clone, remove it with 'qm unlock {self.vmid}; qm destroy "
-                    f"{self.vmid}' before running again"
+                    f"; vmid {self.vmid} now holds VM {left.get('name')!r} (lock {left.get('lock') or 'none'}), "
+                    "which Proxmox may have made before its answer was lost: run again, and the next run adopts its "
+                    "own clone and finishes it"
                 )
             what = f"cloning template {template.get('name')!r} (vmid {tvmid} on {tnode}) to {self.label()}"
             raise pvm.retold(exc, f"{what} failed: {exc.message}{note}") from None
+
+    def lost_clone(self) -> bool:
+        """True when the untagged VM at the vmid is this host's clone whose answer was lost (its description is
+        still the clone's marker): the run adopts and finishes it."""
+        config = self.client.get(self.path + "/config") or {}
+        if not pvm.is_our_clone(config.get("description"), self.params):
+            return False
+        self.warnings.append(
+            f"{self.label()} is a clone of this site whose answer was lost (an interrupted or failed run): adopted and "
+            "finished by this run"
+        )
+        return True
 
     def configure(self, updates, fresh):
         def call():
@@ -262,7 +276,7 @@ def survey(vm, guest, resources):
                 tconfig = client.get(tpath + "/config") or {}
             if template is not None and template.get("node") != params["node"]:
                 pvm.cross_node_problem(template, tconfig, params, client.get("/cluster/resources", type="storage"))
-            config = pvm.cloned_config(tconfig, params)
+            config = pvm.cloned_config(tconfig, params, template)
         else:
             config, found["pending"] = vm.effective_config()
             found["lock"] = pvm.lock_of(config)
@@ -292,10 +306,12 @@ def run(module):
     guest = pvm.guest_at(resources, params["vmid"])
     result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None}
     result["pinned"] = False
+    adopted = False
     if guest is not None:
-        pvm.check_ownership(guest, params)
         vm.node = guest.get("node") or vm.node
         result["node"] = vm.node
+        adopted = not pvm.has_site_tag(guest, params) and vm.lost_clone()
+        pvm.check_ownership(guest, params, adopted)
 
     found = survey(vm, guest, resources)
     if found["lock"] and found["actions"] and not module.check_mode:
@@ -320,7 +336,7 @@ def run(module):
             if action == "clone":
                 vm.clone(found["template"])
             elif action == "config":
-                vm.configure(updates, fresh=guest is None)
+                vm.configure(updates, fresh=guest is None or adopted)
                 late = [k for k in updates if k not in pvm.HOTPLUG]
                 if status == "running" and late:
                     vm.warnings.append(

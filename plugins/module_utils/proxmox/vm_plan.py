@@ -322,15 +322,39 @@ def guest_at(resources, vmid: int):
     return None
 
 
-def check_ownership(guest: dict, params: dict) -> None:
-    """A ProxmoxError unless the VM at the vmid is this site's VM of this name."""
+# What a clone's description says from its first request (the clone call itself), before the first config write
+# gives it the site's tag: when the answer to the clone is lost (a 596, a timeout, a killed run) while Proxmox made
+# the VM, the next run can still prove the guest is this site's clone of this host, and adopt it. The site's own
+# description replaces it at the first config write.
+CLONE_MARKER = "nerv.homelab clone of {template} for host {name} of site {site}"
+
+
+def clone_marker(params: dict, template: dict) -> str:
+    source = template.get("name") or f"vmid {template.get('vmid')}"
+    return CLONE_MARKER.format(template=source, name=params["name"], site=params["site"])
+
+
+def is_our_clone(description, params: dict) -> bool:
+    """True when a description is the marker this run's clone of this host would carry (whichever template)."""
+    first = str(description or "").split("\n", 1)[0].strip()
+    prefix, _sep, owner = first.partition(" for host ")
+    return prefix.startswith("nerv.homelab clone of ") and owner == f"{params['name']} of site {params['site']}"
+
+
+def has_site_tag(guest: dict, params: dict) -> bool:
+    return site_tag(params["site"]) in [t.lower() for t in tags_of(guest.get("tags"))]
+
+
+def check_ownership(guest: dict, params: dict, our_clone: bool = False) -> None:
+    """A ProxmoxError unless the VM at the vmid is this site's VM of this name: tagged for the site, or (our_clone)
+    a clone of it whose answer was lost before it could be tagged."""
     vmid, name, tag = params["vmid"], params["name"], site_tag(params["site"])
     other = guest.get("name") or f"VM {vmid}"
     if guest.get("template"):
         fail(f"vmid {vmid} holds the template {other!r}: it is never touched; give this VM a free vmid")
     if guest.get("type") not in (None, "qemu"):
         fail(f"vmid {vmid} holds a container ({other!r}): it is never touched; give this VM a free vmid")
-    if tag not in [t.lower() for t in tags_of(guest.get("tags"))]:
+    if not (has_site_tag(guest, params) or (our_clone and other == name)):
         hint = ""
         if other == name:
             hint = (
@@ -372,6 +396,7 @@ def find_template(resources, template, missing_ok=False):
 
 def clone_request(params: dict, template: dict) -> dict:
     data = {"newid": params["vmid"], "name": params["name"], "full": 1 if params["full"] else 0}
+    data["description"] = clone_marker(params, template)
     if params["full"] and params.get("storage"):
         data["storage"] = params["storage"]
     data["target"] = params["node"]
@@ -409,10 +434,12 @@ def cross_node_problem(template: dict, template_config: dict, params: dict, stor
         )
 
 
-def cloned_config(template_config: dict, params: dict) -> dict:
+def cloned_config(template_config: dict, params: dict, template: dict | None = None) -> dict:
     """The config a clone of the template starts with, as far as the managed keys and the disk go."""
     config = {k: v for k, v in template_config.items() if k not in ("template", "lock", "digest")}
     config["name"] = params["name"]
+    if template is not None:
+        config["description"] = clone_marker(params, template)
     return config
 
 

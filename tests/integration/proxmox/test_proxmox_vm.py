@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import pytest
+from proxmoxer.tools import Tasks
 
 from .._pve import agent_interfaces
 
@@ -240,6 +241,43 @@ def test_an_interrupted_run_is_adopted(ansible_cli, pve_site):
     assert run.rc == 0, run.describe()
     assert again["actions"] == ["config"] and "clone" not in again["actions"]
     assert len([v for v in pve_site.pve.vms if v.name == "cp1"]) == 1
+
+
+@pytest.mark.parametrize(("status", "message"), [(596, "Connection timed out"), (503, "Service Unavailable")])
+def test_a_clone_whose_answer_was_lost_is_adopted_by_a_plain_rerun(ansible_cli, pve_site, status, message):
+    """Proxmox made the clone but its answer never came back (a proxy's 596, a 503, a timeout, a run killed at the
+    clone): the run fails saying so, and the next one proves the untagged guest is its own from the marker the clone
+    request carried, and finishes it; no second guest, and a third run changes nothing."""
+    clone = f"/nodes/pve1/qemu/{pve_site.template_vmid}/clone"
+    pve_site.pve.fail("POST", clone, status, message, times=1)
+    run, failed = vm_task(ansible_cli, pve_site)
+    assert run.rc != 0 and "cloning template 'nixos-base'" in failed["msg"], run.describe()
+    # The server acted on that very request: it is replayed as sent (fakepve's faults answer instead of acting).
+    sent = dict(parse_qsl(body_of(pve_site, "POST", "/clone")))
+    assert sent["description"] == "nerv.homelab clone of nixos-base for host cp1 of site demo"
+    api = pve_site.api()
+    upid = api.nodes("pve1").qemu(pve_site.template_vmid).clone.post(**sent)
+    Tasks.blocking_status(api, upid, timeout=30)
+    left = pve_site.pve.vm(VMID)
+    assert SITE_TAG not in str(left.config.get("tags")), "what a lost answer leaves: a clone without the site's tag"
+
+    run, adopted = vm_task(ansible_cli, pve_site)
+    assert run.rc == 0, run.describe()
+    assert adopted["changed"] and adopted["actions"] == ["config"], adopted
+    assert any("adopted" in w for w in adopted["warnings"])
+    config = pve_site.pve.vm(VMID).config
+    assert SITE_TAG in config["tags"] and config["description"] == "cp1 of site demo"
+    run, again = vm_task(ansible_cli, pve_site)
+    assert run.rc == 0 and not again["changed"], run.describe()
+    assert [v.vmid for v in pve_site.pve.vms if v.name == "cp1"] == [VMID], "no guest left behind"
+
+
+def test_an_untagged_guest_without_the_marker_is_still_refused(ansible_cli, pve_site):
+    """Only a guest the run can prove is its own is adopted: another host's marker, or none, is refused."""
+    pve_site.pve.add_vm(VMID, "cp1", node="pve1", config={"tags": "k8s",
+                        "description": "nerv.homelab clone of nixos-base for host cp2 of site demo"})  # fmt: skip
+    run, result = vm_task(ansible_cli, pve_site)
+    assert run.rc != 0 and "without the tag" in result["msg"] and writes(pve_site) == []
 
 
 def test_a_locked_template_is_waited_for_then_a_clear_error(ansible_cli, pve_site):

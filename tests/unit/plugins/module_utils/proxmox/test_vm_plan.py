@@ -246,8 +246,25 @@ def test_the_clone_request():
         "storage": "ssd",
         "target": "pve1",
         "pool": "lab",
+        # from its first request the clone says whose it is, before any config write tags it
+        "description": "nerv.homelab clone of vmid 9000 for host cp1 of site demo",
     }
     assert "storage" not in pvm.clone_request(params(full=False, storage="ssd"), template)
+
+
+def test_a_clone_whose_answer_was_lost_is_ours_only_by_its_marker():
+    marker = pvm.clone_marker(params(), {"vmid": 9000, "name": "nixos-base"})
+    assert marker == "nerv.homelab clone of nixos-base for host cp1 of site demo"
+    assert pvm.is_our_clone(marker, params())
+    assert pvm.is_our_clone(marker + "\nmore", params())
+    assert not pvm.is_our_clone(marker, params(name="worker1")), "another host's clone"
+    assert not pvm.is_our_clone(marker.replace("site demo", "site other"), params()), "another site's"
+    assert not pvm.is_our_clone(marker.replace("site demo", "site demo2"), params())
+    assert not pvm.is_our_clone("cp1 of site demo", params()) and not pvm.is_our_clone(None, params())
+    untagged = {"vmid": 101, "name": "cp1", "tags": "k8s", "type": "qemu"}
+    pvm.check_ownership(untagged, params(), our_clone=True)
+    with pytest.raises(ProxmoxError, match="without the tag"):
+        pvm.check_ownership(dict(untagged, name="other"), params(), our_clone=True)
 
 
 def test_lock_and_transient_errors_are_recognised():
