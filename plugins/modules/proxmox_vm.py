@@ -135,6 +135,15 @@ options:
     description: Seconds to wait for a locked template or VM (backup, clone, migrate, ...) before failing.
     type: int
     default: 60
+  run_pid:
+    description:
+      - The process of the run that started this call, for a call run as a background job (C(async), C(poll 0));
+        give the C(ansible-playbook) of the task, which the lookup C(nerv.homelab.run_pid) returns.
+      - Ansible's background jobs outlive a run stopped with Ctrl-C, SIGTERM or SIGKILL. Watching the run, the job
+        stops once it has ended, before its next step (clone, config, start, ...) or at its next look while it waits
+        (a Proxmox task, a lock, the guest agent), failing with a message that says where it stopped; a Proxmox task
+        under way is left to finish. A later run picks up where it stopped.
+    type: int
 attributes:
   check_mode:
     support: full
@@ -284,6 +293,7 @@ def argument_spec() -> dict:
         wait_timeout={"type": "int", "default": 300},
         force={"type": "bool", "default": False},
         lock_timeout={"type": "int", "default": 60},
+        run_pid={"type": "int"},
     )
     return spec
 

@@ -8,6 +8,7 @@ The clock and the sleep are parameters so that unit tests can run a wait of minu
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -59,3 +60,44 @@ class Turn:
     def pause(self, interval: float) -> None:
         """Sleep until the next look: interval, never past the end of this call's share or of the wait."""
         self.deadline.pause(min(interval, self._back.left()) if self._back is not None else interval)
+
+
+class RunEnded(Exception):
+    """The run that started a background job has ended: the job stops instead of working on for nobody."""
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs (a zombie, killed and not yet reaped, has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunWatch:
+    """The ansible-playbook whose task started this background job (its pid, from the lookup nerv.homelab.run_pid).
+    Ansible's async jobs outlive a run stopped with Ctrl-C, SIGTERM or SIGKILL; a job watching its run stops at its
+    next step or wait once the run has ended, instead of cloning and starting VMs for its whole timeout. sleep() is
+    a Deadline's sleep that looks first; without a pid nothing is watched."""
+
+    def __init__(self, pid: int | None, sleep=time.sleep):
+        self.pid = pid
+        self._sleep = sleep
+
+    def check(self, next_step: str) -> None:
+        """RunEnded, saying what is left undone, when the run has ended."""
+        if self.pid and not _alive(self.pid):
+            raise RunEnded(f"the run that started this job (ansible-playbook, pid {self.pid}) has ended: stopped "
+                           f"before {next_step}; run the playbook again to finish")  # fmt: skip
+
+    def sleep(self, seconds: float) -> None:
+        self.check("waiting on")
+        self._sleep(seconds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import known_hosts
-from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, RunEnded, RunWatch
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import vm_plan as pvm
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
@@ -25,8 +25,9 @@ LOCK_POLL = 0.5
 class Vm:
     """One VM's run: read, plan, act. Every write waits for its task and survives locks up to lock_timeout."""
 
-    def __init__(self, module, client):
+    def __init__(self, module, client, watch: RunWatch):
         self.module, self.client, self.params = module, client, module.params
+        self.watch = watch
         self.vmid, self.name = self.params["vmid"], self.params["name"]
         self.node = self.params["node"]
         self.warnings = []
@@ -63,7 +64,7 @@ class Vm:
 
     def wait_unlocked(self, path, what):
         """The config at path once it has no lock, or a ProxmoxError naming the lock after lock_timeout."""
-        deadline = Deadline(self.params["lock_timeout"])
+        deadline = Deadline(self.params["lock_timeout"], sleep=self.watch.sleep)
         while True:
             config = self.client.get(path + "/config") or {}
             lock = pvm.lock_of(config)
@@ -82,7 +83,7 @@ class Vm:
 
     def patiently(self, what, path, call):
         """call(), retried while Proxmox answers that the VM is locked, up to lock_timeout."""
-        deadline = Deadline(self.params["lock_timeout"])
+        deadline = Deadline(self.params["lock_timeout"], sleep=self.watch.sleep)
         while True:
             try:
                 return call()
@@ -200,7 +201,7 @@ class Vm:
     def wait_address(self, patient=True):
         """(addresses, address) the agent reports; waits up to wait_timeout for one (inside cidr, if given)."""
         nets = pvm.networks(self.params.get("cidr"))
-        deadline = Deadline(self.params["wait_timeout"] if patient else 0)
+        deadline = Deadline(self.params["wait_timeout"] if patient else 0, sleep=self.watch.sleep)
         found, last = [], "no answer yet"
         for delay in poll_delays(initial=0.5, cap=3.0):
             try:
@@ -298,10 +299,19 @@ def survey(vm, guest, resources):
 
 
 def run(module):
+    """The module's run; a job whose ansible-playbook has ended (run_pid) stops at its next step with the error."""
+    try:
+        return _run(module)
+    except RunEnded as exc:
+        raise ProxmoxError(f"VM {module.params['name']} (vmid {module.params['vmid']}): {exc}") from None
+
+
+def _run(module):
     params = pvm.check_options(module.params)
     state = params["state"]
-    client = ProxmoxClient(settings_from_params(params))
-    vm = Vm(module, client)
+    watch = RunWatch(params.get("run_pid"))
+    client = ProxmoxClient(settings_from_params(params), sleep=watch.sleep)
+    vm = Vm(module, client, watch)
     resources = client.get("/cluster/resources", type="vm") or []
     guest = pvm.guest_at(resources, params["vmid"])
     result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None}
@@ -333,6 +343,7 @@ def run(module):
 
     if not module.check_mode:
         for action in actions:
+            watch.check(action)
             if action == "clone":
                 vm.clone(found["template"])
             elif action == "config":

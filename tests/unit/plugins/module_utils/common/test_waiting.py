@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, Turn
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, RunEnded, RunWatch, Turn
 
 
 class Clock:
@@ -62,3 +68,25 @@ def test_a_turn_without_return_after_is_one_deadline():
     turn.pause(2)
     turn.pause(2)
     assert clock.slept == [2, 1] and turn.deadline.passed and not turn.over
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+
+
+def test_a_run_watch_lets_a_living_run_be_and_stops_a_job_whose_run_ended():
+    slept = []
+    RunWatch(None, sleep=slept.append).sleep(1)  # no run to watch: nothing is watched
+    RunWatch(os.getpid(), sleep=slept.append).sleep(2)
+    assert slept == [1, 2]
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    with pytest.raises(RunEnded, match=f"pid {ended.pid}.*stopped before clone"):
+        RunWatch(ended.pid).check("clone")
+    zombie = subprocess.Popen(["true"])
+    deadline = Deadline(10)
+    while state(zombie.pid) != "Z" and deadline.pause(0.05):
+        pass
+    with pytest.raises(RunEnded):  # killed and not yet reaped by its parent: ended all the same
+        RunWatch(zombie.pid, sleep=slept.append).sleep(1)
+    zombie.wait()
