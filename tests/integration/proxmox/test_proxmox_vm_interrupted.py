@@ -72,3 +72,44 @@ def test_a_stopped_run_stops_its_background_vm_job(ansible_cli, pve_site, stop):
     assert result.get("failed") and "has ended: stopped before waiting on" in result["msg"], result
     assert "run the playbook again" in result["msg"]
     assert len(writes(pve_site)) == stopped_at, "nothing written after the run ended"
+
+
+def test_a_run_killed_at_the_clone_leaves_a_guest_the_next_run_adopts(ansible_cli, pve_site_factory):
+    """SIGKILL while Proxmox clones (a slow clone on Ceph): the job stops at its next look, the clone finishes in
+    Proxmox without its answer reaching anyone, and a plain re-run adopts the untagged guest by the marker its
+    clone request carried, then changes nothing; one guest."""
+    from .test_proxmox_vm import vm_task
+
+    site = pve_site_factory(time_scale=1)
+    site.pve.ceph_slow(6)  # each RBD operation, the clone's copy among them, takes 6 s longer
+    vm = dict(playbook(site)[0]["tasks"][0][MODULE], storage="ceph-vm", state="present")
+    plays = playbook(site)
+    plays[0]["tasks"][0][MODULE] = vm
+    path = ansible_cli.write_playbook(plays)
+    env = ansible_cli.environment(site.proxmox_env())
+    argv = [str(executable("ansible-playbook")), "-i", str(ansible_cli.localhost_inventory()), str(path)]
+    proc = subprocess.Popen(argv, cwd=ansible_cli.repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while site.pve.vm(VMID) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert site.pve.vm(VMID) is not None, "the clone never started"
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 60
+    while (site.pve.vm(VMID) is None or site.pve.vm(VMID).config.get("lock")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = site.pve.vm(VMID)
+    assert left is not None and not left.config.get("lock"), "Proxmox finished the clone on its own"
+    assert "nerv-site-demo" not in str(left.config.get("tags")), "killed before its first config write"
+
+    run, adopted = vm_task(ansible_cli, site, storage="ceph-vm")
+    assert run.rc == 0, run.describe()
+    assert adopted["changed"] and adopted["actions"] == ["config"] and any("adopted" in w for w in adopted["warnings"])
+    run, again = vm_task(ansible_cli, site, storage="ceph-vm")
+    assert run.rc == 0 and not again["changed"], run.describe()
+    assert [v.vmid for v in site.pve.vms if v.name == "cp1"] == [VMID], "no guest left behind"
