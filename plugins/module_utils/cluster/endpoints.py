@@ -7,14 +7,13 @@ serves are the names the LAN's DNS answers. Works on the raw site file's data as
 
 from __future__ import annotations
 
-import re
-
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
     GRAFANA_SERVICE,
     MONITORING_NAMESPACE,
     grafana_host,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import monitoring_on
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 
 # dashboard: (namespace, service, port) its Ingress sends to; the host is <dashboard>.<domain>. Traefik's own has
 # none: its API listens on the traefik entry point, which the chart's Service does not expose, and the chart publishes
@@ -26,12 +25,10 @@ DASHBOARDS = {
     "flux": ("flux-system", "capacitor", 9000),
 }
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
 
 def app_host(host: str, domain: str) -> str:
     """An app's ingress host as a full name: a bare label joins the site's domain."""
-    return f"{host}.{domain}" if _LABEL.match(host) else host
+    return f"{host}.{domain}" if is_dns_label(host) else host
 
 
 def site_dashboards(site: dict) -> dict:

@@ -102,7 +102,7 @@ def _check_flake_dir(directory: str, given: str) -> None:
 def check_attribute(attribute) -> str:
     """A dot-separated flake attribute path such as packages.x86_64-linux.default."""
     text = str(attribute or "")
-    if not _ATTRIBUTE.match(text):
+    if not _ATTRIBUTE.fullmatch(text):
         raise NixError(
             f"attribute: {text!r} is not a flake attribute path; use dot-separated names of letters, digits, "
             "_, -, + and ' (for example packages.x86_64-linux.default or "

@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
@@ -24,7 +25,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import 
     run_logged,
     ssh_run,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos.install import HOST
 
 ACTIONS = ("switch", "boot", "test")
 STORE_PATH = re.compile(r"^/nix/store/[a-z0-9]{32}-[^/\s]+$")
@@ -54,7 +54,7 @@ def eval_store_path(nix: str, attr: str, what: str, timeout: int = 600) -> str:
     except subprocess.TimeoutExpired:
         raise HostError(f"evaluating {what} took longer than {timeout} s") from None
     path = done.stdout.strip()
-    if done.returncode != 0 or not STORE_PATH.match(path):
+    if done.returncode != 0 or not STORE_PATH.fullmatch(path):
         tail = " | ".join(done.stderr.strip().splitlines()[-5:])
         raise HostError(f"cannot evaluate {what}: {tail or path!r}")
     return path
@@ -112,11 +112,11 @@ def rebuild(argv: list, target: Target, known_hosts: str, log_file: str, timeout
 def execute(module) -> dict:
     """nerv.homelab.nixos_deploy: nixos-rebuild over pinned SSH, only when the evaluated system differs."""
     p = module.params
-    if not HOST.match(p["host"]):
+    if not is_dns_label(p["host"]):
         raise HostError(f"host {p['host']!r} is not a DNS label: it must name nixosConfigurations.<host>")
     target = Target.from_params(p)
     flake = p["flake"]
-    if p["rollback_to"] is not None and not STORE_PATH.match(p["rollback_to"]):
+    if p["rollback_to"] is not None and not STORE_PATH.fullmatch(p["rollback_to"]):
         raise HostError(f"rollback_to {p['rollback_to']!r} is not a system store path: give a deploy's 'before'")
     argv = rollback_argv(p, target) if p["rollback_to"] else rebuild_argv({**p, "flake": flake}, target)
     try:

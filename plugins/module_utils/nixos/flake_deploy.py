@@ -19,6 +19,7 @@ import os
 import shlex
 import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
@@ -29,7 +30,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import 
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy, fleet
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import magic_rollback as mr
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos.install import HOST
 
 DARWIN_ACTIONS = ("switch",)
 # Only these activate a system now, so only they get a health check and a watchdog.
@@ -78,7 +78,7 @@ def flake_source(nix: str, ref: str, timeout: int) -> str:
         path = json.loads(done.stdout).get("path") if done.returncode == 0 else None
     except ValueError:
         path = None
-    if not path or not deploy.STORE_PATH.match(path):
+    if not path or not deploy.STORE_PATH.fullmatch(path):
         raise HostError(f"cannot read the source store path of {ref}: {fleet.nix_message(done.stderr)}")
     return path
 
@@ -143,13 +143,13 @@ def rollback_now(p: dict, target: Target, log_file: str, before: str) -> list:
 
 def check_options(p: dict) -> None:
     """Refuse bad input before anything runs."""
-    if not HOST.match(p["host"]):
+    if not is_dns_label(p["host"]):
         raise HostError(f"host {p['host']!r} is not a DNS label: it must name {p['platform']}Configurations.<host>")
     if not os.path.isfile(p["known_hosts"]):
         raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
     if p["platform"] == "darwin" and p["action"] not in DARWIN_ACTIONS:
         raise HostError(f"action {p['action']} is for NixOS: darwin-rebuild deploys with action=switch")
-    if p["system"] is not None and not deploy.STORE_PATH.match(p["system"]):
+    if p["system"] is not None and not deploy.STORE_PATH.fullmatch(p["system"]):
         raise HostError(f"system {p['system']!r} is not a store path: give flake_eval's systems[<host>] or omit it")
     if p["rollback"] and p["action"] in ACTIVATING and p["confirm_timeout"] <= p["health_timeout"]:
         raise HostError(
@@ -175,7 +175,7 @@ def execute(module) -> dict:
     except Unreachable as exc:
         plan_unreachable(module, exc, f"a deploy to {p['host']}")
         return {"changed": True, "before": None, "after": None, "deployed": False, "rolled_back": False}
-    if not deploy.STORE_PATH.match(before):
+    if not deploy.STORE_PATH.fullmatch(before):
         raise HostError(f"{p['host']} runs {before!r}, not a Nix system: is it a NixOS or nix-darwin host?")
     want = wanted(p)
     result = {"changed": before != want, "before": before, "after": want, "deployed": False, "rolled_back": False,

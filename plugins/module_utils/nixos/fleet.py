@@ -93,10 +93,10 @@ def check_selection(hosts: list, homes: list) -> None:
         if host.get("platform") not in PLATFORMS:
             choices = ", ".join(PLATFORMS)
             raise HostError(f"hosts[{index}].platform must be one of {choices}, not {host.get('platform')!r}")
-        if not NAME.match(host.get("name") or ""):
+        if not NAME.fullmatch(host.get("name") or ""):
             raise HostError(f"hosts[{index}].name {host.get('name')!r} is not a configuration name")
     for name in homes:
-        if not NAME.match(name) or "@" not in name:
+        if not NAME.fullmatch(name) or "@" not in name:
             raise HostError(f"homes: {name!r} is not a homeConfigurations name of the form user@host")
 
 
@@ -108,7 +108,7 @@ def outcome(raw: dict, kind_of, messages) -> tuple:
         output = ATTRS[kind_of(name)][0]
         if attempt.get("missing"):
             failures[name] = f"the flake has no {output}.{json.dumps(name)}"
-        elif attempt.get("ok") and STORE_PATH.match(attempt.get("path") or ""):
+        elif attempt.get("ok") and STORE_PATH.fullmatch(attempt.get("path") or ""):
             paths[name] = attempt["path"]
         elif attempt.get("ok"):
             failures[name] = f"{output}.{name} evaluates to {attempt.get('path')!r}, not a store path"

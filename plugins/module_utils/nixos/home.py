@@ -21,6 +21,7 @@ import re
 import shlex
 import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
@@ -38,7 +39,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.nixos.deploy import (
     flake_ref,
     nix_sshopts,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos.install import HOST
 
 # A login name as useradd accepts it (and the Home Manager convention <user>@<host> needs no quoting of it).
 USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -67,17 +67,17 @@ done
 
 def check_options(p: dict) -> str:
     """The configuration name, after refusing options that cannot name one user's home on one host."""
-    if not HOST.match(p["host"]):
+    if not is_dns_label(p["host"]):
         raise HostError(f"host {p['host']!r} is not a DNS label: give the host's name as the flake knows it")
-    if not USER.match(p["user"]):
+    if not USER.fullmatch(p["user"]):
         raise HostError(f"user {p['user']!r} is not a login name: give the user the home belongs to (e.g. alice)")
     configuration = p.get("configuration") or f"{p['user']}@{p['host']}"
-    if not CONFIGURATION.match(configuration):
+    if not CONFIGURATION.fullmatch(configuration):
         raise HostError(
             f"configuration {configuration!r} cannot be a homeConfigurations attribute: leave out quotes, "
             "backslashes, $ and spaces (the default is <user>@<host>)"
         )
-    if p.get("activation") is not None and not STORE_PATH.match(p["activation"]):
+    if p.get("activation") is not None and not STORE_PATH.fullmatch(p["activation"]):
         raise HostError(f"activation {p['activation']!r} is not a store path: give the evaluated activationPackage")
     if not os.path.isfile(p["known_hosts"]):
         raise HostError(f"known_hosts {p['known_hosts']} does not exist: the host's key must be pinned first")
@@ -102,7 +102,7 @@ def parse_profile(output: str) -> tuple:
     if not line:
         return None, None
     profile, generation = line.rsplit(" ", 1) if " " in line else ("", line)
-    if not STORE_PATH.match(generation):
+    if not STORE_PATH.fullmatch(generation):
         raise HostError(f"the Home Manager profile {profile} points at {generation!r}, not at a store path")
     return profile, generation
 
@@ -130,7 +130,7 @@ def copy_source(argv: list, target: Target, known_hosts: str, timeout: int) -> d
         archived = json.loads(done.stdout) if done.returncode == 0 else {}
     except ValueError:
         archived = {}
-    if not STORE_PATH.match(str(archived.get("path", ""))):
+    if not STORE_PATH.fullmatch(str(archived.get("path", ""))):
         tail = " | ".join(done.stderr.strip().splitlines()[-5:])
         raise HostError(f"cannot copy the flake to {target.user}@{target.host} (exit {done.returncode}): {tail}")
     return {"argv": argv, "source": archived["path"], "inputs": archived.get("inputs") or {}}

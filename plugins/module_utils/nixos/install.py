@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
 from ansible_collections.nerv.homelab.plugins.module_utils.common.known_hosts import pinned_keys
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
     HostError,
     Target,
@@ -26,7 +27,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
-HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PHASES = ("kexec", "disko", "install", "reboot")
 KEXEC_MIN_KB = 1536 * 1024  # nixos-anywhere's kexec image needs about 1.5 GB of RAM
 
@@ -79,11 +79,11 @@ def parse_facts(text: str) -> Facts:
 
 def check_inputs(host: str, flake: str, disk: str | None, phases: list, identity_file: str, extra_files: str | None):
     """Bad input fails here, before the target is contacted."""
-    if not HOST.match(host):
+    if not is_dns_label(host):
         raise HostError(f"host {host!r} is not a DNS label: it must name nixosConfigurations.<host> of the flake")
     if not os.path.isfile(os.path.join(flake, "flake.nix")):
         raise HostError(f"flake {flake} has no flake.nix: give the directory of the site's flake")
-    if disk is not None and not BY_ID.match(disk):
+    if disk is not None and not BY_ID.fullmatch(disk):
         raise HostError(
             f"disk {disk!r} of {host} is not a /dev/disk/by-id/... path: name the disk to wipe by its stable id "
             "(ls -l /dev/disk/by-id on the machine), never /dev/sdX or /dev/nvmeXnY"

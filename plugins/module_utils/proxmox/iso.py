@@ -46,7 +46,7 @@ class IsoError(ProxmoxError):
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name or ""):
+    if not NAME.fullmatch(name or ""):
         raise IsoError(
             f"name {name!r} is not an ISO file name: give a name of letters, digits, '_', '-' and '.' that "
             "ends in .iso or .img (e.g. nixos-installer.iso), or leave name unset to name it after its checksum"

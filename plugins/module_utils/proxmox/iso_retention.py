@@ -93,7 +93,7 @@ def not_ours(volume: dict, record: dict | None) -> str | None:
     """None when the volume is ours (see the module docstring), else why it is not."""
     if not record:
         return NOT_RECORDED
-    match = DERIVED.match(volume["name"])
+    match = DERIVED.fullmatch(volume["name"])
     if not match:
         return "named explicitly, not after its checksum: only checksum-named ISOs are cleaned up"
     recorded = str(record.get("sha256") or "")
@@ -110,7 +110,7 @@ def attached(configs) -> dict:
     found = {}
     for vmid, config in configs:
         for key, value in sorted((config or {}).items()):
-            if DRIVE_KEY.match(str(key)) and isinstance(value, str):
+            if DRIVE_KEY.fullmatch(str(key)) and isinstance(value, str):
                 volume = value.split(",", 1)[0]
                 found.setdefault(volume, []).append(f"VM {vmid} {key}")
     return found

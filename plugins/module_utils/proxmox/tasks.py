@@ -192,7 +192,7 @@ def _auth_problem(settings):
             )
         return None
     if settings.user:
-        if not _USER.match(settings.user):
+        if not _USER.fullmatch(settings.user):
             return f"user {settings.user!r} is not USER@REALM: write it like root@pam"
         if not settings.password:
             return f"password is missing for user {settings.user}: set PROXMOX_PASSWORD, or use an API token"

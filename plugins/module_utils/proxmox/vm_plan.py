@@ -71,7 +71,7 @@ def check_options(params: dict) -> dict:
     vmid = params["vmid"]
     if not VMID_MIN <= vmid <= VMID_MAX:
         fail(f"vmid {vmid} is out of range: Proxmox vmids are {VMID_MIN}..{VMID_MAX}; take the one the site file gives")
-    if not _NAME.match(params["name"] or ""):
+    if not _NAME.fullmatch(params["name"] or ""):
         fail(
             f"name {params['name']!r} is not a valid VM name: use a DNS name (letters, digits, '-', dots between "
             "labels), e.g. cp1"
@@ -409,7 +409,7 @@ def disk_storages(config: dict) -> set:
     """Storage ids of a config's disks (CD-ROM images and empty drives left out)."""
     found = set()
     for key, value in config.items():
-        if not _DRIVE_KEY.match(key):
+        if not _DRIVE_KEY.fullmatch(key):
             continue
         volume = str(value).split(",", maxsplit=1)[0]
         storage, sep, name = volume.partition(":")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import known_hosts
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.common.known_hosts import pinned_keys
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     age_recipient_from_ssh,
@@ -30,7 +30,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import f
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules, new_document
 
 PRIVATE_KEY = "ssh_host_ed25519_key"
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 @dataclass
@@ -144,7 +143,7 @@ def promote(store: Store, host: dict, current: HostKey) -> HostKey:
 def check_hosts(hosts: list, rotate: list) -> None:
     names = [str(h.get("name", "")) for h in hosts]
     for name in names:
-        if not _NAME.match(name):
+        if not is_dns_label(name):
             raise SopsError(f"host name {name!r} is not a DNS label (a-z, 0-9, '-'): it names the host's key files")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -13,7 +13,7 @@ import os
 import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import app_host, ingress_hosts
-from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import parse_range
+from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import check_relative_path, parse_range
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
     LOCAL_NAME_PATTERN,
@@ -44,6 +44,14 @@ def _address(value):
         return None
 
 
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
+def _integer(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _section(data: dict, name: str) -> dict:
     value = data.get(name)
     return value if isinstance(value, dict) else {}
@@ -52,7 +60,8 @@ def _section(data: dict, name: str) -> dict:
 def check_duplicates(data: dict) -> list:
     out = []
     template_vmid = _section(data, "template").get("vmid")
-    keys = (("name", str), ("vmid", lambda v: v), ("ip", _address), ("mac", lambda v: str(v).lower()))
+    # each value as compared, or None when malformed (a list given as vmid is the schema walk's to report)
+    keys = (("name", _text), ("vmid", _integer), ("ip", _address), ("mac", lambda v: _text(v) and v.lower()))
     for key, norm in keys:
         first = {}
         if key == "vmid" and isinstance(template_vmid, int):
@@ -66,6 +75,19 @@ def check_duplicates(data: dict) -> list:
                 out.append(Problem(path, msg, f"give every host its own {key}"))
             else:
                 first.setdefault(value, path)
+    return out
+
+
+# Names Ansible gives a host of its own: plays for localhost run on the controller, not on a machine of the site
+_RESERVED_HOST_NAMES = ("localhost",)
+
+
+def check_host_names(data: dict) -> list:
+    out = []
+    for index, host in _hosts(data):
+        if host.get("name") in _RESERVED_HOST_NAMES:
+            msg = f"{host['name']} is Ansible's name for the controller: its plays would run on this machine"
+            out.append(Problem(f"hosts[{index}].name", msg, "give the machine its own name, e.g. cp1 or nas"))
     return out
 
 
@@ -116,6 +138,8 @@ def check_metallb(data: dict) -> list:
             taken[_address(host["ip"])] = "the address of hosts[{}] ({})".format(index, host.get("name"))
     out, seen = [], []
     for index, text in enumerate(ranges):
+        if not isinstance(text, str):
+            continue
         try:
             first, last = parse_range(text)
         except (TypeError, ValueError):
@@ -170,8 +194,8 @@ _FIELD_FIX = {
 def check_kinds(data: dict) -> list:
     out = []
     for index, host in _hosts(data):
-        needed, foreign = _KIND_FIELDS.get(host.get("kind"), ((), ()))
-        kind = host.get("kind")
+        kind = _text(host.get("kind"))
+        needed, foreign = _KIND_FIELDS.get(kind, ((), ()))
         for key in needed:
             if key not in host:
                 msg = f"is required for a {kind} host but missing"
@@ -368,15 +392,36 @@ def _check_app_hosts(data: dict) -> list:
     return out
 
 
+def site_files(data: dict) -> list:
+    """(field, path) of every file the site names relative to its own directory: runs read and write these there."""
+    refs = [("proxmox.token_secret_sops.file", _section(_section(data, "proxmox"), "token_secret_sops").get("file")),
+            ("k3s.token_sops.file", _section(_section(data, "k3s"), "token_sops").get("file"))]  # fmt: skip
+    refs += [(f"apps[{index}].values_sops", app.get("values_sops")) for index, app in _apps(data)]
+    return [(field, path) for field, path in refs if isinstance(path, str) and path]
+
+
+def _outside(base_dir: str, relative: str) -> str | None:
+    """Where relative really leads (links followed) when that is outside base_dir, else None."""
+    base = os.path.realpath(base_dir)
+    real = os.path.realpath(os.path.join(base, relative))
+    return None if os.path.commonpath([base, real]) == base else real
+
+
 def file_problems(data: dict, base_dir: str) -> list:
-    """Files the site names that must be there (relative to the site file's directory): apps' values_sops."""
+    """Files the site names, relative to the site file's directory: each must stay inside it (runs write there),
+    and apps' values_sops must exist."""
     out = []
-    for index, app in _apps(data):
-        relative = app.get("values_sops")
-        if isinstance(relative, str) and not os.path.isfile(os.path.join(base_dir, relative)):
+    for field, relative in site_files(data):
+        real = _outside(base_dir, relative) if check_relative_path(relative) is None else None
+        if real is not None:
+            # only a link can lead out now: an absolute path or a '..' that climbs out is the schema walk's to report
+            msg = f"{relative} leads to {real} through a link, outside the site's directory {base_dir}"
+            fix = "keep the file inside the site's directory, not behind a link that leads out"
+            out.append(Problem(field, msg, fix))
+        elif field.endswith(".values_sops") and not os.path.isfile(os.path.join(base_dir, relative)):
             msg = f"{relative} does not exist next to the site file (looked in {base_dir})"
             fix = f"create it with sops ({relative} relative to the site file) or fix the path"
-            out.append(Problem(f"apps[{index}].values_sops", msg, fix))
+            out.append(Problem(field, msg, fix))
     return out
 
 
@@ -399,7 +444,8 @@ def _named(items, domain: str):
     """(index, full name, item) of the well-formed items of a list of mappings with a name."""
     for index, item in enumerate(items if isinstance(items, list) else []):
         # a malformed name is the schema walk's to report
-        if isinstance(item, dict) and isinstance(item.get("name"), str) and re.match(LOCAL_NAME_PATTERN, item["name"]):
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and re.fullmatch(LOCAL_NAME_PATTERN, name):
             yield index, app_host(item["name"], domain), item
 
 
@@ -478,6 +524,7 @@ def _check_exporters(data: dict) -> list:
 
 CHECKS = (
     check_duplicates,
+    check_host_names,
     check_addresses,
     check_metallb,
     check_roles,

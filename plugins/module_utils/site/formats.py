@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import posixpath
 import re
 import struct
+
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 
 _BECH32_ALPHABET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _BECH32_GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
@@ -51,15 +54,12 @@ def check_ipv4_interface(value: str) -> str | None:
     return None
 
 
-_HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-
-
 def check_ipv4_or_hostname(value: str) -> str | None:
     """An IPv4 address or a DNS name; digits and dots alone must be a valid address (192.168.1.300 is neither)."""
     if re.fullmatch(r"[0-9.]+", value):
         return check_ipv4(value)
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
-    if len(value) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+    if len(value) > 253 or not all(is_dns_label(label.lower()) for label in labels):
         return "is neither an IPv4 address nor a DNS name"
     return None
 
@@ -153,6 +153,9 @@ def check_age_recipient(value: str) -> str | None:
 
 
 def check_ssh_public_key(value: str) -> str | None:
+    # authorized_keys takes one key per line: a line break here would let a second key in unseen
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        return "holds a line break or control character; give each key its own item"
     parts = value.split()
     if len(parts) < 2:
         return "is not an SSH public key line (TYPE BASE64 [comment])"
@@ -169,6 +172,29 @@ def check_ssh_public_key(value: str) -> str | None:
     return None
 
 
+def check_mac_address(value: str) -> str | None:
+    """A NIC's own (unicast) address; the schema pattern has checked the six hex pairs."""
+    octets = bytes.fromhex(value.replace(":", ""))
+    if octets == b"\xff" * 6:
+        return "is the broadcast address, not the address of a NIC"
+    if octets[0] & 1:
+        return "is a multicast address (the first byte is odd), not the address of a NIC"
+    if octets == bytes(6):
+        return "is all zeros, not the address of a NIC"
+    return None
+
+
+def check_relative_path(value: str) -> str | None:
+    """A path relative to a directory it must stay inside: not absolute and no '..' that climbs out of it."""
+    if value.startswith(("/", "~")):
+        return "is an absolute path: it must be relative to its directory"
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        return "holds a line break or control character"
+    if posixpath.normpath(value).split("/")[0] == "..":
+        return "leads out of its directory through '..'"
+    return None
+
+
 FORMATS = {
     "ipv4": check_ipv4,
     "ipv4-network": check_ipv4_network,
@@ -177,4 +203,6 @@ FORMATS = {
     "ipv4-or-hostname": check_ipv4_or_hostname,
     "age-recipient": check_age_recipient,
     "ssh-public-key": check_ssh_public_key,
+    "mac-address": check_mac_address,
+    "relative-path": check_relative_path,
 }

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.checks import app_host, file_problems, semantic_problems
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import FORMATS
-from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem, Report, SiteError
+from ansible_collections.nerv.homelab.plugins.module_utils.site.inline_secrets import (
+    SECRET_KEY,
+    inline_secret,
+    masked,
+    secret_shape,
+    secret_values,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem, Report, SiteError, join_path
+from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import read_site_file
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import SITE_SCHEMA
-
-try:
-    import yaml
-
-    HAS_YAML = True
-except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
-    HAS_YAML = False
 
 __all__ = [
     "Problem",
@@ -33,16 +35,14 @@ __all__ = [
     "SiteError",
     "load_site",
     "parse_site",
+    "read_site_file",
     "secret_values",
     "site_plan",
     "validate_site",
 ]
 
-# Keys that hold a secret when they appear in a site file: the file is committed, so secrets never belong there.
-_SECRET_KEY = re.compile(r"(secret|password|passwd|passphrase|private_?key|api_?key|token)$", re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"AGE-SECRET-KEY-1|-----BEGIN [A-Z ]*PRIVATE KEY-----|PVEAPIToken=")
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer"}
-_TYPE_NAMES.update(boolean="true or false")
+_TYPE_NAMES.update(boolean="true or false", number="a decimal number")
 
 
 def _json_type(value) -> str:
@@ -56,12 +56,6 @@ def _json_type(value) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _join(path: str, key) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
 def _resolve(schema: dict) -> dict:
     ref = schema.get("$ref")
     if not ref:
@@ -71,40 +65,16 @@ def _resolve(schema: dict) -> dict:
     return resolved
 
 
-def _inline_secret(path: str) -> Problem:
-    return Problem(
-        path,
-        "a secret is written inline in the site file (its value is not shown)",
-        "delete it from the file; give the secret through the environment variable or sops file named in "
-        "the site (e.g. proxmox.token_secret_env, proxmox.token_secret_sops)",
-    )
-
-
-def secret_values(value) -> set:
-    """Every string in a site that is a secret (under a secret-named key or shaped like one), to mask in output."""
-    if isinstance(value, dict):
-        found = set()
-        for key, item in value.items():
-            if isinstance(key, str) and _SECRET_KEY.search(key) and isinstance(item, (str, int, float)):
-                found.add(str(item))
-            else:
-                found |= secret_values(item)
-        return found
-    if isinstance(value, list):
-        return set().union(*(secret_values(item) for item in value)) if value else set()
-    return {value} if isinstance(value, str) and _SECRET_VALUE.search(value) else set()
-
-
 def _walk(value, schema: dict, path: str, out: list) -> None:
     schema = _resolve(schema)
-    if isinstance(value, str) and _SECRET_VALUE.search(value):
-        out.append(_inline_secret(path))
+    if secret_shape(value):
+        out.append(inline_secret(path, value))
         return
     expected = schema.get("type")
     # A list of types (hosts[].nfs: false or a mapping) takes the value's own type when it is one of them
     allowed = expected if isinstance(expected, list) else [expected]
     if expected and _json_type(value) not in allowed:
-        found = _TYPE_NAMES.get(_json_type(value), _json_type(value))
+        found = _shown_type(value)
         wanted = " or ".join(_TYPE_NAMES[kind] for kind in allowed)
         out.append(Problem(path, f"must be {wanted}, not {found}", _fix(schema)))
         return
@@ -112,14 +82,22 @@ def _walk(value, schema: dict, path: str, out: list) -> None:
         expected = _json_type(value)
     if "enum" in schema and value not in schema["enum"]:
         choices = ", ".join(str(c) for c in schema["enum"])
-        out.append(Problem(path, f"is {value!r}, not one of {choices}", "use one of: " + choices))
+        out.append(Problem(path, f"is {value!r}, not one of {choices}", _fix(schema)))
         return
     checker = {"object": _walk_object, "array": _walk_array, "string": _check_string, "integer": _check_integer}
     if expected in checker:
         checker[expected](value, schema, path, out)
 
 
+def _shown_type(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "YAML's .nan or .inf (not a finite number)"
+    return _TYPE_NAMES.get(_json_type(value), _json_type(value))
+
+
 def _fix(schema: dict) -> str:
+    if "enum" in schema and "x-fix" not in schema:
+        return "use one of: " + ", ".join(str(c) for c in schema["enum"])
     return schema.get("x-fix") or schema.get("description") or "see docs/site.md"
 
 
@@ -132,7 +110,7 @@ def _walk_free(value, path: str, out: list) -> None:
     """A mapping of any keys (chart values): only looked through for secrets, which belong in values_sops."""
     if isinstance(value, dict):
         for key, item in value.items():
-            where = _join(path, key)
+            where = join_path(path, key)
             if isinstance(key, str) and _VALUES_SECRET_KEY.search(key) and isinstance(item, str) and item:
                 fix = "delete it here and put it in the app's values_sops file (sops-encrypted), see docs/site.md"
                 out.append(
@@ -142,9 +120,9 @@ def _walk_free(value, path: str, out: list) -> None:
                 _walk_free(item, where, out)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _walk_free(item, _join(path, index), out)
-    elif isinstance(value, str) and _SECRET_VALUE.search(value):
-        out.append(_inline_secret(path))
+            _walk_free(item, join_path(path, index), out)
+    elif secret_shape(value):
+        out.append(inline_secret(path, value))
 
 
 def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
@@ -156,12 +134,12 @@ def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
         if key not in value:
             sub = _resolve(properties[key])
             what = sub.get("description") or _TYPE_NAMES.get(sub.get("type"), "a value")
-            out.append(Problem(_join(path, key), "is required but missing", f"add {key}: {what}"))
+            out.append(Problem(join_path(path, key), "is required but missing", f"add {key}: {what}"))
     for key, item in value.items():
         if key in properties:
-            _walk(item, properties[key], _join(path, key), out)
-        elif isinstance(key, str) and _SECRET_KEY.search(key):
-            out.append(_inline_secret(_join(path, key)))
+            _walk(item, properties[key], join_path(path, key), out)
+        elif isinstance(key, str) and SECRET_KEY.search(key):
+            out.append(inline_secret(join_path(path, key)))
         else:
             out.append(_unknown_key(key, properties, path))
 
@@ -169,7 +147,7 @@ def _walk_object(value: dict, schema: dict, path: str, out: list) -> None:
 def _unknown_key(key, properties: dict, path: str) -> Problem:
     close = difflib.get_close_matches(str(key), list(properties), n=1, cutoff=0.6)
     fix = f"did you mean {close[0]!r}?" if close else "remove it."
-    return Problem(_join(path, key), "is not a known key", fix + " Known keys here: " + ", ".join(properties))
+    return Problem(join_path(path, key), "is not a known key", fix + " Known keys here: " + ", ".join(properties))
 
 
 def _walk_array(value: list, schema: dict, path: str, out: list) -> None:
@@ -180,14 +158,15 @@ def _walk_array(value: list, schema: dict, path: str, out: list) -> None:
         for item in seen:
             out.append(Problem(path, f"lists {item!r} more than once", "keep one of each"))
     for index, item in enumerate(value):
-        _walk(item, schema.get("items", {}), _join(path, index), out)
+        _walk(item, schema.get("items", {}), join_path(path, index), out)
 
 
 def _check_string(value: str, schema: dict, path: str, out: list) -> None:
     shown = value if len(value) <= 80 else value[:77] + "..."
     if len(value) < schema.get("minLength", 0):
         out.append(Problem(path, "is empty", _fix(schema)))
-    elif "pattern" in schema and not re.search(schema["pattern"], value):
+    # fullmatch: with re.search or re.match the pattern's $ also matches before a trailing newline
+    elif "pattern" in schema and not re.fullmatch(schema["pattern"], value):
         out.append(Problem(path, f"{shown!r} is not in the expected form", _fix(schema)))
     elif "format" in schema:
         problem = FORMATS[schema["format"]](value)
@@ -211,7 +190,7 @@ def validate_site(data, base_dir: str | None = None) -> Report:
         problems.extend(semantic_problems(data))
         if base_dir is not None:
             problems.extend(file_problems(data, base_dir))
-    problems = _dedupe(problems)
+    problems = masked(_dedupe(problems), secret_values(data))
     return Report(
         errors=[p for p in problems if p.level == "error"],
         warnings=[p for p in problems if p.level == "warning"],
@@ -273,28 +252,6 @@ def parse_site(data, base_dir: str | None = None) -> dict:
     site = normalise_site(data)
     site["_warnings"] = [p.as_dict() for p in report.warnings]
     return site
-
-
-def read_site_file(path: str):
-    """The parsed YAML of a site file; SiteError when it cannot be read or parsed."""
-    if not HAS_YAML:
-        raise SiteError([Problem(path, "cannot be read: PyYAML is not installed", "pip install pyyaml")])
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except OSError as exc:
-        raise SiteError([Problem(path, f"cannot be read ({exc.strerror})", "check the path")]) from exc
-    except yaml.YAMLError as exc:
-        raise SiteError([Problem(path, f"is not valid YAML{_yaml_reason(exc)}", "fix the YAML syntax")]) from exc
-
-
-def _yaml_reason(exc) -> str:
-    """' at line L, column C: <what the parser found>' of a YAML error (the parser's own words, as yamllint says)."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem, context = getattr(exc, "problem", None), getattr(exc, "context", None)
-    words = f"{problem} ({context})" if problem and context else str(problem or context or "")
-    return f"{where}: {words}" if words else where
 
 
 def load_site(path: str) -> dict:

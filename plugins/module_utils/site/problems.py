@@ -23,6 +23,13 @@ class Problem:
         return {"path": self.path, "message": self.message, "fix": self.fix, "level": self.level}
 
 
+def join_path(path: str, key) -> str:
+    """The field path of key under path, as problems name it: hosts[1].ip."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
 @dataclass
 class Report:
     errors: list = field(default_factory=list)

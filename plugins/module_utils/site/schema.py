@@ -9,9 +9,11 @@ This dict is the single definition of a site file. ``docs/site.schema.json`` is 
 
 from __future__ import annotations
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.names import DNS_LABEL
+
 SCHEMA_ID = "https://nerv.homelab/schemas/site-1.json"
 
-_DNS_LABEL = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_DNS_LABEL = DNS_LABEL
 _DOMAIN = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _ENV_NAME = "^[A-Z_][A-Z0-9_]*$"
 
@@ -21,7 +23,13 @@ _SOPS_REF = {
     "additionalProperties": False,
     "required": ["file", "key"],
     "properties": {
-        "file": {"type": "string", "minLength": 1, "x-fix": "give the path of a sops file, e.g. secrets.sops.yaml"},
+        "file": {
+            "type": "string",
+            "minLength": 1,
+            "format": "relative-path",
+            "x-fix": "give the path of a sops file inside the site's directory (relative to the site file), "
+            "e.g. secrets/k3s.sops.yaml",
+        },
         "key": {
             "type": "string",
             "minLength": 1,
@@ -512,8 +520,10 @@ _HOST = {
         "mac": {
             "type": "string",
             "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$",
+            "format": "mac-address",
             "description": "MAC of the NIC on the LAN (baremetal; optional for vm to pin it).",
-            "x-fix": "write six colon-separated hex pairs, e.g. 58:47:ca:00:00:01",
+            "x-fix": "write the NIC's own MAC as six colon-separated hex pairs (ip link shows it), "
+            "e.g. 58:47:ca:00:00:01",
         },
         "disk_id": {
             "type": "string",
@@ -587,8 +597,9 @@ _FLUX = {
         "path": {
             "type": "string",
             "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+            "format": "relative-path",
             "description": "Directory in the repository, e.g. clusters/home.",
-            "x-fix": "write a relative path without leading or trailing '/', e.g. clusters/home",
+            "x-fix": "write a relative path inside the repository without leading or trailing '/', e.g. clusters/home",
         },
         "personal": {"type": "boolean", "default": False},
         "token_env": {
@@ -695,8 +706,10 @@ _APP = {
         "values_sops": {
             "type": "string",
             "pattern": "^[^/\\s][^\\s]*[.]sops[.]ya?ml$",
+            "format": "relative-path",
             "description": "A sops-encrypted YAML file of further values (secrets), relative to the site file.",
-            "x-fix": "give a relative path to a sops YAML file, e.g. secrets/apps/grafana.sops.yaml",
+            "x-fix": "give a relative path to a sops YAML file inside the site's directory, "
+            "e.g. secrets/apps/grafana.sops.yaml",
         },
     },
 }
