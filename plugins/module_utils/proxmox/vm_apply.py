@@ -25,9 +25,9 @@ LOCK_POLL = 0.5
 class Vm:
     """One VM's run: read, plan, act. Every write waits for its task and survives locks up to lock_timeout."""
 
-    def __init__(self, module, client, watch: RunWatch):
+    def __init__(self, module, client, watch: RunWatch | None = None):
         self.module, self.client, self.params = module, client, module.params
-        self.watch = watch
+        self.watch = watch or RunWatch(None)
         self.vmid, self.name = self.params["vmid"], self.params["name"]
         self.node = self.params["node"]
         self.warnings = []
