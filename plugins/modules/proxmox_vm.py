@@ -127,10 +127,16 @@ options:
     default: 300
   force:
     description:
-      - With O(state=absent), stop a running VM and clear its protection before removing it. With O(state=stopped),
-        stop the VM at once instead of a guest shutdown.
+      - With O(state=absent), stop a running VM and (unless O(unprotect=false)) clear its protection before removing
+        it. With O(state=stopped), stop the VM at once instead of a guest shutdown.
     type: bool
     default: false
+  unprotect:
+    description:
+      - With O(state=absent), clear the VM's C(protection=1) before removing it. A protected VM is refused unless
+        this is true; when not set, it follows O(force).
+      - C(playbooks/teardown.yml) sets it only for the VMs named in C(teardown_unprotect).
+    type: bool
   lock_timeout:
     description: Seconds to wait for a locked template or VM (backup, clone, migrate, ...) before failing.
     type: int
@@ -292,6 +298,7 @@ def argument_spec() -> dict:
         known_hosts={"type": "path"},
         wait_timeout={"type": "int", "default": 300},
         force={"type": "bool", "default": False},
+        unprotect={"type": "bool"},
         lock_timeout={"type": "int", "default": 60},
         run_pid={"type": "int"},
     )

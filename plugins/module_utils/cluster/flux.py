@@ -216,10 +216,10 @@ def execute(module) -> dict:
     if p["provider"] == "github" and not token:
         raise KubeError(f"the Git token is not in the environment variable {p['token_env']}: export it first")
     log_file = log_path(p["log_file"], "flux_bootstrap.log")
-    run = run_logged(argv, log_file, p["timeout"] + 600, env=bootstrap_env(p["provider"], token))
+    # the token is masked in the log and the tail by run_logged, as any secret of the environment it is given
+    run = run_logged(argv, log_file, p["timeout"] + 600, env=bootstrap_env(p["provider"], token), secrets=[token])
     if run.rc != 0:
-        tail = [line.replace(token, "********") if token else line for line in run.tail]
-        raise KubeError(f"flux bootstrap failed (exit {run.rc}); see {log_file}", tail=tail, log_file=log_file)
+        raise KubeError(f"flux bootstrap failed (exit {run.rc}); see {log_file}", tail=run.tail, log_file=log_file)
     still = wait_synced(api, wanted, p["timeout"], p["interval"])
     if still:
         raise KubeError(f"flux bootstrap ran, but after {p['timeout']} s: " + "; ".join(still), log_file=log_file)

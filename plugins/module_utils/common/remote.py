@@ -21,6 +21,12 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import c
 # nixos-anywhere announces each step as "### <step> ###"; other tools print none, and get no steps.
 STEP = re.compile(r"^### (.+) ###\s*$")
 TAIL_LINES = 25
+MASK = "********"
+# Environment variables whose values are secrets (GITHUB_TOKEN, GIT_PASSWORD, SOPS_AGE_KEY, ...): a tool may echo
+# them (debug output, an error quoting its request), and its log must not keep them.
+SECRET_ENV = re.compile(r"(TOKEN|PASSWORD|PASSPHRASE|SECRET|_KEY)$")
+# shorter values are no credential, and masking them would blank out ordinary words of the output
+SECRET_MIN = 8
 
 # The argument spec of nerv.homelab.ssh_target (doc fragment): how a module logs in to a host.
 SSH_OPTIONS = {
@@ -156,12 +162,30 @@ def _kill_group(proc) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None) -> Run:
-    """Run argv, streaming its output to log_file (0600) and collecting the '### step ###' lines."""
+def secrets_of(env: dict | None, given=()) -> list:
+    """The values to mask in a run's log: the given ones and those of env's secret variables, longest first (a
+    secret holding another is masked whole)."""
+    named = [value for name, value in (os.environ if env is None else env).items() if SECRET_ENV.search(name)]
+    return sorted({v for v in [*given, *named] if v and len(v) >= SECRET_MIN}, key=len, reverse=True)
+
+
+def masked(text: str, secrets: list) -> str:
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None, secrets=()) -> Run:
+    """Run argv, streaming its output to log_file (0600) and collecting the '### step ###' lines.
+
+    The one place a run is logged, so the one place secrets are masked: the values in secrets and those of the
+    secret variables of the environment the command gets (env, else ours) never reach the log or the tail.
+    """
     steps, tail = [], deque(maxlen=TAIL_LINES)
+    hidden = secrets_of(env, secrets)
     handle = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(handle, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
+        log.write(masked("$ " + " ".join(shlex.quote(a) for a in argv), hidden) + "\n")
         with subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -178,6 +202,7 @@ def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None)
             timer.start()
             try:
                 for line in proc.stdout:
+                    line = masked(line, hidden)
                     log.write(line)
                     log.flush()
                     tail.append(line.rstrip("\n"))

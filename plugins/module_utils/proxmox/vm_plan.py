@@ -544,14 +544,17 @@ def plan(state: str, exists: bool, status, updates: bool, resize: bool, protecte
 
 
 def check_removal(params: dict, status, protected: bool) -> None:
-    """A ProxmoxError when an absent VM is running or protected and force is not set."""
-    if params.get("force"):
-        return
-    why = [w for w, on in (("running", status == "running"), ("protected (protection=1)", protected)) if on]
+    """A ProxmoxError when an absent VM is running without force, or protected without unprotect (which follows
+    force when not set): protection=1 is its owner saying 'never delete', so only an explicit word overrides it."""
+    force = bool(params.get("force"))
+    unprotect = force if params.get("unprotect") is None else params["unprotect"]
+    states = (("running", status == "running" and not force), ("protected (protection=1)", protected and not unprotect))
+    why = [state for state, refused in states if refused]
     if why:
         fail(
             f"VM {params['name']} (vmid {params['vmid']}) is {' and '.join(why)}: it is not removed. Stop it (and "
-            "clear protection) first, or set force: true to stop and remove it"
+            "clear protection) first, or set force: true to stop and remove it (unprotect: true clears its "
+            "protection; when not set it follows force)"
         )
 
 

@@ -101,6 +101,19 @@ def test_a_failing_cli_is_reported_with_the_token_masked(ansible_cli, rig):
     assert any("********" in line for line in outcome["tail"])
 
 
+@pytest.mark.parametrize("fail", [True, False], ids=["failing", "succeeding"])
+def test_the_log_holds_no_token(ansible_cli, rig, tmp_path, fail):
+    # the default log, in the cache directory, as a user's run writes it; the fake CLI prints the token either way
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FAKE_FLUX_ECHO_TOKEN": "1"}
+    env["FAKE_FLUX_FAIL"] = "1" if fail else ""
+    result, outcome = bootstrap(ansible_cli, rig, env=env)
+    assert (result.rc != 0) is fail, result.describe()
+    log = tmp_path / "cache" / "nerv-homelab" / "flux_bootstrap.log"
+    assert outcome.get("log_file") == str(log) and "connecting to github.com" in log.read_text()
+    assert TOKEN not in log.read_text() and "token ********" in log.read_text()
+    assert TOKEN not in json.dumps(outcome)
+
+
 def test_git_provider_needs_a_url(ansible_cli, rig):
     result, outcome = bootstrap(ansible_cli, rig, provider="git")
     assert result.rc != 0 and "url" in outcome["msg"]

@@ -48,3 +48,13 @@ def test_a_command_within_its_timeout_returns_its_exit_code(tmp_path):
     run = remote.run_logged([sys.executable, "-c", "print('### Build ###'); raise SystemExit(4)"],
                             str(tmp_path / "log"), timeout=30)  # fmt: skip
     assert (run.rc, run.steps) == (4, ["Build"])
+
+
+def test_secrets_never_reach_the_log_or_the_tail(tmp_path):
+    given, in_env = "hunter2-passphrase-canary", "ghp_canaryTOKEN0123456789"
+    env = {"PATH": os.environ["PATH"], "GITHUB_TOKEN": in_env, "ANSIBLE_SHORT_KEY": "on"}
+    script = f"import os; print('{given}', os.environ['GITHUB_TOKEN'], 'on'); raise SystemExit(1)"
+    run = remote.run_logged([sys.executable, "-c", script], str(tmp_path / "log"), 30, env=env, secrets=[given])
+    log = (tmp_path / "log").read_text()
+    assert given not in log and in_env not in log and "******** ******** on" in log  # "on" is too short to hide
+    assert run.tail == ["******** ******** on"]

@@ -337,6 +337,13 @@ def test_removal_of_a_running_or_protected_vm_needs_force():
         pvm.check_removal(params(), "running", True)
 
 
+def test_a_protected_vm_needs_unprotect_when_it_is_set():
+    pvm.check_removal(params(unprotect=True), "stopped", True)
+    pvm.check_removal(params(force=True, unprotect=False), "running", False)
+    with pytest.raises(ProxmoxError, match=r"is protected \(protection=1\): .*unprotect: true"):
+        pvm.check_removal(params(force=True, unprotect=False), "running", True)
+
+
 def test_final_status():
     assert pvm.final_status("started", "stopped", ["start"]) == "running"
     assert pvm.final_status("present", None, ["clone", "config"]) == "stopped"
