@@ -272,6 +272,21 @@ def test_a_clone_whose_answer_was_lost_is_adopted_by_a_plain_rerun(ansible_cli, 
     assert [v.vmid for v in pve_site.pve.vms if v.name == "cp1"] == [VMID], "no guest left behind"
 
 
+def test_a_token_revoked_at_the_clone_fails_clearly_and_a_rerun_converges(ansible_cli, pve_site):
+    """The token refused at the clone (revoked between two clones): nothing is made, the message names the token and
+    never its secret, and a plain re-run with a valid token clones, then changes nothing."""
+    clone = f"/nodes/pve1/qemu/{pve_site.template_vmid}/clone"
+    pve_site.pve.fail("POST", clone, 401, "invalid token value!", times=1)
+    run, failed = vm_task(ansible_cli, pve_site)
+    assert run.rc != 0 and pve_site.token_id in failed["msg"] and "401" in failed["msg"], run.describe()
+    assert pve_site.pve.vm(VMID) is None
+    run, again = vm_task(ansible_cli, pve_site)
+    assert run.rc == 0 and again["actions"] == ["clone", "config"], run.describe()
+    run, third = vm_task(ansible_cli, pve_site)
+    assert run.rc == 0 and not third["changed"]
+    assert [v.vmid for v in pve_site.pve.vms if v.name == "cp1"] == [VMID]
+
+
 def test_an_untagged_guest_without_the_marker_is_still_refused(ansible_cli, pve_site):
     """Only a guest the run can prove is its own is adopted: another host's marker, or none, is refused."""
     pve_site.pve.add_vm(VMID, "cp1", node="pve1", config={"tags": "k8s",
