@@ -100,7 +100,7 @@ removed:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import HostError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.assemble import run
 
 

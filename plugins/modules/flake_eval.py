@@ -113,7 +113,7 @@ failures:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import HostError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import fleet
 
 

@@ -90,10 +90,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import k3s
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
-    SSH_OPTIONS,
-    HostError,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import SSH_OPTIONS
 
 
 def argument_spec() -> dict:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import shlex
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
-    HostError,
     Target,
-    Unpinned,
-    Unreachable,
     plan_unreachable,
     require_pinned,
     ssh_run,

@@ -12,6 +12,7 @@ import ipaddress
 import time
 from dataclasses import asdict, dataclass
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, Turn
 
 try:
@@ -32,12 +33,8 @@ FLUX_KINDS = {
 }
 
 
-class KubeError(Exception):
+class KubeError(NervError):
     """A cluster that cannot be read, or a wait that ran out; details go to fail_json."""
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.details = details
 
 
 def api_client(kubeconfig: str, context: str | None = None):

@@ -5,6 +5,7 @@ metadata, and the HelmRepositories and HelmReleases at the site's versions. Pure
 
 from __future__ import annotations
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import PLATFORM_VERSIONS
 
 try:
@@ -45,7 +46,7 @@ BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 SOPS_ENCRYPTED_REGEX = "^(data|stringData)$"
 
 
-class RenderError(Exception):
+class RenderError(NervError):
     """Bad input for rendering (the checkout is missing, say)."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def error_details(exc: Exception) -> dict:
-    """The details an error carries for fail_json: a dict attribute, or (ProxmoxError) a method building one."""
+    """The details an error carries for fail_json (its dict attribute)."""
     details = getattr(exc, "details", None)
     if callable(details):
         details = details()

@@ -1,7 +1,7 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the modules that work on a host over SSH, or run a long external tool, share: how to log in (Target),
-their one error type, and running a command with its output streamed to a private log.
+and running a command with its output streamed to a private log.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
 
 # nixos-anywhere announces each step as "### <step> ###"; other tools print none, and get no steps.
 STEP = re.compile(r"^### (.+) ###\s*$")
@@ -35,29 +36,6 @@ SSH_OPTIONS = {
     "identity_file": {"type": "path"},
     "connect_timeout": {"type": "int", "default": 10},
 }
-
-
-class HostError(Exception):
-    """A refusal or failure on a host or of an external tool; the module boundary turns it into fail_json with
-    its details."""
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.details = details
-
-
-class Unreachable(HostError):
-    """The host did not answer at all (refused, no route, timed out), as opposed to refusing us: check mode can
-    plan without it (a VM the vms phase has not made yet, a machine not booted yet)."""
-
-    why = "not up yet, or not reachable from here"
-
-
-class Unpinned(HostError):
-    """No key of the host is pinned in known_hosts, so strict SSH cannot log in to it yet: check mode plans without
-    it (a VM the vms phase has not made, a host whose key the keys phase has not recorded), without connecting."""
-
-    why = "its key is not pinned yet"
 
 
 # What ssh prints when nothing answered, as opposed to an answer that refused us (host key, authentication).

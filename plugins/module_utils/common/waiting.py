@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import time
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+
 
 class Deadline:
     """A moment `seconds` from now."""
@@ -62,7 +64,7 @@ class Turn:
         self.deadline.pause(min(interval, self._back.left()) if self._back is not None else interval)
 
 
-class RunEnded(Exception):
+class RunEnded(NervError):
     """The run that started a background job has ended: the job stops instead of working on for nobody."""
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import HostError
 
 PUBLIC, PRIVATE = 0o644, 0o600
 

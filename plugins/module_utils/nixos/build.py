@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 
 # Nix 2.8 ships `nix build`, `nix eval` and flakes as experimental: always turn them on for this one command.
 EXPERIMENTAL = ("--extra-experimental-features", "nix-command flakes")
@@ -53,13 +54,11 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-class NixError(Exception):
+class NixError(NervError):
     """Everything that stops nix_build: msg plus the fields a failed task returns (log_tail, log_file, rc, ...)."""
 
     def __init__(self, message, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = {key: value for key, value in details.items() if value is not None}
+        super().__init__(message, **{key: value for key, value in details.items() if value is not None})
 
 
 # --- input checks: each names the option and the fix, before anything runs ---------------------------------

@@ -13,12 +13,10 @@ import re
 import shlex
 import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
-    HostError,
     Target,
-    Unpinned,
-    Unreachable,
     log_path,
     plan_unreachable,
     require_pinned,

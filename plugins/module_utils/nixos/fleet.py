@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import HostError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.deploy import NIX_FEATURES, STORE_PATH, flake_ref
 
 PLATFORMS = ("nixos", "darwin")

@@ -21,11 +21,10 @@ import re
 import shlex
 import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
-    HostError,
     Target,
-    Unreachable,
     log_path,
     plan_unreachable,
     run_logged,

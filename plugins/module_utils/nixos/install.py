@@ -17,13 +17,10 @@ import tempfile
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.known_hosts import pinned_keys
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
-    HostError,
-    Target,
-    ssh_run,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import Target, ssh_run
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
@@ -236,7 +233,7 @@ def execute(module) -> dict:
     with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
         try:
             facts = probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
-        except remote.Unreachable as exc:
+        except Unreachable as exc:
             remote.plan_unreachable(module, exc, f"the install of {p['host']}")
             return {"changed": True, "action": "install", "reason": str(exc), "argv": argv_for(p, target),
                     "facts": {}}  # fmt: skip
@@ -257,7 +254,7 @@ def _install(p, argv, after, pinned) -> dict:
     run = remote.run_logged(argv, log_file, p["timeout"])
     if run.rc != 0:
         last = run.steps[-1] if run.steps else "(before the first step)"
-        raise remote.HostError(
+        raise HostError(
             f"nixos-anywhere failed for {p['host']} (exit {run.rc}) during step: {last}; see {log_file}. "
             "Re-running continues from the installer",
             steps=run.steps,

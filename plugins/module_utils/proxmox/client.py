@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import (
     IDEMPOTENT_METHODS,
@@ -69,12 +70,11 @@ UPLOAD_BLOCK = 1024 * 1024
 TASK_LOG_LIMIT = 1000
 
 
-class _Transient(Exception):
+class _Transient(NervError):
     """A failure that did not reach Proxmox's handler (connection trouble, pveproxy 595-599): may be retried."""
 
     def __init__(self, message, status=None):
         super().__init__(message)
-        self.message = message
         self.status = status
 
 

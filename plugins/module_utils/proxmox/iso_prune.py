@@ -26,9 +26,7 @@ class PruneError(IsoError):
     def __init__(self, message, result):
         super().__init__(message)
         self.result = result
-
-    def details(self) -> dict:
-        return dict(self.result)
+        self.details = dict(result)
 
 
 def checked(params: dict) -> dict:

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+
 # pveproxy answers 595-599 when it cannot reach the node it proxies to (connection refused, timed out,
 # ...): the request never ran there, so a GET or PUT may safely go again.
 TRANSIENT_STATUSES = frozenset(range(595, 600))
@@ -29,30 +31,21 @@ _TOKEN_ID = re.compile(r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$")
 _USER = re.compile(r"^[^@!\s]+@[^@!\s]+$")
 
 
-class ProxmoxError(Exception):
+class ProxmoxError(NervError):
     """Everything that goes wrong talking to Proxmox: modules turn it into fail_json, plugins into AnsibleError.
 
-    status: the HTTP status, when there was an answer; exitstatus/log_tail/upid: a failed task's."""
+    status: the HTTP status, when there was an answer; exitstatus/log_tail/upid: a failed task's. details (what a
+    module returns beside msg) holds only the fields that are set."""
 
     def __init__(self, message, status=None, exitstatus=None, log_tail=(), upid=None, errors=None):
-        super().__init__(message)
-        self.message = message
+        found = {"http_status": status, "exitstatus": exitstatus, "log_tail": list(log_tail) or None, "upid": upid,
+                 "errors": dict(errors or {}) or None}  # fmt: skip
+        super().__init__(message, **{key: value for key, value in found.items() if value is not None})
         self.status = status
         self.exitstatus = exitstatus
         self.log_tail = list(log_tail)
         self.upid = upid
         self.errors = dict(errors or {})
-
-    def details(self) -> dict:
-        """What a module returns beside msg: only the fields that are set."""
-        found = {
-            "http_status": self.status,
-            "exitstatus": self.exitstatus,
-            "log_tail": self.log_tail or None,
-            "upid": self.upid,
-            "errors": self.errors or None,
-        }
-        return {key: value for key, value in found.items() if value is not None}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import bech32_decode, bech32_encode
 
 try:
@@ -32,7 +33,7 @@ _P = 2**255 - 19
 SSH_RECIPIENT_TYPES = ("ssh-ed25519", "ssh-rsa")
 
 
-class SopsError(Exception):
+class SopsError(NervError):
     """Any sops/age failure; the module boundary turns it into fail_json. Never carries secret material."""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
 
@@ -35,7 +36,7 @@ VALIDITY_DAYS = 3650
 PATH_LENGTH = 1
 
 
-class SiteCaError(Exception):
+class SiteCaError(NervError):
     """A site CA that cannot be used as it is (wrong domain, not a CA, keys missing); names the fix."""
 
 

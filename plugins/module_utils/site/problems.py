@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -36,7 +38,7 @@ class Report:
     warnings: list = field(default_factory=list)
 
 
-class SiteError(Exception):
+class SiteError(NervError):
     """The site file has problems; str() lists every one, one per line."""
 
     def __init__(self, problems: list, warnings: list | None = None):

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import InventoryModel
 
 PLATFORMS = {"nixosConfigurations": "nixos", "darwinConfigurations": "darwin"}
@@ -44,7 +45,7 @@ in {
 """
 
 
-class FlakeError(Exception):
+class FlakeError(NervError):
     """The flake cannot be read: nix missing, evaluation failed, or no configuration output."""
 
 

@@ -15,13 +15,14 @@ import selectors
 import socket
 from dataclasses import dataclass, field
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 ARP_TABLE = "/proc/net/arp"
 _ARP_COMPLETE = 0x2
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(NervError):
     """Bad discovery input or an ambiguous answer (a declared MAC at two addresses)."""
 
 

@@ -103,7 +103,7 @@ def test_a_bad_token_is_one_clear_error_without_the_secret(pve_site):
     message = str(caught.value)
     assert caught.value.status == 401
     assert pve_site.token_id in message and "token" in message
-    assert CANARY not in message and CANARY not in repr(caught.value.details())
+    assert CANARY not in message and CANARY not in repr(caught.value.details)
     assert sleeps == [] and client.requests == 1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, remote
 
 
 def test_a_silent_command_past_its_timeout_is_stopped_and_named(tmp_path):
@@ -18,7 +18,7 @@ def test_a_silent_command_past_its_timeout_is_stopped_and_named(tmp_path):
     # prints once, then hangs without output: a check per printed line would never see the deadline
     script.write_text(f"#!{sys.executable}\nimport time\nprint('started', flush=True)\ntime.sleep(60)\n")
     script.chmod(0o755)
-    with pytest.raises(remote.HostError, match=r"^home-manager ran longer than 1 s and was stopped") as caught:
+    with pytest.raises(errors.HostError, match=r"^home-manager ran longer than 1 s and was stopped") as caught:
         remote.run_logged([str(script)], str(tmp_path / "log"), timeout=1)
     assert caught.value.details["log_file"] == str(tmp_path / "log")
     assert "started" in (tmp_path / "log").read_text()
@@ -29,7 +29,7 @@ def test_the_commands_children_are_stopped_with_it(tmp_path):
     # a child that outlives its parent unless its whole process group is killed (ssh, nix under a wrapper)
     script.write_text(f"#!/bin/sh\necho building\nsleep 600 >/dev/null 2>&1 &\necho $! > {pid_file}\nwait\n")
     script.chmod(0o755)
-    with pytest.raises(remote.HostError, match=r"^nixos-rebuild ran longer than 1 s"):
+    with pytest.raises(errors.HostError, match=r"^nixos-rebuild ran longer than 1 s"):
         remote.run_logged([str(script)], str(tmp_path / "log"), timeout=1)
     child = int(pid_file.read_text())
     for _attempt in range(100):  # the kill is asynchronous: wait for the zombie to go

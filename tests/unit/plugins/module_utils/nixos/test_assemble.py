@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import HostError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.assemble import run
 
 

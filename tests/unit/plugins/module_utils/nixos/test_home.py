@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, remote
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import home
 
 OLD = "/nix/store/" + "a" * 32 + "-home-manager-generation"
@@ -41,12 +41,12 @@ def test_the_configuration_defaults_to_user_at_host(tmp_path):
     ],
 )
 def test_options_that_cannot_name_one_home_are_refused(tmp_path, values, message):
-    with pytest.raises(remote.HostError, match=message):
+    with pytest.raises(errors.HostError, match=message):
         home.check_options(params(tmp_path, **values))
 
 
 def test_a_missing_known_hosts_is_refused(tmp_path):
-    with pytest.raises(remote.HostError, match="must be pinned first"):
+    with pytest.raises(errors.HostError, match="must be pinned first"):
         home.check_options(params(tmp_path, known_hosts=str(tmp_path / "none")))
 
 
@@ -77,7 +77,7 @@ def test_the_profile_line_is_parsed():
         "/home/alice/.local/state/nix/profiles/home-manager",
         OLD,
     )
-    with pytest.raises(remote.HostError, match="not at a store path"):
+    with pytest.raises(errors.HostError, match="not at a store path"):
         home.parse_profile("/home/alice/p /home/alice/elsewhere")
 
 
@@ -162,7 +162,7 @@ def host_state(monkeypatch):
 
 
 def undo(tmp_path, before, **values):
-    with pytest.raises(remote.HostError) as raised:
+    with pytest.raises(errors.HostError) as raised:
         home.undo(params(tmp_path, **values), TARGET, {"before": before, "log_file": "/log"}, "check failed")
     return str(raised.value), raised.value.details
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, remote
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install as ni
 
 TARGET = remote.Target("mini1", "10.0.0.50")
@@ -42,7 +42,7 @@ def test_this_host_already_installed_is_left_alone_unless_reinstall():
 
 
 def test_the_same_name_without_the_pinned_key_is_not_this_host():
-    with pytest.raises(remote.HostError, match="runs an installed NixOS"):
+    with pytest.raises(errors.HostError, match="runs an installed NixOS"):
         ni.decide(TARGET, facts(variant_id="", hostname="mini1"), DISK, False, False)
 
 
@@ -53,7 +53,7 @@ def test_low_memory_warns_when_kexec_is_needed_only():
 
 
 def test_a_missing_disk_lists_the_disks_there():
-    with pytest.raises(remote.HostError, match="its disks by id: /dev/disk/by-id/other"):
+    with pytest.raises(errors.HostError, match="its disks by id: /dev/disk/by-id/other"):
         ni.decide(TARGET, facts(disk_present=False, by_id=["/dev/disk/by-id/other"]), DISK, False, False)
 
 

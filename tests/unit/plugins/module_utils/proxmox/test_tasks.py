@@ -56,7 +56,7 @@ def test_task_failure_carries_exit_status_log_tail_and_upid():
     error = task_failure(decode_upid(UPID), UPID, "boom", lines)
     assert error.exitstatus == "boom" and error.log_tail == ["starting", "TASK ERROR: boom"] and error.upid == UPID
     assert "qmstart 101" in error.message and "pve2" in error.message and "TASK ERROR: boom" in error.message
-    assert error.details() == {"exitstatus": "boom", "log_tail": error.log_tail, "upid": UPID}
+    assert error.details == {"exitstatus": "boom", "log_tail": error.log_tail, "upid": UPID}
 
 
 def test_backoff_doubles_and_is_capped():

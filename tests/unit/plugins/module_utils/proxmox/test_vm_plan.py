@@ -421,7 +421,7 @@ def test_other_start_errors_are_not_retried():
 def test_a_retold_error_keeps_its_details():
     error = ProxmoxError("boom", status=500, exitstatus="clone failed", log_tail=["a"], upid="UPID:x", errors={"k": 1})
     told = pvm.retold(error, "cloning failed: boom")
-    assert told.message == "cloning failed: boom" and told.details() == error.details()
+    assert told.message == "cloning failed: boom" and told.details == error.details
 
 
 def test_a_clone_across_nodes_needs_shared_storage():
