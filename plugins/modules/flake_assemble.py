@@ -100,7 +100,6 @@ removed:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.assemble import run
 
 
@@ -116,7 +115,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    run_module(module, lambda: run(module.params, module.check_mode), (HostError,))
+    run_module(module, lambda: run(module.params, module.check_mode))
 
 
 if __name__ == "__main__":

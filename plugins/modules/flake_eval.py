@@ -113,7 +113,6 @@ failures:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import fleet
 
 
@@ -136,7 +135,7 @@ def main() -> None:
     def work() -> dict:
         return {"changed": False, **fleet.evaluate(p["nix"], p["flake"], p["hosts"], p["homes"], p["timeout"])}
 
-    run_module(module, work, (HostError,))
+    run_module(module, work)
 
 
 if __name__ == "__main__":

@@ -182,7 +182,7 @@ def main() -> None:
         required_if=[("provider", "git", ["url"])],
         mutually_exclusive=[("age_key", "age_key_file")],
     )
-    run_module(module, lambda: flux.execute(module), (kube.KubeError,))
+    run_module(module, lambda: flux.execute(module))
 
 
 if __name__ == "__main__":

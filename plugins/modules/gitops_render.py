@@ -151,10 +151,8 @@ dashboards:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops_apply, manifests
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops_apply
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError
 
 
 def argument_spec() -> dict:
@@ -171,7 +169,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: gitops_apply.execute(module), (SiteError, manifests.RenderError, SopsError))
+    run_module(module, lambda: gitops_apply.execute(module))
 
 
 if __name__ == "__main__":

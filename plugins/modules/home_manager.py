@@ -191,7 +191,6 @@ log_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import home
 
 
@@ -219,7 +218,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: home.execute(module), (HostError,))
+    run_module(module, lambda: home.execute(module))
 
 
 if __name__ == "__main__":

@@ -90,7 +90,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import k3s
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import SSH_OPTIONS
 
 
@@ -108,7 +107,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: k3s.execute(module), (HostError,))
+    run_module(module, lambda: k3s.execute(module))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def execute(params: dict) -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module.params), (kube.KubeError,))
+    run_module(module, lambda: execute(module.params))
 
 
 if __name__ == "__main__":

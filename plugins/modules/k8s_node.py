@@ -113,7 +113,7 @@ def execute(module) -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module), (kube.KubeError,))
+    run_module(module, lambda: execute(module))
 
 
 if __name__ == "__main__":

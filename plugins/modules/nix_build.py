@@ -249,7 +249,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import NixError, run
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import run
 
 
 def main() -> None:
@@ -276,7 +276,7 @@ def main() -> None:
             result.pop("diff", None)
         return result
 
-    run_module(module, work, (NixError,))
+    run_module(module, work)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,6 @@ log_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import SSH_OPTIONS
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy as nd
 
@@ -166,7 +165,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: nd.execute(module), (HostError,))
+    run_module(module, lambda: nd.execute(module))
 
 
 if __name__ == "__main__":

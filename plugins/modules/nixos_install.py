@@ -166,7 +166,7 @@ hostname:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install as ni
 
@@ -195,7 +195,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: ni.execute(module), (errors.HostError,))
+    run_module(module, lambda: ni.execute(module))
 
 
 if __name__ == "__main__":

@@ -158,11 +158,11 @@ requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template_build
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     proxmox_argument_spec,
-    run_module,
     settings_from_params,
 )
 

@@ -137,8 +137,8 @@ recipients:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, require_libraries
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import SiteCaError, task
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import require_libraries
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import task
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import IDENTITY_OPTIONS, identities
 
 
@@ -162,7 +162,7 @@ def main() -> None:
         require_libraries()
         return task(module.params, identities(module.params), module.check_mode)
 
-    boundary.run_module(module, work, (SopsError, SiteCaError))
+    boundary.run_module(module, work)
 
 
 if __name__ == "__main__":

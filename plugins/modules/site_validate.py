@@ -123,8 +123,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import (
-    SiteError,
     parse_site,
     read_site_file,
     secret_values,
@@ -150,15 +150,14 @@ def main() -> None:
     )
     # A site given inline may carry a secret the validator refuses: keep it out of every output, invocation included.
     module.no_log_values.update(secret_values(module.params["site"]))
-    try:
-        result = run(module.params)
-    except SiteError as exc:
-        problems = [p.as_dict() for p in exc.problems]
-        warnings = [p.as_dict() for p in exc.warnings]
-        module.fail_json(msg=str(exc), problems=problems, site_warnings=warnings)
+    run_module(module, lambda: warned(module, run(module.params)))
+
+
+def warned(module, result: dict) -> dict:
+    """The result, each site warning also shown as an Ansible warning."""
     for warning in result["site_warnings"]:
         module.warn("{path}: {message}. Fix: {fix}".format(**warning))
-    module.exit_json(**result)
+    return result
 
 
 if __name__ == "__main__":

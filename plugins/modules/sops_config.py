@@ -159,10 +159,10 @@ admin_identity:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
     IDENTITY_OPTIONS,
     config_task,
-    run_module,
 )
 
 

@@ -191,10 +191,10 @@ public:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
     IDENTITY_OPTIONS,
     file_task,
-    run_module,
 )
 
 

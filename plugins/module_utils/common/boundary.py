@@ -1,26 +1,20 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one place a module's own error becomes fail_json: message plus the details the error carries.
+"""The one place a module's error becomes fail_json: every module's main() ends in run_module(module, work).
 
-Every layer has one error type (SiteError, ProxmoxError, NixError, HostError, SopsError, KubeError); each layer
-that wraps this for its modules only names its type (proxmox.client.run_module, secrets.sops.module.run_module).
+Every layer's error is a NervError (common/errors.py); its message becomes msg and its details the other keys of the
+failed result (log_tail, exitstatus, upid, problems, ...). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-
-def error_details(exc: Exception) -> dict:
-    """The details an error carries for fail_json (its dict attribute)."""
-    details = getattr(exc, "details", None)
-    if callable(details):
-        details = details()
-    return dict(details or {})
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 
 
-def run_module(module, work, errors: tuple):
-    """module.exit_json(**work()); an exception of `errors` becomes fail_json(msg, **its details)."""
+def run_module(module, work) -> None:
+    """module.exit_json(**work()); a NervError becomes fail_json(msg=its message, **its details)."""
     try:
         result = work()
-    except errors as exc:
-        module.fail_json(msg=getattr(exc, "message", None) or str(exc), **error_details(exc))
+    except NervError as exc:
+        module.fail_json(msg=exc.message or str(exc), **exc.details)
     module.exit_json(**result)

@@ -7,7 +7,7 @@
     upid = client.post("/nodes/pve1/qemu/100/status/start")
     client.wait_task(upid)                 # OK or 'WARNINGS: n', else ProxmoxError with the log tail
 
-Only ProxmoxError leaves it: modules turn it into fail_json (run_module), controller plugins into
+Only ProxmoxError leaves it: modules turn it into fail_json (common/boundary.run_module), controller plugins into
 AnsibleError. Connecting is lazy - a client that is never asked anything makes no request, login included.
 """
 
@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import (
@@ -59,7 +58,6 @@ __all__ = [
     "ProxmoxError",
     "ProxmoxSettings",
     "proxmox_argument_spec",
-    "run_module",
     "settings_from_params",
     "settings_from_site",
 ]
@@ -386,8 +384,3 @@ def settings_from_params(params: dict) -> ProxmoxSettings:
     keys = ("url", "token_id", "token_secret", "user", "password", "validate_certs", "ca_path", "timeout", "retries")
     values = {key: params.get(key) for key in keys if params.get(key) is not None}
     return ProxmoxSettings(**{"url": "", **values})
-
-
-def run_module(module, work):
-    """module.exit_json(**work()); a ProxmoxError becomes fail_json at the one boundary of every module."""
-    boundary.run_module(module, work, (ProxmoxError,))

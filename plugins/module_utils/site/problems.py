@@ -46,4 +46,8 @@ class SiteError(NervError):
         self.warnings = list(warnings or [])
         count = len(self.problems)
         lines = ["site file has {} problem{}:".format(count, "" if count == 1 else "s")]
-        super().__init__("\n".join(lines + [str(p) for p in self.problems]))
+        super().__init__(
+            "\n".join(lines + [str(p) for p in self.problems]),
+            problems=[p.as_dict() for p in self.problems],
+            site_warnings=[p.as_dict() for p in self.warnings],
+        )

@@ -1,13 +1,12 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the sops modules do: sops_file's and sops_config's tasks, their identity options, and their boundary (a
-SopsError becomes fail_json)."""
+"""What the sops modules do: sops_file's and sops_config's tasks and their identity options; each task first checks
+that the crypto libraries are there."""
 
 from __future__ import annotations
 
 import secrets
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
@@ -25,16 +24,6 @@ IDENTITY_OPTIONS = {"identity_files": {"type": "list", "elements": "path", "defa
 
 def identities(params: dict) -> list:
     return load_identities(extra_files=params.get("identity_files") or [])
-
-
-def run_module(module, work):
-    """module.exit_json(**work()) once the crypto libraries are there; a SopsError becomes fail_json."""
-
-    def checked():
-        require_libraries()
-        return work()
-
-    boundary.run_module(module, checked, (SopsError,))
 
 
 # ---- sops_file ---------------------------------------------------------------------------------------------------
@@ -68,6 +57,7 @@ def file_plan(params: dict):
 
 def file_task(module) -> dict:
     """nerv.homelab.sops_file: set, remove, generate, then updatekeys and rotate, as asked; none in check mode."""
+    require_libraries()
     params = module.params
     ids, steps = file_plan(params)
     for step in steps:
@@ -138,6 +128,7 @@ def admin_identity(params: dict) -> str:
 
 def config_task(module) -> dict:
     """nerv.homelab.sops_config: the site's .sops.yaml rendered from its rules, written only when it differs."""
+    require_libraries()
     params = module.params
     result = {}
     if params["require_identity"]:
