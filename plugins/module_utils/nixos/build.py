@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 
 # Nix 2.8 ships `nix build`, `nix eval` and flakes as experimental: always turn them on for this one command.
 EXPERIMENTAL = ("--extra-experimental-features", "nix-command flakes")
@@ -282,19 +283,8 @@ def make_record(flake, attribute, drv_path, outputs, iso=None) -> dict:
 
 
 def write_state(path: str, record: dict) -> None:
-    """Write the record atomically (a temporary file beside it, then rename)."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".nix_build-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(record, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    """Write the record atomically (common/files.write_atomic)."""
+    write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def recorded_outputs(record):

@@ -14,15 +14,14 @@ an existing name silently replaces the file. So "is the same content already the
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
 
 HASH_PREFIX = 12
@@ -260,12 +259,4 @@ class Records:
             ) from None
 
     def _write(self, data: dict) -> None:
-        handle, temp = tempfile.mkstemp(prefix=".records-", dir=self.directory)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=1, sort_keys=True)
-            os.replace(temp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
