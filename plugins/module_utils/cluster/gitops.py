@@ -24,10 +24,9 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_dashbo
     DASHBOARD_AUTH_FILE,
     DASHBOARD_AUTH_STAGE,
     TRAEFIK_NAMESPACE,
-    auth_middleware,
     auth_secret,
+    dashboard_access,
     ingresses,
-    traefik_certificate,
     traefik_dashboard,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
@@ -46,6 +45,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_storag
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
     RENDERED_ANNOTATION,
+    SITE_CA_ISSUER,
     SOPS_ENCRYPTED_REGEX,
     RenderError,
     chart_version,
@@ -67,7 +67,7 @@ STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 
 
 # Releases with a LoadBalancer Service go in the pool's stage, not MetalLB's: helm-controller installs with Helm's
-# wait, which holds a LoadBalancer Service not ready until it has an address (Helm v3.18 pkg/kube/ready.go,
+# wait, which holds a LoadBalancer Service not ready until it has an address (Helm v3.17.3 pkg/kube/ready.go,
 # serviceReady), and MetalLB hands out addresses only from an IPAddressPool, which needs MetalLB's CRDs and webhook
 # (so a stage after MetalLB's). In MetalLB's stage Traefik would never become Ready, and the stage with the pool,
 # which waits for it, would never be applied.
@@ -150,7 +150,7 @@ SITE_CA_FILE = "site-ca.sops.yaml"
 def cluster_issuers(_site: dict) -> list:
     """The issuer that signs with the site CA (Secret cert-manager/site-ca, the CA the site's Caddy hosts share)."""
     return [
-        {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": object_meta("site-ca"),
+        {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": object_meta(SITE_CA_ISSUER),
          "spec": {"ca": {"secretName": SITE_CA_SECRET}}},
     ]  # fmt: skip
 
@@ -244,7 +244,7 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site),
               **{f"{name}.yaml": [charts[name]] for name in AFTER_POOL}}  # fmt: skip
     platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard(site),
-                "dashboard-access.yaml": [auth_middleware(), traefik_certificate(site)]}  # fmt: skip
+                "dashboard-access.yaml": dashboard_access(site)}  # fmt: skip
     if monitoring_on(site) and platform_alerts(site):
         platform["platform-alerts.yaml"] = platform_alerts(site)
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
     RENDERED_ANNOTATION,
+    SITE_CA_ISSUER,
     RenderError,
     object_meta,
 )
@@ -64,7 +65,7 @@ def app_ingress(app: dict) -> dict:
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {**object_meta(name, app["namespace"]),
-                     "annotations": {"cert-manager.io/cluster-issuer": "site-ca"}},
+                     "annotations": {"cert-manager.io/cluster-issuer": SITE_CA_ISSUER}},
         "spec": {
             "ingressClassName": "traefik",
             "tls": [{"hosts": [host], "secretName": f"{name}-tls"}],

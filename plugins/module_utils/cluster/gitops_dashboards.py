@@ -8,9 +8,14 @@ Grafana behind its own login (its admin Secret, gitops_monitoring.py). Pure data
 from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import site_dashboards
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import RENDERED_ANNOTATION, object_meta
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+    CHARTS,
+    RENDERED_ANNOTATION,
+    SITE_CA_ISSUER,
+    object_meta,
+)
 
-TRAEFIK_NAMESPACE = "traefik"
+TRAEFIK_NAMESPACE = CHARTS["traefik"][0]
 # The basic-auth Middleware and its Secret (type kubernetes.io/basic-auth: username and password, which Traefik's
 # basicAuth middleware reads as one user), in Traefik's namespace, in the stage after Traefik's (the Middleware's
 # CRD comes with the chart)
@@ -22,7 +27,8 @@ DASHBOARD_USER = "admin"
 AUTH_REFERENCE = f"{TRAEFIK_NAMESPACE}-{DASHBOARD_AUTH}@kubernetescrd"
 # Traefik's TLS entry point (port 443 of the chart's Service): the dashboards answer there only
 SECURE_ENTRYPOINT = "websecure"
-ISSUER = "site-ca"
+# The Secret cert-manager keeps the certificate of Traefik's own dashboard in
+TRAEFIK_DASHBOARD_TLS = "traefik-dashboard-tls"
 # UIs with a login of their own: no second one in front
 OWN_LOGIN = ("grafana",)
 
@@ -33,7 +39,7 @@ def traefik_dashboard(site: dict) -> dict:
     the IngressRoute routes to it (api@internal) from an entry point it does expose."""
     host = site_dashboards(site)["traefik"][3]
     return {"enabled": True, "matchRule": f"Host(`{host}`)", "entryPoints": [SECURE_ENTRYPOINT],
-            "middlewares": [{"name": DASHBOARD_AUTH}], "tls": {"secretName": "traefik-dashboard-tls"}}  # fmt: skip
+            "middlewares": [{"name": DASHBOARD_AUTH}], "tls": {"secretName": TRAEFIK_DASHBOARD_TLS}}  # fmt: skip
 
 
 def traefik_certificate(site: dict) -> dict:
@@ -42,8 +48,8 @@ def traefik_certificate(site: dict) -> dict:
     host = site_dashboards(site)["traefik"][3]
     return {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
             "metadata": object_meta("traefik-dashboard", TRAEFIK_NAMESPACE),
-            "spec": {"secretName": "traefik-dashboard-tls", "dnsNames": [host],
-                     "issuerRef": {"kind": "ClusterIssuer", "name": ISSUER}}}  # fmt: skip
+            "spec": {"secretName": TRAEFIK_DASHBOARD_TLS, "dnsNames": [host],
+                     "issuerRef": {"kind": "ClusterIssuer", "name": SITE_CA_ISSUER}}}  # fmt: skip
 
 
 def auth_middleware() -> dict:
@@ -60,10 +66,10 @@ def auth_secret(password: str) -> dict:
             "stringData": {"username": DASHBOARD_USER, "password": password}}  # fmt: skip
 
 
-def ingress_annotations(name: str, issuer: str = ISSUER) -> dict:
+def ingress_annotations(name: str) -> dict:
     """TLS only, the certificate from the site CA, and the login unless the UI has its own."""
     annotations = {
-        "cert-manager.io/cluster-issuer": issuer,
+        "cert-manager.io/cluster-issuer": SITE_CA_ISSUER,
         "traefik.ingress.kubernetes.io/router.entrypoints": SECURE_ENTRYPOINT,
         "traefik.ingress.kubernetes.io/router.tls": "true",
     }
@@ -92,7 +98,7 @@ def ingresses(site: dict) -> list:
     return docs
 
 
-def dashboard_objects(site: dict) -> list:
-    """What the platform stage holds for the dashboards besides their Secret: the Ingresses, the Middleware and
-    Traefik's dashboard certificate."""
-    return [*ingresses(site), auth_middleware(), traefik_certificate(site)]
+def dashboard_access(site: dict) -> list:
+    """The platform stage's dashboard-access.yaml: the login's Middleware and the certificate of Traefik's own
+    dashboard (the Ingresses have their file, the login's Secret is made once by gitops_apply)."""
+    return [auth_middleware(), traefik_certificate(site)]

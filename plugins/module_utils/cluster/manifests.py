@@ -42,6 +42,10 @@ CORE_RELEASES = ("metallb", "cert-manager", "traefik", "longhorn")
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
+# The ClusterIssuer that signs with the site CA (gitops.cluster_issuers): the platform's and the apps' certificates
+SITE_CA_ISSUER = "site-ca"
+
+
 # What sops encrypts in the site's Kubernetes Secrets (Flux's convention): their data, never their metadata
 SOPS_ENCRYPTED_REGEX = "^(data|stringData)$"
 
