@@ -30,6 +30,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import in_pool
+
 FLUX_GROUPS = ("source.toolkit.fluxcd.io", "kustomize.toolkit.fluxcd.io", "helm.toolkit.fluxcd.io")
 
 # Kinds the API serves before any chart is installed: the built-in ones K3s has, and Flux's own (bootstrap installs
@@ -105,7 +107,7 @@ class Chart:
 
 def _traefik(ns: str, values: dict) -> list:
     # traefik-helm-chart v37.1.1 traefik/values.yaml: service.type LoadBalancer, ports web (80) and websecure (443)
-    # exposed; the traefik entry point (9000: dashboard and API) is not (ports.traefik.expose.default: false)
+    # exposed; the traefik entry point (8080: dashboard and API) is not (ports.traefik.expose.default: false)
     svc = values.get("service") or {}
     ports = [("web", 80), ("websecure", 443)]
     return [deployment("traefik", ns),
@@ -114,7 +116,8 @@ def _traefik(ns: str, values: dict) -> list:
 
 def _longhorn(ns: str, _values: dict) -> list:
     # longhorn chart 1.9.1: the UI behind Service longhorn-frontend:80; StorageClass longhorn (provisioner
-    # driver.longhorn.io) from the chart's longhorn-storageclass ConfigMap
+    # driver.longhorn.io), which longhorn-manager makes from the chart's longhorn-storageclass ConfigMap (not a Helm
+    # object: Helm's wait does not cover it, and helm_ready counts a StorageClass ready once it exists)
     return [deployment("longhorn-ui", ns), service("longhorn-frontend", ns, [("http", 80)]),
             deployment("longhorn-driver-deployer", ns), storage_class("longhorn", "driver.longhorn.io")]  # fmt: skip
 
@@ -255,6 +258,7 @@ class Cluster:
         self.applied: dict = {}  # Kustomization key -> keys it applied
         self.installed: dict = {}  # HelmRelease key -> keys its chart made
         self.failures: dict = {}  # Flux object key -> why its last apply or install failed
+        self.built: dict = {}  # Kustomization key -> what it builds (built once: a build runs kustomize)
 
     # -- Flux objects ----------------------------------------------------------------------------------------------
 
@@ -325,8 +329,6 @@ class Cluster:
 
     def unbound_reason(self, pvc: dict) -> str:
         name = self._class_of(pvc)
-        if name is None:
-            return f"claim {label(key(pvc))} names no StorageClass and the cluster has no default one"
         klass = self.objects.get(("StorageClass", "", name))
         provisioner = BUILTIN_STORAGE.get(name) or (klass or {}).get("provisioner")
         if klass is None and name not in BUILTIN_STORAGE:
@@ -388,6 +390,11 @@ class Cluster:
 
     def _content(self, k: tuple) -> list:
         """What a Flux Kustomization builds: a path of the GitOps repository, or an OCI artifact's manifests."""
+        if k not in self.built:
+            self.built[k] = self._build(k)
+        return self.built[k]
+
+    def _build(self, k: tuple) -> list:
         spec = self.objects[k]["spec"]
         source = spec["sourceRef"]
         if source["kind"] == "GitRepository":
@@ -422,7 +429,7 @@ class Cluster:
 
     # -- the controllers --------------------------------------------------------------------------------------------
 
-    def _class_of(self, pvc: dict) -> str | None:
+    def _class_of(self, pvc: dict) -> str:
         named = _dig(pvc, "spec", "storageClassName")
         if named:
             return named
@@ -468,17 +475,15 @@ class Cluster:
         return moved
 
     def _allocate(self, wanted: str | None) -> str | None:
-        for pool in self.pools():
-            for block in _dig(pool, "spec", "addresses", default=[]):
-                first, last = _range(block)
-                if wanted is None:
-                    return str(first)
-                if first <= ipaddress.ip_address(wanted) <= last:
-                    return wanted
-        return None
+        """The address asked for when a pool holds it (the rule k8s_load_balancers judges addresses by), else the
+        first of the first pool when none is asked for."""
+        blocks = [block for pool in self.pools() for block in _dig(pool, "spec", "addresses", default=[])]
+        if wanted is not None:
+            return wanted if in_pool(wanted, blocks) else None
+        return _first(blocks[0]) if blocks else None
 
     def _issue(self) -> bool:
-        """cert-manager: a Certificate is issued once its issuer exists (and its CA Secret, for a CA issuer)."""
+        """cert-manager: a Certificate is issued (its TLS Secret made) once its issuer exists and cert-manager runs."""
         moved = False
         for k, cert in list(self.objects.items()):
             if k[0] != "Certificate" or _dig(cert, "status", "ready"):
@@ -500,7 +505,7 @@ class Cluster:
         moved = False
         for k in [k for k in self.objects if k[0] == "Kustomization" and k not in self.applied]:
             if self._dependencies_reason(k) is None and self._apply(k, self._content(k)):
-                self.applied[k] = [key(d) for d in self._content(k)]
+                self.applied[k] = [key(d) for d in self.built[k]]
                 moved = True
         for k in [k for k in self.objects if k[0] == "HelmRelease" and k not in self.installed]:
             if self._dependencies_reason(k) is None:
@@ -544,10 +549,9 @@ def _in(doc: dict, namespace: str) -> dict:
     return {**doc, "metadata": meta}
 
 
-def _range(block: str) -> tuple:
+def _first(block: str) -> str:
+    """The first address of a pool's block: a CIDR or a first-last range."""
     block = block.replace(" ", "")
     if "/" in block:
-        network = ipaddress.ip_network(block, strict=False)
-        return network[0], network[-1]
-    first, _sep, last = block.partition("-")
-    return ipaddress.ip_address(first), ipaddress.ip_address(last or first)
+        return str(ipaddress.ip_network(block, strict=False)[0])
+    return block.partition("-")[0]

@@ -237,7 +237,7 @@ def wait_nodes(
         turn.pause(interval)
 
 
-def _in_pool(address: str, pool: list) -> bool:
+def in_pool(address: str, pool: list) -> bool:
     """Whether address falls in one of MetalLB's entries (a CIDR or a first-last range)."""
     try:
         ip = ipaddress.ip_address(address)
@@ -272,7 +272,7 @@ def load_balancers(api, pool: list) -> list:
             "namespace": service.metadata.namespace,
             "name": service.metadata.name,
             "addresses": addresses,
-            "in_pool": bool(addresses) and all(_in_pool(a, pool) for a in addresses),
+            "in_pool": bool(addresses) and all(in_pool(a, pool) for a in addresses),
         })  # fmt: skip
     return sorted(found, key=lambda s: (s["namespace"], s["name"]))
 
