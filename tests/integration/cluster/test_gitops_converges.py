@@ -51,13 +51,18 @@ def move(checkout, stage_root: str, name: str, source: str, target: str) -> None
         path.write_text(yaml.safe_dump_all(docs))
 
 
-def test_traefik_in_metallbs_stage_deadlocks(rendered, tmp_path):
-    """The tree as it was rendered before: Traefik in MetalLB's stage, the pool one stage later."""
+def moved_back(rendered, tmp_path, name: str):
+    """The verdict on example-baremetal's tree with the file name moved from the pool's stage back to MetalLB's."""
     site, rendered_checkout = rendered["example-baremetal"]
     checkout = tmp_path / "checkout"
     shutil.copytree(rendered_checkout, checkout)
-    move(checkout, f"platform/{site['site']['name']}", "traefik.yaml", "infrastructure-config", "infrastructure")
-    verdict = reconcile(site, checkout, tmp_path)
+    move(checkout, f"platform/{site['site']['name']}", name, "infrastructure-config", "infrastructure")
+    return reconcile(site, checkout, tmp_path)
+
+
+def test_traefik_in_metallbs_stage_deadlocks(rendered, tmp_path):
+    """The tree as it was rendered before: Traefik in MetalLB's stage, the pool one stage later."""
+    verdict = moved_back(rendered, tmp_path, "traefik.yaml")
     assert not verdict.converged
     cause = verdict.stuck[0]
     assert (cause.object, cause.stage) == ("HelmRelease/traefik/traefik", "infrastructure"), verdict.describe()
@@ -68,11 +73,7 @@ def test_traefik_in_metallbs_stage_deadlocks(rendered, tmp_path):
 
 def test_the_pool_in_metallbs_stage_is_refused(rendered, tmp_path):
     """MetalLB's CRDs come with its chart: a pool applied beside the chart's HelmRelease has no kind to be yet."""
-    site, rendered_checkout = rendered["example-baremetal"]
-    checkout = tmp_path / "checkout"
-    shutil.copytree(rendered_checkout, checkout)
-    move(checkout, f"platform/{site['site']['name']}", "metallb-pool.yaml", "infrastructure-config", "infrastructure")
-    verdict = reconcile(site, checkout, tmp_path)
+    verdict = moved_back(rendered, tmp_path, "metallb-pool.yaml")
     cause = verdict.stuck[0]
     assert cause.object == "Kustomization/flux-system/infrastructure", verdict.describe()
     assert 'no matches for kind "IPAddressPool"' in cause.waits_for

@@ -132,11 +132,7 @@ class Controllers(threading.Thread):
             return ready_status(obj, ready=False, reason="DependencyNotReady", message=stuck[ours].waits_for)
         if self.verdict is None or ours not in self.verdict.ready:
             # sources are fetched (the model takes them as reachable), flux-system applied what it found
-            if (
-                obj["kind"] != "Kustomization"
-                and obj["kind"] != "HelmRelease"
-                or obj["metadata"]["name"] == "flux-system"
-            ):
+            if obj["kind"] not in ("Kustomization", "HelmRelease") or obj["metadata"]["name"] == "flux-system":
                 return ready_status(obj)
             return ready_status(obj, ready=False, reason="Progressing", message="not reconciled yet")
         return ready_status(obj)
