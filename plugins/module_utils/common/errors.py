@@ -8,6 +8,18 @@ A NervError has a message and details: the fields a failed module returns beside
 
 from __future__ import annotations
 
+# What a secret becomes in any message, log or tail that leaves the collection
+MASK = "********"
+
+
+def mask(text, secrets) -> str:
+    """text with every secret replaced by MASK, the longest first (a secret holding another is masked whole): the
+    last guard before a message, a log line or a tail leaves."""
+    text = str(text)
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
 
 class NervError(Exception):
     """A failure the collection names: message for msg, details (a dict) for the other keys of the failed result."""

@@ -17,12 +17,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable, mask
 
 # nixos-anywhere announces each step as "### <step> ###"; other tools print none, and get no steps.
 STEP = re.compile(r"^### (.+) ###\s*$")
 TAIL_LINES = 25
-MASK = "********"
 # Environment variables whose values are secrets (GITHUB_TOKEN, GIT_PASSWORD, SOPS_AGE_KEY, ...): a tool may echo
 # them (debug output, an error quoting its request), and its log must not keep them.
 SECRET_ENV = re.compile(r"(TOKEN|PASSWORD|PASSPHRASE|SECRET|_KEY)$")
@@ -141,16 +140,9 @@ def _kill_group(proc) -> None:
 
 
 def secrets_of(env: dict | None, given=()) -> list:
-    """The values to mask in a run's log: the given ones and those of env's secret variables, longest first (a
-    secret holding another is masked whole)."""
+    """The values to mask in a run's log: the given ones and those of env's secret variables."""
     named = [value for name, value in (os.environ if env is None else env).items() if SECRET_ENV.search(name)]
-    return sorted({v for v in [*given, *named] if v and len(v) >= SECRET_MIN}, key=len, reverse=True)
-
-
-def masked(text: str, secrets: list) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
+    return [v for v in {*given, *named} if v and len(v) >= SECRET_MIN]
 
 
 def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None, secrets=()) -> Run:
@@ -163,7 +155,7 @@ def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None,
     hidden = secrets_of(env, secrets)
     handle = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(handle, "w", encoding="utf-8") as log:
-        log.write(masked("$ " + " ".join(shlex.quote(a) for a in argv), hidden) + "\n")
+        log.write(mask("$ " + " ".join(shlex.quote(a) for a in argv), hidden) + "\n")
         with subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -180,7 +172,7 @@ def run_logged(argv: list, log_file: str, timeout: int, env: dict | None = None,
             timer.start()
             try:
                 for line in proc.stdout:
-                    line = masked(line, hidden)
+                    line = mask(line, hidden)
                     log.write(line)
                     log.flush()
                     tail.append(line.rstrip("\n"))

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError, mask
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import (
     IDEMPOTENT_METHODS,
@@ -29,7 +29,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import 
     ProxmoxSettings,
     backoff_delays,
     decode_upid,
-    mask,
     poll_delays,
     settings_from_site,
     task_failure,

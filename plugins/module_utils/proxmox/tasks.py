@@ -20,7 +20,6 @@ TRANSIENT_STATUSES = frozenset(range(595, 600))
 # HTTP methods that may be repeated without asking: the same request twice leaves the same state.
 IDEMPOTENT_METHODS = frozenset({"GET", "PUT"})
 LOG_TAIL_LINES = 20
-MASK = "********"
 
 _UPID = re.compile(
     r"^UPID:(?P<node>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):(?P<pstart>[0-9A-Fa-f]{8,9}):"
@@ -104,14 +103,6 @@ def poll_delays(initial: float = 0.2, factor: float = 1.5, cap: float = 2.0):
     while True:
         yield delay
         delay = min(cap, delay * factor)
-
-
-def mask(text, secrets) -> str:
-    """text with every secret replaced: the last guard before a message leaves the client."""
-    text = str(text)
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
 
 
 # ---------------------------------------------------------------- settings

@@ -10,6 +10,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import 
     NervError,
     Unpinned,
     Unreachable,
+    mask,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import RunEnded
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import NixError
@@ -42,3 +43,8 @@ def test_the_special_errors_keep_their_details_as_the_attribute():
     assert ProxmoxError("x", status=500).details == {"http_status": 500}
     assert PruneError("x", {"deleted": ["a"]}).details == {"deleted": ["a"]}
     assert isinstance(SiteError([]), NervError)
+
+
+def test_mask_replaces_every_secret_longest_first():
+    secret = "3f0b8e61-canary-secret"
+    assert mask(f"a {secret} b {secret[:8]}", [secret[:8], secret, None]) == "a ******** b ********"

@@ -1,4 +1,4 @@
-"""The pure parts of the Proxmox client: UPIDs, task outcomes, backoff, settings checks, masking."""
+"""The pure parts of the Proxmox client: UPIDs, task outcomes, backoff, settings checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import 
     backoff_delays,
     decode_upid,
     log_tail,
-    mask,
     poll_delays,
     settings_from_site,
     task_failure,
@@ -68,10 +67,6 @@ def test_backoff_doubles_and_is_capped():
 def test_poll_delays_grow_to_a_cap():
     delays = poll_delays(0.2, 2.0, 1.0)
     assert [next(delays) for _count in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
-
-
-def test_mask_replaces_every_secret_longest_first():
-    assert mask(f"a {SECRET} b {SECRET[:8]}", [SECRET[:8], SECRET, None]) == "a ******** b ********"
 
 
 def settings(**changes):
