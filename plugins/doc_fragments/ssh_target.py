@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """How the modules that reach a host over SSH log in (Target in plugins/module_utils/common/remote.py)."""
+    """How the modules that reach a host over SSH log in (Target in plugins/module_utils/common/ssh.py)."""
 
     DOCUMENTATION = r"""
 options:

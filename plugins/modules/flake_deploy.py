@@ -217,7 +217,7 @@ log_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import SSH_OPTIONS
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import SSH_OPTIONS
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy, fleet
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import flake_deploy as fd
 

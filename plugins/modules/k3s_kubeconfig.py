@@ -90,7 +90,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import k3s
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import SSH_OPTIONS
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import SSH_OPTIONS
 
 
 def argument_spec() -> dict:

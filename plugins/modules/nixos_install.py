@@ -166,7 +166,7 @@ hostname:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common import ssh
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install as ni
 
@@ -177,7 +177,7 @@ def argument_spec() -> dict:
         "flake": {"type": "path", "required": True},
         "address": {"type": "str", "required": True},
         "address_after": {"type": "str"},
-        **remote.SSH_OPTIONS,
+        **ssh.SSH_OPTIONS,
         "disk": {"type": "str"},
         "extra_files": {"type": "path"},
         "host_key": {"type": "str", "no_log": False},  # a public key

@@ -14,7 +14,8 @@ import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import kube
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError, k8s_client, state_of
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import log_path, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import log_path
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run_logged
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import FLUX_RELEASE
 

@@ -8,7 +8,7 @@ import shlex
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import (
     Target,
     plan_unreachable,
     require_pinned,

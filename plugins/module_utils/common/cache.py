@@ -12,3 +12,10 @@ def cache_path(name: str, environ=None) -> str:
     environ = os.environ if environ is None else environ
     base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
     return os.path.join(base, "nerv-homelab", name)
+
+
+def log_path(given: str | None, name: str) -> str:
+    """given, or <name> in the cache directory; its directory made private (0700) when missing."""
+    path = given or cache_path(name)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return path

@@ -9,19 +9,17 @@ Commands are argv lists, never a shell. Works with Nix 2.8 (no --print-out-paths
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
 import os
 import re
 import shlex
-import signal
-import subprocess
 import tempfile
 import time
 from urllib.parse import parse_qs
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common import process
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
@@ -409,40 +407,13 @@ def pick_iso(mode, outputs: dict, root=None, recorded=None, required_ok=True):
 # --- running nix ---------------------------------------------------------------------------------------------------
 
 
-def run_logged(argv: list, log_stream, timeout=None, environ=None):
-    """Run argv with stderr streamed to log_stream (a binary file) and stdout to a temporary file, never held
-    in a pipe; returns (rc, stdout text). Past timeout the whole process group is killed and NixError raised."""
-    with tempfile.TemporaryFile() as stdout:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=log_stream,
-                env=environ,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise NixError(f"cannot run {argv[0]}: {exc}") from None
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            command = " ".join(arg for arg in argv[3:5] if not arg.startswith("-"))
-            raise NixError(f"timed out after {timeout} s: nix {command}; raise timeout or leave it out") from None
-        stdout.seek(0)
-        return rc, stdout.read().decode("utf-8", "replace")
-
-
-def _kill_group(proc) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def run_build(argv: list, log_stream, timeout=None, environ=None):
+    """Run nix with stderr streamed to log_stream (a binary file) and stdout captured; (rc, stdout text). Past
+    timeout its group is stopped and NixError raised."""
+    command = " ".join(arg for arg in argv[3:5] if not arg.startswith("-"))
+    late = f"timed out after {timeout} s: nix {command}; raise timeout or leave it out"
+    done = process.run(argv, timeout, env=environ, stderr=log_stream, error=NixError, late=late)
+    return done.rc, done.stdout
 
 
 class Request:
@@ -491,7 +462,7 @@ def check(request: Request, nix: str, environ=None) -> dict:
     record = read_state(request.state_file)
     argv = eval_argv(nix, request.target, request.extra_args, request.store)
     with tempfile.TemporaryFile() as log:
-        rc, stdout = run_logged(argv, log, request.timeout, environ)
+        rc, stdout = run_build(argv, log, request.timeout, environ)
         tail = tail_lines(log)
     if rc != 0 and fetch_failure(tail):
         return unevaluated(request, record, argv, fetch_failure(tail))
@@ -563,7 +534,7 @@ def build(request: Request, nix: str, environ=None) -> dict:
         log.write(("$ " + shlex.join(argv) + "\n").encode("utf-8"))
         log.flush()
         try:
-            rc, stdout = run_logged(argv, log, request.timeout, environ)
+            rc, stdout = run_build(argv, log, request.timeout, environ)
         except NixError as exc:
             log.flush()
             exc.details.update(log_file=request.log_file, log_tail=log_tail(request.log_file), cmd=argv)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import log_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import (
     Target,
-    log_path,
     plan_unreachable,
     require_pinned,
-    run_logged,
     ssh_run,
 )
 
@@ -47,12 +46,9 @@ def eval_store_path(nix: str, attr: str, what: str, timeout: int = 600) -> str:
     """The store path attr (an installable ending in .outPath) evaluates to, by evaluation only; what names it in
     errors (nixosConfigurations.<host> of <flake>)."""
     argv = [nix, *NIX_FEATURES, "eval", "--raw", attr]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise HostError(f"evaluating {what} took longer than {timeout} s") from None
+    done = run(argv, timeout, late=f"evaluating {what} took longer than {timeout} s")
     path = done.stdout.strip()
-    if done.returncode != 0 or not STORE_PATH.fullmatch(path):
+    if done.rc != 0 or not STORE_PATH.fullmatch(path):
         tail = " | ".join(done.stderr.strip().splitlines()[-5:])
         raise HostError(f"cannot evaluate {what}: {tail or path!r}")
     return path

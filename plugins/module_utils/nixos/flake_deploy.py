@@ -17,16 +17,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import log_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
-    Target,
-    log_path,
-    plan_unreachable,
-    run_logged,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import Target, plan_unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy, fleet
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import magic_rollback as mr
 
@@ -69,12 +65,9 @@ def darwin_commands(p: dict, target: Target, source: str, want: str) -> list:
 def flake_source(nix: str, ref: str, timeout: int) -> str:
     """The store path of the flake's source (what `--flake <path>#host` names on the Mac)."""
     argv = [nix, *deploy.NIX_FEATURES, "flake", "metadata", "--json", ref]
+    done = run(argv, timeout, late=f"nix flake metadata of {ref} took longer than {timeout} s")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise HostError(f"nix flake metadata of {ref} took longer than {timeout} s") from None
-    try:
-        path = json.loads(done.stdout).get("path") if done.returncode == 0 else None
+        path = json.loads(done.stdout).get("path") if done.rc == 0 else None
     except ValueError:
         path = None
     if not path or not deploy.STORE_PATH.fullmatch(path):
@@ -101,13 +94,11 @@ def run_step(where: str, argv: list, target: Target, known_hosts: str, log_file:
     """One command of a deploy, its output appended to log_file; HostError with its tail when it fails."""
     ssh = target.ssh(known_hosts, strict=True)
     full = argv if where == "local" else [ssh[0], *KEEPALIVE, *ssh[1:], *argv]
-    run = run_logged(full, f"{log_file}.step", timeout, env=deploy.nix_sshopts(target, known_hosts, KEEPALIVE))
-    with open(f"{log_file}.step", encoding="utf-8") as step, open(log_file, "a", encoding="utf-8") as log:
-        log.write(step.read())
-    os.unlink(f"{log_file}.step")
-    if run.rc != 0:
-        failure = f"{step_name(where, argv)} for {target.host} failed (exit {run.rc}); see {log_file}"
-        raise HostError(failure, tail=run.tail, log_file=log_file)
+    env = deploy.nix_sshopts(target, known_hosts, KEEPALIVE)
+    ran = run_logged(full, log_file, timeout, env=env, append=True)
+    if ran.rc != 0:
+        failure = f"{step_name(where, argv)} for {target.host} failed (exit {ran.rc}); see {log_file}"
+        raise HostError(failure, tail=ran.tail, log_file=log_file)
 
 
 def activate(p: dict, target: Target, want: str, log_file: str) -> list:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.deploy import NIX_FEATURES, STORE_PATH, flake_ref
 
 PLATFORMS = ("nixos", "darwin")
@@ -73,11 +73,8 @@ def eval_argv(nix: str, text: str) -> list:
 
 def run_nix(nix: str, text: str, timeout: float):
     """(returncode, stdout, stderr) of `nix eval --json --expr text`."""
-    try:
-        done = subprocess.run(eval_argv(nix, text), capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise HostError(f"nix eval did not finish in {timeout:g} seconds") from None
-    return done.returncode, done.stdout, done.stderr
+    done = run(eval_argv(nix, text), timeout, late=f"nix eval did not finish in {timeout:g} seconds")
+    return done.rc, done.stdout, done.stderr
 
 
 def nix_message(stderr: str) -> str:

@@ -19,17 +19,12 @@ import json
 import os
 import re
 import shlex
-import subprocess
 
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import log_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import (
-    Target,
-    log_path,
-    plan_unreachable,
-    run_logged,
-    ssh_run,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import Target, plan_unreachable, ssh_run
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.deploy import (
     NIX_FEATURES,
@@ -119,19 +114,15 @@ def archive_argv(nix: str, flake: str, target: Target) -> list:
 
 def copy_source(argv: list, target: Target, known_hosts: str, timeout: int) -> dict:
     """Copy the flake's source and inputs to the host's store; {argv, source, inputs} of what was copied."""
+    late = f"copying the flake to {target.host} took longer than {timeout} s"
+    done = run(argv, timeout, env=nix_sshopts(target, known_hosts), late=late)
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, check=False, env=nix_sshopts(target, known_hosts)
-        )
-    except subprocess.TimeoutExpired:
-        raise HostError(f"copying the flake to {target.host} took longer than {timeout} s") from None
-    try:
-        archived = json.loads(done.stdout) if done.returncode == 0 else {}
+        archived = json.loads(done.stdout) if done.rc == 0 else {}
     except ValueError:
         archived = {}
     if not STORE_PATH.fullmatch(str(archived.get("path", ""))):
         tail = " | ".join(done.stderr.strip().splitlines()[-5:])
-        raise HostError(f"cannot copy the flake to {target.user}@{target.host} (exit {done.returncode}): {tail}")
+        raise HostError(f"cannot copy the flake to {target.user}@{target.host} (exit {done.rc}): {tail}")
     return {"argv": argv, "source": archived["path"], "inputs": archived.get("inputs") or {}}
 
 
@@ -149,10 +140,10 @@ def probe(target: Target, known_hosts: str, command: str, timeout: float) -> dic
     """One attempt of a health check over a new SSH connection: its exit code and output."""
     argv = target.ssh(known_hosts, strict=True) + [command]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=max(timeout, 1), check=False)
-    except subprocess.TimeoutExpired:
-        return {"rc": None, "output": f"no answer within {max(timeout, 1):.0f} s"}
-    return {"rc": done.returncode, "output": (done.stdout + done.stderr).strip()[-OUTPUT_CHARS:]}
+        done = run(argv, max(timeout, 1), late=f"no answer within {max(timeout, 1):.0f} s")
+    except HostError as exc:  # no answer in time, or no ssh to ask with: the check did not pass
+        return {"rc": None, "output": exc.message}
+    return {"rc": done.rc, "output": (done.stdout + done.stderr).strip()[-OUTPUT_CHARS:]}
 
 
 def health(target: Target, known_hosts: str, checks: list, timeout: float, deadline=None) -> list:
@@ -176,23 +167,11 @@ def health(target: Target, known_hosts: str, checks: list, timeout: float, deadl
 
 def activate(target: Target, known_hosts: str, generation: str, log_file: str, timeout: int):
     """Activate a generation again (every Home Manager generation has an activate script), appending to log_file."""
-    command = shlex.quote(f"{generation}/activate")
-    with open(log_file, "a", encoding="utf-8") as log:
-        log.write(f"$ {command}  # rollback\n")
-        log.flush()
-        try:
-            done = subprocess.run(
-                target.ssh(known_hosts, strict=True) + [command],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            log.write(f"stopped after {timeout} s\n")
-            return None
-    return done.returncode
+    argv = target.ssh(known_hosts, strict=True) + [shlex.quote(f"{generation}/activate")]
+    try:
+        return run_logged(argv, log_file, timeout, append=True, why="rollback").rc
+    except HostError:  # stopped past its timeout, said in the log
+        return None
 
 
 def undo(p: dict, target: Target, state: dict, reason: str):

@@ -12,15 +12,15 @@ import os
 import re
 import shlex
 import socket
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import log_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.known_hosts import pinned_keys
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import Target, ssh_run
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run, run_logged
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import Target, plan_unreachable, ssh_run
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 BY_ID = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9._:+@-]+$")
@@ -122,8 +122,8 @@ def scan_host_key(target: Target, timeout: int = 10) -> str | None:
     """'ssh-ed25519 AAAA...' the target presents now (ssh-keyscan), or None."""
     argv = ["ssh-keyscan", "-T", str(timeout), "-t", "ed25519", "-p", str(target.port), target.address]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 5, check=False)
-    except subprocess.TimeoutExpired:
+        done = run(argv, timeout + 5)
+    except HostError:  # no answer in time, or no ssh-keyscan: no key seen
         return None
     for line in done.stdout.splitlines():
         fields = line.split()
@@ -227,14 +227,14 @@ def execute(module) -> dict:
     """nerv.homelab.nixos_install: probe, decide (refusals), run nixos-anywhere, check the pinned key after."""
     p = module.params
     check_inputs(p["host"], p["flake"], p["disk"], p["phases"], p["identity_file"] or "", p["extra_files"])
-    target = remote.Target.from_params(p)
-    after = remote.Target.from_params(p, p["address_after"] or p["address"])
+    target = Target.from_params(p)
+    after = Target.from_params(p, p["address_after"] or p["address"])
     pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
     with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
         try:
             facts = probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
         except Unreachable as exc:
-            remote.plan_unreachable(module, exc, f"the install of {p['host']}")
+            plan_unreachable(module, exc, f"the install of {p['host']}")
             return {"changed": True, "action": "install", "reason": str(exc), "argv": argv_for(p, target),
                     "facts": {}}  # fmt: skip
         is_pinned = bool(pinned) and normal_key(scan_host_key(target)) == normal_key(pinned)
@@ -250,15 +250,15 @@ def execute(module) -> dict:
 
 
 def _install(p, argv, after, pinned) -> dict:
-    log_file = remote.log_path(p["log_file"], f"nixos_install/{p['host']}.log")
-    run = remote.run_logged(argv, log_file, p["timeout"])
-    if run.rc != 0:
-        last = run.steps[-1] if run.steps else "(before the first step)"
+    log_file = log_path(p["log_file"], f"nixos_install/{p['host']}.log")
+    ran = run_logged(argv, log_file, p["timeout"])
+    if ran.rc != 0:
+        last = ran.steps[-1] if ran.steps else "(before the first step)"
         raise HostError(
-            f"nixos-anywhere failed for {p['host']} (exit {run.rc}) during step: {last}; see {log_file}. "
+            f"nixos-anywhere failed for {p['host']} (exit {ran.rc}) during step: {last}; see {log_file}. "
             "Re-running continues from the installer",
-            steps=run.steps,
-            tail=run.tail,
+            steps=ran.steps,
+            tail=ran.tail,
             log_file=log_file,
         )
     if "reboot" in p["phases"]:
@@ -266,4 +266,4 @@ def _install(p, argv, after, pinned) -> dict:
         hostname = verify(after, pinned, p["known_hosts"])
     else:
         hostname = None
-    return {"steps": run.steps, "log_file": log_file, "hostname": hostname}
+    return {"steps": ran.steps, "log_file": log_file, "hostname": hostname}

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import Unreachable
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import Target, ssh_run
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import Target, ssh_run
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 
 STATE_DIR = "/run/nerv-rollback"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import subprocess
 from dataclasses import dataclass
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import bech32_decode, bech32_encode
 
 try:
@@ -208,12 +208,14 @@ def _ssh_identity_paths(env) -> list:
 
 
 def _key_command(command: str) -> str:
+    # the command's own text is not repeated in the errors: it may carry a secret (a passphrase argument)
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise SopsError(f"SOPS_AGE_KEY_CMD could not run: {exc.__class__.__name__}") from None
-    if done.returncode != 0:
-        raise SopsError(f"SOPS_AGE_KEY_CMD exited with {done.returncode}")
+        argv = shlex.split(command)
+    except ValueError:
+        raise SopsError("SOPS_AGE_KEY_CMD could not run: its quoting is unbalanced") from None
+    done = run(argv, 60, error=SopsError, late="SOPS_AGE_KEY_CMD could not run: no answer within 60 s")
+    if done.rc != 0:
+        raise SopsError(f"SOPS_AGE_KEY_CMD exited with {done.rc}")
     return done.stdout
 
 

@@ -15,9 +15,9 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import InventoryModel
 
 PLATFORMS = {"nixosConfigurations": "nixos", "darwinConfigurations": "darwin"}
@@ -101,13 +101,11 @@ def evaluate(nix: str, ref: str, timeout: float = 600) -> dict:
             f"option nix: command {nix!r} not found on PATH: install Nix (Debian package nix-bin) "
             "or set nix to its path"
         )
-    try:
-        proc = subprocess.run(eval_argv(command, ref), capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise FlakeError(f"nix eval of {ref} did not finish in {timeout:g} seconds") from None
-    if proc.returncode != 0:
+    late = f"nix eval of {ref} did not finish in {timeout:g} seconds"
+    proc = run(eval_argv(command, ref), timeout, error=FlakeError, late=late)
+    if proc.rc != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-STDERR_LINES:])
-        raise FlakeError(f"option flake: nix eval of {ref} failed (exit {proc.returncode}):\n{tail}")
+        raise FlakeError(f"option flake: nix eval of {ref} failed (exit {proc.rc}):\n{tail}")
     try:
         return json.loads(proc.stdout)
     except ValueError as exc:

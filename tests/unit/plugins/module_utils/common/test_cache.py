@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import log_path
+from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path, log_path
 
 
 def test_the_xdg_cache_directory_comes_first_then_the_home_cache():

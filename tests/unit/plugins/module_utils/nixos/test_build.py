@@ -33,7 +33,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import (
     parse_eval_json,
     pick_iso,
     read_state,
-    run_logged,
+    run_build,
     sha256_file,
     tail_lines,
     would_build_outputs,
@@ -374,25 +374,25 @@ def test_recorded_sha256_is_reused_for_the_same_path_and_size(tmp_path):
 # --- running a command ---------------------------------------------------------------------------------------------
 
 
-def test_run_logged_streams_stderr_to_the_log_and_returns_stdout(tmp_path):
+def test_run_build_streams_stderr_to_the_log_and_returns_stdout(tmp_path):
     script = "import sys; print('[1]'); [print(f'log {n}', file=sys.stderr) for n in range(3)]; sys.exit(3)"
     with open(tmp_path / "log", "wb") as log:
-        rc, stdout = run_logged([sys.executable, "-c", script], log)
+        rc, stdout = run_build([sys.executable, "-c", script], log)
     assert (rc, stdout) == (3, "[1]\n")
     assert (tmp_path / "log").read_text() == "log 0\nlog 1\nlog 2\n"
 
 
-def test_run_logged_kills_the_command_past_its_timeout(tmp_path):
+def test_run_build_kills_the_command_past_its_timeout(tmp_path):
     argv = [sys.executable, "-c", "import time; time.sleep(60)", "build", "path:/f#a"]
     with open(tmp_path / "log", "wb") as log, pytest.raises(NixError) as caught:
-        run_logged(argv, log, timeout=1)
+        run_build(argv, log, timeout=1)
     assert caught.value.message == "timed out after 1 s: nix build path:/f#a; raise timeout or leave it out"
     assert (tmp_path / "log").read_bytes() == b""
 
 
-def test_run_logged_names_a_command_that_cannot_start(tmp_path):
+def test_run_build_names_a_command_that_cannot_start(tmp_path):
     with open(tmp_path / "log", "wb") as log, pytest.raises(NixError, match="^cannot run /no/such/nix"):
-        run_logged(["/no/such/nix"], log)
+        run_build(["/no/such/nix"], log)
 
 
 def test_failure_hint_names_the_fix_for_a_missing_build_users_group():

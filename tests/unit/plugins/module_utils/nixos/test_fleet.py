@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
-from ansible_collections.nerv.homelab.plugins.module_utils.common.remote import Target
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import Target
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy, fleet
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import flake_deploy as fd

@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, ssh
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import home
 
 OLD = "/nix/store/" + "a" * 32 + "-home-manager-generation"
 NEW = "/nix/store/" + "b" * 32 + "-home-manager-generation"
-TARGET = remote.Target("mini1", "10.0.0.31", user="alice")
+TARGET = ssh.Target("mini1", "10.0.0.31", user="alice")
 
 
 def params(tmp_path, **values):
@@ -66,7 +66,7 @@ def test_what_runs_where_is_spelled_out():
 
 
 def test_nix_ssh_options_pin_the_host_key(tmp_path):
-    options = home.nix_sshopts(remote.Target("mini1", "10.0.0.31", 2222, "alice", "/k"), "/kh")["NIX_SSHOPTS"]
+    options = home.nix_sshopts(ssh.Target("mini1", "10.0.0.31", 2222, "alice", "/k"), "/kh")["NIX_SSHOPTS"]
     assert "UserKnownHostsFile=/kh" in options and "StrictHostKeyChecking=yes" in options
     assert options.endswith("-i /k -p 2222") and "alice@" not in options
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, remote
+from ansible_collections.nerv.homelab.plugins.module_utils.common import errors, process, ssh
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install as ni
 
-TARGET = remote.Target("mini1", "10.0.0.50")
+TARGET = ssh.Target("mini1", "10.0.0.50")
 DISK = "/dev/disk/by-id/nvme-X"
 
 
@@ -66,7 +66,7 @@ def test_argv_holds_paths_and_the_chosen_phases_only():
         "hardware_config": "/f/hw.nix",
         "extra_args": ["--build-on-remote"],
     }
-    argv = ni.argv_for(options, remote.Target("mini1", "10.0.0.50", identity_file="/k"))
+    argv = ni.argv_for(options, ssh.Target("mini1", "10.0.0.50", identity_file="/k"))
     assert argv[argv.index("--phases") + 1] == "disko,install"
     assert argv[argv.index("--generate-hardware-config") + 1 : argv.index("--generate-hardware-config") + 3] == [
         "nixos-generate-config",
@@ -79,6 +79,6 @@ def test_steps_are_collected_from_the_output(tmp_path):
     script = tmp_path / "na"
     script.write_text("#!/bin/sh\necho '### One ###'\necho noise\necho '### Two ###'\nexit 3\n")
     script.chmod(0o755)
-    run = remote.run_logged([str(script)], str(tmp_path / "log"), timeout=30)
+    run = process.run_logged([str(script)], str(tmp_path / "log"), timeout=30)
     assert (run.rc, run.steps, run.tail[-1]) == (3, ["One", "Two"], "### Two ###")
     assert (tmp_path / "log").stat().st_mode & 0o777 == 0o600

@@ -79,3 +79,25 @@ def test_a_broken_key_file_names_the_line_not_the_key(tmp_path):
 def test_no_identity_says_how_to_make_one():
     with pytest.raises(SopsError, match="age-keygen"):
         age.unwrap_data_key([{"recipient": "age1x", "enc": ""}], [])
+
+
+def test_an_identity_comes_from_the_key_command(tmp_path):
+    identity = age.pyrage.x25519.Identity.generate()
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text(f"{identity}\n")
+    env = {"SOPS_AGE_KEY_CMD": f"cat {key_file}", "XDG_CONFIG_HOME": str(tmp_path / "none")}
+    assert [i.source for i in age.load_identities(env)][:1] == ["SOPS_AGE_KEY_CMD"]
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("false CANARY-passphrase", "^SOPS_AGE_KEY_CMD exited with 1$"),
+        ("/no/such/command CANARY-passphrase", "^cannot run /no/such/command"),
+        ("cat 'CANARY-passphrase", "^SOPS_AGE_KEY_CMD could not run: its quoting is unbalanced$"),
+    ],
+)
+def test_a_failing_key_command_is_named_without_its_arguments(tmp_path, command, message):
+    with pytest.raises(SopsError, match=message) as caught:
+        age.load_identities({"SOPS_AGE_KEY_CMD": command, "XDG_CONFIG_HOME": str(tmp_path)})
+    assert "CANARY" not in str(caught.value)
