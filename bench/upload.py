@@ -10,7 +10,7 @@ what it received (bytes, and the multipart fields in the order they came); and, 
 uploader children that report their own peak RSS (getrusage ru_maxrss) and wall time:
 
   nerv   ProxmoxClient.upload (plugins/module_utils/proxmox/client.py) with the fields nerv.homelab.proxmox_iso sends,
-         after computing the sha256 the way the module does (streaming, proxmox/iso.py file_sha256);
+         after computing the sha256 the way the module does (streaming, proxmox/iso_plan.py file_sha256);
   naive  requests.post(files=...), which builds the whole multipart body in memory.
 
 The file is made with truncate (sparse: it takes no disk space, and reads cost no disk I/O, so the wall times
@@ -158,7 +158,7 @@ def run_uploader(kind, url, path, cafile):
     if kind == "nerv":
         sys.path.insert(0, str(REPO / "collections"))
         from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import (  # pylint: disable=import-outside-toplevel
-            iso,
+            iso_plan,
         )
         from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (  # pylint: disable=import-outside-toplevel
             ProxmoxClient,
@@ -167,11 +167,11 @@ def run_uploader(kind, url, path, cafile):
 
         baseline = peak_rss_mib()
         started = time.monotonic()
-        sha256 = iso.file_sha256(path)
+        sha256 = iso_plan.file_sha256(path)
         hashed = time.monotonic() - started
         client = ProxmoxClient(ProxmoxSettings(url=url, token_id=TOKEN_ID, token_secret=secret, ca_path=cafile))
         started = time.monotonic()
-        answer = client.upload(UPLOAD_PATH, iso.upload_fields(sha256), "filename", path, NAME, timeout=600)
+        answer = client.upload(UPLOAD_PATH, iso_plan.upload_fields(sha256), "filename", path, NAME, timeout=600)
         wall = time.monotonic() - started
     else:
         import requests  # pylint: disable=import-outside-toplevel

@@ -197,7 +197,7 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso, iso_upload
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_apply, iso_plan
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     proxmox_argument_spec,
@@ -230,10 +230,10 @@ def main() -> None:
 
     def work():
         client = ProxmoxClient(settings_from_params(module.params))
-        want = iso_upload.wanted(module.params)  # an IsoError (a ProxmoxError) here changes nothing
-        records = iso.Records(module.params["state_dir"])
+        want = iso_apply.wanted(module.params)  # an IsoError (a ProxmoxError) here changes nothing
+        records = iso_plan.Records(module.params["state_dir"])
         diff = module._diff  # pylint: disable=protected-access
-        result = iso_upload.apply(client, module.params, want, records, module.check_mode, diff)
+        result = iso_apply.apply(client, module.params, want, records, module.check_mode, diff)
         result["requests"] = client.requests
         return result
 

@@ -159,7 +159,7 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso, iso_prune
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_plan, iso_prune_apply
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     proxmox_argument_spec,
@@ -182,11 +182,11 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
 
     def work():
-        want = iso_prune.checked(module.params)  # an IsoError (a ProxmoxError) here changes nothing
+        want = iso_prune_apply.checked(module.params)  # an IsoError (a ProxmoxError) here changes nothing
         client = ProxmoxClient(settings_from_params(module.params))
-        records = iso.Records(module.params["state_dir"])
+        records = iso_plan.Records(module.params["state_dir"])
         diff = module._diff  # pylint: disable=protected-access
-        result = iso_prune.prune(client, module.params, want, records, module.check_mode, diff, module.warn)
+        result = iso_prune_apply.prune(client, module.params, want, records, module.check_mode, diff, module.warn)
         result["requests"] = client.requests
         return result
 

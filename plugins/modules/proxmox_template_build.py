@@ -159,7 +159,7 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template_build
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template_apply
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     ProxmoxClient,
     proxmox_argument_spec,
@@ -190,7 +190,7 @@ def argument_spec() -> dict:
 
 def run(module):
     client = ProxmoxClient(settings_from_params(module.params))
-    return template_build.build(client, module.params, module.check_mode)
+    return template_apply.build(client, module.params, module.check_mode)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import re
 from urllib.parse import quote, unquote
 
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import TRANSIENT_STATUSES, ProxmoxError
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template import BUILD_PREFIX, OURS, PHASE_PREFIX
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_plan import BUILD_PREFIX, OURS, PHASE_PREFIX
 
 SITE_TAG_PREFIX = "nerv-site-"
 VMID_MIN, VMID_MAX = 100, 999999999

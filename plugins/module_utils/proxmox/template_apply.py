@@ -2,13 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The API side of nerv.homelab.proxmox_template_build: the installer VM advanced phase by phase through the client.
 
-The decisions (which vmid, which config, which phase a VM is in) are in template.py; this file only acts on them.
+The decisions (which vmid, which config, which phase a VM is in) are in template_plan.py; this file only acts on them.
 """
 
 from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template import (
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_plan import (
     check_build,
     choose_slot,
     finish_config,

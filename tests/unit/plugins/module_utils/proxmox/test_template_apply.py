@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_build import progress
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_apply import progress
 
 
 @pytest.mark.parametrize(

@@ -45,11 +45,6 @@ def is_ours(guest: dict) -> bool:
     return OURS in tags_of(guest)
 
 
-def build_of(guest: dict):
-    found = [t[len(BUILD_PREFIX) :] for t in tags_of(guest) if t.startswith(BUILD_PREFIX)]
-    return found[0] if found else None
-
-
 def phase_of(guest: dict) -> str:
     """created | installing | installed | template: installed is a stopped VM the installer powered off."""
     if guest.get("template"):

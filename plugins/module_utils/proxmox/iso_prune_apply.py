@@ -1,6 +1,6 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The API side of nerv.homelab.proxmox_iso_prune: list the ISO storage, choose with iso_retention.py, delete.
+"""The API side of nerv.homelab.proxmox_iso_prune: list the ISO storage, choose with iso_prune_plan.py, delete.
 
 Requests: the content listing; only when something of ours would go, the storage status (is it shared?), the
 cluster's VMs and the config of each VM that can see the storage; then one DELETE and its task per ISO.
@@ -8,8 +8,8 @@ cluster's VMs and the config of each VM that can see the storage; then one DELET
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso import IsoError, record_key
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_retention import (
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError, record_key
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_plan import (
     attached,
     check_current,
     check_keep,

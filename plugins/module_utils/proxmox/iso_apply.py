@@ -1,13 +1,13 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The API side of nerv.homelab.proxmox_iso: check the input, decide with iso.py, act through the Proxmox client."""
+"""The API side of nerv.homelab.proxmox_iso: check the input, decide with iso_plan.py, act through the client."""
 
 from __future__ import annotations
 
 import os
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso import (
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import (
     ACTION_DELETE,
     ACTION_NONE,
     IsoError,

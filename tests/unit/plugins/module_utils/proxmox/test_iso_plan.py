@@ -9,7 +9,7 @@ import json
 import pytest
 import requests
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_plan
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
     UPLOAD_BLOCK,
     ProxmoxClient,
@@ -38,44 +38,44 @@ UPID = "UPID:pve1:0000A1B2:00C3D4E5:6745A1B2:imgcopy::automation@pve!nerv:"
     ],
 )
 def test_the_default_name_carries_the_stem_and_12_hex_of_the_checksum(basename, name):
-    assert iso.derived_name(basename, SHA) == name
-    assert iso.check_name(name) == name
+    assert iso_plan.derived_name(basename, SHA) == name
+    assert iso_plan.check_name(name) == name
 
 
 def test_a_new_build_gets_a_new_name():
-    assert iso.derived_name("nixos.iso", SHA) != iso.derived_name("nixos.iso", OTHER)
+    assert iso_plan.derived_name("nixos.iso", SHA) != iso_plan.derived_name("nixos.iso", OTHER)
 
 
 def test_the_source_basename_comes_from_the_path_or_the_url():
-    assert iso.source_basename(src="/tmp/build/result.iso") == "result.iso"
-    assert iso.source_basename(url="https://x.example/a/nixos%20min.iso?sig=1") == "nixos min.iso"
+    assert iso_plan.source_basename(src="/tmp/build/result.iso") == "result.iso"
+    assert iso_plan.source_basename(url="https://x.example/a/nixos%20min.iso?sig=1") == "nixos min.iso"
 
 
 @pytest.mark.parametrize("name", ["x.qcow2", "x.iso.gz", "../x.iso", "a b.iso", "", ".iso2"])
 def test_names_pve_would_refuse_or_rewrite_are_refused_naming_the_option(name):
-    with pytest.raises(iso.IsoError, match=r"^name .* ends in \.iso or \.img"):
-        iso.check_name(name)
+    with pytest.raises(iso_plan.IsoError, match=r"^name .* ends in \.iso or \.img"):
+        iso_plan.check_name(name)
 
 
 def test_checksums_are_64_hex_digits_in_lower_case():
-    assert iso.check_checksum(SHA.upper()) == SHA
-    assert iso.check_checksum(f"sha256:{SHA}") == SHA
-    assert iso.check_checksum(None) is None and iso.check_checksum("") is None
+    assert iso_plan.check_checksum(SHA.upper()) == SHA
+    assert iso_plan.check_checksum(f"sha256:{SHA}") == SHA
+    assert iso_plan.check_checksum(None) is None and iso_plan.check_checksum("") is None
     for bad in ("1234", SHA[:-1] + "g", "md5:" + SHA):
-        with pytest.raises(iso.IsoError, match="is not a sha256"):
-            iso.check_checksum(bad)
+        with pytest.raises(iso_plan.IsoError, match="is not a sha256"):
+            iso_plan.check_checksum(bad)
 
 
 def test_iso_content_is_read_from_the_storage_status():
-    assert iso.has_iso_content({"content": "vztmpl,iso,backup"})
-    assert not iso.has_iso_content({"content": "images,rootdir"})
-    assert not iso.has_iso_content({"content": "isos"}) and not iso.has_iso_content({})
+    assert iso_plan.has_iso_content({"content": "vztmpl,iso,backup"})
+    assert not iso_plan.has_iso_content({"content": "images,rootdir"})
+    assert not iso_plan.has_iso_content({"content": "isos"}) and not iso_plan.has_iso_content({})
 
 
 def test_the_volume_is_found_in_the_listing_by_volid():
     listing = [{"volid": "local:iso/a.iso", "size": 5}, {"volid": VOLID, "size": 7}]
-    assert iso.find_volume(listing, VOLID) == {"volid": VOLID, "size": 7}
-    assert iso.find_volume(listing, "local:iso/none.iso") is None
+    assert iso_plan.find_volume(listing, VOLID) == {"volid": VOLID, "size": 7}
+    assert iso_plan.find_volume(listing, "local:iso/none.iso") is None
 
 
 # ---------------------------------------------------------------- sha256 streaming
@@ -115,7 +115,7 @@ LISTED = {"volid": VOLID, "size": 100}
     ],
 )
 def test_the_decision_table(state, listed, record, sha, size, by_content, force, action, error):
-    decision = iso.decide(state, VOLID, listed, record, sha, size, by_content, force)
+    decision = iso_plan.decide(state, VOLID, listed, record, sha, size, by_content, force)
     assert decision.action == action
     if error:
         assert decision.error and error in decision.error
@@ -130,23 +130,23 @@ def test_the_decision_table(state, listed, record, sha, size, by_content, force,
      ("delete", False, "deleted"), ("none", False, "none")],
 )  # fmt: skip
 def test_the_returned_action(action, from_url, shown):
-    assert iso.result_action(action, from_url) == shown
+    assert iso_plan.result_action(action, from_url) == shown
 
 
 def test_the_diff_shows_what_is_known():
-    assert iso.diff_view(VOLID, None) == {"volid": VOLID, "state": "absent"}
-    assert iso.diff_view(VOLID, LISTED) == {"volid": VOLID, "state": "present", "size": 100}
-    assert iso.diff_view(VOLID, LISTED, SHA)["sha256"] == SHA
-    assert iso.known_sha256({"sha256": OTHER}, SHA, True) == OTHER
-    assert iso.known_sha256(None, SHA, True) == SHA and iso.known_sha256(None, SHA, False) is None
+    assert iso_plan.diff_view(VOLID, None) == {"volid": VOLID, "state": "absent"}
+    assert iso_plan.diff_view(VOLID, LISTED) == {"volid": VOLID, "state": "present", "size": 100}
+    assert iso_plan.diff_view(VOLID, LISTED, SHA)["sha256"] == SHA
+    assert iso_plan.known_sha256({"sha256": OTHER}, SHA, True) == OTHER
+    assert iso_plan.known_sha256(None, SHA, True) == SHA and iso_plan.known_sha256(None, SHA, False) is None
 
 
 # ---------------------------------------------------------------- the record
 
 
 def test_the_record_is_kept_per_api_node_storage_and_volume(tmp_path):
-    records = iso.Records(str(tmp_path / "state"))
-    key = iso.record_key("https://pve1:8006/", "pve1", "local", VOLID)
+    records = iso_plan.Records(str(tmp_path / "state"))
+    key = iso_plan.record_key("https://pve1:8006/", "pve1", "local", VOLID)
     assert key == f"https://pve1:8006/pve1/local/{VOLID}"
     assert records.get(key) is None
     records.put(key, None)
@@ -163,8 +163,8 @@ def test_the_record_is_kept_per_api_node_storage_and_volume(tmp_path):
 
 def test_a_broken_record_is_a_clear_error(tmp_path):
     (tmp_path / "records.json").write_text("{not json")
-    with pytest.raises(iso.IsoError, match="cannot be read .* fix or remove it"):
-        iso.Records(str(tmp_path)).get("x")
+    with pytest.raises(iso_plan.IsoError, match="cannot be read .* fix or remove it"):
+        iso_plan.Records(str(tmp_path)).get("x")
 
 
 # ---------------------------------------------------------------- ProxmoxClient.upload, on the wire
@@ -225,7 +225,7 @@ def test_upload_streams_the_fields_first_then_the_file_with_a_content_length(tmp
     path.write_bytes(data)
     adapter = Capture()
     client = client_with(adapter, timeout=7)
-    fields = iso.upload_fields(SHA)
+    fields = iso_plan.upload_fields(SHA)
     answer = client.upload("/nodes/pve1/storage/local/upload", fields, "filename", str(path), "x-abc.iso", timeout=99)
     assert answer == UPID and client.requests == 1
     sent = adapter.sent[0]
@@ -277,5 +277,5 @@ def test_upload_is_not_retried_on_a_transient_answer(tmp_path):
 
 def test_an_unwritable_record_is_a_clear_error(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(iso.IsoError, match="set state_dir to a writable directory"):
-        iso.Records(str(tmp_path / "file" / "state")).put("x", {"sha256": SHA, "size": 1})
+    with pytest.raises(iso_plan.IsoError, match="set state_dir to a writable directory"):
+        iso_plan.Records(str(tmp_path / "file" / "state")).put("x", {"sha256": SHA, "size": 1})

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_retention as retention
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso import IsoError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_prune_plan as retention
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError
 
 STORAGE = "local"
 

@@ -2,11 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure pieces of nerv.homelab.proxmox_iso_prune: which ISOs on a storage are ours, which of ours go, which stay.
 
-Nothing here talks to Proxmox; iso_prune.py lists the storage, reads the record and the VM configs, and acts.
+Nothing here talks to Proxmox; iso_prune_apply.py lists the storage, reads the record and the VM configs, and acts.
 
 An ISO is ours only when all of these hold (a name alone proves nothing: anyone can upload a file named
 ``nixos-installer-0a1b2c3d4e5f.iso``):
-  - the record of nerv.homelab.proxmox_iso (iso.Records) has an entry for it under this API URL, node and
+  - the record of nerv.homelab.proxmox_iso (iso_plan.Records) has an entry for it under this API URL, node and
     storage: this collection uploaded or downloaded it there;
   - its name is one proxmox_iso derived from the content, ``<stem>-<12 hex>.<iso|img>``, and the 12 hex digits
     are the start of the recorded sha256: an ISO given an explicit name is the user's to manage;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso import HASH_PREFIX, IsoError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import HASH_PREFIX, IsoError
 
 KEEP_MAX = 100
 DERIVED = re.compile(rf"^.+-(?P<hash>[0-9a-f]{{{HASH_PREFIX}}})\.(?:iso|img)$")
