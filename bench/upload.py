@@ -162,6 +162,8 @@ def run_uploader(kind, url, path, cafile):
         )
         from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (  # pylint: disable=import-outside-toplevel
             ProxmoxClient,
+        )
+        from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (  # pylint: disable=import-outside-toplevel
             ProxmoxSettings,
         )
 

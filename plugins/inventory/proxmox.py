@@ -118,10 +118,11 @@ import os
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
-    ProxmoxClient,
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (
     ProxmoxError,
-    ProxmoxSettings,
+    proxmox_argument_spec,
+    settings_from_params,
     settings_from_site,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
@@ -133,18 +134,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import f
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import SiteError, load_site
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import proxmox as logic
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import populate
-
-CONNECTION_OPTIONS = (
-    "url",
-    "token_id",
-    "token_secret",
-    "user",
-    "password",
-    "validate_certs",
-    "ca_path",
-    "timeout",
-    "retries",
-)
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -180,11 +169,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _settings(self, site):
         """Connection settings: options (and their environment variables) over the site file's."""
-        options = {key: self.get_option(key) for key in CONNECTION_OPTIONS}
+        options = {key: self.get_option(key) for key in proxmox_argument_spec()}
         if site is not None:
             return settings_from_site(site, read_secret=self._read_secret, **options)
-        options = {key: value for key, value in options.items() if value is not None}
-        return ProxmoxSettings(**{"url": "", **options})
+        return settings_from_params(options)
 
     def _read_secret(self, file, key):
         """The token secret from the site's sops file (proxmox.token_secret_sops), with the admins' identity."""

@@ -160,8 +160,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template_apply
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
-    ProxmoxClient,
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (
     proxmox_argument_spec,
     settings_from_params,
 )

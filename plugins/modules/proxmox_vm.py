@@ -268,7 +268,7 @@ pinned:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import proxmox_argument_spec
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import proxmox_argument_spec
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.vm_apply import run
 
 

@@ -18,19 +18,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.basic import env_fallback
-
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError, mask
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError, ProxmoxSettings
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import (
     IDEMPOTENT_METHODS,
     TRANSIENT_STATUSES,
-    ProxmoxError,
-    ProxmoxSettings,
     backoff_delays,
     decode_upid,
     poll_delays,
-    settings_from_site,
     task_failure,
     task_warnings,
 )
@@ -51,15 +47,6 @@ except ImportError as exc:  # only upload() needs it, and says so
     TOOLBELT_IMPORT_ERROR = exc
 else:
     TOOLBELT_IMPORT_ERROR = None
-
-__all__ = [
-    "ProxmoxClient",
-    "ProxmoxError",
-    "ProxmoxSettings",
-    "proxmox_argument_spec",
-    "settings_from_params",
-    "settings_from_site",
-]
 
 TASK_TIMEOUT = 600
 UPLOAD_TIMEOUT = 3600
@@ -359,27 +346,3 @@ def _verify(settings):
     if verify is True:
         return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     return verify
-
-
-# ---------------------------------------------------------------- the module boundary
-
-
-def proxmox_argument_spec() -> dict:
-    """The connection options every Proxmox module takes (doc fragment nerv.homelab.proxmox_auth)."""
-    return {
-        "url": {"type": "str", "fallback": (env_fallback, ["PROXMOX_URL"])},
-        "token_id": {"type": "str", "fallback": (env_fallback, ["PROXMOX_TOKEN_ID"])},
-        "token_secret": {"type": "str", "no_log": True, "fallback": (env_fallback, ["PROXMOX_TOKEN_SECRET"])},
-        "user": {"type": "str", "fallback": (env_fallback, ["PROXMOX_USER"])},
-        "password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["PROXMOX_PASSWORD"])},
-        "validate_certs": {"type": "bool", "default": True, "fallback": (env_fallback, ["PROXMOX_VALIDATE_CERTS"])},
-        "ca_path": {"type": "path", "fallback": (env_fallback, ["PROXMOX_CA_PATH"])},
-        "timeout": {"type": "int", "default": 30, "fallback": (env_fallback, ["PROXMOX_TIMEOUT"])},
-        "retries": {"type": "int", "default": 4, "fallback": (env_fallback, ["PROXMOX_RETRIES"])},
-    }
-
-
-def settings_from_params(params: dict) -> ProxmoxSettings:
-    keys = ("url", "token_id", "token_secret", "user", "password", "validate_certs", "ca_path", "timeout", "retries")
-    values = {key: params.get(key) for key in keys if params.get(key) is not None}
-    return ProxmoxSettings(**{"url": "", **values})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 
 HASH_PREFIX = 12
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -17,7 +17,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_pla
     diff_view,
     iso_volumes,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 
 
 class PruneError(IsoError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 
 OURS = "nerv-template"
 BUILD_PREFIX = "nerv-build-"

@@ -12,11 +12,8 @@ import contextlib
 from ansible_collections.nerv.homelab.plugins.module_utils.common import known_hosts
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, RunEnded, RunWatch
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import vm_plan as pvm
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
-    ProxmoxClient,
-    ProxmoxError,
-    settings_from_params,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError, settings_from_params
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import poll_delays
 
 LOCK_POLL = 0.5

@@ -13,7 +13,8 @@ import ipaddress
 import re
 from urllib.parse import quote, unquote
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import TRANSIENT_STATUSES, ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import TRANSIENT_STATUSES
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_plan import BUILD_PREFIX, OURS, PHASE_PREFIX
 
 SITE_TAG_PREFIX = "nerv-site-"

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
-    ProxmoxClient,
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (
     ProxmoxError,
     ProxmoxSettings,
     settings_from_site,

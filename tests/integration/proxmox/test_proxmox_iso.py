@@ -242,11 +242,8 @@ def test_the_token_secret_never_shows_even_verbose_and_rejected(ansible_cli, pve
 
 
 def test_the_client_upload_masks_a_rejected_secret_and_streams_with_a_content_length(pve_site, tmp_path):
-    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
-        ProxmoxClient,
-        ProxmoxError,
-        ProxmoxSettings,
-    )
+    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError, ProxmoxSettings
 
     src, sha = make_iso(tmp_path / "direct.iso")
     fields = [("content", "iso"), ("checksum", sha), ("checksum-algorithm", "sha256")]
@@ -268,7 +265,8 @@ def test_the_client_upload_masks_a_rejected_secret_and_streams_with_a_content_le
 
 
 def test_the_client_upload_works_with_a_ticket_login_too(pve_site, tmp_path):
-    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient, ProxmoxSettings
+    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxSettings
 
     from .._pve import ROOT
 

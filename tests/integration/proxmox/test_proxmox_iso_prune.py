@@ -50,7 +50,8 @@ def upload_ours(ansible_cli, pve_site, tmp_path, state_dir, count):
 
 
 def client(pve_site):
-    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient, ProxmoxSettings
+    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+    from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxSettings
 
     settings = ProxmoxSettings(
         url=pve_site.url, token_id=pve_site.token_id, token_secret=pve_site.token_secret, ca_path=pve_site.cafile

@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem, SiteError
 
 

@@ -16,7 +16,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import NixError
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_apply import PruneError
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import SiteCaError
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import SiteError

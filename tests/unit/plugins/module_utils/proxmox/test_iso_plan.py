@@ -10,12 +10,8 @@ import pytest
 import requests
 
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_plan
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import (
-    UPLOAD_BLOCK,
-    ProxmoxClient,
-    ProxmoxError,
-    ProxmoxSettings,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import UPLOAD_BLOCK, ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError, ProxmoxSettings
 
 SHA = hashlib.sha256(b"one").hexdigest()
 OTHER = hashlib.sha256(b"two").hexdigest()

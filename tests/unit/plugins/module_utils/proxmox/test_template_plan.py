@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template_plan as tpl
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 
 BUILD = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 OTHER = "ffeeddccbbaa99887766554433221100"

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import vm_plan as pvm
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 
 TAG = "nerv-site-demo"
 
