@@ -45,8 +45,9 @@ options:
   cidr:
     description:
       - Networks (CIDR) C(ansible_host) is chosen in, among the guest agent's addresses.
-      - Defaults to the site's C(network.cidr) with O(site_file); without either, any agent address qualifies
-        (IPv4 first).
+      - Defaults to the site's C(network.cidr) with O(site_file); without either, any agent address qualifies.
+      - Among the addresses that qualify, the guest's own interface comes before a container or VPN bridge
+        (C(cni0), C(docker0), C(flannel.1), C(wg0) ...), then IPv4 before IPv6.
     type: list
     elements: str
   want_config:
@@ -119,6 +120,7 @@ from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import networks
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (
     ProxmoxError,
     proxmox_argument_spec,
@@ -209,8 +211,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _cidr(self, site):
         cidr = self.get_option("cidr") or (site and [site["network"]["cidr"]]) or None
         try:
-            logic.networks(cidr)
-        except ValueError as exc:
+            networks(cidr)
+        except ProxmoxError as exc:
             raise AnsibleParserError(f"nerv.homelab.proxmox: {exc}") from None
         return cidr
 

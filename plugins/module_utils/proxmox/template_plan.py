@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import (
+    BUILD_PREFIX,
+    OURS,
+    PHASE_PREFIX,
+    split_tags,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 
-OURS = "nerv-template"
-BUILD_PREFIX = "nerv-build-"
-PHASE_PREFIX = "nerv-phase-"
 PHASES = ("created", "installing", "template")
 SLOTS = 100  # versions of a template live at vmid, vmid+1, ... vmid+99
 _BUILD = re.compile(r"^[a-z0-9][a-z0-9._-]{5,63}$")
@@ -37,19 +40,15 @@ def check_build(build) -> str:
     return text
 
 
-def tags_of(guest: dict) -> list:
-    return [t for t in re.split(r"[;,\s]+", str(guest.get("tags") or "")) if t]
-
-
 def is_ours(guest: dict) -> bool:
-    return OURS in tags_of(guest)
+    return OURS in split_tags(guest.get("tags"))
 
 
 def phase_of(guest: dict) -> str:
     """created | installing | installed | template: installed is a stopped VM the installer powered off."""
     if guest.get("template"):
         return "template"
-    found = [t[len(PHASE_PREFIX) :] for t in tags_of(guest) if t.startswith(PHASE_PREFIX)]
+    found = [t[len(PHASE_PREFIX) :] for t in split_tags(guest.get("tags")) if t.startswith(PHASE_PREFIX)]
     phase = found[0] if found else "created"
     if phase == "installing" and guest.get("status") == "stopped":
         return "installed"
@@ -68,7 +67,7 @@ def choose_slot(vmid: int, guests: list, build: str) -> tuple:
     by_id = {int(g["vmid"]): g for g in guests if "vmid" in g}
     for slot in range(vmid, vmid + SLOTS):
         guest = by_id.get(slot)
-        if guest is not None and is_ours(guest) and tag in tags_of(guest):
+        if guest is not None and is_ours(guest) and tag in split_tags(guest.get("tags")):
             return slot, guest
     for slot in range(vmid, vmid + SLOTS):
         guest = by_id.get(slot)

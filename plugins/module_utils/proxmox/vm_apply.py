@@ -13,6 +13,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common import known_h
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, RunEnded, RunWatch
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import vm_plan as pvm
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import agent_addresses, networks, pick_address
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError, settings_from_params
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import poll_delays
 
@@ -197,15 +198,13 @@ class Vm:
 
     def wait_address(self, patient=True):
         """(addresses, address) the agent reports; waits up to wait_timeout for one (inside cidr, if given)."""
-        nets = pvm.networks(self.params.get("cidr"))
+        nets = networks(self.params.get("cidr"))
         deadline = Deadline(self.params["wait_timeout"] if patient else 0, sleep=self.watch.sleep)
         found, last = [], "no answer yet"
         for delay in poll_delays(initial=0.5, cap=3.0):
             try:
-                answer = self.client.get(self.path + "/agent/network-get-interfaces") or {}
-                interfaces = answer.get("result") if isinstance(answer, dict) else answer
-                found = pvm.usable_addresses(interfaces)
-                address, inside = pvm.pick_address(found, nets)
+                found = agent_addresses(self.client.get(self.path + "/agent/network-get-interfaces"))
+                address, inside = pick_address(found, nets)
                 if address and (inside or not nets):
                     return [f["address"] for f in found], address
                 shown = ", ".join(f["address"] for f in found)
@@ -217,7 +216,7 @@ class Vm:
             if not deadline.pause(delay):
                 break
         if found:
-            address, _inside = pvm.pick_address(found, nets)
+            address, _inside = pick_address(found, nets)
             self.warnings.append(
                 f"{self.label()} has no address inside cidr {self.params.get('cidr')}; using {address}"
             )

@@ -1,7 +1,7 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One VM of a site as pure decisions: checking the options, whose VM a vmid holds, the config keys that differ,
-the disk size, the cloud-init encodings, the address the guest agent reports, and the actions to take.
+the disk size, the cloud-init encodings, and the actions to take.
 
 Every VM nerv.homelab.proxmox_vm makes carries the tag ``nerv-site-<site>``; a VM without it is foreign and never
 touched. Nothing here talks to Proxmox, so all of it is unit-tested with plain values.
@@ -13,11 +13,17 @@ import ipaddress
 import re
 from urllib.parse import quote, unquote
 
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import (
+    BUILD_PREFIX,
+    OURS,
+    PHASE_PREFIX,
+    SITE_TAG_PREFIX,
+    networks,
+    split_tags,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import TRANSIENT_STATUSES
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_plan import BUILD_PREFIX, OURS, PHASE_PREFIX
 
-SITE_TAG_PREFIX = "nerv-site-"
 VMID_MIN, VMID_MAX = 100, 999999999
 # The config keys proxmox_vm manages, in the order they are compared and shown.
 CONFIG_KEYS = (
@@ -46,8 +52,6 @@ _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _DRIVE_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+$|^(efidisk|tpmstate)0$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$", re.IGNORECASE)
 _LOCKED = re.compile(r"VM is locked|can't lock file")
-# Interfaces that are not the VM's own network: container and VPN bridges come last when picking an address.
-_VIRTUAL_IFACE = re.compile(r"^(cni|flannel|cilium|cali|vxlan|docker|br-|veth|virbr|kube|tailscale|wg|tun|tap)")
 
 
 def fail(message: str):
@@ -100,16 +104,6 @@ def check_options(params: dict) -> dict:
                 fail("sshkeys holds an empty key: give one public key per item, e.g. 'ssh-ed25519 AAAA... me@laptop'")
     networks(params.get("cidr"))
     return params
-
-
-def networks(cidrs) -> list:
-    out = []
-    for text in cidrs or []:
-        try:
-            out.append(ipaddress.ip_network(str(text), strict=False))
-        except ValueError:
-            fail(f"cidr: {text!r} is not a network: write it like 10.0.0.0/24")
-    return out
 
 
 def parse_ipconfig(text) -> dict:
@@ -190,14 +184,6 @@ def memory_of(value):
     return None
 
 
-def tags_of(value) -> list:
-    return [t for t in re.split(r"[;,\s]+", str(value or "")) if t]
-
-
-def _words(value) -> tuple:
-    return tuple(w for w in re.split(r"[,;\s]+", str(value or "")) if w)
-
-
 def _ipconfig_key(value):
     try:
         return tuple(sorted(parse_ipconfig(value).items()))
@@ -212,13 +198,13 @@ def normalise(config: dict) -> dict:
     return {
         "cores": int(get("cores")) if get("cores") not in (None, "") else None,
         "memory": memory_of(get("memory")),
-        "tags": tuple(sorted(set(tags_of(get("tags"))))),
+        "tags": tuple(sorted(split_tags(get("tags")))),
         "description": str(description).rstrip() if description is not None else None,
         "onboot": str(get("onboot", 0)) in ("1", "true", "True"),
         "ciuser": get("ciuser"),
         "sshkeys": tuple(decode_sshkeys(get("sshkeys"))),
         "ipconfig0": _ipconfig_key(get("ipconfig0")) if get("ipconfig0") else None,
-        "nameserver": _words(get("nameserver")) or None,
+        "nameserver": tuple(split_tags(get("nameserver"))) or None,
         "searchdomain": get("searchdomain"),
     }
 
@@ -254,7 +240,7 @@ def wanted(params: dict, current: dict) -> dict:
     if params.get("ipconfig0") is not None:
         out["ipconfig0"] = _ipconfig_key(params["ipconfig0"])
     if params.get("nameserver") is not None:
-        out["nameserver"] = _words(params["nameserver"]) or None
+        out["nameserver"] = tuple(split_tags(params["nameserver"])) or None
     if params.get("searchdomain") is not None:
         out["searchdomain"] = params["searchdomain"]
     return out
@@ -343,7 +329,7 @@ def is_our_clone(description, params: dict) -> bool:
 
 
 def has_site_tag(guest: dict, params: dict) -> bool:
-    return site_tag(params["site"]) in [t.lower() for t in tags_of(guest.get("tags"))]
+    return site_tag(params["site"]) in [t.lower() for t in split_tags(guest.get("tags"))]
 
 
 def check_ownership(guest: dict, params: dict, our_clone: bool = False) -> None:
@@ -471,40 +457,7 @@ def is_transient(error) -> bool:
     return getattr(error, "status", None) in TRANSIENT_STATUSES
 
 
-# ---------------------------------------------------------------- addresses
-
-
-def usable_addresses(interfaces) -> list:
-    """[{interface, address, prefix}] the guest agent reports, without loopback, link-local and multicast."""
-    out = []
-    for iface in interfaces or []:
-        if not isinstance(iface, dict) or iface.get("name") == "lo":
-            continue
-        for entry in iface.get("ip-addresses") or []:
-            try:
-                address = ipaddress.ip_address(str(entry.get("ip-address", "")).split("%", maxsplit=1)[0])
-            except ValueError:
-                continue
-            if address.is_loopback or address.is_link_local or address.is_multicast or address.is_unspecified:
-                continue
-            out.append({"interface": iface.get("name"), "address": str(address), "prefix": entry.get("prefix")})
-    return out
-
-
-def rank(entry: dict, nets) -> tuple:
-    address = ipaddress.ip_address(entry["address"])
-    inside = any(address in net for net in nets)
-    virtual = bool(_VIRTUAL_IFACE.match(str(entry.get("interface") or "")))
-    return (not inside, virtual, address.version != 4)
-
-
-def pick_address(addresses, nets):
-    """(address, inside cidr): the best of usable_addresses - inside a cidr network, the VM's own NIC rather than
-    a container bridge, IPv4 before IPv6, else the order reported. (None, False) when there is none."""
-    if not addresses:
-        return None, False
-    best = min(enumerate(addresses), key=lambda pair: (rank(pair[1], nets), pair[0]))[1]
-    return best["address"], not rank(best, nets)[0]
+# ---------------------------------------------------------------- host key
 
 
 def host_key_of(answer):

@@ -12,9 +12,15 @@ logs or opens a connection, so every function is unit-tested with plain dicts.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import (
+    agent_addresses,
+    networks,
+    pick_address,
+    split_tags,
+    static_address,
+)
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import InventoryModel
 
 # A tag puts a guest into a role group; the names match nerv.homelab.site's groups.
@@ -34,15 +40,6 @@ GUEST_TYPES = ("qemu", "lxc")
 # ---------------------------------------------------------------- pure parsing
 
 
-def split_tags(tags) -> list:
-    """Proxmox tags ('a;b', also ',' or ' ' as PVE accepts on input) as a list, order kept, no duplicates."""
-    if not tags:
-        return []
-    if isinstance(tags, (list, tuple)):
-        tags = ";".join(str(t) for t in tags)
-    return list(dict.fromkeys(t for t in re.split(r"[;,\s]+", str(tags)) if t))
-
-
 def safe_group_name(name) -> str:
     """A valid Ansible group name: letters, digits and '_' only, not starting with a digit."""
     safe = re.sub(r"[^A-Za-z0-9_]", "_", str(name))
@@ -55,69 +52,11 @@ def role_groups(tags, mapping: dict | None = None) -> list:
     return list(dict.fromkeys(safe_group_name(mapping[t]) for t in split_tags(tags) if t in mapping))
 
 
-def _usable(address: str):
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
-        return None
-    return ip
-
-
-def agent_addresses(result) -> list:
-    """The usable addresses of an agent's network-get-interfaces answer, in order: no lo, loopback, link-local."""
-    if isinstance(result, dict):
-        result = result.get("result")
-    found = []
-    for iface in result if isinstance(result, list) else []:
-        if not isinstance(iface, dict) or iface.get("name") in ("lo", "lo0"):
-            continue
-        for entry in iface.get("ip-addresses") or []:
-            ip = _usable(str((entry or {}).get("ip-address", "")))
-            if ip is not None and str(ip) not in found:
-                found.append(str(ip))
-    return found
-
-
-def static_address(netconfig):
-    """The static address of ipconfig0 ('ip=10.0.0.5/24,gw=10.0.0.1') or an LXC net0; None for dhcp or none."""
-    if not netconfig:
-        return None
-    options = dict(part.split("=", 1) for part in str(netconfig).split(",") if "=" in part)
-    for key in ("ip", "ip6"):
-        try:
-            ip = ipaddress.ip_interface(options.get(key, "")).ip
-        except ValueError:
-            continue
-        if _usable(str(ip)) is not None:
-            return str(ip)
-    return None
-
-
-def networks(cidr) -> list:
-    """cidr (a CIDR, a list of them, or None) as ip_network objects; ValueError names a bad one."""
-    if not cidr:
-        return []
-    items = [cidr] if isinstance(cidr, str) else list(cidr)
-    try:
-        return [ipaddress.ip_network(str(item), strict=False) for item in items]
-    except ValueError as exc:
-        raise ValueError(f"cidr: {exc}") from None
-
-
-def pick_ansible_host(addresses, netconfig=None, cidr=None):
-    """An agent address inside the CIDR (any agent address, IPv4 first, when no CIDR is given), then the
-    static address of ipconfig0/net0, then None."""
-    nets = networks(cidr)
-    ips = [ipaddress.ip_address(a) for a in addresses or []]
-    if nets:
-        inside = [ip for ip in ips if any(ip.version == n.version and ip in n for n in nets)]
-    else:
-        inside = sorted(ips, key=lambda ip: ip.version)
-    if inside:
-        return str(inside[0])
-    return static_address(netconfig)
+def pick_ansible_host(found, netconfig=None, nets=()):
+    """The agent address pick_address prefers when it is inside nets (or nets is empty), else the static address of
+    ipconfig0/net0, else None."""
+    address, inside = pick_address(found, nets)
+    return address if address and (inside or not nets) else static_address(netconfig)
 
 
 def agent_is_down(status, message) -> bool:
@@ -239,10 +178,10 @@ def host_names(items: list) -> dict:
     return names
 
 
-def guest_vars(guest: dict, detail: dict, cidr=None) -> dict:
+def guest_vars(guest: dict, detail: dict, nets=()) -> dict:
     """The host vars of one guest."""
     config = detail.get("config")
-    addresses = agent_addresses(detail.get("interfaces"))
+    found = agent_addresses(detail.get("interfaces"))
     netconfig = (config or {}).get("ipconfig0" if guest.get("type") == "qemu" else "net0")
     hostvars = {
         "proxmox_vmid": int(guest["vmid"]),
@@ -253,11 +192,11 @@ def guest_vars(guest: dict, detail: dict, cidr=None) -> dict:
         "proxmox_tags": split_tags(guest.get("tags")),
         "proxmox_pool": guest.get("pool") or None,
         "proxmox_template": bool(guest.get("template")),
-        "proxmox_addresses": addresses,
+        "proxmox_addresses": [entry["address"] for entry in found],
     }
     if config is not None:
         hostvars["proxmox_config"] = config
-    address = pick_ansible_host(addresses, netconfig, cidr)
+    address = pick_ansible_host(found, netconfig, nets)
     if address:
         hostvars["ansible_host"] = address
     return hostvars
@@ -276,7 +215,7 @@ def guest_groups(hostvars: dict, prefix: str = DEFAULT_PREFIX, roles: dict | Non
 def build(raw: dict, cidr=None, prefix: str = DEFAULT_PREFIX, roles: dict | None = None) -> InventoryModel:
     """The inventory of a collect() result: guests of offline nodes skipped with a warning, templates
     only when they were fetched."""
-    model = InventoryModel()
+    model, nets = InventoryModel(), networks(cidr)
     nodes = online_nodes(raw.get("cluster_status"))
     everything = guests(raw.get("resources"))
     for node in sorted({str(g.get("node")) for g in everything if not nodes.get(str(g.get("node")), True)}):
@@ -291,7 +230,7 @@ def build(raw: dict, cidr=None, prefix: str = DEFAULT_PREFIX, roles: dict | None
         name = names[guest["vmid"]]
         if detail.get("error"):
             failed.append("{} ({})".format(name, detail["error"]))
-        model.hosts[name] = guest_vars(guest, detail, cidr)
+        model.hosts[name] = guest_vars(guest, detail, nets)
         for group in guest_groups(model.hosts[name], prefix, roles):
             model.add(group, name)
     if failed:

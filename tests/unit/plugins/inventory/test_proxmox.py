@@ -73,6 +73,17 @@ def test_populate_adds_hosts_groups_vars_and_constructed_features(plugin):
     assert {"kg_k8s_control_plane", "kg_web"} <= groups
 
 
+def test_without_cidr_a_guest_is_reached_at_its_own_nic_not_a_container_bridge(plugin):
+    raw = raw_with("worker1", "k8s-worker", "plain", address="10.42.1.1")
+    nics = raw["guests"]["101"]["interfaces"]["result"]
+    nics[0]["name"] = "cni0"
+    nics.append({"name": "ens18", "ip-addresses": [{"ip-address": "10.0.0.21", "ip-address-type": "ipv4"}]})
+    plugin._populate(logic.build(raw))
+    hostvars = plugin.inventory.get_host("worker1").get_vars()
+    assert hostvars["ansible_host"] == "10.0.0.21", "the bridge reported first, yet the guest's own NIC wins"
+    assert hostvars["proxmox_addresses"] == ["10.42.1.1", "10.0.0.21"], "every address, in the order reported"
+
+
 def test_remote_strings_stay_unsafe_and_are_never_templated(plugin, tmp_path):
     canary = tmp_path / "templated"
     evil = "{{ lookup('pipe', 'touch " + str(canary) + "') }}"

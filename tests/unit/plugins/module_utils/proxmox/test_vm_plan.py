@@ -1,8 +1,6 @@
-"""proxmox_vm's decisions: options, normalised configs and their diff, encodings, sizes, addresses, actions."""
+"""proxmox_vm's decisions: options, normalised configs and their diff, encodings, sizes, host keys, actions."""
 
 from __future__ import annotations
-
-import ipaddress
 
 import pytest
 
@@ -274,30 +272,7 @@ def test_lock_and_transient_errors_are_recognised():
     assert pvm.is_transient(ProxmoxError("x", status=596)) and not pvm.is_transient(ProxmoxError("x", status=500))
 
 
-# ---------------------------------------------------------------- addresses
-
-
-def agent(*nics):
-    return [{"name": name, "ip-addresses": [{"ip-address": ip, "prefix": 24} for ip in ips]} for name, ips in nics]
-
-
-def test_usable_addresses_skip_loopback_and_link_local():
-    found = pvm.usable_addresses(
-        agent(("lo", ["127.0.0.1", "::1"]), ("ens18", ["169.254.1.1", "fe80::1%ens18", "10.0.0.11", "fd00::11"]))
-    )
-    assert [f["address"] for f in found] == ["10.0.0.11", "fd00::11"]
-    assert pvm.usable_addresses(None) == []
-
-
-def test_the_address_inside_cidr_wins_then_the_own_nic_then_ipv4():
-    found = pvm.usable_addresses(agent(("cni0", ["10.42.0.1"]), ("ens18", ["fd00::11", "10.77.0.11"])))
-    nets = [ipaddress.ip_network("10.77.0.0/24")]
-    assert pvm.pick_address(found, nets) == ("10.77.0.11", True)
-    assert pvm.pick_address(found, []) == ("10.77.0.11", False), "the VM's NIC before the CNI bridge"
-    assert pvm.pick_address(found, [ipaddress.ip_network("192.168.0.0/16")]) == ("10.77.0.11", False)
-    only6 = pvm.usable_addresses(agent(("ens18", ["fd00::11"])))
-    assert pvm.pick_address(only6, [ipaddress.ip_network("fd00::/64")]) == ("fd00::11", True)
-    assert pvm.pick_address([], nets) == (None, False)
+# ---------------------------------------------------------------- host key
 
 
 def test_host_key_lines():

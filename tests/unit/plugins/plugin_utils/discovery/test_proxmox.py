@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import networks
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import proxmox as inv
 
 
@@ -15,23 +16,6 @@ def iface(name, *addresses):
         "hardware-address": "bc:24:11:00:00:01",
         "ip-addresses": [{"ip-address": a, "ip-address-type": "ipv6" if ":" in a else "ipv4"} for a in addresses],
     }
-
-
-@pytest.mark.parametrize(
-    ("tags", "expected"),
-    [
-        (None, []),
-        ("", []),
-        ("k8s-control-plane", ["k8s-control-plane"]),
-        ("a;b;c", ["a", "b", "c"]),
-        ("a;;b;", ["a", "b"]),
-        ("a,b c", ["a", "b", "c"]),
-        ("a;b;a", ["a", "b"]),
-        (["x", "y"], ["x", "y"]),
-    ],
-)
-def test_split_tags(tags, expected):
-    assert inv.split_tags(tags) == expected
 
 
 @pytest.mark.parametrize(
@@ -68,43 +52,6 @@ def test_role_groups(tags, mapping, expected):
 
 
 @pytest.mark.parametrize(
-    ("result", "expected"),
-    [
-        (None, []),
-        ({"result": []}, []),
-        ([iface("lo", "127.0.0.1", "::1"), iface("eth0", "10.0.0.5", "fe80::1")], ["10.0.0.5"]),
-        ({"result": [iface("eth0", "10.0.0.5")]}, ["10.0.0.5"]),
-        ([iface("eth0", "169.254.1.2", "10.0.0.5", "2001:db8::5")], ["10.0.0.5", "2001:db8::5"]),
-        ([iface("eth0", "10.0.0.5"), iface("cni0", "10.42.0.1", "10.0.0.5")], ["10.0.0.5", "10.42.0.1"]),
-        ([iface("eth0", "not-an-ip", "fe80::1%eth0", "0.0.0.0")], []),
-        ([iface("eth1", "127.0.1.1")], []),
-        ([{"name": "eth0"}], []),
-        (["junk", {"name": "eth0", "ip-addresses": [None]}], []),
-    ],
-)
-def test_agent_addresses(result, expected):
-    assert inv.agent_addresses(result) == expected
-
-
-@pytest.mark.parametrize(
-    ("netconfig", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("ip=10.0.0.5/24,gw=10.0.0.1", "10.0.0.5"),
-        ("gw=10.0.0.1,ip=10.0.0.6/24", "10.0.0.6"),
-        ("ip=dhcp", None),
-        ("ip=dhcp,ip6=2001:db8::7/64", "2001:db8::7"),
-        ("ip6=auto", None),
-        ("ip=garbage", None),
-        ("name=eth0,bridge=vmbr0,ip=10.0.0.8/24,gw=10.0.0.1", "10.0.0.8"),
-    ],
-)
-def test_static_address(netconfig, expected):
-    assert inv.static_address(netconfig) == expected
-
-
-@pytest.mark.parametrize(
     ("addresses", "netconfig", "cidr", "expected"),
     [
         (["10.42.0.1", "10.0.0.5"], None, "10.0.0.0/24", "10.0.0.5"),
@@ -119,12 +66,8 @@ def test_static_address(netconfig, expected):
     ],
 )
 def test_pick_ansible_host(addresses, netconfig, cidr, expected):
-    assert inv.pick_ansible_host(addresses, netconfig, cidr) == expected
-
-
-def test_a_bad_cidr_is_named():
-    with pytest.raises(ValueError, match="cidr: .*10.0.0.0/33"):
-        inv.networks("10.0.0.0/33")
+    found = [{"interface": "eth0", "address": address} for address in addresses]
+    assert inv.pick_ansible_host(found, netconfig, networks(cidr)) == expected
 
 
 @pytest.mark.parametrize(
