@@ -17,6 +17,8 @@ description:
   - One module run for the whole directory, where M(ansible.builtin.copy) of a directory runs a module per file.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.attributes
 options:
   src:
     description: The flake to assemble from, normally the collection's C(nix/) directory.
@@ -51,15 +53,10 @@ options:
         required: true
 attributes:
   check_mode:
-    support: full
-    description: Reports what would be written and removed; writes nothing.
+    details: Reports what would be written and removed; writes nothing.
   diff_mode:
     support: none
-    description: RV(written) and RV(removed) say what changed; the files are the collection's and the site's own.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where the collection and the site's files are.
+    details: RV(written) and RV(removed) say what changed; the files are the collection's and the site's own.
 seealso:
   - module: nerv.homelab.nix_build
 """

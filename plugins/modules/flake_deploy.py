@@ -40,6 +40,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.ssh_target
+  - nerv.homelab.attributes
 options:
   host:
     description: The host, C(nixosConfigurations.<host>) or C(darwinConfigurations.<host>) of O(flake).
@@ -129,15 +130,9 @@ options:
     default: []
 attributes:
   check_mode:
-    support: full
-    description: Reads the running system and evaluates the wanted one (unless O(system) is given); changes nothing.
+    details: Reads the running system and evaluates the wanted one (unless O(system) is given); changes nothing.
   diff_mode:
-    support: full
-    description: The system store path before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where nix, nixos-rebuild and ssh are.
+    details: The system store path before and after.
 requirements:
   - nix (2.8 or later) and, for NixOS hosts, nixos-rebuild on the controller
   - systemd on NixOS hosts; nix and darwin-rebuild on macOS hosts

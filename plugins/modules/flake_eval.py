@@ -20,6 +20,8 @@ description:
   - Evaluation only - nothing is built or copied - so the module never changes anything and runs in check mode.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.attributes.read_only
 options:
   flake:
     description:
@@ -55,17 +57,6 @@ options:
     description: Seconds each C(nix eval) may take.
     type: int
     default: 600
-attributes:
-  check_mode:
-    support: full
-    description: Evaluates in check mode too; it never changes anything.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where nix is.
 requirements:
   - nix (2.8 or later) on the controller
 seealso:

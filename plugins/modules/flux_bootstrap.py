@@ -20,6 +20,8 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.kubeconfig
+  - nerv.homelab.wait
+  - nerv.homelab.attributes
 options:
   provider:
     description: C(github) (C(flux bootstrap github), with a deploy key) or C(git) (any Git server by URL).
@@ -59,14 +61,6 @@ options:
       - The cluster's age identity itself, instead of O(age_key_file), e.g. read with the lookup nerv.homelab.sops
         from the file the role nerv.homelab.sops_keys made. Never logged.
     type: str
-  timeout:
-    description: Seconds to wait for C(flux-system) to become Ready after the bootstrap.
-    type: int
-    default: 600
-  interval:
-    description: Seconds between readiness polls.
-    type: float
-    default: 5
   log_file:
     description:
       - Where the CLI's output goes (0600); defaults to C(flux_bootstrap.log) in C($XDG_CACHE_HOME/nerv-homelab),
@@ -91,15 +85,10 @@ options:
     default: []
 attributes:
   check_mode:
-    support: full
-    description: Reads the cluster and reports whether a bootstrap (and the Secret) would be made, with the argv.
+    details: Reads the cluster and reports whether a bootstrap (and the Secret) would be made, with the argv.
   diff_mode:
     support: none
-    description: The result lists the reasons a bootstrap is needed.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where the flux CLI and the kubeconfig are.
+    details: The result lists the reasons a bootstrap is needed.
 requirements:
   - the flux CLI
 seealso:
@@ -166,8 +155,7 @@ def argument_spec() -> dict:
         "token_env": {"type": "str", "default": "GITHUB_TOKEN", "no_log": False},
         "age_key_file": {"type": "path"},
         "age_key": {"type": "str", "no_log": True},
-        "timeout": {"type": "int", "default": 600},
-        "interval": {"type": "float", "default": 5},
+        **kube.WAIT_OPTIONS,
         "log_file": {"type": "path"},
         "version": {"type": "str"},
         "flux": {"type": "str", "default": "flux"},

@@ -22,8 +22,10 @@ description:
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
-  - nerv.homelab.wait_progress
+  - nerv.homelab.wait
+  - nerv.homelab.wait.progress
   - nerv.homelab.kubeconfig
+  - nerv.homelab.attributes.read_only
 options:
   namespace:
     description: Only objects in this namespace; all namespaces by default.
@@ -35,28 +37,9 @@ options:
     choices: [GitRepository, OCIRepository, HelmRepository, Kustomization, HelmRelease]
     default: [GitRepository, OCIRepository, HelmRepository, Kustomization, HelmRelease]
   wait:
-    description: Wait until every object is Ready.
+    description: Wait until every object is Ready, for at most O(timeout) seconds.
     type: bool
     default: false
-  timeout:
-    description: Seconds to wait with O(wait).
-    type: int
-    default: 600
-  interval:
-    description: Seconds between polls.
-    type: float
-    default: 5
-attributes:
-  check_mode:
-    support: full
-    description: It only reads, in check mode as otherwise.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
 seealso:
   - module: nerv.homelab.k8s_nodes_ready
 """
@@ -130,10 +113,8 @@ def argument_spec() -> dict:
         "namespace": {"type": "str"},
         "kinds": {"type": "list", "elements": "str", "choices": kinds, "default": kinds},
         "wait": {"type": "bool", "default": False},
-        "timeout": {"type": "int", "default": 600},
-        "interval": {"type": "float", "default": 5},
-        "return_after": {"type": "int", "default": 0},
-        "started": {"type": "float"},
+        **kube.WAIT_OPTIONS,
+        **kube.PROGRESS_OPTIONS,
     }
 
 

@@ -51,6 +51,8 @@ description:
     C(not shown)). Committing and pushing is the caller's (the role nerv.homelab.gitops_platform).
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.attributes
 options:
   site_file:
     description: The site file.
@@ -93,15 +95,9 @@ options:
     default: []
 attributes:
   check_mode:
-    support: full
-    description: Renders and compares; writes and deletes nothing, and reports what it would.
+    details: Renders and compares; writes and deletes nothing, and reports what it would.
   diff_mode:
-    support: full
-    description: Every file that would change, before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, in the checkout.
+    details: Every file that would change, before and after.
 seealso:
   - module: nerv.homelab.flux_bootstrap
 """

@@ -25,6 +25,8 @@ description:
     back to; the task says so.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.attributes
 options:
   host:
     description: The host, as the flake names it (the default O(configuration) is C(<user>@<host>)).
@@ -98,18 +100,12 @@ options:
     default: []
 attributes:
   check_mode:
-    support: full
-    description:
+    details:
       - Evaluates the wanted generation and reads the running one; reports whether a switch would happen, copies and
         runs nothing.
       - A host that does not answer at all is planned as a switch, with a warning; RV(before) is then null.
   diff_mode:
-    support: full
-    description: The generation store path before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where nix and ssh are; home-manager runs on the host.
+    details: The generation store path before and after.
 requirements:
   - nix (2.8 or later) on the controller; nix and home-manager on the host
 seealso:

@@ -25,6 +25,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.sops
+  - nerv.homelab.attributes
 options:
   hosts:
     description: The site's hosts.
@@ -122,15 +123,9 @@ options:
     type: path
 attributes:
   check_mode:
-    support: full
-    description: Reports which hosts would get a key made, recorded or rotated; writes and generates nothing.
+    details: Reports which hosts would get a key made, recorded or rotated; writes and generates nothing.
   diff_mode:
-    support: full
-    description: The public key of every host before and after (public keys only).
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where the site's files are.
+    details: The public key of every host before and after (public keys only).
 seealso:
   - module: nerv.homelab.sops_config
   - module: nerv.homelab.sops_file

@@ -19,6 +19,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.ssh_target
+  - nerv.homelab.attributes
 options:
   host:
     description: The host's name (for messages).
@@ -45,17 +46,11 @@ options:
     type: str
 attributes:
   check_mode:
-    support: full
-    description:
+    details:
       - Fetches and compares; writes nothing.
       - A server that does not answer at all (not up yet) is planned as a fetch, with a warning.
   diff_mode:
-    support: full
-    description: The server and context before and after, never the credentials.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller.
+    details: The server and context before and after, never the credentials.
 seealso:
   - module: nerv.homelab.k8s_nodes_ready
 """

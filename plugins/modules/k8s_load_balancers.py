@@ -16,23 +16,13 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.kubeconfig
+  - nerv.homelab.attributes.read_only
 options:
   pool:
     description: The site's C(metallb.addresses) (CIDRs or C(first-last) ranges).
     type: list
     elements: str
     default: []
-attributes:
-  check_mode:
-    support: full
-    description: It only reads, in check mode as otherwise.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
 seealso:
   - module: nerv.homelab.flux_status
 """

@@ -18,6 +18,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.kubeconfig
+  - nerv.homelab.attributes
 options:
   name:
     description: The node.
@@ -38,15 +39,9 @@ options:
     default: 2
 attributes:
   check_mode:
-    support: full
-    description: Reports whether the node would be cordoned or uncordoned and the pods a drain would evict.
+    details: Reports whether the node would be cordoned or uncordoned and the pods a drain would evict.
   diff_mode:
-    support: full
-    description: The node's schedulability before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
+    details: The node's schedulability before and after.
 seealso:
   - module: nerv.homelab.k8s_nodes_ready
 """

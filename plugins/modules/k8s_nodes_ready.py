@@ -19,33 +19,16 @@ description:
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
-  - nerv.homelab.wait_progress
+  - nerv.homelab.wait
+  - nerv.homelab.wait.progress
   - nerv.homelab.kubeconfig
+  - nerv.homelab.attributes.read_only
 options:
   names:
     description: The node names that must be Ready (the site's host names).
     type: list
     elements: str
     required: true
-  timeout:
-    description: Seconds to wait.
-    type: int
-    default: 600
-  interval:
-    description: Seconds between polls.
-    type: float
-    default: 5
-attributes:
-  check_mode:
-    support: full
-    description: It only reads, in check mode as otherwise.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where the kubeconfig and the C(kubernetes) library are, normally the controller.
 seealso:
   - module: nerv.homelab.flux_status
 """
@@ -104,10 +87,8 @@ def argument_spec() -> dict:
     return {
         **kube.KUBECONFIG_OPTIONS,
         "names": {"type": "list", "elements": "str", "required": True},
-        "timeout": {"type": "int", "default": 600},
-        "interval": {"type": "float", "default": 5},
-        "return_after": {"type": "int", "default": 0},
-        "started": {"type": "float"},
+        **kube.WAIT_OPTIONS,
+        **kube.PROGRESS_OPTIONS,
     }
 
 

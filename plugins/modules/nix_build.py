@@ -21,6 +21,8 @@ description:
     attribute path, an option the module sets itself in O(extra_args)) fails before anything runs.
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.attributes
 options:
   flake:
     description:
@@ -88,20 +90,14 @@ options:
     type: int
 attributes:
   check_mode:
-    support: full
-    description:
+    details:
       - Builds nothing and writes no file of the module; evaluates with C(nix eval) the derivation and the output
         paths the build would give and reports C(changed) when they differ from the recorded ones.
       - Evaluating a flake still copies its source and writes the derivation files to the Nix store, as Nix does.
       - When Nix cannot fetch the flake's inputs (no network, say), the task does not fail. It is planned as a build
         with RV(evaluated=false) and a warning that says so; a real run still needs those inputs.
   diff_mode:
-    support: full
-    description: Shows the recorded output paths against the new ones.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where Nix (2.8 or later) is installed, normally the controller or a build host.
+    details: Shows the recorded output paths against the new ones.
 requirements:
   - Nix 2.8 or later (Debian package C(nix-bin)) on the host that runs the module.
 notes:

@@ -23,6 +23,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.ssh_target
+  - nerv.homelab.attributes
 options:
   host:
     description: The host - C(nixosConfigurations.<host>) of O(flake).
@@ -76,18 +77,12 @@ options:
     type: str
 attributes:
   check_mode:
-    support: full
-    description:
+    details:
       - Evaluates the wanted system and reads the running one; reports whether a deploy would happen.
       - A host that does not answer at all (a VM not made yet, say) is planned as a deploy, with a warning, without
         evaluating its system; RV(before) and RV(after) are then null.
   diff_mode:
-    support: full
-    description: The system store path before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where nix, nixos-rebuild and ssh are.
+    details: The system store path before and after.
 requirements:
   - nix (2.8 or later) and nixos-rebuild on the controller
 seealso:

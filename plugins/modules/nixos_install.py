@@ -28,6 +28,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.ssh_target
+  - nerv.homelab.attributes
 options:
   host:
     description: The host's name - C(nixosConfigurations.<host>) of O(flake) and the hostname expected afterwards.
@@ -96,17 +97,12 @@ options:
     default: []
 attributes:
   check_mode:
-    support: full
-    description:
+    details:
       - Probes the target (read-only) and reports the decision and the argv; runs nothing else.
       - A target that does not answer at all (not booted yet, say) is planned as an install, with a warning.
   diff_mode:
     support: none
-    description: Nothing to diff - the result says what was decided (RV(action), RV(reason)) and the argv.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller, where nixos-anywhere, ssh and ssh-keyscan are.
+    details: Nothing to diff - the result says what was decided (RV(action), RV(reason)) and the argv.
 requirements:
   - nixos-anywhere on PATH (or O(nixos_anywhere))
   - ssh and ssh-keyscan (OpenSSH client)

@@ -17,17 +17,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.proxmox_auth
-attributes:
-  check_mode:
-    support: full
-    description: It only reads, so check mode runs it the same way.
-  diff_mode:
-    support: none
-    description: Nothing is changed.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs wherever proxmoxer is installed; normally the controller (C(delegate_to=localhost)).
+  - nerv.homelab.attributes.read_only
 seealso:
   - plugin: nerv.homelab.proxmox
     plugin_type: inventory

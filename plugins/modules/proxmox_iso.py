@@ -21,6 +21,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.proxmox_auth
+  - nerv.homelab.attributes
 options:
   node:
     description:
@@ -95,15 +96,9 @@ notes:
   - A download (O(download_url)) over an existing file relies on Proxmox replacing the file.
 attributes:
   check_mode:
-    support: full
-    description: Reports what it would do (upload, download, replace, delete or nothing) and changes nothing.
+    details: Reports what it would do (upload, download, replace, delete or nothing) and changes nothing.
   diff_mode:
-    support: full
-    description: The volume before and after, C({volid, state, size, sha256}) (sha256 when known).
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where proxmoxer and requests-toolbelt are installed and O(src) is; normally the controller.
+    details: The volume before and after, C({volid, state, size, sha256}) (sha256 when known).
 requirements:
   - proxmoxer
   - requests

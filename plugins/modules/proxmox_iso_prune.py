@@ -24,6 +24,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.proxmox_auth
+  - nerv.homelab.attributes
 options:
   node:
     description:
@@ -65,15 +66,9 @@ notes:
   - Snapshots of VMs are not looked at, so an image only a snapshot refers to can be deleted.
 attributes:
   check_mode:
-    support: full
-    description: Returns in RV(deleted) what would be deleted, with RV(kept) and RV(untouched), and deletes nothing.
+    details: Returns in RV(deleted) what would be deleted, with RV(kept) and RV(untouched), and deletes nothing.
   diff_mode:
-    support: full
-    description: The ISO volumes on the storage before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where proxmoxer is installed and the record is; normally the controller.
+    details: The ISO volumes on the storage before and after.
 requirements:
   - proxmoxer
   - requests

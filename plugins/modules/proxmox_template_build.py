@@ -24,6 +24,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.proxmox_auth
+  - nerv.homelab.attributes
 options:
   node:
     description: Node the installer VM is made on (an existing VM of the build stays where it is).
@@ -83,15 +84,9 @@ options:
     default: 5
 attributes:
   check_mode:
-    support: full
-    description: Reports the steps a run would take (RV(actions)) and changes nothing.
+    details: Reports the steps a run would take (RV(actions)) and changes nothing.
   diff_mode:
-    support: full
-    description: Shows the phase before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs wherever proxmoxer is installed; normally the controller.
+    details: Shows the phase before and after.
 notes:
   - A VM tagged C(nerv-phase-installing) that is stopped counts as installed - the installer powers off when done,
     and its guard powers off at once on a disk it already installed. Stop such a VM yourself only to abandon the

@@ -25,6 +25,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.proxmox_auth
+  - nerv.homelab.attributes
 options:
   name:
     description: Name of the VM (a DNS name).
@@ -152,18 +153,12 @@ options:
     type: int
 attributes:
   check_mode:
-    support: full
-    description:
+    details:
       - Reports the actions (RV(actions)) and config changes a run would make, and writes nothing.
       - A VM to be cloned from a template that does not exist yet (C(site.yml --check) on a new site) is planned from
         its settings alone, with a warning.
   diff_mode:
-    support: full
-    description: Shows the changed config keys and the status before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs wherever proxmoxer is installed; normally the controller.
+    details: Shows the changed config keys and the status before and after.
 notes:
   - The clone is configured right after its task ends. If a run is killed between the two, the new VM lacks the
     site tag and a re-run refuses it; delete it (or tag it C(nerv-site-<site>)) and run again.

@@ -24,6 +24,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.sops
+  - nerv.homelab.attributes
 options:
   path:
     description: The sops file (YAML), normally C(inventory/<site>/secrets/site-ca.sops.yaml).
@@ -58,15 +59,9 @@ options:
     type: path
 attributes:
   check_mode:
-    support: full
-    description: Checks an existing CA, or says one would be made; writes nothing.
+    details: Checks an existing CA, or says one would be made; writes nothing.
   diff_mode:
-    support: full
-    description: The file's key paths and recipients before and after; never a value.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where the site's secrets and the admins' age identities are, normally the controller.
+    details: The file's key paths and recipients before and after; never a value.
 seealso:
   - module: nerv.homelab.sops_file
   - module: nerv.homelab.gitops_render

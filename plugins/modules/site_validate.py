@@ -25,6 +25,8 @@ description:
   - Run it where the site file is, normally the controller (a play on C(localhost), or C(delegate_to=localhost)).
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.attributes.read_only
 options:
   path:
     description:
@@ -36,17 +38,6 @@ options:
       - The site as a mapping, for sites built by a playbook rather than read from a file.
       - Exactly one of O(path) and O(site) is required.
     type: dict
-attributes:
-  check_mode:
-    support: full
-    description: Validation changes nothing, so check mode runs it the same way.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so there is nothing to show a difference of.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on any POSIX host with Python; normally the controller.
 notes:
   - An even number of control-plane hosts is a warning, not an error.
 seealso:

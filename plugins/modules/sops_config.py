@@ -22,6 +22,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.sops
+  - nerv.homelab.attributes
 options:
   path:
     description: The C(.sops.yaml) to write (normally beside the site file, so rules match paths relative to it).
@@ -97,16 +98,10 @@ options:
     default: false
 attributes:
   check_mode:
-    support: full
-    description: Renders the rules and reports whether the file would change and which files of O(rekey) would be
+    details: Renders the rules and reports whether the file would change and which files of O(rekey) would be
       re-keyed; writes nothing.
   diff_mode:
-    support: full
-    description: The file before and after (recipients are public).
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller.
+    details: The file before and after (recipients are public).
 seealso:
   - module: nerv.homelab.host_keys
   - module: nerv.homelab.sops_file

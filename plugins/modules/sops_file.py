@@ -29,6 +29,7 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.sops
+  - nerv.homelab.attributes
 options:
   path:
     description: The sops file.
@@ -102,15 +103,9 @@ options:
     type: str
 attributes:
   check_mode:
-    support: full
-    description: Decrypts and computes the change, writes nothing.
+    details: Decrypts and computes the change, writes nothing.
   diff_mode:
-    support: full
-    description: Key paths (changed ones marked) and recipients before and after; never a value.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where the file and the age identities are, normally the controller.
+    details: Key paths (changed ones marked) and recipients before and after; never a value.
 seealso:
   - module: nerv.homelab.sops_config
   - module: nerv.homelab.host_keys

@@ -21,8 +21,10 @@ try:
 except ImportError:  # api_client reports it
     k8s_client = k8s_config = None
 
-# The argument spec of nerv.homelab.kubeconfig (doc fragment).
+# The argument specs of the doc fragments nerv.homelab.kubeconfig, nerv.homelab.wait and nerv.homelab.wait.progress
 KUBECONFIG_OPTIONS = {"kubeconfig": {"type": "path", "required": True}, "context": {"type": "str"}}
+WAIT_OPTIONS = {"timeout": {"type": "int", "default": 600}, "interval": {"type": "float", "default": 5}}
+PROGRESS_OPTIONS = {"return_after": {"type": "int", "default": 0}, "started": {"type": "float"}}
 
 FLUX_KINDS = {
     "GitRepository": ("source.toolkit.fluxcd.io", "v1", "gitrepositories"),

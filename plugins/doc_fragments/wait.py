@@ -5,9 +5,22 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """How a module that waits hands back part-way, so that a repeated task prints how far the wait got."""
+    """How long and how often a module that waits for Ready looks (kube.WAIT_OPTIONS and kube.PROGRESS_OPTIONS)."""
 
     DOCUMENTATION = r"""
+options:
+  timeout:
+    description: Seconds to wait for all to be Ready; the task fails when they are over.
+    type: int
+    default: 600
+  interval:
+    description: Seconds between polls.
+    type: float
+    default: 5
+"""
+
+    # A wait that hands back part-way, so that a repeated task prints how far the wait got.
+    PROGRESS = r"""
 options:
   return_after:
     description:
