@@ -98,8 +98,6 @@ progress:
   sample: "12 of 15 Flux objects Ready; waiting for Kustomization/infrastructure-config (DependencyNotReady)"
 """
 
-from dataclasses import asdict
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import kube
@@ -118,24 +116,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(params: dict) -> dict:
-    api = kube.api_client(params["kubeconfig"], params["context"])
-    states, pending = kube.wait_flux(
-        api, params["kinds"], params["namespace"], params["wait"], params["timeout"], params["interval"],
-        started=params["started"], return_after=params["return_after"],
-    )  # fmt: skip
-    return {
-        "changed": False,
-        "objects": [asdict(s) for s in states],
-        "not_ready": [asdict(s) for s in pending],
-        "ready": not pending,
-        "progress": kube.flux_progress(states, pending),
-    }
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module.params))
+    run_module(module, lambda: kube.run_flux_status(module))
 
 
 if __name__ == "__main__":

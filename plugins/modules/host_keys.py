@@ -210,12 +210,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets import host_keys as hk
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import require_libraries
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
-    IDENTITY_OPTIONS,
-    admin_identity,
-    identities,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import IDENTITY_OPTIONS
 
 
 def argument_spec() -> dict:
@@ -241,16 +236,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(module) -> dict:
-    require_libraries()
-    # the admins' identity first, when asked: without one no secret of the site can be read or re-keyed later on
-    found = {"admin_identity": admin_identity(module.params)} if module.params["require_identity"] else {}
-    return {**hk.run(module.params, module.check_mode, lambda: identities(module.params)), **found}
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module))
+    run_module(module, lambda: hk.run(module))
 
 
 if __name__ == "__main__":

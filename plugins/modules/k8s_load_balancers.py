@@ -55,14 +55,9 @@ def argument_spec() -> dict:
     return {**kube.KUBECONFIG_OPTIONS, "pool": {"type": "list", "elements": "str", "default": []}}
 
 
-def execute(params: dict) -> dict:
-    api = kube.api_client(params["kubeconfig"], params["context"])
-    return {"changed": False, "services": kube.load_balancers(api, params["pool"])}
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module.params))
+    run_module(module, lambda: kube.run_load_balancers(module))
 
 
 if __name__ == "__main__":

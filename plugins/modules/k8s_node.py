@@ -89,26 +89,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(module) -> dict:
-    p = module.params
-    api = kube.api_client(p["kubeconfig"], p["context"])
-    before = kube.node_unschedulable(api, p["name"])
-    wanted = p["state"] != "uncordoned"
-    pods = kube.pods_to_evict(api, p["name"]) if p["state"] == "drained" else []
-    result = {"changed": before != wanted or bool(pods), "unschedulable": wanted, "evicted": pods}
-    result["diff"] = {"before": {"unschedulable": before}, "after": {"unschedulable": wanted}}
-    if module.check_mode:
-        return result
-    if before != wanted:
-        kube.set_unschedulable(api, p["name"], wanted)
-    if pods:
-        result["evicted"] = kube.drain(api, p["name"], p["timeout"], p["interval"])
-    return result
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module))
+    run_module(module, lambda: kube.run_node(module))
 
 
 if __name__ == "__main__":

@@ -92,22 +92,9 @@ def argument_spec() -> dict:
     }
 
 
-def execute(params: dict) -> dict:
-    if not params["names"]:
-        raise kube.KubeError("names is empty: list the nodes that must be Ready")
-    api = kube.api_client(params["kubeconfig"], params["context"])
-    names = params["names"]
-    states, missing = kube.wait_nodes(
-        api, names, params["timeout"], params["interval"],
-        started=params["started"], return_after=params["return_after"],
-    )  # fmt: skip
-    progress = kube.nodes_progress(names, states)
-    return {"changed": False, "nodes": states, "ready": not missing, "not_ready": missing, "progress": progress}
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: execute(module.params))
+    run_module(module, lambda: kube.run_nodes_ready(module))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading a cluster through the `kubernetes` client: nodes and Flux objects, and what "Ready" means for them.
+"""Reading a cluster through the `kubernetes` client: nodes and Flux objects, and what "Ready" means for them; a
+node's cordon and drain. The run_* functions are the modules flux_status, k8s_nodes_ready, k8s_load_balancers and
+k8s_node: each takes the AnsibleModule and returns its result.
 
 Ready is the Ready condition True *for the current generation*: status.observedGeneration (or the condition's
 own) must equal metadata.generation, or a stale Ready from before the last change would pass.
@@ -174,6 +176,23 @@ def flux_progress(states: list, pending: list) -> str:
     return line + "; waiting for " + _listing([f"{s.kind}/{s.name} ({_why(s)})" for s in pending])
 
 
+def run_flux_status(module) -> dict:
+    """nerv.homelab.flux_status: every Flux object's state, and - with wait - once all are Ready."""
+    p = module.params
+    api = api_client(p["kubeconfig"], p["context"])
+    states, pending = wait_flux(
+        api, p["kinds"], p["namespace"], p["wait"], p["timeout"], p["interval"],
+        started=p["started"], return_after=p["return_after"],
+    )  # fmt: skip
+    return {
+        "changed": False,
+        "objects": [asdict(s) for s in states],
+        "not_ready": [asdict(s) for s in pending],
+        "ready": not pending,
+        "progress": flux_progress(states, pending),
+    }
+
+
 # ---- nodes ------------------------------------------------------------------------------------------------------
 
 
@@ -239,6 +258,19 @@ def wait_nodes(
         turn.pause(interval)
 
 
+def run_nodes_ready(module) -> dict:
+    """nerv.homelab.k8s_nodes_ready: the named nodes' states once all are Ready (or return_after is spent)."""
+    p = module.params
+    if not p["names"]:
+        raise KubeError("names is empty: list the nodes that must be Ready")
+    api = api_client(p["kubeconfig"], p["context"])
+    states, missing = wait_nodes(
+        api, p["names"], p["timeout"], p["interval"], started=p["started"], return_after=p["return_after"]
+    )
+    progress = nodes_progress(p["names"], states)
+    return {"changed": False, "nodes": states, "ready": not missing, "not_ready": missing, "progress": progress}
+
+
 def in_pool(address: str, pool: list) -> bool:
     """Whether address falls in one of MetalLB's entries (a CIDR or a first-last range)."""
     try:
@@ -277,6 +309,12 @@ def load_balancers(api, pool: list) -> list:
             "in_pool": bool(addresses) and all(in_pool(a, pool) for a in addresses),
         })  # fmt: skip
     return sorted(found, key=lambda s: (s["namespace"], s["name"]))
+
+
+def run_load_balancers(module) -> dict:
+    """nerv.homelab.k8s_load_balancers: the LoadBalancer Services and whether their addresses are in the pool."""
+    api = api_client(module.params["kubeconfig"], module.params["context"])
+    return {"changed": False, "services": load_balancers(api, module.params["pool"])}
 
 
 # ------------------------------------------------------------------ a node's schedulability and its pods (drain)
@@ -351,3 +389,21 @@ def drain(api, name: str, timeout: float, interval: float, clock=time.monotonic,
             raise KubeError(f"{name} still runs {held} after {timeout:g} s (a disruption budget, or a pod that does "
                             "not stop): the node stays cordoned; look at those pods, then run again",
                             evicted=evicted)  # fmt: skip
+
+
+def run_node(module) -> dict:
+    """nerv.homelab.k8s_node: cordon, drain or uncordon a node; check mode names the pods a drain would evict."""
+    p = module.params
+    api = api_client(p["kubeconfig"], p["context"])
+    before = node_unschedulable(api, p["name"])
+    wanted = p["state"] != "uncordoned"
+    pods = pods_to_evict(api, p["name"]) if p["state"] == "drained" else []
+    result = {"changed": before != wanted or bool(pods), "unschedulable": wanted, "evicted": pods}
+    result["diff"] = {"before": {"unschedulable": before}, "after": {"unschedulable": wanted}}
+    if module.check_mode:
+        return result
+    if before != wanted:
+        set_unschedulable(api, p["name"], wanted)
+    if pods:
+        result["evicted"] = drain(api, p["name"], p["timeout"], p["interval"])
+    return result

@@ -24,10 +24,12 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     check_recipient,
     new_ssh_host_key,
     public_line_of,
+    require_libraries,
     ssh_public_key_blob,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules, new_document
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import admin_identity, identities
 
 PRIVATE_KEY = "ssh_host_ed25519_key"
 
@@ -280,8 +282,17 @@ def _same(path: str, data: bytes, mode: int) -> bool:
         return False
 
 
-def run(params: dict, check_mode: bool, load_identities) -> dict:
-    """What nerv.homelab.host_keys does: plan every host's key, write the plans (not in check mode), report.
+def run(module) -> dict:
+    """nerv.homelab.host_keys: the admins' identity first, when asked (without one no secret of the site can be read or
+    re-keyed later on), then every host's key settled."""
+    require_libraries()
+    params = module.params
+    found = {"admin_identity": admin_identity(params)} if params["require_identity"] else {}
+    return {**settle(params, module.check_mode, lambda: identities(params)), **found}
+
+
+def settle(params: dict, check_mode: bool, load_identities) -> dict:
+    """Plan every host's key, write the plans (not in check mode), report.
     load_identities() gives the admin identities, asked for only when a generated private key must be opened."""
     admins = [check_recipient(a) for a in params["admin_recipients"]]
     if not admins:

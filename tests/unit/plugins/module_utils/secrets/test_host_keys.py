@@ -33,7 +33,7 @@ def run(tmp_path, admin, check=False, **params):
         "known_hosts": str(tmp_path / "known_hosts"),
         "extra_files_dir": None,
     }
-    return hk.run({**base, **params}, check, lambda: [admin])
+    return hk.settle({**base, **params}, check, lambda: [admin])
 
 
 @pytest.fixture
