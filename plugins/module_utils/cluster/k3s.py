@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import YAML_IMPORT_ERROR, require, yaml
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import (
@@ -15,11 +16,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import (
     ssh_run,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text
-
-try:
-    import yaml
-except ImportError:
-    yaml = None
 
 
 def fetch_kubeconfig(target: Target, known_hosts: str, remote_path: str) -> str:
@@ -68,6 +64,7 @@ def summary(text: str) -> dict:
 
 def execute(module) -> dict:
     """nerv.homelab.k3s_kubeconfig: fetch over pinned SSH, point at the server, write 0600 only when it differs."""
+    require("PyYAML", YAML_IMPORT_ERROR)
     p = module.params
     target = Target.from_params(p)
     try:

@@ -14,14 +14,28 @@ import ipaddress
 import time
 from dataclasses import asdict, dataclass
 
+from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline, Turn
 
+# The cluster layer's third-party imports, each with its X_IMPORT_ERROR for require(); the sanity import test of the
+# modules runs without them.
 try:
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
-except ImportError:  # api_client reports it
+except ImportError as exc:
     k8s_client = k8s_config = None
+    KUBERNETES_IMPORT_ERROR = exc
+else:
+    KUBERNETES_IMPORT_ERROR = None
+
+try:
+    import yaml  # pylint: disable=unused-import  # the layer's PyYAML: k3s.py takes it from here
+except ImportError as exc:
+    yaml, YAML_IMPORT_ERROR = None, exc
+else:
+    YAML_IMPORT_ERROR = None
 
 # The argument specs of the doc fragments nerv.homelab.kubeconfig, nerv.homelab.wait and nerv.homelab.wait.progress
 KUBECONFIG_OPTIONS = {"kubeconfig": {"type": "path", "required": True}, "context": {"type": "str"}}
@@ -41,9 +55,14 @@ class KubeError(NervError):
     """A cluster that cannot be read, or a wait that ran out; details go to fail_json."""
 
 
+def require(library: str, import_error: ImportError | None) -> None:
+    """KubeError, in the words of Ansible's missing_required_lib, when library could not be imported."""
+    if import_error is not None:
+        raise KubeError(missing_required_lib(library)) from import_error
+
+
 def api_client(kubeconfig: str, context: str | None = None):
-    if k8s_client is None:
-        raise KubeError("the Python library kubernetes is required (pip install kubernetes)")
+    require("kubernetes", KUBERNETES_IMPORT_ERROR)
     try:
         return k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
     except Exception as exc:  # the loader raises ConfigException, OSError, YAML errors ...

@@ -13,20 +13,29 @@ import os
 import shlex
 from dataclasses import dataclass
 
+from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import bech32_decode, bech32_encode
 
+# Each third-party import with its X_IMPORT_ERROR for require(); the sanity import test of the modules runs without
+# them. cryptography's other modules (sops/document.py, site_ca.py) are checked through CRYPTOGRAPHY_IMPORT_ERROR.
 try:
     import pyrage
-except ImportError:  # the module reports missing_required_lib; the sanity import test runs without it
-    pyrage = None
+except ImportError as exc:
+    pyrage, PYRAGE_IMPORT_ERROR = None, exc
+else:
+    PYRAGE_IMPORT_ERROR = None
 
 try:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
-except ImportError:
+except ImportError as exc:
     serialization = ed25519 = None
+    CRYPTOGRAPHY_IMPORT_ERROR = exc
+else:
+    CRYPTOGRAPHY_IMPORT_ERROR = None
 
 # Field prime of Curve25519/Ed25519, for the Edwards -> Montgomery conversion ssh-to-age does.
 _P = 2**255 - 19
@@ -37,12 +46,16 @@ class SopsError(NervError):
     """Any sops/age failure; the module boundary turns it into fail_json. Never carries secret material."""
 
 
+def require(library: str, import_error: ImportError | None) -> None:
+    """SopsError, in the words of Ansible's missing_required_lib, when library could not be imported."""
+    if import_error is not None:
+        raise SopsError(missing_required_lib(library)) from import_error
+
+
 def require_libraries() -> None:
-    """Raise SopsError naming the missing Python library (pyrage, cryptography)."""
-    if pyrage is None:
-        raise SopsError("the Python library pyrage is required for sops/age (pip install 'pyrage>=1.4')")
-    if ed25519 is None:
-        raise SopsError("the Python library cryptography is required for sops/age keys")
+    """pyrage and cryptography, which every sops and age operation needs."""
+    require("pyrage >= 1.4", PYRAGE_IMPORT_ERROR)
+    require("cryptography", CRYPTOGRAPHY_IMPORT_ERROR)
 
 
 def check_recipient(text: str) -> str:

@@ -8,17 +8,13 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient, require
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
     RULE_KEYS,
     Rules,
     check_key_sources,
 )
-
-try:
-    import yaml
-except ImportError:
-    yaml = None
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import YAML_IMPORT_ERROR, yaml
 
 CONFIG_NAME = ".sops.yaml"
 IGNORED_NAME = ".sops.yml"  # sops 3.11 warns about it and reads it not
@@ -72,8 +68,7 @@ def rule_path(path: str, config: str) -> str:
 
 
 def load_rules(config: str) -> list:
-    if yaml is None:
-        raise SopsError("the Python library PyYAML is required to read .sops.yaml")
+    require("PyYAML", YAML_IMPORT_ERROR)
     try:
         with open(config, encoding="utf-8") as handle:
             data = yaml.safe_load(handle) or {}

@@ -21,6 +21,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     Identity,
     SopsError,
     check_recipient,
+    require_libraries,
     unwrap_data_key,
     wrap_data_key,
 )
@@ -31,7 +32,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_sto
 try:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-except ImportError:
+except ImportError:  # require_libraries() reports it (secrets.age's CRYPTOGRAPHY_IMPORT_ERROR)
     AESGCM = InvalidTag = None
 
 SOPS_VERSION = "3.9.4"  # the sops release whose format these files follow (written into sops.version)
@@ -338,7 +339,7 @@ class Document:
 
     @classmethod
     def parse(cls, text: str, fmt: str, where: str = "the file") -> Document:
-        _require_crypto()
+        require_libraries()
         tree, meta = stores.load(text, fmt)
         if not isinstance(meta, dict):
             raise SopsError(f"{where} is not a sops file: it has no sops metadata")
@@ -421,7 +422,7 @@ class Document:
 
 def new_document(plain: dict, fmt: str, recipients: list, rules: Rules) -> Document:
     """A new encrypted document for plain, with a fresh data key, in the metadata layout sops writes."""
-    _require_crypto()
+    require_libraries()
     rules.check()
     wanted = _unique(check_recipient(r) for r in recipients)
     if not wanted:
@@ -438,11 +439,6 @@ def new_document(plain: dict, fmt: str, recipients: list, rules: Rules) -> Docum
 
 def _unique(items) -> list:
     return list(dict.fromkeys(items))
-
-
-def _require_crypto() -> None:
-    if AESGCM is None:
-        raise SopsError("the Python library cryptography is required for sops files")
 
 
 # ---- paths inside a tree -----------------------------------------------------------------------------------------

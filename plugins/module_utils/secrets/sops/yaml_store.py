@@ -18,12 +18,14 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, require
 
-try:
+try:  # the secrets layer's one PyYAML import (config.py takes it from here)
     import yaml
-except ImportError:
-    yaml = None
+except ImportError as exc:
+    yaml, YAML_IMPORT_ERROR = None, exc
+else:
+    YAML_IMPORT_ERROR = None
 
 _INDENT = 4
 _PLAIN_TAG = "tag:nerv.homelab,2026:plain"
@@ -182,8 +184,7 @@ class _Block:
 
 def load(text: str) -> dict:
     """The tree of a YAML sops file (metadata included), comments kept as Comment entries."""
-    if yaml is None:
-        raise SopsError("the Python library PyYAML is required for YAML sops files")
+    require("PyYAML", YAML_IMPORT_ERROR)
     try:
         documents = [doc for doc in yaml.compose_all(text, Loader=_Composer) if doc is not None]
     except yaml.YAMLError as exc:

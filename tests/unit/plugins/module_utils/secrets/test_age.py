@@ -101,3 +101,13 @@ def test_a_failing_key_command_is_named_without_its_arguments(tmp_path, command,
     with pytest.raises(SopsError, match=message) as caught:
         age.load_identities({"SOPS_AGE_KEY_CMD": command, "XDG_CONFIG_HOME": str(tmp_path)})
     assert "CANARY" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "library"), [("PYRAGE_IMPORT_ERROR", "pyrage >= 1.4"), ("CRYPTOGRAPHY_IMPORT_ERROR", "cryptography")]
+)
+def test_a_library_that_did_not_import_is_named_as_missing_required_lib_names_it(monkeypatch, name, library):
+    monkeypatch.setattr(age, name, ImportError(f"No module named {library!r}"))
+    with pytest.raises(SopsError, match=rf"^Failed to import the required Python library \({library}\) on ") as caught:
+        age.require_libraries()
+    assert isinstance(caught.value.__cause__, ImportError)
