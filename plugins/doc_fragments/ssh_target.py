@@ -5,10 +5,25 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """How the modules that reach a host over SSH log in (Target in plugins/module_utils/common/ssh.py)."""
+    """How the modules that reach a host over SSH log in (Target in plugins/module_utils/common/ssh.py).
+
+    host, address and known_hosts are TARGET_OPTIONS there (a module may say more of host in its own options); the
+    login options alone are SSH_OPTIONS."""
 
     DOCUMENTATION = r"""
 options:
+  host:
+    description: The host's name, as the site or the flake names it.
+    type: str
+    required: true
+  address:
+    description: The host's address.
+    type: str
+    required: true
+  known_hosts:
+    description: The known_hosts pinning the host's key; connections are refused when it does not match.
+    type: path
+    required: true
   port:
     description: SSH port.
     type: int

@@ -86,6 +86,7 @@ import os
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.nix import flake_ref, local_dir
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import flake as logic
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import populate
 
@@ -104,8 +105,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._read_config_data(path)
         base_dir = os.path.dirname(os.path.abspath(path))
         flake = self.get_option("flake")
-        ref = logic.flake_ref(flake, base_dir)
-        local = logic.local_dir(flake, base_dir)
+        ref = flake_ref(flake, base_dir)
+        local = local_dir(flake, base_dir)
         if local is not None and not os.path.isfile(os.path.join(local, "flake.nix")):
             raise AnsibleParserError(
                 f"nerv.homelab.flake: option flake: {local} has no flake.nix: point flake at the flake's directory"

@@ -27,15 +27,18 @@ description:
     system profile back to the old system and activates it (C(<old>/bin/switch-to-configuration switch),
     C(<old>/activate) on macOS). The window starts at the activation, so a long build or copy cannot use it up.
   - B(Health check) - after the switch, from the controller, each over a new SSH connection, until all pass or
-    O(health_timeout) passes - the host answers and runs the new system; on NixOS C(systemctl --failed --no-legend
-    --plain) prints nothing; each of O(health_checks) exits 0. Then the deploy is confirmed.
-  - When a check fails but the host answers, the watchdog is disarmed and the host rolled back at once
-    (C(nixos-rebuild switch --rollback --target-host ...), C(darwin-rebuild switch --rollback) on the Mac), the
+    O(health_timeout) passes - the host answers and runs the new system; on NixOS, with O(failed_units),
+    C(systemctl --failed --no-legend --plain) prints nothing; each of O(health_checks) exits 0. Then the deploy is
+    confirmed.
+  - When the switch or a check fails but the host answers, the watchdog is disarmed and the host rolled back at
+    once (C(nixos-rebuild switch --rollback --target-host ...), C(darwin-rebuild switch --rollback) on the Mac), the
     module checks that it runs the old system again and fails saying it was rolled back, with the failing check's
     output. When the host does not answer, it waits until the watchdog brought the old system back (the host
     answers and runs it) and fails saying so.
   - Check mode reads the running system and reports whether a deploy would happen, with the store paths as the
-    diff; a host that does not answer is planned as a deploy, with a warning.
+    diff; a host that does not answer, or whose key is not pinned in O(known_hosts) yet, is planned as a deploy,
+    with a warning.
+  - This module is also reachable as C(nerv.homelab.nixos_deploy), its former name for NixOS hosts.
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
@@ -44,8 +47,6 @@ extends_documentation_fragment:
 options:
   host:
     description: The host, C(nixosConfigurations.<host>) or C(darwinConfigurations.<host>) of O(flake).
-    type: str
-    required: true
   platform:
     description: NixOS or nix-darwin (the flake inventory's C(nerv_flake_platform)).
     type: str
@@ -53,17 +54,9 @@ options:
     default: nixos
   flake:
     description:
-      - The flake, a local directory (used as C(path:)) or a flake reference with a scheme (the flake inventory's
-        C(nerv_flake)).
+      - The flake, a local directory (used as C(path:), so it need not be a git repository) or a flake reference
+        with a scheme (the flake inventory's C(nerv_flake)).
     type: str
-    required: true
-  address:
-    description: The host's address.
-    type: str
-    required: true
-  known_hosts:
-    description: The known_hosts pinning the host's key; connections are refused when it does not match.
-    type: path
     required: true
   system:
     description:
@@ -88,6 +81,14 @@ options:
     type: list
     elements: str
     default: []
+  failed_units:
+    description:
+      - On NixOS, the health check fails while C(systemctl --failed) lists any unit.
+      - Turn it off for a host whose health is judged otherwise - a K3s node by its O(health_checks) and
+        M(nerv.homelab.k8s_nodes_ready) - where a unit that failed for reasons of its own would roll back a deploy
+        that is fine.
+    type: bool
+    default: true
   health_timeout:
     description: Seconds the health checks may take to pass, polled every 2 seconds.
     type: int
@@ -128,6 +129,13 @@ options:
     type: list
     elements: str
     default: []
+  rollback_to:
+    description:
+      - The system store path the host ran before a deploy that went wrong (that deploy's RV(before)); the host is
+        switched back to its previous generation (C(nixos-rebuild switch --rollback), C(darwin-rebuild switch
+        --rollback) on the Mac) unless it already runs this system, and is checked to run it afterwards. O(flake) is
+        not evaluated then, and neither the watchdog nor the health checks run.
+    type: str
 attributes:
   check_mode:
     details: Reads the running system and evaluates the wanted one (unless O(system) is given); changes nothing.
@@ -138,7 +146,7 @@ requirements:
   - systemd on NixOS hosts; nix and darwin-rebuild on macOS hosts
 seealso:
   - module: nerv.homelab.flake_eval
-  - module: nerv.homelab.nixos_deploy
+  - module: nerv.homelab.home_manager
 """
 
 EXAMPLES = r"""
@@ -154,6 +162,7 @@ EXAMPLES = r"""
       - systemctl is-active nginx
       - curl -fsS http://localhost/health
   delegate_to: localhost
+  register: pi_deploy
 
 - name: Deploy a Mac (darwin-rebuild runs on it)
   nerv.homelab.flake_deploy:
@@ -163,6 +172,15 @@ EXAMPLES = r"""
     address: mac.lan
     user: root
     known_hosts: inventory/fleet/known_hosts
+  delegate_to: localhost
+
+- name: Undo a deploy that went wrong later (the host did not become a Ready node, say)
+  nerv.homelab.flake_deploy:
+    host: pi
+    flake: path:/srv/fleet
+    address: 10.0.0.31
+    known_hosts: inventory/fleet/known_hosts
+    rollback_to: "{{ pi_deploy.before }}"
   delegate_to: localhost
 """
 
@@ -212,23 +230,20 @@ log_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import SSH_OPTIONS
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy, fleet
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos import flake_deploy as fd
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import TARGET_OPTIONS
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy, nix
 
 
 def argument_spec() -> dict:
     return {
-        "host": {"type": "str", "required": True},
-        "platform": {"type": "str", "choices": list(fleet.PLATFORMS), "default": "nixos"},
+        **TARGET_OPTIONS,
+        "platform": {"type": "str", "choices": list(nix.PLATFORMS), "default": "nixos"},
         "flake": {"type": "str", "required": True},
-        "address": {"type": "str", "required": True},
-        **SSH_OPTIONS,
-        "known_hosts": {"type": "path", "required": True},
         "system": {"type": "str"},
         "build_on": {"type": "str", "choices": ["local", "target"]},
         "action": {"type": "str", "choices": list(deploy.ACTIONS), "default": "switch"},
         "health_checks": {"type": "list", "elements": "str", "default": []},
+        "failed_units": {"type": "bool", "default": True},
         "health_timeout": {"type": "int", "default": 60},
         "confirm_timeout": {"type": "int", "default": 180},
         "rollback": {"type": "bool", "default": True},
@@ -238,12 +253,13 @@ def argument_spec() -> dict:
         "nixos_rebuild": {"type": "str", "default": "nixos-rebuild"},
         "darwin_rebuild": {"type": "str", "default": "darwin-rebuild"},
         "extra_args": {"type": "list", "elements": "str", "default": []},
+        "rollback_to": {"type": "str"},
     }
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: fd.execute(module))
+    run_module(module, lambda: deploy.run(module, deploy.System))
 
 
 if __name__ == "__main__":

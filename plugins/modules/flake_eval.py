@@ -104,12 +104,12 @@ failures:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos import fleet
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos import nix
 
 
 def argument_spec() -> dict:
     host = {"name": {"type": "str", "required": True},
-            "platform": {"type": "str", "choices": list(fleet.PLATFORMS), "required": True}}  # fmt: skip
+            "platform": {"type": "str", "choices": list(nix.PLATFORMS), "required": True}}  # fmt: skip
     return {
         "flake": {"type": "str", "required": True},
         "hosts": {"type": "list", "elements": "dict", "default": [], "options": host},
@@ -124,7 +124,7 @@ def main() -> None:
     p = module.params
 
     def work() -> dict:
-        return {"changed": False, **fleet.evaluate(p["nix"], p["flake"], p["hosts"], p["homes"], p["timeout"])}
+        return {"changed": False, **nix.evaluate(p["nix"], p["flake"], p["hosts"], p["homes"], p["timeout"])}
 
     run_module(module, work)
 

@@ -27,32 +27,17 @@ author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:
   - nerv.homelab.attributes
+  - nerv.homelab.ssh_target
 options:
   host:
     description: The host, as the flake names it (the default O(configuration) is C(<user>@<host>)).
-    type: str
-    required: true
   user:
     description: The login the home belongs to; every SSH connection logs in as this user.
     type: str
     required: true
+    default: null
   flake:
     description: The flake directory (used as C(path:), so it need not be a git repository).
-    type: path
-    required: true
-  address:
-    description: The host's address.
-    type: str
-    required: true
-  port:
-    description: SSH port.
-    type: int
-    default: 22
-  identity_file:
-    description: The SSH private key to log in with (keys only, never a password prompt).
-    type: path
-  known_hosts:
-    description: The known_hosts pinning the host's key; connections are refused when it does not match.
     type: path
     required: true
   configuration:
@@ -109,7 +94,7 @@ attributes:
 requirements:
   - nix (2.8 or later) on the controller; nix and home-manager on the host
 seealso:
-  - module: nerv.homelab.nixos_deploy
+  - module: nerv.homelab.flake_deploy
 """
 
 EXAMPLES = r"""
@@ -187,18 +172,15 @@ log_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos import home
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import TARGET_OPTIONS
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos import deploy, home
 
 
 def argument_spec() -> dict:
     return {
-        "host": {"type": "str", "required": True},
+        **TARGET_OPTIONS,
         "user": {"type": "str", "required": True},
         "flake": {"type": "path", "required": True},
-        "address": {"type": "str", "required": True},
-        "port": {"type": "int", "default": 22},
-        "identity_file": {"type": "path"},
-        "known_hosts": {"type": "path", "required": True},
         "configuration": {"type": "str"},
         "activation": {"type": "str"},
         "health_checks": {"type": "list", "elements": "str", "default": []},
@@ -214,7 +196,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: home.execute(module))
+    run_module(module, lambda: deploy.run(module, home.Home))
 
 
 if __name__ == "__main__":

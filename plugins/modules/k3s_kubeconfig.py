@@ -23,16 +23,8 @@ extends_documentation_fragment:
 options:
   host:
     description: The host's name (for messages).
-    type: str
-    required: true
   address:
     description: The host's address; the kubeconfig's server becomes C(https://<address>:6443).
-    type: str
-    required: true
-  known_hosts:
-    description: The site's known_hosts pinning the host's key.
-    type: path
-    required: true
   dest:
     description: Where the kubeconfig is written (mode 0600), e.g. the site's state directory.
     type: path
@@ -85,15 +77,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import k3s
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import SSH_OPTIONS
+from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import TARGET_OPTIONS
 
 
 def argument_spec() -> dict:
     return {
-        "host": {"type": "str", "required": True},
-        "address": {"type": "str", "required": True},
-        **SSH_OPTIONS,
-        "known_hosts": {"type": "path", "required": True},
+        **TARGET_OPTIONS,
         "dest": {"type": "path", "required": True},
         "remote_path": {"type": "str", "default": "/etc/rancher/k3s/k3s.yaml"},
         "name": {"type": "str"},

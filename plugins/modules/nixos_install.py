@@ -61,6 +61,7 @@ options:
   known_hosts:
     description: The site's known_hosts; without O(host_key), the key it pins for O(address_after) is expected.
     type: path
+    required: false
   phases:
     description: nixos-anywhere's phases to run.
     type: list

@@ -19,6 +19,13 @@ SSH_OPTIONS = {
     "identity_file": {"type": "path"},
     "connect_timeout": {"type": "int", "default": 10},
 }
+# ...and which host: the options every module that works on one host over SSH takes (also in nerv.homelab.ssh_target).
+TARGET_OPTIONS = {
+    "host": {"type": "str", "required": True},
+    "address": {"type": "str", "required": True},
+    "known_hosts": {"type": "path", "required": True},
+    **SSH_OPTIONS,
+}
 
 
 # What ssh prints when nothing answered, as opposed to an answer that refused us (host key, authentication).

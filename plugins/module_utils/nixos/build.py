@@ -22,11 +22,9 @@ from urllib.parse import parse_qs
 from ansible_collections.nerv.homelab.plugins.module_utils.common import process
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import cache_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
-from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.nix import NIX_FEATURES, NixError, flake_ref
 
-# Nix 2.8 ships `nix build`, `nix eval` and flakes as experimental: always turn them on for this one command.
-EXPERIMENTAL = ("--extra-experimental-features", "nix-command flakes")
 LOG_TAIL_LINES = 30
 STATE_VERSION = 1
 # What `nix eval` prints in check mode: the derivation and every output path nix build would give.
@@ -53,13 +51,6 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-class NixError(NervError):
-    """Everything that stops nix_build: msg plus the fields a failed task returns (log_tail, log_file, rc, ...)."""
-
-    def __init__(self, message, **details):
-        super().__init__(message, **{key: value for key, value in details.items() if value is not None})
-
-
 # --- input checks: each names the option and the fix, before anything runs ---------------------------------
 
 
@@ -73,19 +64,17 @@ def normalize_flake(flake) -> str:
     if re.search(r"[\s\x00-\x1f\x7f]", text):
         raise NixError(f"flake: {text!r} holds whitespace or control characters; give a directory or flake reference")
     if text.startswith("path:"):
-        directory = text[len("path:") :].split("?", maxsplit=1)[0]
-        _check_flake_dir(directory, text)
-        return text
-    if _SCHEME.match(text):
+        _check_flake_dir(text[len("path:") :].split("?", maxsplit=1)[0], text)
+    elif _SCHEME.match(text):
         return text  # git+file:, github:, ... nix checks those itself
-    directory = os.path.expanduser(text)
-    if not os.path.isabs(directory):
+    elif not os.path.isabs(os.path.expanduser(text)):
         raise NixError(
             f"flake: {text!r} is a relative path; give an absolute one (for example '{{{{ playbook_dir }}}}/{text}') "
             "or a reference such as path:/srv/flake"
         )
-    _check_flake_dir(directory, text)
-    return "path:" + os.path.normpath(directory)
+    else:
+        _check_flake_dir(os.path.expanduser(text), text)
+    return flake_ref(text)
 
 
 def _check_flake_dir(directory: str, given: str) -> None:
@@ -181,7 +170,7 @@ def installable(flake: str, attribute: str) -> str:
 
 def build_argv(nix: str, target: str, out_link=None, extra_args=(), store=None) -> list:
     """nix build printing --json, with full build logs (-L) on stderr and a link only when out_link is set."""
-    argv = [nix, *EXPERIMENTAL, "build", target, "--json", "--print-build-logs"]
+    argv = [nix, *NIX_FEATURES, "build", target, "--json", "--print-build-logs"]
     argv += ["--out-link", out_link] if out_link else ["--no-link"]
     if store:
         argv += ["--store", store]
@@ -190,7 +179,7 @@ def build_argv(nix: str, target: str, out_link=None, extra_args=(), store=None) 
 
 def eval_argv(nix: str, target: str, extra_args=(), store=None) -> list:
     """nix eval of the derivation and output paths nix build would give, without building."""
-    argv = [nix, *EXPERIMENTAL, "eval", target, "--json", "--apply", EVAL_APPLY]
+    argv = [nix, *NIX_FEATURES, "eval", target, "--json", "--apply", EVAL_APPLY]
     if store:
         argv += ["--store", store]
     return argv + list(extra_args)

@@ -14,15 +14,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
-from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.nix import nix_message, run_nix
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import InventoryModel
 
 PLATFORMS = {"nixosConfigurations": "nixos", "darwinConfigurations": "darwin"}
-NIX_FEATURES = "nix-command flakes"
-STDERR_LINES = 15
 SKIP_DIRS = {".git", ".direnv"}
 
 # Everything the inventory needs, in one evaluation. `or` keeps it lazy and tolerant: a configuration that is not
@@ -49,22 +46,6 @@ class FlakeError(NervError):
     """The flake cannot be read: nix missing, evaluation failed, or no configuration output."""
 
 
-def flake_ref(flake: str, base_dir: str) -> str:
-    """A flake reference for nix: a local path (absolute or relative to base_dir) as path:<absolute dir>, so an
-    uncommitted file counts as nix sees it in a git checkout too; any other reference (github:, git+https:) as is."""
-    local = local_dir(flake, base_dir)
-    return f"path:{local}" if local else flake
-
-
-def local_dir(flake: str, base_dir: str) -> str | None:
-    """The directory of a local flake, or None for a remote reference."""
-    if flake.startswith("path:"):
-        flake = flake[len("path:") :]
-    elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", flake):
-        return None
-    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(flake)))
-
-
 def digest(directory: str | None, ref: str) -> str:
     """sha256 of the reference and of every file under a local flake directory (names and contents; .git and
     .direnv left out), so any changed, added or removed file - flake.lock included - gives a new digest."""
@@ -88,26 +69,17 @@ def digest(directory: str | None, ref: str) -> str:
     return sha.hexdigest()
 
 
-def eval_argv(nix: str, ref: str) -> list:
-    expression = EXPRESSION % json.dumps(json.dumps(ref))
-    return [nix, "eval", "--json", "--impure", "--extra-experimental-features", NIX_FEATURES, "--expr", expression]
+def eval_args(ref: str) -> list:
+    return ["eval", "--json", "--impure", "--expr", EXPRESSION % json.dumps(json.dumps(ref))]
 
 
 def evaluate(nix: str, ref: str, timeout: float = 600) -> dict:
     """The evaluation's JSON (see EXPRESSION); FlakeError naming the fix when nix is missing or fails."""
-    command = shutil.which(nix)
-    if command is None:
-        raise FlakeError(
-            f"option nix: command {nix!r} not found on PATH: install Nix (Debian package nix-bin) "
-            "or set nix to its path"
-        )
-    late = f"nix eval of {ref} did not finish in {timeout:g} seconds"
-    proc = run(eval_argv(command, ref), timeout, error=FlakeError, late=late)
-    if proc.rc != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-STDERR_LINES:])
-        raise FlakeError(f"option flake: nix eval of {ref} failed (exit {proc.rc}):\n{tail}")
+    done = run_nix(nix, eval_args(ref), f"nix eval of {ref}", timeout, error=FlakeError)
+    if done.rc != 0:
+        raise FlakeError(f"option flake: nix eval of {ref} failed (exit {done.rc}):\n{nix_message(done.stderr)}")
     try:
-        return json.loads(proc.stdout)
+        return json.loads(done.stdout)
     except ValueError as exc:
         raise FlakeError(f"nix eval of {ref} printed no JSON ({exc})") from None
 

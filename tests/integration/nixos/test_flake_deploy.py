@@ -1,4 +1,5 @@
-"""nerv.homelab.flake_deploy and flake_eval against real sshd targets in network namespaces, with the real nix.
+"""nerv.homelab.flake_deploy (also by its former name nerv.homelab.nixos_deploy) and flake_eval against real sshd
+targets in network namespaces, with the real nix.
 
 The flake has no inputs (nixpkgs is not reachable): each system is a small derivation the real nix builds (with
 the sandbox off: the builder needs mkdir), holding bin/switch-to-configuration and activate scripts that point the
@@ -56,6 +57,29 @@ FLAKE = """{
 """
 
 
+def host_tools(tmp: Path, host: str) -> Path:
+    """The host's /usr/local/bin: a wrapper per fake tool, its state directory (tmp/<host>-state) baked in (ssh
+    passes no env)."""
+    state, local_bin = tmp / f"{host}-state", tmp / f"{host}-bin"
+    state.mkdir()
+    local_bin.mkdir()
+    for tool in ("systemctl", "systemd-run", "nix-env", "darwin-rebuild"):
+        path = local_bin / tool
+        fake = f'"{sys.executable}" "{FIXTURES / "fake_host_tools.py"}" {tool} "{state}"'
+        path.write_text(f"#!/bin/sh\nexport NIX_CONFIG='{NIX_CONFIG}'\nexec {fake} \"$@\"\n")
+        path.chmod(0o755)
+    return local_bin
+
+
+def stop_watchdogs(tmp: Path, hosts) -> None:
+    """Kill the watchdogs a failed test left sleeping."""
+    for host in hosts:
+        pids = tmp / f"{host}-state" / "pids"
+        for pid in pids.read_text().split() if pids.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid), signal.SIGKILL)
+
+
 def nix_string(text: str) -> str:
     return json.dumps(text).replace("${", "\\${")
 
@@ -94,14 +118,7 @@ class Rig:
         path.chmod(0o755)
 
     def host_tools(self, host: str) -> Path:
-        """The host's /usr/local/bin: a wrapper per fake tool, its state directory baked in (ssh passes no env)."""
-        state, local_bin = self.state(host), self.tmp / f"{host}-bin"
-        state.mkdir()
-        local_bin.mkdir()
-        for tool in ("systemctl", "systemd-run", "nix-env", "darwin-rebuild"):
-            fake = f'"{sys.executable}" "{FIXTURES / "fake_host_tools.py"}" {tool} "{state}"'
-            self.wrapper(local_bin / tool, fake, env=f"export NIX_CONFIG='{NIX_CONFIG}'\n")
-        return local_bin
+        return host_tools(self.tmp, host)
 
     def state(self, host: str) -> Path:
         return self.tmp / f"{host}-state"
@@ -136,11 +153,7 @@ class Rig:
         return done.stdout.strip()
 
     def close(self) -> None:
-        for host in HOSTS:  # watchdogs a failed test left sleeping
-            pids = self.state(host) / "pids"
-            for pid in pids.read_text().split() if pids.exists() else []:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(int(pid), signal.SIGKILL)
+        stop_watchdogs(self.tmp, HOSTS)
         self.lan.close()
 
 
@@ -155,7 +168,7 @@ def rig(tmp_path):
         made.close()
 
 
-def run(rig, module, options, check=False):
+def run(rig, module, options, check=False, env=None):
     play = [{"name": "d", "hosts": "localhost", "gather_facts": False,
              "tasks": [{"name": "task", module: options}]}]  # fmt: skip
     environment = {
@@ -163,12 +176,13 @@ def run(rig, module, options, check=False):
         "FAKE_NIXOS_REBUILD_RECORD": str(rig.record),
         "FAKE_NIXOS_REBUILD_BUILD": "1",
         **rig.env,
+        **(env or {}),
     }
     result = AnsibleCli(rig.tmp, wrapper=rig.lan.command()).playbook(play, "--diff", env=environment, check=check)
     return result, result.task("task")
 
 
-def deploy(rig, host="mini1", check=False, **overrides):
+def deploy(rig, host="mini1", check=False, module="nerv.homelab.flake_deploy", env=None, **overrides):
     options = {
         "host": host,
         "platform": HOSTS[host][2],
@@ -181,7 +195,7 @@ def deploy(rig, host="mini1", check=False, **overrides):
         "confirm_timeout": 20,
         **overrides,
     }
-    return run(rig, "nerv.homelab.flake_deploy", options, check=check)
+    return run(rig, module, options, check=check, env=env)
 
 
 def test_eval_gives_every_system_and_names_every_failure(rig):
@@ -265,7 +279,7 @@ def test_a_darwin_host_is_switched_by_darwin_rebuild_on_it(rig):
     assert rebuilt[:2] == ["switch", "--flake"] and rebuilt[2].startswith("/nix/store/")
     assert rebuilt[2].endswith("-source#mac1") and rig.rebuilds() == [], "nixos-rebuild is not used for a Mac"
     archive = done["argv"][0]
-    assert archive[-4:-1] == ["archive", "--to", "ssh-ng://root@10.77.0.22"], archive
+    assert archive[-5:-1] == ["archive", "--json", "--to", "ssh-ng://root@10.77.0.22"], archive
     assert rig.calls("mac1", "systemd-run") == [], "the darwin watchdog is a background shell"
 
     again, same = deploy(rig, host="mac1")
@@ -291,6 +305,8 @@ def test_a_host_presenting_another_key_is_not_touched(rig):
 
 
 def test_a_host_that_does_not_answer_is_planned_in_check_mode_and_fails_for_real(rig):
+    key = rig.known_hosts.read_text().splitlines()[0].split(None, 1)[1]
+    rig.known_hosts.write_text(rig.known_hosts.read_text() + f"10.77.0.99 {key}\n")  # pinned, but nothing answers
     result, planned = deploy(rig, check=True, address="10.77.0.99")
     assert result.rc == 0 and planned["changed"] and planned["before"] is None, result.describe()
     assert any("Check mode plans a deploy to mini1" in w for w in planned.get("warnings", [])), planned
@@ -307,3 +323,52 @@ def test_bad_input_is_refused_before_anything_runs(rig):
     result, refused = deploy(rig, system="latest")
     assert result.rc != 0 and "is not a store path" in refused["msg"]
     assert rig.rebuilds() == [] and rig.calls("mini1") == [] and rig.calls("mac1") == []
+
+
+def test_a_host_whose_key_is_not_pinned_is_planned_without_connecting_and_refused_for_real(rig):
+    """A VM the vms phase has not pinned yet: check mode plans without trying SSH (strict SSH could not log in
+    anyway), a real run refuses before anything runs, naming the fix."""
+    result, planned = deploy(rig, check=True, address="10.77.0.98")
+    assert result.rc == 0 and planned["changed"] and planned["before"] is None, result.describe()
+    warning = next(w for w in planned.get("warnings", []) if "Check mode plans a deploy to mini1" in w)
+    assert "no key of mini1 (10.77.0.98) is pinned in" in warning and "its key is not pinned yet" in warning
+    result, refused = deploy(rig, address="10.77.0.98")
+    assert result.rc != 0 and "the host's key must be pinned first" in refused["msg"], refused
+    assert rig.rebuilds() == [] and rig.calls("mini1") == []
+
+
+def test_a_failed_rebuild_reports_its_output_and_leaves_the_host(rig):
+    result, failed = deploy(rig, env={"FAKE_NIXOS_REBUILD_FAIL": "1"})
+    assert result.rc != 0 and "nixos-rebuild switch of mini1 failed" in failed["msg"], failed["msg"]
+    assert "nothing to roll back" in failed["msg"] and any("builder for" in line for line in failed["tail"])
+    assert rig.running("mini1") == rig.old["mini1"] and not failed["rolled_back"]
+    assert rig.calls("mini1", "systemctl")[-1][:1] == ["stop"], "the watchdog was disarmed"
+
+
+def test_a_host_the_flake_does_not_have_is_a_clear_error(rig):
+    options = {"host": "mini9", "flake": str(rig.flake), "address": HOSTS["mini1"][0],
+               "identity_file": str(rig.client_key), "known_hosts": str(rig.known_hosts)}  # fmt: skip
+    result, refused = run(rig, "nerv.homelab.flake_deploy", options)
+    assert result.rc != 0 and 'cannot evaluate nixosConfigurations."mini9"' in refused["msg"], refused["msg"]
+    assert rig.rebuilds() == []
+
+
+def test_the_former_name_deploys_and_rolls_back_once_to_the_system_it_replaced(rig):
+    """nerv.homelab.nixos_deploy is redirected to flake_deploy, with a deprecation warning; its rollback_to stays."""
+    result, deployed = deploy(rig, module="nerv.homelab.nixos_deploy")
+    assert result.rc == 0 and deployed["changed"] and deployed["before"] == rig.old["mini1"], result.describe()
+    assert rig.running("mini1") == deployed["after"] and deployed["deployed"]
+    assert "nixos_deploy has been deprecated" in result.stderr + result.stdout, result.describe()
+
+    result, back = deploy(rig, module="nerv.homelab.nixos_deploy", rollback_to=deployed["before"])
+    assert result.rc == 0 and back["changed"], result.describe()
+    (argv,) = back["argv"]
+    assert argv[1:3] == ["switch", "--rollback"] and "--flake" not in argv
+    assert rig.running("mini1") == rig.old["mini1"]
+    result, again = deploy(rig, rollback_to=deployed["before"])
+    assert result.rc == 0 and not again["changed"], "a host running that system is left alone"
+    assert [("--rollback" in argv) for argv in rig.rebuilds()] == [False, True]
+    assert len(rig.calls("mini1", "systemd-run")) == 1, "undoing a deploy arms no watchdog"
+
+    result, refused = deploy(rig, rollback_to="yesterday")
+    assert result.rc != 0 and "is not a system store path" in refused["msg"]

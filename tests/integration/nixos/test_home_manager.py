@@ -118,7 +118,7 @@ def test_a_failing_switch_reports_its_output_and_leaves_the_profile(host):
     wrapper = host.shared / "local-bin" / "home-manager"
     wrapper.write_text(wrapper.read_text().replace("export ", "export FAKE_HOME_MANAGER_FAIL=1 ", 1))
     result, failed = switch(host)
-    assert result.rc != 0 and "home-manager switch failed (exit 1)" in failed["msg"], result.describe()
+    assert result.rc != 0 and "home-manager switch of mini1 failed (exit 1)" in failed["msg"], result.describe()
     assert "nothing to roll back" in failed["msg"] and any("builder for" in line for line in failed["tail"])
     assert host.generation("mini1") == first["after"]
 

@@ -4,9 +4,11 @@ evaluate: nixpkgs is not reachable), nixos-rebuild is the recording fake that sw
 cluster is the Kubernetes API emulator, reached from the controller's namespace. A thread plays the kubelets: a node
 is Ready unless the test has broken the host's newest system, and Ready again once it was rolled back.
 
-Checked: one host at a time (drain, switch, Ready, uncordon; then the next); a second run leaves everything alone;
-a host that does not come back Ready is switched back, waited for, uncordoned, and the run stops before the next; a
-host whose drain fails is not switched back (it was never switched), only uncordoned, and the message says so.
+Checked: one host at a time (drain, switch with the watchdog armed and the health check run, Ready, uncordon; then
+the next); a second run leaves everything alone; a host that does not come back Ready is switched back, waited for,
+uncordoned, and the run stops before the next; a host that fails its health check is switched back by the deploy
+module itself; a host whose drain fails is not switched back (it was never switched), only uncordoned, and the
+message says so. The hosts' systemctl and systemd-run are the recording fakes of fixtures/fake_host_tools.py.
 
 Refused before the flake is assembled and before any SSH (a recording fake ssh on the controller, no hosts at all):
 a run without -e confirm=<site>, a site without a kubeconfig, a kubeconfig that is broken or whose API does not
@@ -28,6 +30,7 @@ import yaml
 from .._ansible import AnsibleCli
 from .._netns import Lan, Machine, inside, keygen
 from .._skips import require_commands, require_netns
+from ..nixos.test_flake_deploy import host_tools, stop_watchdogs
 
 pytest.importorskip("kubernetes", reason="the kubernetes client (requirements.txt)")
 
@@ -140,7 +143,8 @@ def rig(tmp_path):
             key = keygen(tmp_path / f"{host['name']}_host_key")
             pinned.append(f"{address} {' '.join(Path(f'{key}.pub').read_text().split()[:2])}")
             machine = Machine(host_key=key, authorized_keys=authorized, hostname=host["name"],
-                              run_links={"current-system": OLD_SYSTEM})  # fmt: skip
+                              run_links={"current-system": OLD_SYSTEM},
+                              local_bin=host_tools(tmp_path, host["name"]))  # fmt: skip
             lan.add(host["mac"], address, machine=machine)
             addresses[address] = host["name"]
         (inventory / "known_hosts").write_text("\n".join(pinned) + "\n")
@@ -160,6 +164,7 @@ def rig(tmp_path):
             kubelets.done.set()
         if api:
             api.stop()
+        stop_watchdogs(tmp_path, ("mini1", "mini2"))
         lan.close()
 
 
@@ -189,6 +194,8 @@ def run_upgrade(tmp_path, inventory, wrapper, check, confirm, extra_vars):
         "upgrade_interval": 0.3,
         "upgrade_ready_timeout": 8,
         "upgrade_drain_timeout": 20,
+        "upgrade_health_timeout": 4,
+        "upgrade_confirm_timeout": 20,
         **({"confirm": confirm} if confirm else {}),
         **extra_vars,
     }
@@ -225,6 +232,13 @@ def test_hosts_are_upgraded_one_at_a_time_then_left_alone(rig, tmp_path):
     assert nodes == {"mini1": False, "mini2": False}, "both back in service"
     assert api.store.list(_kind("Pod"), None) == [], "each host's pod was evicted"
 
+    for host in ("mini1", "mini2"):
+        (armed,) = host_calls(tmp_path, host, "systemd-run")
+        assert armed[0].startswith("--unit=nerv-rollback-") and OLD_SYSTEM in armed[-1], "the watchdog was armed"
+        assert ["is-active", "k3s.service"] in host_calls(tmp_path, host, "systemctl"), "the health check ran"
+        assert host_calls(tmp_path, host, "systemctl")[-1] == ["stop", f"{armed[0].split('=')[1]}.service"]
+        assert ["--failed", "--no-legend", "--plain"] not in host_calls(tmp_path, host, "systemctl")
+
     writes = [r for r in api.store.requests if r[0] != "GET"]
     second = upgrade(rig, tmp_path)
     assert second.rc == 0 and second.stats()["changed"] == 0, second.describe()
@@ -252,6 +266,22 @@ def test_a_host_that_does_not_come_back_is_rolled_back_and_the_rest_left(rig, tm
     node = api.store.get(_kind("Node"), None, "mini1")
     assert node["spec"]["unschedulable"] is False and node["status"]["conditions"][0]["status"] == "True"
     assert not api.store.get(_kind("Node"), None, "mini2")["spec"].get("unschedulable")
+
+
+def test_a_host_that_fails_its_health_check_is_switched_back_by_the_module(rig, tmp_path):
+    lan, api, _kubelets, inventory, _flake = rig
+    failed = upgrade(rig, tmp_path, upgrade_health_checks=["echo k3s is down; exit 3"])
+    assert failed.rc != 0, failed.describe()
+    switch = failed.task("Switch to its configuration mini1")
+    assert switch["rolled_back"] and switch["rolled_back_by"] == "controller", switch
+    assert "health check 'echo k3s is down; exit 3' failed (exit 3): k3s is down" in switch["msg"], switch["msg"]
+    message = failed.task("Stop the upgrade at mini1")["msg"]
+    assert "failed its health checks, so it was switched back (by the controller)" in message, message
+    assert running(lan, tmp_path, inventory, "192.168.20.11") == OLD_SYSTEM
+    assert running(lan, tmp_path, inventory, "192.168.20.12") == OLD_SYSTEM, "mini2 was not touched"
+    runs = [json.loads(line)["argv"] for line in (tmp_path / "record.jsonl").read_text().splitlines()]
+    assert ["--rollback" in argv for argv in runs] == [False, True], runs
+    assert not api.store.get(_kind("Node"), None, "mini1")["spec"]["unschedulable"], "uncordoned again"
 
 
 def test_a_host_whose_drain_fails_is_not_switched_back_and_the_rest_left(rig, tmp_path):
@@ -378,6 +408,12 @@ def test_a_host_that_does_not_answer_over_ssh_is_not_drained(controller, cluster
     assert "so it was not drained or switched" in message, message
     assert [r for r in cluster.store.requests if r[0] != "GET"] == [], "a host that does not answer was drained"
     assert not (tmp_path / "record.jsonl").exists(), "nixos-rebuild ran"
+
+
+def host_calls(tmp_path, host, tool):
+    path = tmp_path / f"{host}-state" / "calls.jsonl"
+    calls = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [c["argv"] for c in calls if c["tool"] == tool]
 
 
 def _kind(name):

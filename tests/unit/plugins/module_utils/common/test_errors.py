@@ -13,7 +13,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import 
     mask,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import RunEnded
-from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import NixError
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.nix import NixError
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_apply import PruneError
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError

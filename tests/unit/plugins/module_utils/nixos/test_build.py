@@ -11,7 +11,6 @@ import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos import build as nix
 from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import (
-    EXPERIMENTAL,
     NixError,
     Request,
     build_argv,
@@ -40,6 +39,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.nixos.build import (
     would_change,
     write_state,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.nixos.nix import NIX_FEATURES
 
 OUT = "/nix/store/hsv0y1pj0mx0pg4rfsbk1z2irdrppjf6-nerv-trivial"
 DRV = "/nix/store/2hqwc83r130qdxbmfkqd8dgld27cgx64-nerv-trivial.drv"
@@ -199,7 +199,7 @@ def test_missing_nix_is_reported_with_the_package_to_install(flake_dir, tmp_path
 
 def test_build_argv_enables_flakes_asks_for_json_and_full_logs():
     argv = build_argv("/usr/bin/nix", f"path:/f#{ATTR}", extra_args=["--option", "substituters", ""])
-    assert argv[:3] == ["/usr/bin/nix", *EXPERIMENTAL] and EXPERIMENTAL[1] == "nix-command flakes"
+    assert argv[:3] == ["/usr/bin/nix", *NIX_FEATURES] and NIX_FEATURES[1] == "nix-command flakes"
     assert argv[3:] == [
         "build",
         f"path:/f#{ATTR}",
@@ -220,7 +220,7 @@ def test_build_argv_links_and_picks_the_store():
 
 def test_eval_argv_asks_for_the_derivation_and_outputs_without_building():
     argv = eval_argv("nix", "path:/f#a", extra_args=["--impure"], store="daemon")
-    assert argv[:6] == ["nix", *EXPERIMENTAL, "eval", "path:/f#a", "--json"]
+    assert argv[:6] == ["nix", *NIX_FEATURES, "eval", "path:/f#a", "--json"]
     assert argv[6] == "--apply" and "drvPath" in argv[7] and "outputs" in argv[7]
     assert argv[8:] == ["--store", "daemon", "--impure"]
     assert "build" not in argv
