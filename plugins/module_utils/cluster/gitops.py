@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import site_dashboards, traefik_address
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import app_files, app_values_file
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_dashboards import (
     DASHBOARD_AUTH,
@@ -33,7 +32,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monito
     GRAFANA_ADMIN_FILE,
     GRAFANA_ADMIN_SECRET,
     GRAFANA_ADMIN_STAGE,
-    MONITORING_NAMESPACE,
     grafana_admin_secret,
     monitoring_release,
     platform_alerts,
@@ -52,9 +50,14 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests imp
     helm_release,
     helm_repositories,
     kustomization,
-    monitoring_on,
     namespaces,
     object_meta,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
+    MONITORING_NAMESPACE,
+    monitoring_on,
+    site_dashboards,
+    traefik_address,
 )
 
 try:

@@ -7,13 +7,13 @@ Grafana behind its own login (its admin Secret, gitops_monitoring.py). Pure data
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import site_dashboards
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
     CHARTS,
     RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
     object_meta,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import site_dashboards
 
 TRAEFIK_NAMESPACE = CHARTS["traefik"][0]
 # The basic-auth Middleware and its Secret (type kubernetes.io/basic-auth: username and password, which Traefik's

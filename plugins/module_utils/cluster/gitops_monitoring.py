@@ -13,17 +13,11 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests imp
     helm_release,
     object_meta,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
+    MONITORING_NAMESPACE,
+    MONITORING_RELEASE,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import NODE_EXPORTER_PORT
-
-MONITORING_NAMESPACE = "monitoring"
-
-
-MONITORING_RELEASE = "kube-prometheus-stack"
-
-
-# the grafana subchart's Service: <release>-grafana, port 80
-GRAFANA_SERVICE = f"{MONITORING_RELEASE}-grafana"
-
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 
@@ -46,10 +40,6 @@ FLUX_KINDS = (
     ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
     ("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"),
 )
-
-
-def grafana_host(site: dict) -> str:
-    return site["monitoring"].get("grafana_host") or f"grafana.{site['network']['domain']}"
 
 
 def grafana_admin_secret(password: str) -> dict:

@@ -6,6 +6,7 @@ metadata, and the HelmRepositories and HelmReleases at the site's versions. Pure
 from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import monitoring_on
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import PLATFORM_VERSIONS
 
 try:
@@ -140,7 +141,3 @@ def namespaces(site: dict) -> list:
 
 # Marks the objects of an app's values Secret (readable without decrypting it) as rendered, for pruning
 RENDERED_ANNOTATION = "nerv.homelab/rendered-by"
-
-
-def monitoring_on(site: dict) -> bool:
-    return site.get("monitoring") is not None

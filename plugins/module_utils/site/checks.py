@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import app_host, ingress_hosts
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import app_host, ingress_hosts
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import check_relative_path, parse_range
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
@@ -334,7 +334,7 @@ PLATFORM_NAMESPACES = (
     "longhorn-system",
     "monitoring",
 )
-# Hosts the platform's own ingresses take (<dashboard>.<domain>, see cluster/endpoints.DASHBOARDS); with monitoring
+# Hosts the platform's own ingresses take (<dashboard>.<domain>, see site/endpoints.DASHBOARDS); with monitoring
 # also Grafana's
 PLATFORM_HOSTS = ("traefik", "longhorn", "flux")
 
@@ -371,7 +371,7 @@ def _check_app_hosts(data: dict) -> list:
     taken = {f"{name}.{domain}": f"the {name} dashboard" for name in PLATFORM_HOSTS}
     monitoring = data.get("monitoring")
     if isinstance(monitoring, dict):
-        # Grafana's Ingress (cluster/gitops_monitoring.grafana_host): present, even empty, the section turns it on
+        # Grafana's Ingress (site/endpoints.grafana_host): present, even empty, the section turns it on
         grafana = monitoring.get("grafana_host")
         taken[grafana if isinstance(grafana, str) else f"grafana.{domain}"] = "Grafana (monitoring.grafana_host)"
     out = []

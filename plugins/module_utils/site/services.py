@@ -2,12 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The home services of a site's hosts (hosts[].services), resolved for the flake's hosts.json: which host runs a
 DNS server, Caddy or the node exporter, with what settings, and the DNS records every DNS server answers - the
-cluster's ingress hosts at Traefik's address (cluster/endpoints.py, the renderer's own definition), each host's
+cluster's ingress hosts at Traefik's address (site/endpoints.py, the renderer's own definition), each host's
 <name>.<domain>, each Caddy proxy name at its Caddy host, and the records the site adds."""
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import (
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
     app_host,
     ingress_hosts,
     traefik_address,

@@ -1,5 +1,5 @@
 """hosts[].services: what each host runs (site/services.py), the local DNS records built from the same data the
-cluster renders from (cluster/endpoints.py), and every bad input refused with the field and the fix."""
+cluster renders from (site/endpoints.py), and every bad input refused with the field and the fix."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.endpoints import ingress_hosts, traefik_address
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import host_exporter_targets
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import ingress_hosts, traefik_address
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import parse_site, validate_site
 from ansible_collections.nerv.homelab.plugins.module_utils.site.services import dns_records, host_services
 
@@ -90,16 +90,6 @@ def test_the_records_use_the_renderers_own_hosts_and_address():
     traefik = release["spec"]["values"]["service"]
     assert traefik["annotations"] == {"metallb.io/loadBalancerIPs": "192.168.10.200"}
     assert {records[h] for h in hosts} == {traefik_address(site)} == {"192.168.10.200"}
-
-
-@pytest.mark.parametrize(
-    ("addresses", "first"),
-    [(["192.168.10.224/28"], "192.168.10.224"), (["192.168.10.200 - 192.168.10.220"], "192.168.10.200")],
-)
-def test_traefik_takes_the_first_address_of_the_pool(addresses, first):
-    data = _data()
-    data["metallb"]["addresses"] = addresses
-    assert traefik_address(parse_site(data)) == first
 
 
 def test_true_turns_a_service_on_with_its_defaults_and_false_leaves_it_off():

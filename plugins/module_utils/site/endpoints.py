@@ -1,29 +1,36 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where the cluster answers on the site's domain: the host names of its ingresses (the dashboards, Grafana with
-monitoring, the apps) and the address Traefik serves them on. One definition for the renderer (gitops.py: the
+monitoring, the apps) and the address Traefik serves them on. One definition for the renderer (cluster/gitops: the
 Ingresses, Traefik's pinned address) and for the hosts' DNS records (site/services.py), so the names the cluster
 serves are the names the LAN's DNS answers. Works on the raw site file's data as well as the model. Pure data."""
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
-    GRAFANA_SERVICE,
-    MONITORING_NAMESPACE,
-    grafana_host,
-)
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import monitoring_on
 from ansible_collections.nerv.homelab.plugins.module_utils.common.names import is_dns_label
+
+MONITORING_NAMESPACE = "monitoring"
+MONITORING_RELEASE = "kube-prometheus-stack"
+# the grafana subchart's Service: <release>-grafana, port 80
+GRAFANA_SERVICE = f"{MONITORING_RELEASE}-grafana"
 
 # dashboard: (namespace, service, port) its Ingress sends to; the host is <dashboard>.<domain>. Traefik's own has
 # none: its API listens on the traefik entry point, which the chart's Service does not expose, and the chart publishes
-# it itself (ingressRoute.dashboard, gitops_dashboards.py)
+# it itself (ingressRoute.dashboard, cluster/gitops_dashboards.py)
 DASHBOARDS = {
     "traefik": ("traefik", None, None),
     "longhorn": ("longhorn-system", "longhorn-frontend", 80),
     # Capacitor, a UI for Flux itself (Flux has none of its own), from its published manifests
     "flux": ("flux-system", "capacitor", 9000),
 }
+
+
+def monitoring_on(site: dict) -> bool:
+    return site.get("monitoring") is not None
+
+
+def grafana_host(site: dict) -> str:
+    return site["monitoring"].get("grafana_host") or f"grafana.{site['network']['domain']}"
 
 
 def app_host(host: str, domain: str) -> str:
