@@ -1,54 +1,9 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# The two filters' documentation is in nix_hosts.yml and nix_site.yml beside this file: one file holds both, and
+# ansible-doc reads each filter's own from <filter>.yml.
 
 from __future__ import annotations
-
-DOCUMENTATION = r"""
-name: nix_hosts
-short_description: The site model as the flake's nix/hosts.json
-version_added: 0.1.0
-author:
-  - nerv.homelab contributors (@nerv-homelab)
-description:
-  - Turns a site model (C(site_model), as the role nerv.homelab.site loads it) into the data the flake in C(nix/)
-    reads with C(builtins.fromJSON) to make C(nixosConfigurations.<host>) for every host - so Python never needs
-    Nix to read the site, and Nix never needs YAML.
-  - Bare-metal hosts install onto their C(disk_id); VMs keep the template's disk (O(vm_disk)).
-  - The K3s token file is named relative to the flake directory (O(token_dir)), where it is copied; so is the site
-    CA (C(site_ca_sops_file), C(site-ca.sops.yaml)), which the hosts that run Caddy decrypt.
-  - Each host's C(nfs) is the NFS mount it gets (the site's C(nfs) section with the host's own C(hosts[].nfs)
-    applied), or null when the site has none or the host's C(nfs) is false.
-  - Each host's C(services) holds its home services (C(hosts[].services)) as C(dns), C(caddy) and C(node_exporter),
-    each null when the host does not run it; a DNS host gets every local record of the site (the hosts, the
-    cluster's ingress hosts at Traefik's address, the Caddy proxy names), see docs/home-services.md.
-options:
-  _input:
-    description: The site model.
-    type: dict
-    required: true
-  vm_disk:
-    description: The disk of a VM cloned from the template (Proxmox C(scsi0)).
-    type: str
-    default: /dev/sda
-  token_dir:
-    description: Directory, relative to the flake, the site's encrypted K3s token file and site CA are copied to.
-    type: str
-    default: secrets
-"""
-
-EXAMPLES = r"""
-- name: Write the site's hosts for the flake
-  ansible.builtin.copy:
-    content: "{{ site_model | nerv.homelab.nix_hosts | to_nice_json }}"
-    dest: "{{ flake_dir }}/hosts.json"
-    mode: "0644"
-"""
-
-RETURN = r"""
-_value:
-  description: The hosts.json data (see docs/nix.md).
-  type: dict
-"""
 
 import posixpath
 
@@ -91,6 +46,16 @@ def nix_hosts(site, vm_disk="/dev/sda", token_dir="secrets"):
     }
 
 
+def nix_site(site, disk="/dev/sda"):
+    try:
+        keys = list(site["admin_ssh_keys"])
+    except (KeyError, TypeError) as exc:
+        message = f"nix_site: the input is not a site model (missing {exc}); run nerv.homelab.site first"
+        raise AnsibleFilterError(message) from None
+    name = (site.get("template") or {}).get("name", "nixos-base")
+    return {"hostname": name, "disk": disk, "admin_ssh_keys": keys, "nfs": nfs_mount(site)}
+
+
 def _host(site, host, vm_disk):
     baremetal = host["kind"] == "baremetal"
     return {
@@ -107,4 +72,4 @@ def _host(site, host, vm_disk):
 
 class FilterModule:
     def filters(self):
-        return {"nix_hosts": nix_hosts}
+        return {"nix_hosts": nix_hosts, "nix_site": nix_site}

@@ -1,6 +1,6 @@
-"""The template's site.json as the role nerv.homelab.nixos_iso writes it (its templates/site.json.j2, rendered by
-the real ansible-playbook from the site model) and as the flake reads it (nix/lib/site.nix, evaluated by Nix): the
-site's NFS mount reaches the template, and a site without one gives none."""
+"""The template's site.json as the role nerv.homelab.nixos_iso writes it (its flake_assemble task's expression, the
+filter nix_site, run by the real ansible-playbook on the site model) and as the flake reads it (nix/lib/site.nix,
+evaluated by Nix): the site's NFS mount reaches the template, and a site without one gives none."""
 
 from __future__ import annotations
 
@@ -8,12 +8,19 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
 from .._ansible import REPO
 from .._sites import site_file
 from .._skips import require_commands
 
-TEMPLATE = REPO / "roles" / "nixos_iso" / "templates" / "site.json.j2"
+ROLE_TASKS = REPO / "roles" / "nixos_iso" / "tasks" / "main.yml"
+
+
+def role_site_json() -> str:
+    """The expression the role gives flake_assemble for site.json."""
+    (task,) = [t for t in yaml.safe_load(ROLE_TASKS.read_text()) if "nerv.homelab.flake_assemble" in t]
+    return task["nerv.homelab.flake_assemble"]["files"]["site.json"]
 
 
 def rendered_site_json(ansible_cli, site: str) -> dict:
@@ -24,7 +31,7 @@ def rendered_site_json(ansible_cli, site: str) -> dict:
         "gather_facts": False,
         "vars": {"nixos_iso_disk": "/dev/sda"},
         "roles": [{"role": "nerv.homelab.site", "vars": {"site_file": str(site_file(site)), "site_show_plan": False}}],
-        "tasks": [{"name": "write", "ansible.builtin.template": {"src": str(TEMPLATE), "dest": str(dest)}}],
+        "tasks": [{"name": "write", "ansible.builtin.copy": {"content": role_site_json(), "dest": str(dest)}}],
     }
     run = ansible_cli.playbook([play])
     assert run.rc == 0, run.describe()
