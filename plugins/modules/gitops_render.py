@@ -147,7 +147,7 @@ dashboards:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops_apply
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import apply
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 
 
@@ -165,7 +165,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: gitops_apply.execute(module))
+    run_module(module, lambda: apply.execute(module))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ GRAFANA_SERVICE = f"{MONITORING_RELEASE}-grafana"
 
 # dashboard: (namespace, service, port) its Ingress sends to; the host is <dashboard>.<domain>. Traefik's own has
 # none: its API listens on the traefik entry point, which the chart's Service does not expose, and the chart publishes
-# it itself (ingressRoute.dashboard, cluster/gitops_dashboards.py)
+# it itself (ingressRoute.dashboard, cluster/gitops/dashboards.py)
 DASHBOARDS = {
     "traefik": ("traefik", None, None),
     "longhorn": ("longhorn-system", "longhorn-frontend", 80),

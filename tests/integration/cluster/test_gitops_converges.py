@@ -123,7 +123,7 @@ def test_every_published_ui_is_reachable_over_tls_behind_a_login(rendered, site_
     """Each dashboard URL the platform returns: one route on an entry point the chart's Service exposes (websecure,
     TLS only), a certificate from the site CA, a backend Service and port that exist (or Traefik's own api@internal),
     a login whose Secret is sops-encrypted in Git; a backend in flux-system is let in by a NetworkPolicy."""
-    from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import dashboards
+    from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.render import dashboards
     from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site
 
     site, checkout = rendered[site_name]

@@ -3,8 +3,8 @@ returns."""
 
 import pytest
 
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import RenderError
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import RenderError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import (
     HostError,
     NervError,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import host_exporter_targets
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import render
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.monitoring import host_exporter_targets
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import ingress_hosts, traefik_address
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import parse_site, validate_site
 from ansible_collections.nerv.homelab.plugins.module_utils.site.services import dns_records, host_services
@@ -77,7 +77,7 @@ def test_the_example_runs_dns_on_cp1_and_caddy_on_worker1():
 def test_the_records_use_the_renderers_own_hosts_and_address():
     site = parse_site(_data())
     records = dns_records(site)
-    rendered = gitops.render(site, "clusters/home")
+    rendered = render.render(site, "clusters/home")
     hosts = set()
     for docs in rendered.values():
         for doc in docs:

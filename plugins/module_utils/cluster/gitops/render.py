@@ -7,18 +7,18 @@ clusters/<site>/ (what flux-system applies) holds only four Flux Kustomizations,
 Their content lives outside it, in platform/<site>/<stage>/ - inside clusters/<site>/ flux-system would apply it
 all at once and the order would be lost: the HelmRepositories and HelmReleases of MetalLB, cert-manager, Traefik
 and Longhorn (with the site's nfs section csi-driver-nfs and its StorageClass, with monitoring kube-prometheus-stack),
-MetalLB's pool from the site, the issuer of the site CA (its Secret written by gitops_apply), the dashboards' ingresses
+MetalLB's pool from the site, the issuer of the site CA (its Secret written by apply.py), the dashboards' ingresses
 and the site's apps.
-The parts live beside this file: manifests.py (charts, versions, HelmReleases), gitops_storage.py,
-gitops_monitoring.py and gitops_apps.py; this file puts them into stages. Pure data: no I/O here.
+The parts live beside this file: manifests.py (charts, versions, HelmReleases), storage.py,
+monitoring.py, dashboards.py and apps.py; this file puts them into stages. Pure data: no I/O here.
 """
 
 from __future__ import annotations
 
 import re
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import app_files, app_values_file
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_dashboards import (
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.apps import app_files, app_values_file
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.dashboards import (
     DASHBOARD_AUTH,
     DASHBOARD_AUTH_FILE,
     DASHBOARD_AUTH_STAGE,
@@ -28,20 +28,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_dashbo
     ingresses,
     traefik_dashboard,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_monitoring import (
-    GRAFANA_ADMIN_FILE,
-    GRAFANA_ADMIN_SECRET,
-    GRAFANA_ADMIN_STAGE,
-    grafana_admin_secret,
-    monitoring_release,
-    platform_alerts,
-)
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_storage import (
-    default_storage_class,
-    nfs_releases,
-    nfs_storage_class,
-)
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
     RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
     SOPS_ENCRYPTED_REGEX,
@@ -52,6 +39,19 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests imp
     kustomization,
     namespaces,
     object_meta,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.monitoring import (
+    GRAFANA_ADMIN_FILE,
+    GRAFANA_ADMIN_SECRET,
+    GRAFANA_ADMIN_STAGE,
+    grafana_admin_secret,
+    monitoring_release,
+    platform_alerts,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.storage import (
+    default_storage_class,
+    nfs_releases,
+    nfs_storage_class,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
     MONITORING_NAMESPACE,
@@ -108,7 +108,7 @@ def releases(site: dict) -> dict:
         "ingressClass": {"enabled": True, "isDefaultClass": True},
         # pinned: the LAN's DNS (home services, site/services.py) points the ingress hosts at this address
         "service": {"type": "LoadBalancer", "annotations": {"metallb.io/loadBalancerIPs": traefik_address(site)}},
-        # the dashboard as the chart publishes it, on websecure behind the dashboards' login (gitops_dashboards.py)
+        # the dashboard as the chart publishes it, on websecure behind the dashboards' login (dashboards.py)
         "ingressRoute": {"dashboard": traefik_dashboard(site)},
         "providers": {"kubernetesIngress": {"publishedService": {"enabled": True}}},
     }
@@ -143,7 +143,7 @@ def metallb_pool(site: dict) -> list:
 
 
 # The site CA (made once on the controller, secrets/site_ca.py) as the Secret the ClusterIssuer signs with; a CA
-# issuer reads its Secret from cert-manager's own namespace. gitops_apply writes the file, sops-encrypted for Flux.
+# issuer reads its Secret from cert-manager's own namespace. apply.py writes the file, sops-encrypted for Flux.
 SITE_CA_SECRET = "site-ca"
 SITE_CA_NAMESPACE = "cert-manager"
 SITE_CA_STAGE = "infrastructure-config"
@@ -168,7 +168,7 @@ def site_ca_secret(certificate: str, key: str) -> dict:
 
 
 def made_once(site: dict) -> dict:
-    """(stage, file) -> (the Secret's namespace/name, password -> its plaintext): the Secrets gitops_apply makes once
+    """(stage, file) -> (the Secret's namespace/name, password -> its plaintext): the Secrets apply.py makes once
     with a new random password, sops-encrypted, and then keeps (made again, a password would change under a running
     UI): the dashboards' login, and Grafana's admin with monitoring."""
     out = {(DASHBOARD_AUTH_STAGE, DASHBOARD_AUTH_FILE): (f"{TRAEFIK_NAMESPACE}/{DASHBOARD_AUTH}", auth_secret)}

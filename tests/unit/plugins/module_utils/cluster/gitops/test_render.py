@@ -9,19 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import (
-    gitops,
-    gitops_storage,
-    manifests,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import manifests, render, storage
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[6]
 SITE = load_site(str(REPO / "inventory" / "example-proxmox" / "site.yml"))
 
 
 def files():
-    return gitops.render(SITE, "clusters/home")
+    return render.render(SITE, "clusters/home")
 
 
 def docs(path):
@@ -31,7 +27,7 @@ def docs(path):
 def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
     assert [p for p in files() if p.startswith("clusters/home/")] == ["clusters/home/stages.yaml"]
     stages = docs("clusters/home/stages.yaml")
-    assert [d["metadata"]["name"] for d in stages] == list(gitops.STAGES)
+    assert [d["metadata"]["name"] for d in stages] == list(render.STAGES)
     depends = [d["spec"].get("dependsOn") for d in stages]
     assert depends == [None, [{"name": "infrastructure"}], [{"name": "infrastructure-config"}], [{"name": "platform"}]]
     for stage in stages:
@@ -41,14 +37,14 @@ def test_flux_applies_only_the_stages_which_run_in_order_and_decrypt():
 
 
 def test_every_stage_directory_lists_exactly_its_files():
-    """Its rendered files, and the sops files gitops_apply writes beside them (the dashboards' login, Grafana's admin
+    """Its rendered files, and the sops files apply.py writes beside them (the dashboards' login, Grafana's admin
     Secret, the site CA)."""
     rendered = files()
-    assert set(gitops.made_once(SITE)) == {("platform", "dashboard-auth.sops.yaml"),
+    assert set(render.made_once(SITE)) == {("platform", "dashboard-auth.sops.yaml"),
                                            ("infrastructure", "grafana-admin.sops.yaml")}  # fmt: skip
     written = {"infrastructure": ["grafana-admin.sops.yaml"], "platform": ["dashboard-auth.sops.yaml"],
                "infrastructure-config": ["site-ca.sops.yaml"]}  # fmt: skip
-    for stage in gitops.STAGES:
+    for stage in render.STAGES:
         directory = f"platform/home/{stage}/"
         (kustomization,) = rendered[directory + "kustomization.yaml"]
         present = [p[len(directory) :] for p in rendered if p.startswith(directory)]
@@ -68,7 +64,7 @@ def test_metallb_gets_the_sites_pool_and_cert_manager_its_crds():
 
 def test_charts_are_at_the_collections_versions_unless_the_site_pins_one():
     def versions(site):
-        rendered = gitops.render(site, "clusters/home")
+        rendered = render.render(site, "clusters/home")
         return {
             doc["metadata"]["name"]: doc["spec"]["chart"]["spec"]["version"]
             for path, docs_ in rendered.items()
@@ -90,10 +86,10 @@ def test_charts_are_at_the_collections_versions_unless_the_site_pins_one():
 def test_dashboards_are_served_for_the_sites_domain_with_its_ca():
     ingresses = docs("platform/home/platform/ingresses.yaml")
     hosts = [i["spec"]["rules"][0]["host"] for i in ingresses]
-    # Traefik's own dashboard is the chart's IngressRoute (test_gitops_dashboards.py); Grafana: the site has monitoring
+    # Traefik's own dashboard is the chart's IngressRoute (test_dashboards.py); Grafana: the site has monitoring
     assert hosts == [f"{name}.home.lab.example" for name in ("longhorn", "flux", "grafana")]
     names = ("traefik", "longhorn", "flux", "grafana")
-    assert gitops.dashboards(SITE) == {name: f"https://{name}.home.lab.example/" for name in names}
+    assert render.dashboards(SITE) == {name: f"https://{name}.home.lab.example/" for name in names}
     for ingress in ingresses:
         assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "site-ca"
         assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
@@ -111,7 +107,7 @@ def test_the_site_ca_secret_is_a_tls_secret_that_validates_against_the_kubernete
     from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import new_site_ca
 
     certificate, key = new_site_ca("home CA", "home.lab.example")
-    secret = gitops.site_ca_secret(certificate, key)
+    secret = render.site_ca_secret(certificate, key)
     assert secret["metadata"]["name"] == "site-ca" and secret["metadata"]["namespace"] == "cert-manager"
     assert secret["type"] == "kubernetes.io/tls"
     assert secret["stringData"] == {"tls.crt": certificate, "tls.key": key, "ca.crt": certificate}
@@ -135,7 +131,7 @@ def test_core_objects_validate_against_the_kubernetes_schema():
 
 def test_the_flux_dashboard_is_capacitor_applied_into_flux_system():
     source, kustomization, policy = docs("platform/home/platform/flux-dashboard.yaml")
-    assert source["kind"] == "OCIRepository" and source["spec"]["url"] == gitops.CAPACITOR_MANIFESTS
+    assert source["kind"] == "OCIRepository" and source["spec"]["url"] == render.CAPACITOR_MANIFESTS
     assert source["spec"]["ref"] == {"tag": "v0.4.8"}, "one exact release, not a range"
     # flux bootstrap's allow-egress policy admits only flux-system's own pods: Traefik is let in to Capacitor's port
     assert policy["kind"] == "NetworkPolicy" and policy["spec"]["ingress"][0]["ports"] == [
@@ -155,14 +151,14 @@ def test_the_flux_dashboard_is_capacitor_applied_into_flux_system():
 
 def test_the_sops_rule_of_a_site_is_put_first_and_other_rules_are_kept():
     own = {"path_regex": "^apps/.*$", "age": "age1other"}
-    other_site = gitops.sops_rules({}, "platform/lab", ["age1lab"])["creation_rules"][0]
-    config = gitops.sops_rules({"creation_rules": [other_site, own], "stores": {"yaml": {"indent": 2}}},
+    other_site = render.sops_rules({}, "platform/lab", ["age1lab"])["creation_rules"][0]
+    config = render.sops_rules({"creation_rules": [other_site, own], "stores": {"yaml": {"indent": 2}}},
                                "platform/home", ["age1admin", "age1cluster"])  # fmt: skip
     rule = config["creation_rules"][0]
     assert rule == {"path_regex": "^platform/home/.*\\.sops\\.ya?ml$", "encrypted_regex": "^(data|stringData)$",
                     "age": "age1admin,age1cluster"}  # fmt: skip
     assert config["creation_rules"][1:] == [other_site, own] and config["stores"] == {"yaml": {"indent": 2}}
-    again = gitops.sops_rules(config, "platform/home", ["age1admin", "age1cluster"])
+    again = render.sops_rules(config, "platform/home", ["age1admin", "age1cluster"])
     assert again == config, "the same recipients again are no change"
     assert re.search(rule["path_regex"], "platform/home/apps/db.sops.yaml")
     assert not re.search(rule["path_regex"], "platform/homelab/apps/db.sops.yaml")
@@ -170,9 +166,9 @@ def test_the_sops_rule_of_a_site_is_put_first_and_other_rules_are_kept():
 
 def test_a_sops_config_that_is_not_a_mapping_is_refused():
     with pytest.raises(manifests.RenderError, match="not a mapping"):
-        gitops.parse_sops_config("- a\n", "/repo/.sops.yaml")
+        render.parse_sops_config("- a\n", "/repo/.sops.yaml")
     with pytest.raises(manifests.RenderError, match="not valid YAML"):
-        gitops.parse_sops_config("a: [\n", "/repo/.sops.yaml")
+        render.parse_sops_config("a: [\n", "/repo/.sops.yaml")
 
 
 def test_rendering_is_stable():
@@ -192,7 +188,7 @@ def _with_nfs(**nfs) -> dict:
 
 
 def _docs(site, path):
-    return gitops.render(site, "clusters/home")[f"platform/home/{path}"]
+    return render.render(site, "clusters/home")[f"platform/home/{path}"]
 
 
 def test_the_nfs_section_installs_csi_driver_nfs_in_kube_system():
@@ -229,7 +225,7 @@ def test_the_nfs_class_follows_the_site_and_longhorn_stays_the_default():
     }
     (longhorn,) = docs("platform/home/infrastructure/longhorn.yaml")
     assert "defaultClass" not in longhorn["spec"]["values"]["persistence"], "Longhorn's chart default: true"
-    assert gitops_storage.default_storage_class(SITE) == "longhorn"
+    assert storage.default_storage_class(SITE) == "longhorn"
 
 
 def test_a_default_nfs_class_takes_the_default_from_longhorn():
@@ -243,18 +239,18 @@ def test_a_default_nfs_class_takes_the_default_from_longhorn():
     assert (storage_class["reclaimPolicy"], storage_class["mountOptions"]) == ("Delete", ["nfsvers=4.1"])
     (longhorn,) = _docs(site, "infrastructure/longhorn.yaml")
     assert longhorn["spec"]["values"]["persistence"]["defaultClass"] is False
-    assert gitops_storage.default_storage_class(site) == "nas"
+    assert storage.default_storage_class(site) == "nas"
 
 
 def test_without_nfs_there_is_no_driver_no_class_and_longhorn_is_the_default():
     site = _with_nfs(none=True)
-    rendered = gitops.render(site, "clusters/home")
+    rendered = render.render(site, "clusters/home")
     assert "csi-driver-nfs" not in manifests.active_charts(site)
     assert not [p for p in rendered if "nfs" in p]
     assert "csi-driver-nfs" not in manifests.dump([d for docs_ in rendered.values() for d in docs_])
     (config,) = rendered["platform/home/infrastructure-config/kustomization.yaml"]
     assert config["resources"] == ["cluster-issuers.yaml", "metallb-pool.yaml", "site-ca.sops.yaml", "traefik.yaml"]
-    assert gitops_storage.default_storage_class(site) == "longhorn"
+    assert storage.default_storage_class(site) == "longhorn"
     (longhorn,) = rendered["platform/home/infrastructure/longhorn.yaml"]
     assert "defaultClass" not in longhorn["spec"]["values"]["persistence"]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops, gitops_apps, manifests
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import apps, manifests, render
 from ansible_collections.nerv.homelab.plugins.module_utils.site.checks import PLATFORM_NAMESPACES
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[6]
 EXAMPLE = REPO / "inventory" / "example-proxmox" / "site.yml"
 OCI_APP = {"name": "wiki", "repository": "oci://ghcr.io/example/charts/", "chart": "wiki", "version": "1.2.3",
            "namespace": "docs", "values_sops": "secrets/wiki.sops.yaml", "values": {"replicas": 1}}  # fmt: skip
@@ -27,7 +27,7 @@ def site_with(*apps) -> dict:
 
 def apps_stage(site) -> dict:
     prefix = f"platform/{site['site']['name']}/apps/"
-    return {p[len(prefix) :]: d for p, d in gitops.render(site, "clusters/home").items() if p.startswith(prefix)}
+    return {p[len(prefix) :]: d for p, d in render.render(site, "clusters/home").items() if p.startswith(prefix)}
 
 
 def test_the_example_app_is_one_file_with_namespace_repository_release_and_ingress():
@@ -64,7 +64,7 @@ def test_the_example_app_is_one_file_with_namespace_repository_release_and_ingre
 def test_an_oci_chart_comes_from_an_oci_repository_and_values_sops_through_value_from():
     stage = apps_stage(site_with(OCI_APP))
     assert stage["kustomization.yaml"][0]["resources"] == ["podinfo.yaml", "wiki-values.sops.yaml", "wiki.yaml"]
-    assert "wiki-values.sops.yaml" not in stage, "the renderer writes no secret: gitops_apply encrypts it"
+    assert "wiki-values.sops.yaml" not in stage, "the renderer writes no secret: apply.py encrypts it"
     namespace, source, release = stage["wiki.yaml"]
     assert namespace["metadata"]["name"] == "docs"
     assert source["kind"] == "OCIRepository" and source["apiVersion"] == "source.toolkit.fluxcd.io/v1"
@@ -97,7 +97,7 @@ def test_an_app_in_a_platform_namespace_is_refused_by_the_renderer_too():
     site = load_site(str(EXAMPLE))
     site["apps"][0]["namespace"] = "cert-manager"
     with pytest.raises(manifests.RenderError, match="namespace cert-manager is the platform's"):
-        gitops.render(site, "clusters/home")
+        render.render(site, "clusters/home")
 
 
 def test_every_namespace_the_platform_renders_is_reserved():
@@ -105,7 +105,7 @@ def test_every_namespace_the_platform_renders_is_reserved():
     assert "nfs" in site and "monitoring" in site, "the example renders every optional part of the platform"
     docs = [
         d
-        for path, docs in gitops.render(site, "clusters/home").items()
+        for path, docs in render.render(site, "clusters/home").items()
         if "/apps/" not in path
         for d in docs
         if d["kind"] != "Kustomization" or d["apiVersion"].startswith("kustomize.toolkit")
@@ -121,7 +121,7 @@ def test_every_namespace_the_platform_renders_is_reserved():
 
 def test_the_values_secret_is_marked_and_carries_the_text():
     app = site_with(OCI_APP)["apps"][1]
-    secret = gitops_apps.app_values_manifest(app, "replicas: 3\n")
+    secret = apps.app_values_manifest(app, "replicas: 3\n")
     assert secret["metadata"] == {"name": "wiki-values", "namespace": "docs",
                                   "annotations": {manifests.RENDERED_ANNOTATION: "gitops_render"}}  # fmt: skip
     assert secret["stringData"] == {"values.yaml": "replicas: 3\n"} and secret["type"] == "Opaque"
@@ -134,7 +134,7 @@ def test_app_core_objects_validate_against_the_kubernetes_schema():
     site = site_with(OCI_APP)
     stage = apps_stage(site)
     core = [d for docs in stage.values() for d in docs if d["apiVersion"] in ("v1", "networking.k8s.io/v1")]
-    core.append(gitops_apps.app_values_manifest(site["apps"][1], "replicas: 3\n"))
+    core.append(apps.app_values_manifest(site["apps"][1], "replicas: 3\n"))
     assert sorted(d["kind"] for d in core) == ["Ingress", "Namespace", "Namespace", "Secret"]
     for doc in core:
         kubernetes_validate.validate(doc, "1.31", strict=True)

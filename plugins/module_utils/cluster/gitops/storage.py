@@ -5,7 +5,7 @@ cluster's default. Pure data: no I/O here."""
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import helm_release, object_meta
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import helm_release, object_meta
 
 NFS_PROVISIONER = "nfs.csi.k8s.io"
 

@@ -2,12 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The platform's UIs on the site's domain, each over TLS from the site CA on Traefik's websecure entry point (one
 the chart's Service exposes) and behind a login: Traefik's own dashboard as the chart's IngressRoute, Longhorn's and
-Capacitor's (Flux) as Ingresses behind one basic-auth Middleware whose Secret gitops_apply makes once, sops-encrypted;
-Grafana behind its own login (its admin Secret, gitops_monitoring.py). Pure data: no I/O here."""
+Capacitor's (Flux) as Ingresses behind one basic-auth Middleware whose Secret apply.py makes once, sops-encrypted;
+Grafana behind its own login (its admin Secret, monitoring.py). Pure data: no I/O here."""
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
     CHARTS,
     RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
@@ -59,7 +59,7 @@ def auth_middleware() -> dict:
 
 
 def auth_secret(password: str) -> dict:
-    """The plaintext of the dashboards' login, for gitops_apply to encrypt (stringData: sops encrypts it); marked as
+    """The plaintext of the dashboards' login, for apply.py to encrypt (stringData: sops encrypts it); marked as
     rendered (readable without decrypting it)."""
     meta = {**object_meta(DASHBOARD_AUTH, TRAEFIK_NAMESPACE), "annotations": {RENDERED_ANNOTATION: "gitops_render"}}
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth", "metadata": meta,
@@ -100,5 +100,5 @@ def ingresses(site: dict) -> list:
 
 def dashboard_access(site: dict) -> list:
     """The platform stage's dashboard-access.yaml: the login's Middleware and the certificate of Traefik's own
-    dashboard (the Ingresses have their file, the login's Secret is made once by gitops_apply)."""
+    dashboard (the Ingresses have their file, the login's Secret is made once by apply.py)."""
     return [auth_middleware(), traefik_certificate(site)]

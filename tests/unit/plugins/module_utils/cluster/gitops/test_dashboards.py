@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops, gitops_dashboards
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import dashboards, render
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (requirements-test.txt)")
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[6]
 SITE = load_site(str(REPO / "inventory" / "example-proxmox" / "site.yml"))
 
 # traefik.io/v1alpha1 Middleware, from crds/traefik.io_middlewares.yaml of traefik-helm-chart v37.1.1 (Traefik
@@ -50,7 +50,7 @@ INGRESS_ROUTE_KEYS = {"enabled", "annotations", "labels", "matchRule", "services
 
 
 def test_the_middleware_matches_its_crd_and_a_misspelt_field_is_caught():
-    middleware = gitops_dashboards.auth_middleware()
+    middleware = dashboards.auth_middleware()
     jsonschema.validate(middleware, MIDDLEWARE)
     typo = {**middleware, "spec": {"basicAuth": {"secrets": "dashboard-auth"}}}
     with pytest.raises(jsonschema.ValidationError, match="secrets"):
@@ -58,7 +58,7 @@ def test_the_middleware_matches_its_crd_and_a_misspelt_field_is_caught():
 
 
 def test_traefiks_dashboard_is_the_charts_ingress_route_on_websecure_behind_the_login():
-    (release,) = gitops.render(SITE, "clusters/home")["platform/home/infrastructure-config/traefik.yaml"]
+    (release,) = render.render(SITE, "clusters/home")["platform/home/infrastructure-config/traefik.yaml"]
     route = release["spec"]["values"]["ingressRoute"]["dashboard"]
     assert set(route) <= INGRESS_ROUTE_KEYS
     # not the chart's default entry point traefik (port 8080, ports.traefik.expose.default false): websecure (443)
@@ -71,14 +71,14 @@ def test_traefiks_dashboard_is_the_charts_ingress_route_on_websecure_behind_the_
 
 def test_the_login_secret_is_a_basic_auth_secret_kubernetes_accepts():
     kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate")
-    secret = gitops_dashboards.auth_secret("canary-password")
+    secret = dashboards.auth_secret("canary-password")
     kubernetes_validate.validate(secret, "1.31", strict=True)
     assert secret["type"] == "kubernetes.io/basic-auth"
     assert secret["stringData"] == {"username": "admin", "password": "canary-password"}
 
 
 def test_every_ui_but_grafana_has_the_login_and_all_are_tls_only():
-    for ingress in gitops_dashboards.ingresses(SITE):
+    for ingress in dashboards.ingresses(SITE):
         annotations = ingress["metadata"]["annotations"]
         assert annotations["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure"
         assert annotations["traefik.ingress.kubernetes.io/router.tls"] == "true"

@@ -1,11 +1,11 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The site's apps (the apps stage): one file per app (Namespace, chart source, HelmRelease, Ingress), so removing an
-app from the site removes its file; an app's values_sops becomes a Secret gitops_apply encrypts. Pure data."""
+app from the site removes its file; an app's values_sops becomes a Secret apply.py encrypts. Pure data."""
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
     RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
     RenderError,
@@ -96,7 +96,7 @@ def app_values_manifest(app: dict, values_text: str) -> dict:
 
 def app_files(site: dict) -> dict:
     """apps-stage file name -> documents: per app its Namespace (in the first app that uses it), chart source,
-    HelmRelease and Ingress. The values Secrets are not here: gitops_apply encrypts them (see app_values_file)."""
+    HelmRelease and Ingress. The values Secrets are not here: apply.py encrypts them (see app_values_file)."""
     files, seen = {}, set()
     for app in site.get("apps") or []:
         if app["namespace"] in PLATFORM_NAMESPACES:

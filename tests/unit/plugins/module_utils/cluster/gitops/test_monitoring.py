@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import (
-    gitops,
-    gitops_monitoring,
-    gitops_storage,
-    manifests,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import manifests, monitoring, render, storage
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import parse_site
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[6]
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (requirements-test.txt)")
 
 # Prometheus' duration, as the operator's CRD writes it
@@ -89,27 +84,27 @@ def site(monitoring=None, name: str = "example-proxmox") -> dict:
 
 
 def release_values(rendered_site: dict) -> dict:
-    (release,) = gitops.render(rendered_site, "clusters/home")[
+    (release,) = render.render(rendered_site, "clusters/home")[
         "platform/home/infrastructure/kube-prometheus-stack.yaml"
     ]
     return release["spec"]["values"]
 
 
 def alerts_of(rendered_site: dict) -> list:
-    return gitops.render(rendered_site, "clusters/home").get("platform/home/platform/platform-alerts.yaml", [])
+    return render.render(rendered_site, "clusters/home").get("platform/home/platform/platform-alerts.yaml", [])
 
 
 def test_a_site_without_monitoring_renders_none_of_it():
     data = site_data()
     del data["monitoring"]
     plain = parse_site(data)
-    files = gitops.render(plain, "clusters/home")
+    files = render.render(plain, "clusters/home")
     assert "kube-prometheus-stack" not in manifests.active_charts(plain)
     assert not any("prometheus" in path or "alerts" in path for path in files)
-    assert "grafana" not in gitops.dashboards(plain) and (
+    assert "grafana" not in render.dashboards(plain) and (
         "infrastructure",
         "grafana-admin.sops.yaml",
-    ) not in gitops.made_once(plain)
+    ) not in render.made_once(plain)
     (infra,) = files["platform/home/infrastructure/kustomization.yaml"]
     assert "grafana-admin.sops.yaml" not in infra["resources"]
     namespaces = [n["metadata"]["name"] for n in files["platform/home/infrastructure/namespaces.yaml"]]
@@ -118,7 +113,7 @@ def test_a_site_without_monitoring_renders_none_of_it():
 
 def test_the_chart_comes_from_prometheus_community_at_the_sites_version():
     monitored = site()
-    files = gitops.render(monitored, "clusters/home")
+    files = render.render(monitored, "clusters/home")
     assert manifests.active_charts(monitored)[-1] == "kube-prometheus-stack"
     repos = {r["metadata"]["name"]: r["spec"]["url"] for r in files["platform/home/infrastructure/repositories.yaml"]}
     assert repos["prometheus-community"] == "https://prometheus-community.github.io/helm-charts"
@@ -134,7 +129,7 @@ def test_the_chart_comes_from_prometheus_community_at_the_sites_version():
     assert namespace["metadata"]["labels"] == {"pod-security.kubernetes.io/enforce": "privileged"}
     data = site_data()
     data["platform"] = {"versions": {"kube_prometheus_stack": "76.0.1"}}
-    (pinned,) = gitops.render(parse_site(data), "c")["platform/home/infrastructure/kube-prometheus-stack.yaml"]
+    (pinned,) = render.render(parse_site(data), "c")["platform/home/infrastructure/kube-prometheus-stack.yaml"]
     assert pinned["spec"]["chart"]["spec"]["version"] == "76.0.1"
 
 
@@ -179,8 +174,8 @@ def _with_nfs(monitoring: dict, **nfs) -> dict:
 
 def test_with_the_nfs_class_as_default_the_volumes_are_on_it_after_csi_driver_nfs():
     nas = _with_nfs({}, default_class=True, storage_class="nas")
-    assert gitops_storage.default_storage_class(nas) == "nas"
-    files = gitops.render(nas, "clusters/home")
+    assert storage.default_storage_class(nas) == "nas"
+    files = render.render(nas, "clusters/home")
     (release,) = files["platform/home/infrastructure/kube-prometheus-stack.yaml"]
     assert _classes(release["spec"]["values"]) == ["nas", "nas", "nas"]
     # the driver provisions them; Longhorn, no longer the default, is not waited for
@@ -205,7 +200,7 @@ def test_with_the_nfs_class_as_default_the_volumes_are_on_it_after_csi_driver_nf
     ],
 )
 def test_the_release_waits_for_whichever_release_provisions_its_class(default_class, monitoring, classes, depends):
-    (release,) = gitops.render(_with_nfs(monitoring, default_class=default_class), "clusters/home")[
+    (release,) = render.render(_with_nfs(monitoring, default_class=default_class), "clusters/home")[
         "platform/home/infrastructure/kube-prometheus-stack.yaml"
     ]
     assert _classes(release["spec"]["values"]) == [classes] * 3
@@ -218,8 +213,8 @@ def test_grafana_takes_its_admin_from_the_secret_and_no_password_is_in_the_value
                                           "passwordKey": "admin-password"}  # fmt: skip
     assert "adminPassword" not in values["grafana"]
     assert values["grafana"]["ingress"] == {"enabled": False}, "served by the platform's own Ingress"
-    secret = gitops_monitoring.grafana_admin_secret("canary-Pw-1")
-    # marked as rendered, in the clear: the prune of gitops_apply reads it without decrypting
+    secret = monitoring.grafana_admin_secret("canary-Pw-1")
+    # marked as rendered, in the clear: the prune of apply.py reads it without decrypting
     assert secret["metadata"] == {"name": "grafana-admin", "namespace": "monitoring",
                                   "annotations": {manifests.RENDERED_ANNOTATION: "gitops_render"}}  # fmt: skip
     assert secret["stringData"] == {"admin-user": "admin", "admin-password": "canary-Pw-1"}
@@ -247,7 +242,7 @@ def test_kube_state_metrics_reports_every_flux_kind_the_platform_uses():
     assert ksm["customResourceState"]["enabled"]
     rendered_kinds = {
         (d["apiVersion"], d["kind"])
-        for docs in gitops.render(monitored, "clusters/home").values()
+        for docs in render.render(monitored, "clusters/home").values()
         for d in docs
         if "toolkit.fluxcd.io" in d["apiVersion"]
     }
@@ -267,8 +262,8 @@ def test_kube_state_metrics_reports_every_flux_kind_the_platform_uses():
 
 def test_grafana_is_a_dashboard_behind_the_sites_ca_on_its_host():
     monitored = site({})
-    assert gitops.dashboards(monitored)["grafana"] == "https://grafana.home.lab.example/"
-    ingresses = gitops.render(monitored, "clusters/home")["platform/home/platform/ingresses.yaml"]
+    assert render.dashboards(monitored)["grafana"] == "https://grafana.home.lab.example/"
+    ingresses = render.render(monitored, "clusters/home")["platform/home/platform/ingresses.yaml"]
     (grafana,) = [i for i in ingresses if i["metadata"]["name"] == "grafana-dashboard"]
     assert grafana["metadata"]["namespace"] == "monitoring"
     # TLS only, from the site CA; Grafana's own login (its admin Secret from sops), no second one in front
@@ -284,8 +279,8 @@ def test_grafana_is_a_dashboard_behind_the_sites_ca_on_its_host():
     kubernetes_validate.validate(grafana, "1.31", strict=True)
 
     moved = site({"grafana_host": "metrics.example.org"})
-    assert gitops.dashboards(moved)["grafana"] == "https://metrics.example.org/"
-    ingresses = gitops.render(moved, "c")["platform/home/platform/ingresses.yaml"]
+    assert render.dashboards(moved)["grafana"] == "https://metrics.example.org/"
+    ingresses = render.render(moved, "c")["platform/home/platform/ingresses.yaml"]
     assert ingresses[-1]["spec"]["rules"][0]["host"] == "metrics.example.org"
 
 
@@ -300,7 +295,7 @@ def test_the_platform_alerts_match_the_prometheus_rule_crd_and_go_after_the_char
     assert 'gotk_resource_info{ready="False"}' in rules["FluxObjectNotReady"]["expr"]
     assert rules["VolumeFillingUp"]["expr"].endswith("kubelet_volume_stats_capacity_bytes > 85")
     # the CRD comes with the chart (infrastructure): the rule is applied two stages later
-    files = gitops.render(site({}), "clusters/home")
+    files = render.render(site({}), "clusters/home")
     assert "platform-alerts.yaml" in files["platform/home/platform/kustomization.yaml"][0]["resources"]
     assert not any(path.endswith("alerts.yaml") for path in files if "/infrastructure" in path)
 
@@ -328,7 +323,7 @@ def test_alerts_can_be_turned_off_one_by_one_and_the_threshold_set():
     )
 
     silent = site({"alerts": {"node_not_ready": False, "flux_not_ready": False, "volume_filling_up": False}})
-    files = gitops.render(silent, "clusters/home")
+    files = render.render(silent, "clusters/home")
     assert "platform/home/platform/platform-alerts.yaml" not in files
     assert "platform-alerts.yaml" not in files["platform/home/platform/kustomization.yaml"][0]["resources"]
 
@@ -343,7 +338,7 @@ def _with_exporters(**ports) -> dict:
 
 def test_prometheus_scrapes_the_hosts_own_node_exporters():
     site = parse_site(_with_exporters(h0=9101, h2=9200))
-    spec = gitops_monitoring.monitoring_values(site)["prometheus"]["prometheusSpec"]
+    spec = monitoring.monitoring_values(site)["prometheus"]["prometheusSpec"]
     assert spec["additionalScrapeConfigs"] == [
         {
             "job_name": "home-services-node",
@@ -354,7 +349,7 @@ def test_prometheus_scrapes_the_hosts_own_node_exporters():
         }
     ]
     # the rendered HelmRelease carries it: it is the values of the chart, not an object of its own
-    release = gitops.render(site, "clusters/home")["platform/home/infrastructure/kube-prometheus-stack.yaml"][0]
+    release = render.render(site, "clusters/home")["platform/home/infrastructure/kube-prometheus-stack.yaml"][0]
     assert (
         release["spec"]["values"]["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
         == (spec["additionalScrapeConfigs"])
@@ -362,7 +357,7 @@ def test_prometheus_scrapes_the_hosts_own_node_exporters():
 
 
 def test_without_host_exporters_there_is_no_extra_scrape():
-    spec = gitops_monitoring.monitoring_values(parse_site(site_data()))["prometheus"]["prometheusSpec"]
+    spec = monitoring.monitoring_values(parse_site(site_data()))["prometheus"]["prometheusSpec"]
     assert "additionalScrapeConfigs" not in spec
 
 
@@ -394,7 +389,7 @@ SCRAPE_CONFIG = {
 
 
 def test_the_scrape_configs_have_prometheus_shape():
-    scrapes = gitops_monitoring.host_exporter_scrapes(parse_site(_with_exporters(h1=9101)))
+    scrapes = monitoring.host_exporter_scrapes(parse_site(_with_exporters(h1=9101)))
     validator = jsonschema.Draft202012Validator(SCRAPE_CONFIG)
     assert [list(validator.iter_errors(s)) for s in scrapes] == [[]]
     broken = copy.deepcopy(scrapes[0])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster import gitops, gitops_apps
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import apps, render
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site, parse_site
 
 helm = pytest.importorskip("cloudcoil.models.fluxcd.helm.v2", reason="cloudcoil-models-fluxcd (requirements-test.txt)")
@@ -24,7 +24,7 @@ source = pytest.importorskip("cloudcoil.models.fluxcd.source.v1", reason="cloudc
 source_beta = pytest.importorskip("cloudcoil.models.fluxcd.source.v1beta2", reason="cloudcoil-models-fluxcd")
 cert_manager = pytest.importorskip("cloudcoil.models.cert_manager.v1", reason="cloudcoil-models-cert-manager")
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[6]
 SITES = ("example-proxmox", "example-baremetal", "demo")
 # (apiVersion, kind) -> (model, the apiVersion the model is for)
 MODELS = {
@@ -36,7 +36,7 @@ MODELS = {
     ("cert-manager.io/v1", "ClusterIssuer"): (cert_manager.ClusterIssuer, None),
     ("cert-manager.io/v1", "Certificate"): (cert_manager.Certificate, None),
 }
-# Checked elsewhere: core kinds with kubernetes-validate (test_gitops.py), kustomize's own kustomization.yaml.
+# Checked elsewhere: core kinds with kubernetes-validate (test_render.py), kustomize's own kustomization.yaml.
 NOT_HERE = {
     ("v1", "Namespace"),
     ("networking.k8s.io/v1", "Ingress"),
@@ -45,14 +45,14 @@ NOT_HERE = {
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
 }
 NO_SCHEMA = {("metallb.io/v1beta1", "IPAddressPool"), ("metallb.io/v1beta1", "L2Advertisement")}
-# No installable model either; test_gitops_monitoring.py and test_gitops_dashboards.py check them against JSON Schemas
+# No installable model either; test_monitoring.py and test_dashboards.py check them against JSON Schemas
 # taken from their CRDs
 CRD_SCHEMA_ELSEWHERE = {("monitoring.coreos.com/v1", "PrometheusRule"), ("traefik.io/v1alpha1", "Middleware")}
 
 
 def rendered(site_name):
     site = load_site(str(REPO / "inventory" / site_name / "site.yml"))
-    for path, docs in gitops.render(site, site["flux"]["path"]).items():
+    for path, docs in render.render(site, site["flux"]["path"]).items():
         for doc in docs:
             yield path, doc
 
@@ -102,7 +102,7 @@ def test_apps_from_a_helm_repository_and_an_oci_registry_match_their_crds():
                          "version": "1.2.3", "values_sops": "secrets/wiki.sops.yaml"})  # fmt: skip
     site = parse_site(data)
     kinds = []
-    for path, docs in gitops.render(site, "clusters/home").items():
+    for path, docs in render.render(site, "clusters/home").items():
         if "/apps/" not in path or path.endswith("/kustomization.yaml"):
             continue
         for doc in docs:
@@ -112,7 +112,7 @@ def test_apps_from_a_helm_repository_and_an_oci_registry_match_their_crds():
             assert round_trip(doc) == doc, f"{path}: {doc['kind']} {doc['metadata']['name']} has fields its CRD lacks"
     assert sorted(kinds) == ["HelmRelease", "HelmRelease", "HelmRepository", "Ingress", "Namespace", "Namespace",
                              "OCIRepository"]  # fmt: skip
-    release = gitops_apps.app_release(site["apps"][1])
+    release = apps.app_release(site["apps"][1])
     wrong = copy.deepcopy(release)
     wrong["spec"]["chartRef"]["kind"] = "HelmRepository"  # a chartRef names an OCIRepository or a HelmChart
     with pytest.raises(Exception, match="OCIRepository"):

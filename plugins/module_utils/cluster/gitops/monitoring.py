@@ -1,18 +1,18 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Monitoring from the site's monitoring section: kube-prometheus-stack, Grafana's Ingress and admin Secret (its
-plaintext here, encrypted by gitops_apply), the platform's alerts, and the scrape of the hosts' own node exporters
+plaintext here, encrypted by apply.py), the platform's alerts, and the scrape of the hosts' own node exporters
 (hosts[].services.node_exporter). Pure data: no I/O here."""
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_storage import default_storage_class
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
     CHARTS,
     RENDERED_ANNOTATION,
     helm_release,
     object_meta,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.storage import default_storage_class
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
     MONITORING_NAMESPACE,
     MONITORING_RELEASE,
@@ -43,7 +43,7 @@ FLUX_KINDS = (
 
 
 def grafana_admin_secret(password: str) -> dict:
-    """The plaintext of Grafana's admin Secret, for gitops_apply to encrypt (stringData: sops encrypts it). Marked
+    """The plaintext of Grafana's admin Secret, for apply.py to encrypt (stringData: sops encrypts it). Marked
     as rendered (readable without decrypting it): when the site drops monitoring, the prune removes it with the rest."""
     meta = {
         **object_meta(GRAFANA_ADMIN_SECRET, MONITORING_NAMESPACE),

@@ -1,6 +1,6 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The I/O side of nerv.homelab.gitops_render: read the site, render with gitops.py, write what differs into the
+"""The I/O side of nerv.homelab.gitops_render: read the site, render with render.py, write what differs into the
 checkout (and keep the repository's .sops.yaml rule of the site current), encrypt the apps' values_sops into
 Secrets for Flux, re-encrypt the site CA (made once on the controller) into cert-manager's Secret for Flux, and delete
 the files it rendered before that the site no longer asks for. The dashboards' login (and with monitoring Grafana's
@@ -11,7 +11,17 @@ from __future__ import annotations
 import os
 import secrets
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import (
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.apps import (
+    app_values_file,
+    app_values_manifest,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
+    RENDERED_ANNOTATION,
+    SOPS_ENCRYPTED_REGEX,
+    RenderError,
+    dump,
+)
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.render import (
     SITE_CA_FILE,
     SITE_CA_NAMESPACE,
     SITE_CA_SECRET,
@@ -22,16 +32,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import
     render,
     site_ca_secret,
     sops_rules,
-)
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops_apps import (
-    app_values_file,
-    app_values_manifest,
-)
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.manifests import (
-    RENDERED_ANNOTATION,
-    SOPS_ENCRYPTED_REGEX,
-    RenderError,
-    dump,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
