@@ -149,6 +149,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops import apply
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import IDENTITY_OPTIONS
 
 
 def argument_spec() -> dict:
@@ -159,7 +160,7 @@ def argument_spec() -> dict:
         "stage_root": {"type": "str"},
         "sops_recipients": {"type": "list", "elements": "str"},
         "site_ca_file": {"type": "path"},
-        "identity_files": {"type": "list", "elements": "path", "default": []},
+        **IDENTITY_OPTIONS,
     }
 
 

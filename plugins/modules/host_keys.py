@@ -210,7 +210,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets import host_keys as hk
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import IDENTITY_OPTIONS
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import IDENTITY_OPTIONS
 
 
 def argument_spec() -> dict:

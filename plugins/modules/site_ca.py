@@ -132,9 +132,12 @@ recipients:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common import boundary
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import require_libraries
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
+    IDENTITY_OPTIONS,
+    identities,
+    require_libraries,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import task
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import IDENTITY_OPTIONS, identities
 
 
 def argument_spec() -> dict:

@@ -155,10 +155,8 @@ admin_identity:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import (
-    IDENTITY_OPTIONS,
-    config_task,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import IDENTITY_OPTIONS
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.runner import config_task
 
 
 def argument_spec() -> dict:

@@ -213,6 +213,14 @@ def load_identities(env: dict | None = None, extra_files: list | None = None) ->
     return found
 
 
+# The modules' identity_files (doc_fragments/sops.py): key files tried before the places sops looks
+IDENTITY_OPTIONS = {"identity_files": {"type": "list", "elements": "path", "default": []}}
+
+
+def identities(params: dict) -> list:
+    return load_identities(extra_files=params.get("identity_files") or [])
+
+
 def _ssh_identity_paths(env) -> list:
     if env.get("SOPS_AGE_SSH_PRIVATE_KEY_FILE"):
         return [env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"]]

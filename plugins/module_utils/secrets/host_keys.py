@@ -22,6 +22,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     age_recipient_from_ssh,
     check_recipient,
+    identities,
     new_ssh_host_key,
     public_line_of,
     require_libraries,
@@ -29,7 +30,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules, new_document
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.module import admin_identity, identities
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.runner import admin_identity
 
 PRIVATE_KEY = "ssh_host_ed25519_key"
 

@@ -37,7 +37,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.files import w
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     check_recipient,
-    load_identities,
+    identities,
     require_libraries,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.site_ca import KEY_KEY, SiteCaError, check_existing
@@ -189,30 +189,30 @@ def app_value_secrets(p: dict, site: dict, stage_root: str) -> dict:
         )
     recipients = [check_recipient(r) for r in p["sops_recipients"]]
     require_libraries()
-    identities = load_identities(extra_files=p.get("identity_files") or [])
+    ids = identities(p)
     base = os.path.dirname(os.path.abspath(p["site_file"]))
     out = {}
     for app in apps:
-        manifest = app_values_manifest(app, _values_text(os.path.join(base, app["values_sops"]), identities))
+        manifest = app_values_manifest(app, _values_text(os.path.join(base, app["values_sops"]), ids))
         relative = f"{stage_root}/apps/{app_values_file(app)}"
-        out[relative] = _encrypted(os.path.join(p["dest"], relative), manifest, recipients, identities)
+        out[relative] = _encrypted(os.path.join(p["dest"], relative), manifest, recipients, ids)
     return out
 
 
-def _values_text(path: str, identities: list) -> str:
+def _values_text(path: str, ids: list) -> str:
     """The decrypted values file as YAML text (comments left out); SopsError names the file, never a value."""
-    plain = without_comments(decrypt_file(path, identities, "yaml"))
+    plain = without_comments(decrypt_file(path, ids, "yaml"))
     if not isinstance(plain, dict):
         raise SopsError(f"{path} does not hold a mapping of chart values")
     return yaml.safe_dump(plain, sort_keys=False, default_flow_style=False, width=120)
 
 
-def _encrypted(path: str, manifest: dict, recipients: list, identities: list) -> str:
+def _encrypted(path: str, manifest: dict, recipients: list, ids: list) -> str:
     existing = read_text(path)
     if existing is not None:
         try:
             document = Document.parse(existing, "yaml", where=path)
-            same = without_comments(document.decrypt(identities)) == manifest
+            same = without_comments(document.decrypt(ids)) == manifest
         except SopsError:
             same = False  # not readable here (or damaged): encrypted afresh below
         if same:
@@ -252,13 +252,13 @@ def site_ca_file(p: dict, site: dict, dest_path: str, check_mode: bool) -> str |
         )
     recipients = [check_recipient(r) for r in p["sops_recipients"]]
     require_libraries()
-    identities = load_identities(extra_files=p.get("identity_files") or [])
-    plain = without_comments(decrypt_file(source, identities, "yaml"))
+    ids = identities(p)
+    plain = without_comments(decrypt_file(source, ids, "yaml"))
     try:
         manifest = site_ca_secret(check_existing(source, plain, site["network"]["domain"]), plain[KEY_KEY])
     except SiteCaError as exc:
         raise RenderError(str(exc)) from None
-    return _encrypted(dest_path, manifest, recipients, identities)
+    return _encrypted(dest_path, manifest, recipients, ids)
 
 
 # ---- pruning ------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the sops modules do: sops_file's and sops_config's tasks and their identity options; each task first checks
-that the crypto libraries are there."""
+"""What the sops modules do: sops_file's and sops_config's tasks; each task first checks that the crypto libraries
+are there."""
 
 from __future__ import annotations
 
@@ -12,19 +12,12 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     SopsError,
     age_public,
     check_recipient,
-    load_identities,
+    identities,
     new_age_identity,
     require_libraries,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules
-
-IDENTITY_OPTIONS = {"identity_files": {"type": "list", "elements": "path", "default": []}}
-
-
-def identities(params: dict) -> list:
-    return load_identities(extra_files=params.get("identity_files") or [])
-
 
 # ---- sops_file ---------------------------------------------------------------------------------------------------
 
