@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
 
 HEADER = "# Rendered by nerv.homelab.gitops_render from the site file: edit the site, not this file.\n"
 SOPS_HEADER = "# sops creation rules; nerv.homelab.gitops_render keeps the rule of each site's platform current.\n"
-# as the site's .sops.yaml rule (gitops.sops_rules): Flux decrypts data and stringData, the rest stays readable
+# as the site's .sops.yaml rule (render.sops_rules): Flux decrypts data and stringData, the rest stays readable
 SECRET_RULES = Rules("encrypted_regex", SOPS_ENCRYPTED_REGEX)
 # What the diff shows of a new secret file made here instead of its content
 SECRET_SHOWN = "(sops-encrypted Secret {}: not shown)\n"
@@ -72,11 +72,11 @@ def execute(module) -> dict:
     site = load_site(p["site_file"])
     if not os.path.isdir(p["dest"]):
         raise RenderError(f"dest {p['dest']} is not a directory: give the checkout of the GitOps repository")
-    stage_root = _stage_root(p, site)
+    stage_root = (p["stage_root"] or f"platform/{site['site']['name']}").strip("/")
     files = render(site, p["site_path"] or site["flux"]["path"], stage_root)
     texts = {relative: HEADER + dump(docs) for relative, docs in files.items()}
     if p["sops_recipients"]:
-        texts[".sops.yaml"] = _sops_yaml(p, site)
+        texts[".sops.yaml"] = _sops_yaml(p, stage_root)
     # the secrets are planned first: a missing option fails before anything is written
     values_secrets = app_value_secrets(p, site, stage_root)
     secret_files, new_secrets = _secret_plan(p, site, stage_root)
@@ -88,8 +88,7 @@ def execute(module) -> dict:
     if ca_text is None:
         # check mode before the keys phase made the site CA: its Secret would be written, with content unknown yet
         changed.append(ca_relative)
-        shown = SECRET_SHOWN.format(f"{SITE_CA_NAMESPACE}/{SITE_CA_SECRET}")
-        diffs.append({"before_header": ca_relative, "after_header": ca_relative, "before": "", "after": shown})
+        diffs.append(_diff(ca_relative, None, SECRET_SHOWN.format(f"{SITE_CA_NAMESPACE}/{SITE_CA_SECRET}"), False))
     for relative, text in texts.items():
         path = os.path.join(p["dest"], relative)
         before = read_text(path)
@@ -102,8 +101,7 @@ def execute(module) -> dict:
             write_atomic(path, text, mode=0o644)
     for relative, (secret, text) in new_secrets.items():
         changed.append(relative)
-        shown = SECRET_SHOWN.format(secret)
-        diffs.append({"before_header": relative, "after_header": relative, "before": "", "after": shown})
+        diffs.append(_diff(relative, None, SECRET_SHOWN.format(secret), False))
         if not module.check_mode:
             write_atomic(os.path.join(p["dest"], relative), text)
     # the sops files made once are rendered on every run they stay in the site: kept, never pruned
@@ -124,10 +122,6 @@ def _diff(relative: str, before: str | None, after: str | None, encrypted: bool)
         before = "(sops-encrypted, not shown)\n" if before is not None else None
         after = "(sops-encrypted, not shown; its values changed)\n" if after is not None else None
     return {"before_header": relative, "after_header": relative, "before": before or "", "after": after or ""}
-
-
-def _stage_root(p: dict, site: dict) -> str:
-    return (p["stage_root"] or f"platform/{site['site']['name']}").strip("/")
 
 
 def _secret_plan(p: dict, site: dict, stage_root: str) -> tuple[list, dict]:
@@ -164,12 +158,11 @@ def _made_once_file(p: dict, relative: str, secret: str, make) -> str:
     return new_document(plain, "yaml", p["sops_recipients"], SECRET_RULES).text()
 
 
-def _sops_yaml(p: dict, site: dict) -> str:
+def _sops_yaml(p: dict, stage_root: str) -> str:
     for recipient in p["sops_recipients"]:
         check_recipient(recipient)
     path = os.path.join(p["dest"], ".sops.yaml")
     existing = parse_sops_config(read_text(path) or "", path)
-    stage_root = _stage_root(p, site)
     return SOPS_HEADER + dump([sops_rules(existing, stage_root, p["sops_recipients"])])
 
 

@@ -17,7 +17,6 @@ except ImportError:
 
 CSI_DRIVER_NFS_CHARTS = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
 
-
 CHARTS = {
     # release: (namespace, repository name, repository URL, chart); the version is the site's
     # (platform.versions.<release with '_' for '-'>), defaulted by the schema
@@ -38,14 +37,11 @@ CHARTS = {
 
 CORE_RELEASES = ("metallb", "cert-manager", "traefik", "longhorn")
 
-
 # Namespaces every cluster has: a release may live there, but the platform must not own (and prune) them.
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
-
 # The ClusterIssuer that signs with the site CA (gitops.cluster_issuers): the platform's and the apps' certificates
 SITE_CA_ISSUER = "site-ca"
-
 
 # What sops encrypts in the site's Kubernetes Secrets (Flux's convention): their data, never their metadata
 SOPS_ENCRYPTED_REGEX = "^(data|stringData)$"

@@ -21,16 +21,12 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import NO
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 
-
 GRAFANA_ADMIN_USER = "admin"
-
 
 # In the chart's stage: Grafana's pod needs the Secret to start, and the HelmRelease waits for the pod
 GRAFANA_ADMIN_STAGE = "infrastructure"
 
-
 GRAFANA_ADMIN_FILE = "grafana-admin.sops.yaml"
-
 
 # The Flux kinds this platform holds, as the kube-state-metrics of the chart reports them (gotk_resource_info)
 FLUX_KINDS = (

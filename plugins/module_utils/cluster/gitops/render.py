@@ -68,14 +68,12 @@ except ImportError:
 
 STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 
-
 # Releases with a LoadBalancer Service go in the pool's stage, not MetalLB's: helm-controller installs with Helm's
 # wait, which holds a LoadBalancer Service not ready until it has an address (Helm v3.17.3 pkg/kube/ready.go,
 # serviceReady), and MetalLB hands out addresses only from an IPAddressPool, which needs MetalLB's CRDs and webhook
 # (so a stage after MetalLB's). In MetalLB's stage Traefik would never become Ready, and the stage with the pool,
 # which waits for it, would never be applied.
 AFTER_POOL = ("traefik",)
-
 
 SOPS_SECRET = "sops-age"
 

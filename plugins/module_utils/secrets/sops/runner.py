@@ -99,11 +99,7 @@ HEADER = (
 
 
 def _shared(entries: list) -> list:
-    out = []
-    for entry in entries:
-        hosts = entry["hosts"]
-        out.append({**entry, "hosts": "all" if hosts == ["all"] else hosts})
-    return out
+    return [{**entry, "hosts": "all" if entry["hosts"] == ["all"] else entry["hosts"]} for entry in entries]
 
 
 def admin_identity(params: dict) -> str:
