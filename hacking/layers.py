@@ -1,7 +1,8 @@
 """The shape of plugins/, measured the way issue 25 ("One floor, one engine per verb") asks:
 
 (a) the places that start a process (subprocess.*, Popen, AnsibleModule.run_command) and the files they are in;
-(b) the import graph between the folders of module_utils/ and plugin_utils/, and whether it has a cycle;
+(b) the import graph between the folders of module_utils/ and plugin_utils/, whether it has a cycle, and the imports
+    that go against the stack (STACK: a folder imports only folders on lower levels);
 (c) the lines of Python per layer (blank lines and comments counted too: what a reader scrolls through).
 
     python hacking/layers.py [repo root]    # default: the repository this script is in
@@ -77,6 +78,28 @@ def import_graph(plugins: Path) -> dict:
     return graph
 
 
+# The stack of docs/architecture.md, bottom first: a folder may import only the folders of the levels below its own.
+STACK = (
+    ("module_utils/common",),
+    ("module_utils/site",),
+    ("module_utils/secrets",),
+    ("module_utils/proxmox", "module_utils/nixos", "module_utils/cluster"),
+    ("plugin_utils/discovery",),
+)
+LEVEL = {folder: level for level, folders in enumerate(STACK) for folder in folders}
+
+
+def against_stack(graph: dict) -> list:
+    """(source, target) of every import of a folder on the same or a higher level, and every import from or of a
+    folder STACK does not place."""
+    return sorted(
+        (source, target)
+        for source, targets in graph.items()
+        for target in targets
+        if source not in LEVEL or LEVEL.get(target, len(STACK)) >= LEVEL[source]
+    )
+
+
 def cycles(graph: dict) -> list:
     """The strongly connected parts of more than one folder (Tarjan): each is a cycle of imports."""
     index, low, stack, on_stack, found = {}, {}, [], set(), []
@@ -129,6 +152,8 @@ def report(root: Path) -> str:
                f"cycle: {'yes, ' + '; '.join(' <-> '.join(c) for c in found) if found else 'no'}")  # fmt: skip
     for source in sorted(graph):
         out.append(f"    {source} -> {', '.join(sorted(graph[source])) or '(nothing)'}")
+    wrong = against_stack(graph)
+    out.append(f"    against the stack: {', '.join(f'{a} -> {b}' for a, b in wrong) or 'none'}")
     layers = lines_per_layer(plugins)
     out.append(f"(c) lines per layer: {sum(layers.values())} in all")
     for layer, count in sorted(layers.items()):

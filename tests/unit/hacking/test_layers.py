@@ -52,3 +52,28 @@ def test_no_cycle_and_lines_per_layer(tmp_path):
     assert layers.cycles(layers.import_graph(root / "plugins")) == []
     assert layers.lines_per_layer(root / "plugins") == {"module_utils/site": 2, "modules": 1}
     assert "cycle: no" in layers.report(root)
+
+
+def test_an_import_on_the_same_or_a_higher_level_goes_against_the_stack():
+    graph = {
+        "module_utils/site": {"module_utils/common"},
+        "module_utils/nixos": {"module_utils/secrets", "module_utils/cluster"},
+        "module_utils/secrets": {"module_utils/proxmox"},
+        "module_utils/new": {"module_utils/common"},
+    }
+    # a folder the stack does not place yet is flagged too: where it sits must be decided
+    assert layers.against_stack(graph) == [
+        ("module_utils/new", "module_utils/common"),
+        ("module_utils/nixos", "module_utils/cluster"),
+        ("module_utils/secrets", "module_utils/proxmox"),
+    ]
+    assert layers.against_stack({"module_utils/common": {"module_utils/new"}}) == [
+        ("module_utils/common", "module_utils/new")
+    ]
+
+
+def test_the_collection_keeps_its_stack_and_its_one_process_runner():
+    plugins = Path(__file__).resolve().parents[3] / "plugins"
+    graph = layers.import_graph(plugins)
+    assert layers.cycles(graph) == [] and layers.against_stack(graph) == []
+    assert {name for name, _line in layers.process_starts(plugins)} == {"module_utils/common/process.py"}
