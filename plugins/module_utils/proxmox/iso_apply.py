@@ -109,8 +109,7 @@ def apply(client, params: dict, want: dict, records, check_mode: bool, diff: boo
 
     timeout = params["upload_timeout"]
     if decision.action == ACTION_DELETE:
-        upid = client.delete(f"{base}/content/{volid}")
-        result["task"] = client.wait_task(upid) if upid else None
+        result["task"] = client.wait_task(client.delete(f"{base}/content/{volid}"))
         records.put(key, None)
         return result
     if params["download_url"]:

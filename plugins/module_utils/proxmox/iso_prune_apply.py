@@ -78,7 +78,7 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
     result["deleted"] = []
     for volid in choice.delete:
         try:
-            delete(client, base, volid)
+            client.wait_task(client.delete(f"{base}/content/{volid}"))
         except ProxmoxError as exc:  # the others still go; the record of this one stays, it is still there
             result["failures"].append({"volid": volid, "error": exc.message})
             continue
@@ -92,10 +92,3 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
         done = len(result["deleted"])
         raise PruneError(f"{len(result['failures'])} ISO(s) could not be deleted ({done} deleted): {names}", result)
     return result
-
-
-def delete(client, base: str, volid: str) -> None:
-    """DELETE the volume and wait for its task (PVE answers null instead of a task when it ran at once)."""
-    upid = client.delete(f"{base}/content/{volid}")
-    if upid:
-        client.wait_task(upid)

@@ -91,10 +91,10 @@ class Vm:
                 if not deadline.pause(LOCK_POLL):
                     raise pvm.retold(exc, self.lock_message(what, path, exc.message)) from None
 
-    def task(self, upid):
-        if isinstance(upid, str) and upid.startswith("UPID:"):
-            return self.client.wait_task(upid)
-        return None
+    def act(self, method, suffix="", **data):
+        """A request to the VM (and its task, if it starts one), retried while the VM is locked."""
+        send = getattr(self.client, method)
+        self.patiently(self.label(), self.path, lambda: self.client.wait_task(send(self.path + suffix, **data)))
 
     # ------------------------------------------------------------ actions
 
@@ -106,7 +106,7 @@ class Vm:
         what = f"template {template.get('name')!r} (vmid {tvmid})"
         self.wait_unlocked(source, what)
         try:
-            self.patiently(what, source, lambda: self.task(self.client.post(source + "/clone", **data)))
+            self.patiently(what, source, lambda: self.client.wait_task(self.client.post(source + "/clone", **data)))
         except ProxmoxError as exc:
             left = pvm.guest_at(self.client.get("/cluster/resources", type="vm"), self.vmid)
             note = ""
@@ -133,26 +133,18 @@ class Vm:
         )
         return True
 
-    def configure(self, updates, fresh):
-        def call():
-            return self.client.put(self.path + "/config", **updates)
-
+    def configure(self, updates, fresh, status):
         try:
-            self.patiently(self.label(), self.path, call)
+            self.act("put", "/config", **updates)
         except ProxmoxError:
             if fresh and "tags" in updates:
                 # Tag the new clone at least, so the next run adopts it instead of refusing it as foreign.
                 with contextlib.suppress(ProxmoxError):
                     self.client.put(self.path + "/config", tags=updates["tags"])
             raise
-
-    def resize(self, size):
-        gib = size // pvm.GIB
-
-        def call():
-            return self.task(self.client.put(self.path + "/resize", disk=pvm.DISK_KEY, size=f"{gib}G"))
-
-        self.patiently(self.label(), self.path, call)
+        late = ", ".join(key for key in updates if key not in pvm.HOTPLUG)
+        if status == "running" and late:
+            self.warnings.append(f"{self.label()} is running: {late} take effect at its next start (pending)")
 
     def start(self):
         def call():
@@ -167,32 +159,23 @@ class Vm:
                     return
                 upid = self.client.post(self.path + "/status/start")
                 try:
-                    self.task(upid)
+                    self.client.wait_task(upid)
                 except ProxmoxError:
                     if self.status() != "running":
                         raise
                 return
-            self.task(upid)
+            self.client.wait_task(upid)
 
         self.patiently(self.label(), self.path, call)
 
     def stop(self, force):
-        action = "stop" if force else "shutdown"
         try:
-            self.patiently(
-                self.label(), self.path, lambda: self.task(self.client.post(self.path + f"/status/{action}"))
-            )
+            self.act("post", "/status/stop" if force else "/status/shutdown")
         except ProxmoxError as exc:
             if force or pvm.is_lock_error(exc):
                 raise
             hint = "Does the guest handle ACPI shutdown? Set force: true to stop it at once"
             raise pvm.retold(exc, f"shutting down {self.label()} failed: {exc.message}. {hint}") from None
-
-    def unprotect(self):
-        self.patiently(self.label(), self.path, lambda: self.client.put(self.path + "/config", delete="protection"))
-
-    def delete(self):
-        self.patiently(self.label(), self.path, lambda: self.task(self.client.delete(self.path, purge=1)))
 
     # ------------------------------------------------------------ guest agent
 
@@ -240,13 +223,6 @@ class Vm:
         if key is None:
             self.warnings.append(f"{self.label()} has no ed25519 host key in {pvm.HOST_KEY_FILE}; host_key is null")
         return key
-
-
-def pin(path, address, key, check_mode: bool) -> bool:
-    """Pin the key read through the agent at the VM's address (known_hosts given, both known); whether it changed."""
-    if not (path and address and key):
-        return False
-    return bool(known_hosts.pin(path, {address: key}, check_mode))
 
 
 def survey(vm, guest, resources):
@@ -310,8 +286,8 @@ def _run(module):
     vm = Vm(module, client, watch)
     resources = client.get("/cluster/resources", type="vm") or []
     guest = pvm.guest_at(resources, params["vmid"])
-    result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None}
-    result["pinned"] = False
+    result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None,
+              "pinned": False}  # fmt: skip
     adopted = False
     if guest is not None:
         vm.node = guest.get("node") or vm.node
@@ -337,33 +313,25 @@ def _run(module):
     elif final != (status or "absent"):
         before["status"], after["status"] = status or "absent", final
 
-    if not module.check_mode:
-        for action in actions:
-            watch.check(action)
-            if action == "clone":
-                vm.clone(found["template"])
-            elif action == "config":
-                vm.configure(updates, fresh=guest is None or adopted)
-                late = [k for k in updates if k not in pvm.HOTPLUG]
-                if status == "running" and late:
-                    vm.warnings.append(
-                        f"{vm.label()} is running: {', '.join(late)} take effect at its next start (pending)"
-                    )
-            elif action == "resize":
-                vm.resize(resize[1])
-            elif action == "start":
-                vm.start()
-            elif action == "stop":
-                vm.stop(params["force"])
-            elif action == "unprotect":
-                vm.unprotect()
-            elif action == "delete":
-                vm.delete()
+    steps = {
+        "clone": lambda: vm.clone(found["template"]),
+        "config": lambda: vm.configure(updates, guest is None or adopted, status),
+        "resize": lambda: vm.act("put", "/resize", disk=pvm.DISK_KEY, size=f"{resize[1] // pvm.GIB}G"),
+        "start": vm.start,
+        "stop": lambda: vm.stop(params["force"]),
+        "unprotect": lambda: vm.act("put", "/config", delete="protection"),
+        "delete": lambda: vm.act("delete", purge=1),
+    }
+    for action in [] if module.check_mode else actions:
+        watch.check(action)
+        steps[action]()
 
     if state == "started" and (not module.check_mode or (guest is not None and status == "running")):
         result["addresses"], result["address"] = vm.wait_address(patient=not module.check_mode)
         result["host_key"] = vm.host_key()
-        result["pinned"] = pin(params["known_hosts"], result["address"], result["host_key"], module.check_mode)
+        if params["known_hosts"] and result["address"] and result["host_key"]:
+            pinned = known_hosts.pin(params["known_hosts"], {result["address"]: result["host_key"]}, module.check_mode)
+            result["pinned"] = bool(pinned)
 
     result.update(changed=bool(actions) or result["pinned"], status=final, actions=actions, changed_keys=changed)
     result["diff"] = {"before": before, "after": after}
