@@ -2,13 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The API side of nerv.homelab.proxmox_iso_prune: list the ISO storage, choose with iso_prune_plan.py, delete.
 
+run(module) takes anything with .params, .check_mode, ._diff and .warn() (the AnsibleModule) and returns the result.
 Requests: the content listing; only when something of ours would go, the storage status (is it shared?), the
 cluster's VMs and the config of each VM that can see the storage; then one DELETE and its task per ISO.
 """
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError, record_key
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError, Records, record_key
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_plan import (
     attached,
     check_current,
@@ -17,7 +19,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_pla
     diff_view,
     iso_volumes,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError, settings_from_params
 
 
 class PruneError(IsoError):
@@ -25,14 +27,17 @@ class PruneError(IsoError):
 
     def __init__(self, message, result):
         super().__init__(message)
-        self.result = result
         self.details = dict(result)
 
 
-def checked(params: dict) -> dict:
-    """The checked input (before any request): keep and current; IsoError names the bad option."""
-    storage = params["storage"]
-    return {"keep": check_keep(params["keep"]), "current": check_current(params["current"], storage)}
+def run(module) -> dict:
+    params = module.params
+    # checked before any request: an IsoError here changes nothing
+    want = {"keep": check_keep(params["keep"]), "current": check_current(params["current"], params["storage"])}
+    client = ProxmoxClient(settings_from_params(params))
+    diff = module._diff  # pylint: disable=protected-access
+    result = prune(client, params, want, Records(params["state_dir"]), module.check_mode, diff, module.warn)
+    return {**result, "requests": client.requests}
 
 
 def in_use(client, node: str, storage: str) -> dict:
