@@ -252,11 +252,8 @@ class Records:
                     data.pop(key, None)
                 else:
                     data[key] = value
-                self._write(data)
+                write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
         except OSError as exc:
             raise IsoError(
                 f"cannot write the record {self.path} ({exc}): set state_dir to a writable directory"
             ) from None
-
-    def _write(self, data: dict) -> None:
-        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))

@@ -41,19 +41,14 @@ class Vm:
 
     def effective_config(self):
         """The config with pending changes applied: what the VM will run with, so a pending change is not sent
-        twice. Also whether anything is pending."""
+        twice."""
         config = dict(self.client.get(self.path + "/config") or {})
-        pending = self.client.get(self.path + "/pending") or []
-        waiting = []
-        for item in pending:
-            key = item.get("key")
+        for item in self.client.get(self.path + "/pending") or []:
             if item.get("delete"):
-                config.pop(key, None)
-                waiting.append(key)
+                config.pop(item.get("key"), None)
             elif "pending" in item:
-                config[key] = item["pending"]
-                waiting.append(key)
-        return config, waiting
+                config[item.get("key")] = item["pending"]
+        return config
 
     def status(self):
         return (self.client.get(self.path + "/status/current") or {}).get("status")
@@ -229,7 +224,7 @@ def survey(vm, guest, resources):
     """What the VM is and what it should become: the plan and everything the actions need."""
     params, client, state = vm.params, vm.client, vm.params["state"]
     found = {"template": None, "updates": {}, "changed": [], "before": {}, "after": {}, "resize": None}
-    found.update(protected=False, lock=None, pending=[], status=guest.get("status") if guest else None)
+    found.update(protected=False, lock=None, status=guest.get("status") if guest else None)
     if state == "absent":
         if guest is not None:
             config = client.get(vm.path + "/config") or {}
@@ -240,33 +235,26 @@ def survey(vm, guest, resources):
         if guest is None:
             # check mode before the template exists (site.yml --check on a new site): plan from the settings alone
             template = found["template"] = pvm.find_template(resources, params.get("template"), vm.module.check_mode)
+            tconfig = {}
             if template is None:
                 vm.warnings.append(f"template {params.get('template')} does not exist yet: {vm.label()} is planned "
                                    "from its settings alone; a real run needs the template first")  # fmt: skip
-                tconfig = {}
             else:
-                tpath = f"/nodes/{template['node']}/qemu/{template['vmid']}"
-                tconfig = client.get(tpath + "/config") or {}
-            if template is not None and template.get("node") != params["node"]:
-                pvm.cross_node_problem(template, tconfig, params, client.get("/cluster/resources", type="storage"))
+                tconfig = client.get(f"/nodes/{template['node']}/qemu/{template['vmid']}/config") or {}
+                if template.get("node") != params["node"]:
+                    storages = client.get("/cluster/resources", type="storage")
+                    pvm.cross_node_problem(template, tconfig, params, storages)
             config = pvm.cloned_config(tconfig, params, template)
         else:
-            config, found["pending"] = vm.effective_config()
+            config = vm.effective_config()
             found["lock"] = pvm.lock_of(config)
         updates, changed, before, after = pvm.config_changes(config, params)
         found.update(updates=updates, changed=changed, before=before, after=after)
         # a template still to be built has no disk to compare with yet
         planned_only = guest is None and found["template"] is None
         found["resize"] = None if planned_only else pvm.disk_change(config, params.get("disk"))
-    found["actions"] = pvm.plan(
-        state,
-        guest is not None,
-        found["status"],
-        bool(found["updates"]),
-        bool(found["resize"]),
-        found["protected"],
-        params["force"],
-    )
+    facts = (guest is not None, found["status"], bool(found["updates"]), bool(found["resize"]), found["protected"])
+    found["actions"] = pvm.plan(state, *facts, params["force"])
     return found
 
 

@@ -98,10 +98,8 @@ def check_options(params: dict) -> dict:
         parse_ipconfig(params["ipconfig0"])
     if params.get("storage") and not params.get("full", True):
         fail("storage is only for full clones: drop storage, or set full: true")
-    for key in ("sshkeys",):
-        for line in params.get(key) or []:
-            if not str(line).strip():
-                fail("sshkeys holds an empty key: give one public key per item, e.g. 'ssh-ed25519 AAAA... me@laptop'")
+    if any(not str(line).strip() for line in params.get("sshkeys") or []):
+        fail("sshkeys holds an empty key: give one public key per item, e.g. 'ssh-ed25519 AAAA... me@laptop'")
     networks(params.get("cidr"))
     return params
 
@@ -174,8 +172,7 @@ def memory_of(value):
     """MiB of a memory value: ``2048`` or the PVE 8 property string ``current=2048``."""
     if value is None or value == "":
         return None
-    text = str(value)
-    for part in text.split(","):
+    for part in str(value).split(","):
         key, sep, val = part.partition("=")
         if not sep:
             return int(key)
@@ -209,41 +206,30 @@ def normalise(config: dict) -> dict:
     }
 
 
-def is_template_tag(tag: str) -> bool:
-    """Tags proxmox_template_build puts on a template, which its clones must not keep."""
-    return tag == OURS or tag.startswith((BUILD_PREFIX, PHASE_PREFIX))
-
-
 def wanted_tags(params: dict, current_tags) -> tuple:
-    """The tags the VM should carry: the given ones (or, when none are given, the ones it has less the template
-    pipeline's), always with the site tag."""
+    """The tags the VM should carry: the given ones (or, when none are given, the ones it has less those
+    proxmox_template_build put on its template, which a clone must not keep), always with the site tag."""
     given = params.get("tags")
-    base = [t for t in current_tags if not is_template_tag(t)] if given is None else list(given)
+    ours = [t for t in current_tags if t != OURS and not t.startswith((BUILD_PREFIX, PHASE_PREFIX))]
+    base = ours if given is None else list(given)
     return tuple(sorted(set(base) | {site_tag(params["site"])}))
+
+
+# How an option's value compares with normalise(): the keys not named here compare as given.
+_FROM_OPTION = {
+    "description": str.rstrip,
+    "onboot": bool,
+    "sshkeys": lambda keys: tuple(str(key).strip() for key in keys),
+    "ipconfig0": _ipconfig_key,
+    "nameserver": lambda value: tuple(split_tags(value)) or None,
+}
 
 
 def wanted(params: dict, current: dict) -> dict:
     """The normalised values the options ask for; keys the options leave alone are left out."""
-    out = {"tags": wanted_tags(params, current["tags"])}
-    if params.get("cores") is not None:
-        out["cores"] = params["cores"]
-    if params.get("memory") is not None:
-        out["memory"] = params["memory"]
-    if params.get("description") is not None:
-        out["description"] = params["description"].rstrip()
-    if params.get("onboot") is not None:
-        out["onboot"] = bool(params["onboot"])
-    if params.get("ciuser") is not None:
-        out["ciuser"] = params["ciuser"]
-    if params.get("sshkeys") is not None:
-        out["sshkeys"] = tuple(str(k).strip() for k in params["sshkeys"])
-    if params.get("ipconfig0") is not None:
-        out["ipconfig0"] = _ipconfig_key(params["ipconfig0"])
-    if params.get("nameserver") is not None:
-        out["nameserver"] = tuple(split_tags(params["nameserver"])) or None
-    if params.get("searchdomain") is not None:
-        out["searchdomain"] = params["searchdomain"]
-    return out
+    keys = [key for key in CONFIG_KEYS if key != "tags" and params.get(key) is not None]
+    out = {key: _FROM_OPTION.get(key, lambda value: value)(params[key]) for key in keys}
+    return {**out, "tags": wanted_tags(params, current["tags"])}
 
 
 def pve_value(key: str, params: dict, value):
@@ -383,10 +369,9 @@ def find_template(resources, template, missing_ok=False):
 
 def clone_request(params: dict, template: dict) -> dict:
     data = {"newid": params["vmid"], "name": params["name"], "full": 1 if params["full"] else 0}
-    data["description"] = clone_marker(params, template)
+    data.update(description=clone_marker(params, template), target=params["node"])
     if params["full"] and params.get("storage"):
         data["storage"] = params["storage"]
-    data["target"] = params["node"]
     if params.get("pool"):
         data["pool"] = params["pool"]
     return data
