@@ -81,8 +81,6 @@ class ProxmoxClient:
         self._generation = 0
         self._lock = threading.Lock()
 
-    # ------------------------------------------------------------ requests
-
     def get(self, path: str, **params):
         return self.request("GET", path, params)
 
@@ -189,8 +187,6 @@ class ProxmoxClient:
         with self._lock:
             self.requests += 1
 
-    # ------------------------------------------------------------ session
-
     def _session(self):
         """(proxmoxer API, generation), logging in on first use (or after a renewal)."""
         with self._lock:
@@ -241,8 +237,6 @@ class ProxmoxClient:
         session.proxies.update(requests.utils.get_environ_proxies(self.settings.url))
         session.trust_env = False
 
-    # ------------------------------------------------------------ errors
-
     def _connection_error(self, exc):
         """TLS trouble is final (and names the fix); other connection trouble is transient."""
         text = mask(exc, self.settings.secrets)
@@ -277,8 +271,6 @@ class ProxmoxClient:
                 message += " - " + "; ".join(f"{key}: {value}" for key, value in sorted(errors.items()))
         return ProxmoxError(message, status=status, errors=errors)
 
-    # ------------------------------------------------------------ tasks
-
     def wait_task(self, upid, timeout: float = TASK_TIMEOUT) -> dict | None:
         """Poll the task's own node until it stops. Returns {upid, exitstatus, warnings}; a failed task
         raises ProxmoxError with its exit status and the tail of its log. An answer that is no task id (null:
@@ -300,8 +292,6 @@ class ProxmoxClient:
             lines = self.get(f"/nodes/{decoded.node}/tasks/{upid}/log", start=0, limit=TASK_LOG_LIMIT)
             raise task_failure(decoded, upid, exitstatus, lines)
         return {"upid": upid, "exitstatus": exitstatus, "warnings": warnings}
-
-    # ------------------------------------------------------------ concurrency
 
     def map(self, fn, items, workers: int | None = None) -> list:
         """fn over items, results in order, at most `workers` (default pool_size) at once; the first error wins."""

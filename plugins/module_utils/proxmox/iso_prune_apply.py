@@ -55,7 +55,7 @@ def in_use(client, node: str, storage: str) -> dict:
     return attached(client.map(config, guests))
 
 
-def prune(client, params: dict, want: dict, records, check_mode: bool, diff: bool, warn=None) -> dict:
+def prune(client, params: dict, want: dict, records, check_mode: bool, diff: bool, warn) -> dict:
     """Delete the ISOs of ours that go, oldest first; in check mode only say which. warn(text) is told of every
     ISO kept only because a VM has it attached."""
     node, storage = params["node"], params["storage"]
@@ -74,7 +74,7 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
         "failures": [],
     }
     for item in choice.untouched:
-        if warn and item["volid"] in choice.in_use:
+        if item["volid"] in choice.in_use:
             warn(f"{item['volid']} is kept: {item['reason']}")
     if diff:
         result["diff"] = diff_view(volumes, choice.delete)

@@ -41,9 +41,6 @@ class Choice:
     in_use: list = field(default_factory=list)  # volids of the untouched that would go but are attached to a VM
 
 
-# ---------------------------------------------------------------- input
-
-
 def check_keep(keep) -> int:
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= KEEP_MAX:
         raise IsoError(
@@ -62,9 +59,6 @@ def check_current(current, storage: str) -> str:
             f"built from, e.g. {storage}:iso/nixos-installer-0a1b2c3d4e5f.iso (proxmox_iso returns it as volid)"
         )
     return text
-
-
-# ---------------------------------------------------------------- ours or not
 
 
 def iso_volumes(listing, storage: str) -> list:
@@ -114,9 +108,6 @@ def attached(configs) -> dict:
                 volume = value.split(",", 1)[0]
                 found.setdefault(volume, []).append(f"VM {vmid} {key}")
     return found
-
-
-# ---------------------------------------------------------------- the choice
 
 
 def choose(volumes: list, records: dict, keep: int, current: str, in_use: dict | None = None) -> Choice:

@@ -37,8 +37,6 @@ class Vm:
     def label(self):
         return f"VM {self.name} (vmid {self.vmid})"
 
-    # ------------------------------------------------------------ reading
-
     def effective_config(self):
         """The config with pending changes applied: what the VM will run with, so a pending change is not sent
         twice."""
@@ -53,16 +51,13 @@ class Vm:
     def status(self):
         return (self.client.get(self.path + "/status/current") or {}).get("status")
 
-    # ------------------------------------------------------------ locks
-
     def wait_unlocked(self, path, what):
-        """The config at path once it has no lock, or a ProxmoxError naming the lock after lock_timeout."""
+        """Return once the config at path has no lock, or raise a ProxmoxError naming the lock after lock_timeout."""
         deadline = Deadline(self.params["lock_timeout"], sleep=self.watch.sleep)
         while True:
-            config = self.client.get(path + "/config") or {}
-            lock = pvm.lock_of(config)
+            lock = pvm.lock_of(self.client.get(path + "/config"))
             if not lock:
-                return config
+                return
             if not deadline.pause(LOCK_POLL):
                 raise ProxmoxError(self.lock_message(what, path, f"lock {lock!r}"))
 
@@ -90,8 +85,6 @@ class Vm:
         """A request to the VM (and its task, if it starts one), retried while the VM is locked."""
         send = getattr(self.client, method)
         self.patiently(self.label(), self.path, lambda: self.client.wait_task(send(self.path + suffix, **data)))
-
-    # ------------------------------------------------------------ actions
 
     def clone(self, template):
         tnode, tvmid = template["node"], template["vmid"]
@@ -171,8 +164,6 @@ class Vm:
                 raise
             hint = "Does the guest handle ACPI shutdown? Set force: true to stop it at once"
             raise pvm.retold(exc, f"shutting down {self.label()} failed: {exc.message}. {hint}") from None
-
-    # ------------------------------------------------------------ guest agent
 
     def wait_address(self, patient=True):
         """(addresses, address) the agent reports; waits up to wait_timeout for one (inside cidr, if given)."""

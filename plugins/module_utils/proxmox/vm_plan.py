@@ -26,18 +26,8 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import 
 
 VMID_MIN, VMID_MAX = 100, 999999999
 # The config keys proxmox_vm manages, in the order they are compared and shown.
-CONFIG_KEYS = (
-    "cores",
-    "memory",
-    "tags",
-    "description",
-    "onboot",
-    "ciuser",
-    "sshkeys",
-    "ipconfig0",
-    "nameserver",
-    "searchdomain",
-)
+CONFIG_KEYS = ("cores", "memory", "tags", "description", "onboot", "ciuser", "sshkeys", "ipconfig0", "nameserver",
+               "searchdomain")  # fmt: skip
 DISK_KEY = "scsi0"
 # Keys PVE applies to a running VM at once; the others wait (pending) for its next start.
 HOTPLUG = ("name", "description", "onboot", "tags", "protection")
@@ -56,9 +46,6 @@ _LOCKED = re.compile(r"VM is locked|can't lock file")
 
 def fail(message: str):
     raise ProxmoxError(message)
-
-
-# ---------------------------------------------------------------- options
 
 
 def site_tag(site) -> str:
@@ -132,9 +119,6 @@ def parse_ipconfig(text) -> dict:
     except ValueError as exc:
         fail(f"ipconfig0 {text!r} is not valid ({exc}): {hint}")
     return found
-
-
-# ---------------------------------------------------------------- values
 
 
 def encode_sshkeys(keys) -> str:
@@ -285,9 +269,6 @@ def disk_change(config: dict, disk_gib):
     return (have, want) if want > have else None
 
 
-# ---------------------------------------------------------------- whose VM
-
-
 def guest_at(resources, vmid: int):
     for guest in resources or []:
         if guest.get("vmid") is not None and int(guest["vmid"]) == vmid:
@@ -415,19 +396,9 @@ def cloned_config(template_config: dict, params: dict, template: dict | None = N
     return config
 
 
-# ---------------------------------------------------------------- locks and errors
-
-
 def retold(error: ProxmoxError, message: str) -> ProxmoxError:
     """The same error (status, task exit status, log tail, UPID, field errors) with a message that says more."""
-    return ProxmoxError(
-        message,
-        status=error.status,
-        exitstatus=error.exitstatus,
-        log_tail=error.log_tail,
-        upid=error.upid,
-        errors=error.errors,
-    )
+    return ProxmoxError(message, error.status, error.exitstatus, error.log_tail, error.upid, error.errors)
 
 
 def lock_of(config: dict):
@@ -442,9 +413,6 @@ def is_transient(error) -> bool:
     return getattr(error, "status", None) in TRANSIENT_STATUSES
 
 
-# ---------------------------------------------------------------- host key
-
-
 def host_key_of(answer):
     """The ed25519 host key line of a file-read answer, or None."""
     content = str((answer or {}).get("content") or "").strip()
@@ -453,9 +421,6 @@ def host_key_of(answer):
     if len(parts) >= 2 and parts[0] == "ssh-ed25519":
         return " ".join(parts[:2])
     return None
-
-
-# ---------------------------------------------------------------- actions
 
 
 def plan(state: str, exists: bool, status, updates: bool, resize: bool, protected: bool, force: bool) -> list:

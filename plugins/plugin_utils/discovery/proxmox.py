@@ -38,9 +38,6 @@ CACHE_FORMAT = 1
 GUEST_TYPES = ("qemu", "lxc")
 
 
-# ---------------------------------------------------------------- pure parsing
-
-
 def safe_group_name(name) -> str:
     """A valid Ansible group name: letters, digits and '_' only, not starting with a digit."""
     safe = re.sub(r"[^A-Za-z0-9_]", "_", str(name))
@@ -70,9 +67,6 @@ def agent_enabled(config) -> bool:
     """The 'agent' option of a qemu config ('1', 'enabled=1,fstrim_cloned_disks=1', ...) is on."""
     value = str((config or {}).get("agent", "0")).split(",", maxsplit=1)[0]
     return value.split("=")[-1].strip() in ("1", "on", "yes", "true")
-
-
-# ---------------------------------------------------------------- the requests
 
 
 def online_nodes(cluster_status) -> dict:
@@ -158,9 +152,6 @@ def cache_usable(raw, want_config: bool, want_templates: bool) -> bool:
         and (raw.get("want_config") or not want_config)
         and (raw.get("want_templates") or not want_templates)
     )
-
-
-# ---------------------------------------------------------------- the inventory
 
 
 def host_names(items: list) -> dict:
