@@ -265,12 +265,9 @@ def _run(module):
     vm = Vm(module, client, watch)
     resources = client.get("/cluster/resources", type="vm") or []
     guest = pvm.guest_at(resources, params["vmid"])
-    result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None,
-              "pinned": False}  # fmt: skip
     adopted = False
     if guest is not None:
         vm.node = guest.get("node") or vm.node
-        result["node"] = vm.node
         adopted = not pvm.has_site_tag(guest, params) and vm.lost_clone()
         pvm.check_ownership(guest, params, adopted)
 
@@ -305,6 +302,8 @@ def _run(module):
         watch.check(action)
         steps[action]()
 
+    result = {"vmid": params["vmid"], "node": vm.node, "addresses": [], "address": None, "host_key": None,
+              "pinned": False}  # fmt: skip
     if state == "started" and (not module.check_mode or (guest is not None and status == "running")):
         result["addresses"], result["address"] = vm.wait_address(patient=not module.check_mode)
         result["host_key"] = vm.host_key()
