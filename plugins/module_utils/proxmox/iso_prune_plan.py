@@ -21,12 +21,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import drives
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import HASH_PREFIX, IsoError
 
 KEEP_MAX = 100
 DERIVED = re.compile(rf"^.+-(?P<hash>[0-9a-f]{{{HASH_PREFIX}}})\.(?:iso|img)$")
-# The config keys a VM attaches drives (and cdroms) with; `cdrom` is PVE's alias of ide2.
-DRIVE_KEY = re.compile(r"^(?:(?:ide|sata|scsi|virtio)\d+|cdrom)$")
 
 NOT_RECORDED = "no record of an upload by nerv.homelab to this API URL, node and storage: not ours"
 
@@ -103,10 +102,8 @@ def attached(configs) -> dict:
     """{volid: ['VM 105 ide2', ...]} of the drives in VM configs (an iterable of (vmid, config))."""
     found = {}
     for vmid, config in configs:
-        for key, value in sorted((config or {}).items()):
-            if DRIVE_KEY.fullmatch(str(key)) and isinstance(value, str):
-                volume = value.split(",", 1)[0]
-                found.setdefault(volume, []).append(f"VM {vmid} {key}")
+        for key, volume in drives(config):
+            found.setdefault(volume, []).append(f"VM {vmid} {key}")
     return found
 
 

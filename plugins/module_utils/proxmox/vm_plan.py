@@ -18,6 +18,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import 
     OURS,
     PHASE_PREFIX,
     SITE_TAG_PREFIX,
+    drives,
     networks,
     split_tags,
 )
@@ -39,7 +40,6 @@ _TAG = re.compile(r"^[a-z0-9_][a-z0-9_+.-]*$", re.IGNORECASE)
 # PVE's VM name syntax (dns-name).
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_DRIVE_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+$|^(efidisk|tpmstate)0$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$", re.IGNORECASE)
 _LOCKED = re.compile(r"VM is locked|can't lock file")
 
@@ -359,16 +359,9 @@ def clone_request(params: dict, template: dict) -> dict:
 
 
 def disk_storages(config: dict) -> set:
-    """Storage ids of a config's disks (CD-ROM images and empty drives left out)."""
-    found = set()
-    for key, value in config.items():
-        if not _DRIVE_KEY.fullmatch(key):
-            continue
-        volume = str(value).split(",", maxsplit=1)[0]
-        storage, sep, name = volume.partition(":")
-        if sep and not name.startswith("iso/") and volume not in ("none", "cdrom"):
-            found.add(storage)
-    return found
+    """Storage ids of a config's disks (CD-ROM images and empty drives, none or cdrom, left out)."""
+    volumes = [volume.partition(":") for _key, volume in drives(config)]
+    return {storage for storage, sep, name in volumes if sep and not name.startswith("iso/")}
 
 
 def cross_node_problem(template: dict, template_config: dict, params: dict, storages) -> None:
