@@ -63,23 +63,18 @@ def check_current(current, storage: str) -> str:
 def iso_volumes(listing, storage: str) -> list:
     """The ISO entries of a content listing on this storage: [{volid, name, size, ctime}], ctime None if unknown."""
     prefix = f"{storage}:iso/"
-    found = []
-    for item in listing or []:
-        if not isinstance(item, dict) or not str(item.get("volid", "")).startswith(prefix):
-            continue
-        if item.get("content", "iso") != "iso":
-            continue
-        ctime = item.get("ctime")
-        found.append(
-            {
-                "volid": item["volid"],
-                "name": item["volid"][len(prefix) :],
-                "size": int(item["size"]) if item.get("size") is not None else None,
-                # PVE lists a file's ctime in epoch seconds; 0 or none means the age cannot be told.
-                "ctime": int(ctime) if ctime else None,
-            }
-        )
-    return found
+    isos = [item for item in listing or [] if isinstance(item, dict) and item.get("content", "iso") == "iso"]
+    return [
+        {
+            "volid": item["volid"],
+            "name": item["volid"][len(prefix) :],
+            "size": int(item["size"]) if item.get("size") is not None else None,
+            # PVE lists a file's ctime in epoch seconds; 0 or none means the age cannot be told.
+            "ctime": int(item["ctime"]) if item.get("ctime") else None,
+        }
+        for item in isos
+        if str(item.get("volid", "")).startswith(prefix)
+    ]
 
 
 def not_ours(volume: dict, record: dict | None) -> str | None:

@@ -270,10 +270,7 @@ def disk_change(config: dict, disk_gib):
 
 
 def guest_at(resources, vmid: int):
-    for guest in resources or []:
-        if guest.get("vmid") is not None and int(guest["vmid"]) == vmid:
-            return guest
-    return None
+    return next((g for g in resources or [] if g.get("vmid") is not None and int(g["vmid"]) == vmid), None)
 
 
 # What a clone's description says from its first request (the clone call itself), before the first config write
