@@ -192,12 +192,8 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_apply, iso_plan
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (
-    proxmox_argument_spec,
-    settings_from_params,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_apply import run
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import proxmox_argument_spec
 
 
 def argument_spec() -> dict:
@@ -222,17 +218,7 @@ def main() -> None:
         mutually_exclusive=[("src", "download_url")],
         supports_check_mode=True,
     )
-
-    def work():
-        client = ProxmoxClient(settings_from_params(module.params))
-        want = iso_apply.wanted(module.params)  # an IsoError (a ProxmoxError) here changes nothing
-        records = iso_plan.Records(module.params["state_dir"])
-        diff = module._diff  # pylint: disable=protected-access
-        result = iso_apply.apply(client, module.params, want, records, module.check_mode, diff)
-        result["requests"] = client.requests
-        return result
-
-    run_module(module, work)
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

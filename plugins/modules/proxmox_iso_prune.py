@@ -154,12 +154,8 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import iso_plan, iso_prune_apply
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (
-    proxmox_argument_spec,
-    settings_from_params,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_apply import run
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import proxmox_argument_spec
 
 
 def argument_spec() -> dict:
@@ -175,17 +171,7 @@ def argument_spec() -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-
-    def work():
-        want = iso_prune_apply.checked(module.params)  # an IsoError (a ProxmoxError) here changes nothing
-        client = ProxmoxClient(settings_from_params(module.params))
-        records = iso_plan.Records(module.params["state_dir"])
-        diff = module._diff  # pylint: disable=protected-access
-        result = iso_prune_apply.prune(client, module.params, want, records, module.check_mode, diff, module.warn)
-        result["requests"] = client.requests
-        return result
-
-    run_module(module, work)
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

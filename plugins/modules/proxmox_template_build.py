@@ -154,12 +154,8 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox import template_apply
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import (
-    proxmox_argument_spec,
-    settings_from_params,
-)
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import proxmox_argument_spec
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_apply import run
 
 
 def argument_spec() -> dict:
@@ -181,11 +177,6 @@ def argument_spec() -> dict:
         poll={"type": "int", "default": 5},
     )
     return spec
-
-
-def run(module):
-    client = ProxmoxClient(settings_from_params(module.params))
-    return template_apply.build(client, module.params, module.check_mode)
 
 
 def main() -> None:

@@ -81,41 +81,58 @@ class ProxmoxClient:
         self._generation = 0
         self._lock = threading.Lock()
 
-    # ------------------------------------------------------------ requests
-
     def get(self, path: str, **params):
         return self.request("GET", path, params)
 
-    def post(self, path: str, idempotent: bool = False, **data):
-        return self.request("POST", path, data, idempotent=idempotent)
+    def post(self, path: str, **data):
+        return self.request("POST", path, data)
 
     def put(self, path: str, **data):
         return self.request("PUT", path, data)
 
-    def delete(self, path: str, idempotent: bool = False, **params):
-        return self.request("DELETE", path, params, idempotent=idempotent)
+    def delete(self, path: str, **params):
+        return self.request("DELETE", path, params)
 
-    def request(self, method: str, path: str, data=None, idempotent=None):
-        """The answer's data. Idempotent requests (GET, PUT, or idempotent=True) are retried with
-        exponential backoff on connection errors and 595-599; anything else fails at once."""
-        method = method.upper()
-        retry = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        delays = backoff_delays(self.settings.retries, self.settings.backoff) if retry else []
-        for attempt in range(len(delays) + 1):
+    def request(self, method: str, path: str, data=None):
+        """The answer's data. GET and PUT are retried with exponential backoff on connection errors and 595-599;
+        anything else fails at once."""
+        method, data = method.upper(), dict(data or {})
+        retries = self.settings.retries if method in IDEMPOTENT_METHODS else 0
+        return self._attempts(method, path, retries, lambda api: self._send(api, method, path, dict(data)))
+
+    def upload(self, path: str, fields, file_field: str, file_path: str, filename: str, timeout=UPLOAD_TIMEOUT):
+        """POST path as multipart/form-data: the fields first, in the order given ((name, value) pairs or a
+        dict), then the file part file_field (named filename, application/octet-stream), streamed from
+        file_path with a Content-Length - never read into memory, never chunked. Sent once (a POST); timeout
+        bounds the connection (the client's timeout) and then every read and write of the transfer (this one)."""
+        if MultipartEncoder is None:
+            raise ProxmoxError(
+                "the Python library requests-toolbelt is needed to upload files "
+                f"(pip install requests-toolbelt): {TOOLBELT_IMPORT_ERROR}"
+            )
+        pairs = [(str(key), str(value)) for key, value in (fields.items() if isinstance(fields, dict) else fields)]
+        return self._attempts(
+            "POST", path, 0, lambda api: self._upload_once(api, path, pairs, file_field, file_path, filename, timeout)
+        )
+
+    def _attempts(self, method, path, retries, send):
+        """send(api), again after each transient failure while retries last (backoff between them), and once more
+        after renewing an expired login ticket."""
+        delays = backoff_delays(retries, self.settings.backoff)
+        for attempt, delay in enumerate([*delays, None]):
             try:
-                return self._once(method, path, dict(data or {}))
+                return self._renewing(method, path, send)
             except _Transient as exc:
-                if attempt == len(delays):
+                if delay is None:
                     raise self._gave_up(method, path, exc, attempt + 1) from None
-                self._sleep(delays[attempt])
+                self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _once(self, method, path, data):
-        """One request, renewing an expired login ticket once."""
+    def _renewing(self, method, path, send):
         for renewed in (False, True):
             api, generation = self._session()
             try:
-                return self._send(api, method, path, data)
+                return send(api)
             except ResourceException as exc:
                 if exc.status_code == 401 and not self.settings.uses_token and not renewed:
                     self._renew(generation)
@@ -131,36 +148,9 @@ class ProxmoxClient:
                 return resource._request(method, params=data)  # pylint: disable=protected-access
             return resource._request(method, data=data)  # pylint: disable=protected-access
         except ResourceException as exc:
-            if exc.status_code in TRANSIENT_STATUSES:
-                raise _Transient(f"HTTP {exc.status_code} {self._reason(exc)}", exc.status_code) from None
-            raise
+            raise _transient_or(exc) from None
         except requests.exceptions.RequestException as exc:
             raise self._connection_error(exc) from None
-
-    def upload(self, path: str, fields, file_field: str, file_path: str, filename: str, timeout=UPLOAD_TIMEOUT):
-        """POST path as multipart/form-data: the fields first, in the order given ((name, value) pairs or a
-        dict), then the file part file_field (named filename, application/octet-stream), streamed from
-        file_path with a Content-Length - never read into memory, never chunked. Sent once (not retried: a
-        POST), except once more after a renewed ticket login; timeout bounds the connection (the client's
-        timeout) and then every read and write of the transfer (this one). Returns the answer's data."""
-        if MultipartEncoder is None:
-            raise ProxmoxError(
-                "the Python library requests-toolbelt is needed to upload files "
-                f"(pip install requests-toolbelt): {TOOLBELT_IMPORT_ERROR}"
-            )
-        pairs = list(fields.items() if isinstance(fields, dict) else fields)
-        for renewed in (False, True):
-            api, generation = self._session()
-            try:
-                return self._upload_once(api, path, pairs, file_field, file_path, filename, timeout)
-            except ResourceException as exc:
-                if exc.status_code == 401 and not self.settings.uses_token and not renewed:
-                    self._renew(generation)
-                    continue
-                raise self._api_error("POST", path, exc) from None
-            except _Transient as exc:
-                raise self._gave_up("POST", path, exc, 1) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _upload_once(self, api, path, pairs, file_field, file_path, filename, timeout):
         session = api._store["session"]  # pylint: disable=protected-access
@@ -169,9 +159,8 @@ class ProxmoxClient:
         auth = session.auth
         try:
             with open(file_path, "rb") as handle:
-                parts = [(str(key), str(value)) for key, value in pairs]
-                parts.append((file_field, (filename, handle, "application/octet-stream")))
-                encoder = MultipartEncoder(fields=parts)
+                part = (file_field, (filename, handle, "application/octet-stream"))
+                encoder = MultipartEncoder(fields=[*pairs, part])
                 self._count()
                 # requests.Session.request itself: proxmoxer's session would try to copy the encoder as a dict.
                 response = requests.Session.request(
@@ -190,19 +179,13 @@ class ProxmoxClient:
             raise ProxmoxError(f"cannot read {file_path} to upload it: {mask(exc, self.settings.secrets)}") from None
         serializer = api._store["serializer"]  # pylint: disable=protected-access
         if response.status_code >= 400:
-            error = ResourceException(
-                response.status_code, response.reason, response.reason, errors=serializer.loads_errors(response)
-            )
-            if response.status_code in TRANSIENT_STATUSES:
-                raise _Transient(f"HTTP {response.status_code} {self._reason(error)}", response.status_code)
-            raise error
+            reason, errors = response.reason, serializer.loads_errors(response)
+            raise _transient_or(ResourceException(response.status_code, reason, reason, errors=errors))
         return serializer.loads(response)
 
     def _count(self):
         with self._lock:
             self.requests += 1
-
-    # ------------------------------------------------------------ session
 
     def _session(self):
         """(proxmoxer API, generation), logging in on first use (or after a renewal)."""
@@ -254,8 +237,6 @@ class ProxmoxClient:
         session.proxies.update(requests.utils.get_environ_proxies(self.settings.url))
         session.trust_env = False
 
-    # ------------------------------------------------------------ errors
-
     def _connection_error(self, exc):
         """TLS trouble is final (and names the fix); other connection trouble is transient."""
         text = mask(exc, self.settings.secrets)
@@ -275,12 +256,8 @@ class ProxmoxClient:
             f"Proxmox {method} {path} at {self.settings.url} failed {tries}: {exc.message}", status=exc.status
         )
 
-    @staticmethod
-    def _reason(exc):
-        return str(getattr(exc, "content", "") or getattr(exc, "status_message", "") or "").strip()
-
     def _api_error(self, method, path, exc):
-        status, reason = exc.status_code, mask(self._reason(exc), self.settings.secrets)
+        status, reason = exc.status_code, mask(_reason(exc), self.settings.secrets)
         errors = getattr(exc, "errors", None)
         errors = {k: mask(v, self.settings.secrets) for k, v in errors.items()} if isinstance(errors, dict) else {}
         if status == 401 and self.settings.uses_token:
@@ -294,11 +271,12 @@ class ProxmoxClient:
                 message += " - " + "; ".join(f"{key}: {value}" for key, value in sorted(errors.items()))
         return ProxmoxError(message, status=status, errors=errors)
 
-    # ------------------------------------------------------------ tasks
-
-    def wait_task(self, upid: str, timeout: float = TASK_TIMEOUT) -> dict:
+    def wait_task(self, upid, timeout: float = TASK_TIMEOUT) -> dict | None:
         """Poll the task's own node until it stops. Returns {upid, exitstatus, warnings}; a failed task
-        raises ProxmoxError with its exit status and the tail of its log."""
+        raises ProxmoxError with its exit status and the tail of its log. An answer that is no task id (null:
+        PVE did it at once) is None."""
+        if not (isinstance(upid, str) and upid.startswith("UPID:")):
+            return None
         decoded = decode_upid(upid)
         status_path = f"/nodes/{decoded.node}/tasks/{upid}/status"
         deadline = Deadline(timeout, self._clock, self._sleep)
@@ -314,8 +292,6 @@ class ProxmoxClient:
             lines = self.get(f"/nodes/{decoded.node}/tasks/{upid}/log", start=0, limit=TASK_LOG_LIMIT)
             raise task_failure(decoded, upid, exitstatus, lines)
         return {"upid": upid, "exitstatus": exitstatus, "warnings": warnings}
-
-    # ------------------------------------------------------------ concurrency
 
     def map(self, fn, items, workers: int | None = None) -> list:
         """fn over items, results in order, at most `workers` (default pool_size) at once; the first error wins."""
@@ -338,6 +314,17 @@ class _Blocks:
 
     def read(self, size=-1):
         return self._stream.read(max(size, self._block) if size is not None and size >= 0 else -1)
+
+
+def _reason(exc):
+    return str(getattr(exc, "content", "") or getattr(exc, "status_message", "") or "").strip()
+
+
+def _transient_or(exc):
+    """A ResourceException as it is raised: a _Transient when pveproxy could not reach the node (595-599)."""
+    if exc.status_code in TRANSIENT_STATUSES:
+        return _Transient(f"HTTP {exc.status_code} {_reason(exc)}", exc.status_code)
+    return exc
 
 
 def _verify(settings):

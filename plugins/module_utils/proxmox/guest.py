@@ -21,6 +21,8 @@ PHASE_PREFIX = "nerv-phase-"
 SITE_TAG_PREFIX = "nerv-site-"
 # Interfaces that are not the guest's own network: container and VPN bridges come last when picking an address.
 _VIRTUAL_IFACE = re.compile(r"^(cni|flannel|cilium|cali|vxlan|docker|br-|veth|virbr|kube|tailscale|wg|tun|tap)")
+# The config keys a VM attaches drives (disks and cdroms) with; `cdrom` is PVE's alias of ide2.
+_DRIVE_KEY = re.compile(r"^(?:(?:ide|sata|scsi|virtio)\d+|efidisk0|tpmstate0|cdrom)$")
 
 
 def split_tags(value) -> list:
@@ -29,6 +31,13 @@ def split_tags(value) -> list:
     if isinstance(value, (list, tuple)):
         value = ";".join(str(item) for item in value)
     return list(dict.fromkeys(item for item in re.split(r"[;,\s]+", str(value or "")) if item))
+
+
+def drives(config) -> list:
+    """[(key, volume)] of a VM config's drives, by key; volume is the drive's value up to its options (a volid such
+    as local-lvm:vm-100-disk-0 or local:iso/x.iso, or none, or cdrom)."""
+    found = sorted((key, value) for key, value in (config or {}).items() if _DRIVE_KEY.fullmatch(str(key)))
+    return [(key, value.split(",", 1)[0]) for key, value in found if isinstance(value, str)]
 
 
 def _usable(text):

@@ -1,16 +1,21 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The API side of nerv.homelab.proxmox_iso: check the input, decide with iso_plan.py, act through the client."""
+"""The API side of nerv.homelab.proxmox_iso: check the input, decide with iso_plan.py, act through the client.
+
+run(module) takes anything with .params, .check_mode and ._diff (the AnsibleModule) and returns the result.
+"""
 
 from __future__ import annotations
 
 import os
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.digest import sha256_file
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import (
     ACTION_DELETE,
     ACTION_NONE,
     IsoError,
+    Records,
     check_checksum,
     check_name,
     decide,
@@ -25,13 +30,20 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan impo
     upload_fields,
     volid_of,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import settings_from_params
+
+
+def run(module) -> dict:
+    client = ProxmoxClient(settings_from_params(module.params))
+    want = wanted(module.params)  # an IsoError (a ProxmoxError) here changes nothing
+    records = Records(module.params["state_dir"])
+    diff = module._diff  # pylint: disable=protected-access
+    return {**apply(client, module.params, want, records, module.check_mode, diff), "requests": client.requests}
 
 
 def wanted(params: dict) -> dict:
     """The checked input: name, sha256, size, whether the name is derived; IsoError names the bad option."""
     src, url, state = params["src"], params["download_url"], params["state"]
-    if src and url:
-        raise IsoError("src and download_url are mutually exclusive: give one (a local file, or a URL to download)")
     if state == "present" and not (src or url):
         raise IsoError("state=present needs src (a local file to upload) or download_url (with checksum)")
     if state == "absent" and not (params["name"] or src or url):
@@ -109,8 +121,7 @@ def apply(client, params: dict, want: dict, records, check_mode: bool, diff: boo
 
     timeout = params["upload_timeout"]
     if decision.action == ACTION_DELETE:
-        upid = client.delete(f"{base}/content/{volid}")
-        result["task"] = client.wait_task(upid) if upid else None
+        result["task"] = client.wait_task(client.delete(f"{base}/content/{volid}"))
         records.put(key, None)
         return result
     if params["download_url"]:

@@ -41,9 +41,6 @@ class IsoError(ProxmoxError):
     """Bad input or a refusal: the module fails with the message, before anything is changed."""
 
 
-# ---------------------------------------------------------------- input
-
-
 def check_name(name: str) -> str:
     if not NAME.fullmatch(name or ""):
         raise IsoError(
@@ -100,9 +97,6 @@ def upload_fields(sha256: str) -> list:
     return [("content", "iso"), ("checksum", sha256), ("checksum-algorithm", "sha256")]
 
 
-# ---------------------------------------------------------------- listing
-
-
 def volid_of(storage: str, name: str) -> str:
     return f"{storage}:iso/{name}"
 
@@ -114,9 +108,6 @@ def find_volume(listing, volid: str) -> dict | None:
             size = item.get("size")
             return {"volid": volid, "size": int(size) if size is not None else None}
     return None
-
-
-# ---------------------------------------------------------------- the decision
 
 
 @dataclass(frozen=True)
@@ -210,9 +201,6 @@ def diff_view(volid: str, volume: dict | None, sha256: str | None = None) -> dic
     return view
 
 
-# ---------------------------------------------------------------- the record
-
-
 def record_key(api_url: str, node: str, storage: str, volid: str) -> str:
     return f"{api_url.rstrip('/')}/{node}/{storage}/{volid}"
 
@@ -252,11 +240,8 @@ class Records:
                     data.pop(key, None)
                 else:
                     data[key] = value
-                self._write(data)
+                write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
         except OSError as exc:
             raise IsoError(
                 f"cannot write the record {self.path} ({exc}): set state_dir to a writable directory"
             ) from None
-
-    def _write(self, data: dict) -> None:
-        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))

@@ -2,13 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The API side of nerv.homelab.proxmox_iso_prune: list the ISO storage, choose with iso_prune_plan.py, delete.
 
+run(module) takes anything with .params, .check_mode, ._diff and .warn() (the AnsibleModule) and returns the result.
 Requests: the content listing; only when something of ours would go, the storage status (is it shared?), the
 cluster's VMs and the config of each VM that can see the storage; then one DELETE and its task per ISO.
 """
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError, record_key
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import IsoError, Records, record_key
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_plan import (
     attached,
     check_current,
@@ -17,7 +19,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_prune_pla
     diff_view,
     iso_volumes,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import ProxmoxError, settings_from_params
 
 
 class PruneError(IsoError):
@@ -25,14 +27,17 @@ class PruneError(IsoError):
 
     def __init__(self, message, result):
         super().__init__(message)
-        self.result = result
         self.details = dict(result)
 
 
-def checked(params: dict) -> dict:
-    """The checked input (before any request): keep and current; IsoError names the bad option."""
-    storage = params["storage"]
-    return {"keep": check_keep(params["keep"]), "current": check_current(params["current"], storage)}
+def run(module) -> dict:
+    params = module.params
+    # checked before any request: an IsoError here changes nothing
+    want = {"keep": check_keep(params["keep"]), "current": check_current(params["current"], params["storage"])}
+    client = ProxmoxClient(settings_from_params(params))
+    diff = module._diff  # pylint: disable=protected-access
+    result = prune(client, params, want, Records(params["state_dir"]), module.check_mode, diff, module.warn)
+    return {**result, "requests": client.requests}
 
 
 def in_use(client, node: str, storage: str) -> dict:
@@ -50,7 +55,7 @@ def in_use(client, node: str, storage: str) -> dict:
     return attached(client.map(config, guests))
 
 
-def prune(client, params: dict, want: dict, records, check_mode: bool, diff: bool, warn=None) -> dict:
+def prune(client, params: dict, want: dict, records, check_mode: bool, diff: bool, warn) -> dict:
     """Delete the ISOs of ours that go, oldest first; in check mode only say which. warn(text) is told of every
     ISO kept only because a VM has it attached."""
     node, storage = params["node"], params["storage"]
@@ -69,7 +74,7 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
         "failures": [],
     }
     for item in choice.untouched:
-        if warn and item["volid"] in choice.in_use:
+        if item["volid"] in choice.in_use:
             warn(f"{item['volid']} is kept: {item['reason']}")
     if diff:
         result["diff"] = diff_view(volumes, choice.delete)
@@ -78,7 +83,7 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
     result["deleted"] = []
     for volid in choice.delete:
         try:
-            delete(client, base, volid)
+            client.wait_task(client.delete(f"{base}/content/{volid}"))
         except ProxmoxError as exc:  # the others still go; the record of this one stays, it is still there
             result["failures"].append({"volid": volid, "error": exc.message})
             continue
@@ -92,10 +97,3 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
         done = len(result["deleted"])
         raise PruneError(f"{len(result['failures'])} ISO(s) could not be deleted ({done} deleted): {names}", result)
     return result
-
-
-def delete(client, base: str, volid: str) -> None:
-    """DELETE the volume and wait for its task (PVE answers null instead of a task when it ran at once)."""
-    upid = client.delete(f"{base}/content/{volid}")
-    if upid:
-        client.wait_task(upid)

@@ -21,12 +21,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import drives
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.iso_plan import HASH_PREFIX, IsoError
 
 KEEP_MAX = 100
 DERIVED = re.compile(rf"^.+-(?P<hash>[0-9a-f]{{{HASH_PREFIX}}})\.(?:iso|img)$")
-# The config keys a VM attaches drives (and cdroms) with; `cdrom` is PVE's alias of ide2.
-DRIVE_KEY = re.compile(r"^(?:(?:ide|sata|scsi|virtio)\d+|cdrom)$")
 
 NOT_RECORDED = "no record of an upload by nerv.homelab to this API URL, node and storage: not ours"
 
@@ -39,9 +38,6 @@ class Choice:
     kept: list = field(default_factory=list)  # [{volid, reason}] of ours that stay
     untouched: list = field(default_factory=list)  # [{volid, reason}] not ours, unknown age, or in use
     in_use: list = field(default_factory=list)  # volids of the untouched that would go but are attached to a VM
-
-
-# ---------------------------------------------------------------- input
 
 
 def check_keep(keep) -> int:
@@ -64,29 +60,21 @@ def check_current(current, storage: str) -> str:
     return text
 
 
-# ---------------------------------------------------------------- ours or not
-
-
 def iso_volumes(listing, storage: str) -> list:
     """The ISO entries of a content listing on this storage: [{volid, name, size, ctime}], ctime None if unknown."""
     prefix = f"{storage}:iso/"
-    found = []
-    for item in listing or []:
-        if not isinstance(item, dict) or not str(item.get("volid", "")).startswith(prefix):
-            continue
-        if item.get("content", "iso") != "iso":
-            continue
-        ctime = item.get("ctime")
-        found.append(
-            {
-                "volid": item["volid"],
-                "name": item["volid"][len(prefix) :],
-                "size": int(item["size"]) if item.get("size") is not None else None,
-                # PVE lists a file's ctime in epoch seconds; 0 or none means the age cannot be told.
-                "ctime": int(ctime) if ctime else None,
-            }
-        )
-    return found
+    isos = [item for item in listing or [] if isinstance(item, dict) and item.get("content", "iso") == "iso"]
+    return [
+        {
+            "volid": item["volid"],
+            "name": item["volid"][len(prefix) :],
+            "size": int(item["size"]) if item.get("size") is not None else None,
+            # PVE lists a file's ctime in epoch seconds; 0 or none means the age cannot be told.
+            "ctime": int(item["ctime"]) if item.get("ctime") else None,
+        }
+        for item in isos
+        if str(item.get("volid", "")).startswith(prefix)
+    ]
 
 
 def not_ours(volume: dict, record: dict | None) -> str | None:
@@ -109,14 +97,9 @@ def attached(configs) -> dict:
     """{volid: ['VM 105 ide2', ...]} of the drives in VM configs (an iterable of (vmid, config))."""
     found = {}
     for vmid, config in configs:
-        for key, value in sorted((config or {}).items()):
-            if DRIVE_KEY.fullmatch(str(key)) and isinstance(value, str):
-                volume = value.split(",", 1)[0]
-                found.setdefault(volume, []).append(f"VM {vmid} {key}")
+        for key, volume in drives(config):
+            found.setdefault(volume, []).append(f"VM {vmid} {key}")
     return found
-
-
-# ---------------------------------------------------------------- the choice
 
 
 def choose(volumes: list, records: dict, keep: int, current: str, in_use: dict | None = None) -> Choice:

@@ -28,14 +28,11 @@ class ProxmoxError(NervError):
     module returns beside msg) holds only the fields that are set."""
 
     def __init__(self, message, status=None, exitstatus=None, log_tail=(), upid=None, errors=None):
-        found = {"http_status": status, "exitstatus": exitstatus, "log_tail": list(log_tail) or None, "upid": upid,
-                 "errors": dict(errors or {}) or None}  # fmt: skip
-        super().__init__(message, **{key: value for key, value in found.items() if value is not None})
-        self.status = status
-        self.exitstatus = exitstatus
-        self.log_tail = list(log_tail)
-        self.upid = upid
+        self.status, self.exitstatus, self.log_tail, self.upid = status, exitstatus, list(log_tail), upid
         self.errors = dict(errors or {})
+        found = {"http_status": status, "exitstatus": exitstatus, "log_tail": self.log_tail, "upid": upid,
+                 "errors": self.errors}  # fmt: skip
+        super().__init__(message, **{key: value for key, value in found.items() if value not in (None, [], {})})
 
 
 @dataclass(frozen=True)

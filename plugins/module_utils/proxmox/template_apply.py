@@ -3,11 +3,14 @@
 """The API side of nerv.homelab.proxmox_template_build: the installer VM advanced phase by phase through the client.
 
 The decisions (which vmid, which config, which phase a VM is in) are in template_plan.py; this file only acts on them.
+run(module) takes anything with .params and .check_mode (the AnsibleModule) and returns the result.
 """
 
 from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.client import ProxmoxClient
+from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.settings import settings_from_params
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_plan import (
     check_build,
     choose_slot,
@@ -17,6 +20,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_plan
     tags_for,
 )
 
+# The steps from each phase to a template; "wait" returns False while the install still runs.
 STEPS = {None: ["create", "start", "wait", "finish"], "created": ["start", "wait", "finish"]}
 STEPS.update(installing=["wait", "finish"], installed=["finish"], template=[])
 
@@ -36,49 +40,35 @@ class Pipeline:
 
     def create(self):
         self.client.wait_task(self.client.post(f"/nodes/{self.node}/qemu", **installer_config(self.params, self.vmid)))
-        self.actions.append("create")
 
     def start(self):
         if self.client.get(self.path + "/status/current").get("status") != "running":
             self.client.wait_task(self.client.post(self.path + "/status/start"))
         # Tagged only once it runs: a VM tagged installing and stopped is one the installer powered off.
         self.client.put(self.path + "/config", tags=tags_for(self.params["build"], "installing"))
-        self.actions.append("start")
 
-    def wait(self, seconds, poll):
-        """True once the VM is stopped; waits at most `seconds`."""
-        deadline = Deadline(seconds)
-        self.actions.append("wait")
+    def wait(self):
+        """True once the VM is stopped; waits at most the wait option's seconds."""
+        deadline = Deadline(self.params["wait"])
         while True:
             status = self.client.get(self.path + "/status/current")
             if status.get("status") == "stopped":
                 return True
             self.uptime = status.get("uptime")
-            if not deadline.pause(max(1, poll)):
+            if not deadline.pause(max(1, self.params["poll"])):
                 return False
 
     def finish(self):
         self.client.put(self.path + "/config", **finish_config(self.params))
         self.client.wait_task(self.client.post(self.path + "/template"))
-        self.actions.append("finish")
 
-
-def advance(pipeline, phase, params):
-    """Run the steps from phase on; returns the phase reached."""
-    if phase is None:
-        pipeline.create()
-        phase = "created"
-    if phase == "created":
-        pipeline.start()
-        phase = "installing"
-    if phase == "installing":
-        if not pipeline.wait(params["wait"], params["poll"]):
-            return "installing"
-        phase = "installed"
-    if phase == "installed":
-        pipeline.finish()
-        phase = "template"
-    return phase
+    def advance(self, phase):
+        """Run the steps from phase on; returns the phase reached: template, or installing while the install runs."""
+        for step in STEPS.get(phase, ()):
+            self.actions.append(step)
+            if getattr(self, step)() is False:
+                return "installing"
+        return "template" if phase in STEPS else phase
 
 
 def _for(seconds) -> str:
@@ -104,20 +94,19 @@ def progress(phase, vmid: int, node: str, uptime=None, check_mode: bool = False)
     }.get(phase, f"{vm} is {phase}")
 
 
-def build(client, params: dict, check_mode: bool) -> dict:
+def run(module) -> dict:
     """Advance the build's VM as far as it goes (or, in check mode, say how far it would go)."""
-    params = dict(params)
-    params["build"] = check_build(params["build"])
+    client, check_mode = ProxmoxClient(settings_from_params(module.params)), module.check_mode
+    params = {**module.params, "build": check_build(module.params["build"])}
     vmid, guest = choose_slot(params["vmid"], client.get("/cluster/resources", type="vm"), params["build"])
     before = phase_of(guest) if guest else None
     pipeline = Pipeline(client, params, vmid, guest)
     if check_mode:
         after, actions = ("template" if STEPS[before] else before), STEPS[before]
     else:
-        after = advance(pipeline, before, params)
+        after = pipeline.advance(before)
         actions = pipeline.actions
-    changed = after != before
-    result = {"changed": changed, "vmid": vmid, "node": pipeline.node, "phase": after, "actions": actions}
+    result = {"changed": after != before, "vmid": vmid, "node": pipeline.node, "phase": after, "actions": actions}
     result["progress"] = progress(before if check_mode else after, vmid, pipeline.node, pipeline.uptime, check_mode)
     result["diff"] = {"before": {"phase": before or "absent"}, "after": {"phase": after}}
     result["requests"] = client.requests

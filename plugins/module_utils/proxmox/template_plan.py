@@ -84,7 +84,7 @@ def choose_slot(vmid: int, guests: list, build: str) -> tuple:
 def installer_config(params: dict, vmid: int) -> dict:
     """The create parameters of the installer VM: it boots the ISO (the empty disk falls through), runs the
     unattended install, and powers off."""
-    storage, bios = params["storage"], params["bios"]
+    storage, bios, build, iso = params["storage"], params["bios"], params["build"], params["iso"]
     config = {
         "vmid": vmid,
         "name": params["name"],
@@ -93,24 +93,20 @@ def installer_config(params: dict, vmid: int) -> dict:
         "ostype": "l26",
         "scsihw": "virtio-scsi-single",
         "scsi0": f"{storage}:{params['disk']}",
-        "ide2": f"{params['iso']},media=cdrom",
+        "ide2": f"{iso},media=cdrom",
         "net0": f"virtio,bridge={params['bridge']}",
         "agent": "1",
         "serial0": "socket",
         "bios": bios,
         "boot": "order=scsi0;ide2",
-        "tags": tags_for(params["build"], "created"),
-        "description": description(params["build"], params["iso"]),
+        "tags": tags_for(build, "created"),
+        "description": f"NixOS base template made by nerv.homelab from build {build} (installer {iso})",
     }
     if bios == "ovmf":
         config["efidisk0"] = f"{storage}:1,efitype=4m,pre-enrolled-keys=0"
     if params.get("pool"):
         config["pool"] = params["pool"]
     return config
-
-
-def description(build: str, iso: str) -> str:
-    return f"NixOS base template made by nerv.homelab from build {build} (installer {iso})"
 
 
 def finish_config(params: dict) -> dict:

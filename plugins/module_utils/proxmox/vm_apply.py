@@ -37,37 +37,27 @@ class Vm:
     def label(self):
         return f"VM {self.name} (vmid {self.vmid})"
 
-    # ------------------------------------------------------------ reading
-
     def effective_config(self):
         """The config with pending changes applied: what the VM will run with, so a pending change is not sent
-        twice. Also whether anything is pending."""
+        twice."""
         config = dict(self.client.get(self.path + "/config") or {})
-        pending = self.client.get(self.path + "/pending") or []
-        waiting = []
-        for item in pending:
-            key = item.get("key")
+        for item in self.client.get(self.path + "/pending") or []:
             if item.get("delete"):
-                config.pop(key, None)
-                waiting.append(key)
+                config.pop(item.get("key"), None)
             elif "pending" in item:
-                config[key] = item["pending"]
-                waiting.append(key)
-        return config, waiting
+                config[item.get("key")] = item["pending"]
+        return config
 
     def status(self):
         return (self.client.get(self.path + "/status/current") or {}).get("status")
 
-    # ------------------------------------------------------------ locks
-
     def wait_unlocked(self, path, what):
-        """The config at path once it has no lock, or a ProxmoxError naming the lock after lock_timeout."""
+        """Return once the config at path has no lock, or raise a ProxmoxError naming the lock after lock_timeout."""
         deadline = Deadline(self.params["lock_timeout"], sleep=self.watch.sleep)
         while True:
-            config = self.client.get(path + "/config") or {}
-            lock = pvm.lock_of(config)
+            lock = pvm.lock_of(self.client.get(path + "/config"))
             if not lock:
-                return config
+                return
             if not deadline.pause(LOCK_POLL):
                 raise ProxmoxError(self.lock_message(what, path, f"lock {lock!r}"))
 
@@ -91,12 +81,10 @@ class Vm:
                 if not deadline.pause(LOCK_POLL):
                     raise pvm.retold(exc, self.lock_message(what, path, exc.message)) from None
 
-    def task(self, upid):
-        if isinstance(upid, str) and upid.startswith("UPID:"):
-            return self.client.wait_task(upid)
-        return None
-
-    # ------------------------------------------------------------ actions
+    def act(self, method, suffix="", **data):
+        """A request to the VM (and its task, if it starts one), retried while the VM is locked."""
+        send = getattr(self.client, method)
+        self.patiently(self.label(), self.path, lambda: self.client.wait_task(send(self.path + suffix, **data)))
 
     def clone(self, template):
         tnode, tvmid = template["node"], template["vmid"]
@@ -106,7 +94,7 @@ class Vm:
         what = f"template {template.get('name')!r} (vmid {tvmid})"
         self.wait_unlocked(source, what)
         try:
-            self.patiently(what, source, lambda: self.task(self.client.post(source + "/clone", **data)))
+            self.patiently(what, source, lambda: self.client.wait_task(self.client.post(source + "/clone", **data)))
         except ProxmoxError as exc:
             left = pvm.guest_at(self.client.get("/cluster/resources", type="vm"), self.vmid)
             note = ""
@@ -133,26 +121,18 @@ class Vm:
         )
         return True
 
-    def configure(self, updates, fresh):
-        def call():
-            return self.client.put(self.path + "/config", **updates)
-
+    def configure(self, updates, fresh, status):
         try:
-            self.patiently(self.label(), self.path, call)
+            self.act("put", "/config", **updates)
         except ProxmoxError:
             if fresh and "tags" in updates:
                 # Tag the new clone at least, so the next run adopts it instead of refusing it as foreign.
                 with contextlib.suppress(ProxmoxError):
                     self.client.put(self.path + "/config", tags=updates["tags"])
             raise
-
-    def resize(self, size):
-        gib = size // pvm.GIB
-
-        def call():
-            return self.task(self.client.put(self.path + "/resize", disk=pvm.DISK_KEY, size=f"{gib}G"))
-
-        self.patiently(self.label(), self.path, call)
+        late = ", ".join(key for key in updates if key not in pvm.HOTPLUG)
+        if status == "running" and late:
+            self.warnings.append(f"{self.label()} is running: {late} take effect at its next start (pending)")
 
     def start(self):
         def call():
@@ -167,34 +147,23 @@ class Vm:
                     return
                 upid = self.client.post(self.path + "/status/start")
                 try:
-                    self.task(upid)
+                    self.client.wait_task(upid)
                 except ProxmoxError:
                     if self.status() != "running":
                         raise
                 return
-            self.task(upid)
+            self.client.wait_task(upid)
 
         self.patiently(self.label(), self.path, call)
 
     def stop(self, force):
-        action = "stop" if force else "shutdown"
         try:
-            self.patiently(
-                self.label(), self.path, lambda: self.task(self.client.post(self.path + f"/status/{action}"))
-            )
+            self.act("post", "/status/stop" if force else "/status/shutdown")
         except ProxmoxError as exc:
             if force or pvm.is_lock_error(exc):
                 raise
             hint = "Does the guest handle ACPI shutdown? Set force: true to stop it at once"
             raise pvm.retold(exc, f"shutting down {self.label()} failed: {exc.message}. {hint}") from None
-
-    def unprotect(self):
-        self.patiently(self.label(), self.path, lambda: self.client.put(self.path + "/config", delete="protection"))
-
-    def delete(self):
-        self.patiently(self.label(), self.path, lambda: self.task(self.client.delete(self.path, purge=1)))
-
-    # ------------------------------------------------------------ guest agent
 
     def wait_address(self, patient=True):
         """(addresses, address) the agent reports; waits up to wait_timeout for one (inside cidr, if given)."""
@@ -242,18 +211,11 @@ class Vm:
         return key
 
 
-def pin(path, address, key, check_mode: bool) -> bool:
-    """Pin the key read through the agent at the VM's address (known_hosts given, both known); whether it changed."""
-    if not (path and address and key):
-        return False
-    return bool(known_hosts.pin(path, {address: key}, check_mode))
-
-
 def survey(vm, guest, resources):
     """What the VM is and what it should become: the plan and everything the actions need."""
     params, client, state = vm.params, vm.client, vm.params["state"]
     found = {"template": None, "updates": {}, "changed": [], "before": {}, "after": {}, "resize": None}
-    found.update(protected=False, lock=None, pending=[], status=guest.get("status") if guest else None)
+    found.update(protected=False, lock=None, status=guest.get("status") if guest else None)
     if state == "absent":
         if guest is not None:
             config = client.get(vm.path + "/config") or {}
@@ -264,33 +226,26 @@ def survey(vm, guest, resources):
         if guest is None:
             # check mode before the template exists (site.yml --check on a new site): plan from the settings alone
             template = found["template"] = pvm.find_template(resources, params.get("template"), vm.module.check_mode)
+            tconfig = {}
             if template is None:
                 vm.warnings.append(f"template {params.get('template')} does not exist yet: {vm.label()} is planned "
                                    "from its settings alone; a real run needs the template first")  # fmt: skip
-                tconfig = {}
             else:
-                tpath = f"/nodes/{template['node']}/qemu/{template['vmid']}"
-                tconfig = client.get(tpath + "/config") or {}
-            if template is not None and template.get("node") != params["node"]:
-                pvm.cross_node_problem(template, tconfig, params, client.get("/cluster/resources", type="storage"))
+                tconfig = client.get(f"/nodes/{template['node']}/qemu/{template['vmid']}/config") or {}
+                if template.get("node") != params["node"]:
+                    storages = client.get("/cluster/resources", type="storage")
+                    pvm.cross_node_problem(template, tconfig, params, storages)
             config = pvm.cloned_config(tconfig, params, template)
         else:
-            config, found["pending"] = vm.effective_config()
+            config = vm.effective_config()
             found["lock"] = pvm.lock_of(config)
         updates, changed, before, after = pvm.config_changes(config, params)
         found.update(updates=updates, changed=changed, before=before, after=after)
         # a template still to be built has no disk to compare with yet
         planned_only = guest is None and found["template"] is None
         found["resize"] = None if planned_only else pvm.disk_change(config, params.get("disk"))
-    found["actions"] = pvm.plan(
-        state,
-        guest is not None,
-        found["status"],
-        bool(found["updates"]),
-        bool(found["resize"]),
-        found["protected"],
-        params["force"],
-    )
+    facts = (guest is not None, found["status"], bool(found["updates"]), bool(found["resize"]), found["protected"])
+    found["actions"] = pvm.plan(state, *facts, params["force"])
     return found
 
 
@@ -310,12 +265,9 @@ def _run(module):
     vm = Vm(module, client, watch)
     resources = client.get("/cluster/resources", type="vm") or []
     guest = pvm.guest_at(resources, params["vmid"])
-    result = {"vmid": params["vmid"], "node": params["node"], "addresses": [], "address": None, "host_key": None}
-    result["pinned"] = False
     adopted = False
     if guest is not None:
         vm.node = guest.get("node") or vm.node
-        result["node"] = vm.node
         adopted = not pvm.has_site_tag(guest, params) and vm.lost_clone()
         pvm.check_ownership(guest, params, adopted)
 
@@ -337,33 +289,27 @@ def _run(module):
     elif final != (status or "absent"):
         before["status"], after["status"] = status or "absent", final
 
-    if not module.check_mode:
-        for action in actions:
-            watch.check(action)
-            if action == "clone":
-                vm.clone(found["template"])
-            elif action == "config":
-                vm.configure(updates, fresh=guest is None or adopted)
-                late = [k for k in updates if k not in pvm.HOTPLUG]
-                if status == "running" and late:
-                    vm.warnings.append(
-                        f"{vm.label()} is running: {', '.join(late)} take effect at its next start (pending)"
-                    )
-            elif action == "resize":
-                vm.resize(resize[1])
-            elif action == "start":
-                vm.start()
-            elif action == "stop":
-                vm.stop(params["force"])
-            elif action == "unprotect":
-                vm.unprotect()
-            elif action == "delete":
-                vm.delete()
+    steps = {
+        "clone": lambda: vm.clone(found["template"]),
+        "config": lambda: vm.configure(updates, guest is None or adopted, status),
+        "resize": lambda: vm.act("put", "/resize", disk=pvm.DISK_KEY, size=f"{resize[1] // pvm.GIB}G"),
+        "start": vm.start,
+        "stop": lambda: vm.stop(params["force"]),
+        "unprotect": lambda: vm.act("put", "/config", delete="protection"),
+        "delete": lambda: vm.act("delete", purge=1),
+    }
+    for action in [] if module.check_mode else actions:
+        watch.check(action)
+        steps[action]()
 
+    result = {"vmid": params["vmid"], "node": vm.node, "addresses": [], "address": None, "host_key": None,
+              "pinned": False}  # fmt: skip
     if state == "started" and (not module.check_mode or (guest is not None and status == "running")):
         result["addresses"], result["address"] = vm.wait_address(patient=not module.check_mode)
         result["host_key"] = vm.host_key()
-        result["pinned"] = pin(params["known_hosts"], result["address"], result["host_key"], module.check_mode)
+        if params["known_hosts"] and result["address"] and result["host_key"]:
+            pinned = known_hosts.pin(params["known_hosts"], {result["address"]: result["host_key"]}, module.check_mode)
+            result["pinned"] = bool(pinned)
 
     result.update(changed=bool(actions) or result["pinned"], status=final, actions=actions, changed_keys=changed)
     result["diff"] = {"before": before, "after": after}

@@ -18,6 +18,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import 
     OURS,
     PHASE_PREFIX,
     SITE_TAG_PREFIX,
+    drives,
     networks,
     split_tags,
 )
@@ -26,18 +27,8 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.tasks import 
 
 VMID_MIN, VMID_MAX = 100, 999999999
 # The config keys proxmox_vm manages, in the order they are compared and shown.
-CONFIG_KEYS = (
-    "cores",
-    "memory",
-    "tags",
-    "description",
-    "onboot",
-    "ciuser",
-    "sshkeys",
-    "ipconfig0",
-    "nameserver",
-    "searchdomain",
-)
+CONFIG_KEYS = ("cores", "memory", "tags", "description", "onboot", "ciuser", "sshkeys", "ipconfig0", "nameserver",
+               "searchdomain")  # fmt: skip
 DISK_KEY = "scsi0"
 # Keys PVE applies to a running VM at once; the others wait (pending) for its next start.
 HOTPLUG = ("name", "description", "onboot", "tags", "protection")
@@ -49,16 +40,12 @@ _TAG = re.compile(r"^[a-z0-9_][a-z0-9_+.-]*$", re.IGNORECASE)
 # PVE's VM name syntax (dns-name).
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_DRIVE_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+$|^(efidisk|tpmstate)0$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$", re.IGNORECASE)
 _LOCKED = re.compile(r"VM is locked|can't lock file")
 
 
 def fail(message: str):
     raise ProxmoxError(message)
-
-
-# ---------------------------------------------------------------- options
 
 
 def site_tag(site) -> str:
@@ -98,10 +85,8 @@ def check_options(params: dict) -> dict:
         parse_ipconfig(params["ipconfig0"])
     if params.get("storage") and not params.get("full", True):
         fail("storage is only for full clones: drop storage, or set full: true")
-    for key in ("sshkeys",):
-        for line in params.get(key) or []:
-            if not str(line).strip():
-                fail("sshkeys holds an empty key: give one public key per item, e.g. 'ssh-ed25519 AAAA... me@laptop'")
+    if any(not str(line).strip() for line in params.get("sshkeys") or []):
+        fail("sshkeys holds an empty key: give one public key per item, e.g. 'ssh-ed25519 AAAA... me@laptop'")
     networks(params.get("cidr"))
     return params
 
@@ -134,9 +119,6 @@ def parse_ipconfig(text) -> dict:
     except ValueError as exc:
         fail(f"ipconfig0 {text!r} is not valid ({exc}): {hint}")
     return found
-
-
-# ---------------------------------------------------------------- values
 
 
 def encode_sshkeys(keys) -> str:
@@ -174,8 +156,7 @@ def memory_of(value):
     """MiB of a memory value: ``2048`` or the PVE 8 property string ``current=2048``."""
     if value is None or value == "":
         return None
-    text = str(value)
-    for part in text.split(","):
+    for part in str(value).split(","):
         key, sep, val = part.partition("=")
         if not sep:
             return int(key)
@@ -209,41 +190,30 @@ def normalise(config: dict) -> dict:
     }
 
 
-def is_template_tag(tag: str) -> bool:
-    """Tags proxmox_template_build puts on a template, which its clones must not keep."""
-    return tag == OURS or tag.startswith((BUILD_PREFIX, PHASE_PREFIX))
-
-
 def wanted_tags(params: dict, current_tags) -> tuple:
-    """The tags the VM should carry: the given ones (or, when none are given, the ones it has less the template
-    pipeline's), always with the site tag."""
+    """The tags the VM should carry: the given ones (or, when none are given, the ones it has less those
+    proxmox_template_build put on its template, which a clone must not keep), always with the site tag."""
     given = params.get("tags")
-    base = [t for t in current_tags if not is_template_tag(t)] if given is None else list(given)
+    ours = [t for t in current_tags if t != OURS and not t.startswith((BUILD_PREFIX, PHASE_PREFIX))]
+    base = ours if given is None else list(given)
     return tuple(sorted(set(base) | {site_tag(params["site"])}))
+
+
+# How an option's value compares with normalise(): the keys not named here compare as given.
+_FROM_OPTION = {
+    "description": str.rstrip,
+    "onboot": bool,
+    "sshkeys": lambda keys: tuple(str(key).strip() for key in keys),
+    "ipconfig0": _ipconfig_key,
+    "nameserver": lambda value: tuple(split_tags(value)) or None,
+}
 
 
 def wanted(params: dict, current: dict) -> dict:
     """The normalised values the options ask for; keys the options leave alone are left out."""
-    out = {"tags": wanted_tags(params, current["tags"])}
-    if params.get("cores") is not None:
-        out["cores"] = params["cores"]
-    if params.get("memory") is not None:
-        out["memory"] = params["memory"]
-    if params.get("description") is not None:
-        out["description"] = params["description"].rstrip()
-    if params.get("onboot") is not None:
-        out["onboot"] = bool(params["onboot"])
-    if params.get("ciuser") is not None:
-        out["ciuser"] = params["ciuser"]
-    if params.get("sshkeys") is not None:
-        out["sshkeys"] = tuple(str(k).strip() for k in params["sshkeys"])
-    if params.get("ipconfig0") is not None:
-        out["ipconfig0"] = _ipconfig_key(params["ipconfig0"])
-    if params.get("nameserver") is not None:
-        out["nameserver"] = tuple(split_tags(params["nameserver"])) or None
-    if params.get("searchdomain") is not None:
-        out["searchdomain"] = params["searchdomain"]
-    return out
+    keys = [key for key in CONFIG_KEYS if key != "tags" and params.get(key) is not None]
+    out = {key: _FROM_OPTION.get(key, lambda value: value)(params[key]) for key in keys}
+    return {**out, "tags": wanted_tags(params, current["tags"])}
 
 
 def pve_value(key: str, params: dict, value):
@@ -299,14 +269,8 @@ def disk_change(config: dict, disk_gib):
     return (have, want) if want > have else None
 
 
-# ---------------------------------------------------------------- whose VM
-
-
 def guest_at(resources, vmid: int):
-    for guest in resources or []:
-        if guest.get("vmid") is not None and int(guest["vmid"]) == vmid:
-            return guest
-    return None
+    return next((g for g in resources or [] if g.get("vmid") is not None and int(g["vmid"]) == vmid), None)
 
 
 # What a clone's description says from its first request (the clone call itself), before the first config write
@@ -383,26 +347,18 @@ def find_template(resources, template, missing_ok=False):
 
 def clone_request(params: dict, template: dict) -> dict:
     data = {"newid": params["vmid"], "name": params["name"], "full": 1 if params["full"] else 0}
-    data["description"] = clone_marker(params, template)
+    data.update(description=clone_marker(params, template), target=params["node"])
     if params["full"] and params.get("storage"):
         data["storage"] = params["storage"]
-    data["target"] = params["node"]
     if params.get("pool"):
         data["pool"] = params["pool"]
     return data
 
 
 def disk_storages(config: dict) -> set:
-    """Storage ids of a config's disks (CD-ROM images and empty drives left out)."""
-    found = set()
-    for key, value in config.items():
-        if not _DRIVE_KEY.fullmatch(key):
-            continue
-        volume = str(value).split(",", maxsplit=1)[0]
-        storage, sep, name = volume.partition(":")
-        if sep and not name.startswith("iso/") and volume not in ("none", "cdrom"):
-            found.add(storage)
-    return found
+    """Storage ids of a config's disks (CD-ROM images and empty drives, none or cdrom, left out)."""
+    volumes = [volume.partition(":") for _key, volume in drives(config)]
+    return {storage for storage, sep, name in volumes if sep and not name.startswith("iso/")}
 
 
 def cross_node_problem(template: dict, template_config: dict, params: dict, storages) -> None:
@@ -430,19 +386,9 @@ def cloned_config(template_config: dict, params: dict, template: dict | None = N
     return config
 
 
-# ---------------------------------------------------------------- locks and errors
-
-
 def retold(error: ProxmoxError, message: str) -> ProxmoxError:
     """The same error (status, task exit status, log tail, UPID, field errors) with a message that says more."""
-    return ProxmoxError(
-        message,
-        status=error.status,
-        exitstatus=error.exitstatus,
-        log_tail=error.log_tail,
-        upid=error.upid,
-        errors=error.errors,
-    )
+    return ProxmoxError(message, error.status, error.exitstatus, error.log_tail, error.upid, error.errors)
 
 
 def lock_of(config: dict):
@@ -457,9 +403,6 @@ def is_transient(error) -> bool:
     return getattr(error, "status", None) in TRANSIENT_STATUSES
 
 
-# ---------------------------------------------------------------- host key
-
-
 def host_key_of(answer):
     """The ed25519 host key line of a file-read answer, or None."""
     content = str((answer or {}).get("content") or "").strip()
@@ -468,9 +411,6 @@ def host_key_of(answer):
     if len(parts) >= 2 and parts[0] == "ssh-ed25519":
         return " ".join(parts[:2])
     return None
-
-
-# ---------------------------------------------------------------- actions
 
 
 def plan(state: str, exists: bool, status, updates: bool, resize: bool, protected: bool, force: bool) -> list:

@@ -13,6 +13,7 @@ logs or opens a connection, so every function is unit-tested with plain dicts.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import (
     agent_addresses,
@@ -35,9 +36,6 @@ DEFAULT_PREFIX = "proxmox_"
 AGENT_DOWN = ("no qemu guest agent configured", "not running", "got timeout")
 CACHE_FORMAT = 1
 GUEST_TYPES = ("qemu", "lxc")
-
-
-# ---------------------------------------------------------------- pure parsing
 
 
 def safe_group_name(name) -> str:
@@ -71,9 +69,6 @@ def agent_enabled(config) -> bool:
     return value.split("=")[-1].strip() in ("1", "on", "yes", "true")
 
 
-# ---------------------------------------------------------------- the requests
-
-
 def online_nodes(cluster_status) -> dict:
     """node name -> online (bool) from GET /cluster/status."""
     return {
@@ -93,10 +88,9 @@ def wanted(guest: dict, nodes: dict, want_templates: bool) -> bool:
     return nodes.get(str(guest.get("node")), True) and (want_templates or not guest.get("template"))
 
 
-def needs_request(guest: dict, want_config: bool) -> bool:
-    """Whether the guest costs a request beyond the two listings: config when asked, agent when it may answer."""
-    running_qemu = guest.get("type") == "qemu" and guest.get("status") == "running" and not guest.get("template")
-    return want_config or running_qemu
+def running_qemu(guest: dict) -> bool:
+    """A running QEMU VM that is no template: the only guest whose agent may answer."""
+    return guest.get("type") == "qemu" and guest.get("status") == "running" and not guest.get("template")
 
 
 def guest_path(guest: dict) -> str:
@@ -113,8 +107,7 @@ def fetch_guest(get, guest: dict, want_config: bool, api_errors: tuple) -> dict:
         except api_errors as exc:
             out["error"] = _describe(exc)
             return out
-    running_qemu = guest.get("type") == "qemu" and guest.get("status") == "running" and not guest.get("template")
-    if not running_qemu or (want_config and not agent_enabled(out.get("config"))):
+    if not running_qemu(guest) or (want_config and not agent_enabled(out.get("config"))):
         return out
     try:
         out["interfaces"] = get(guest_path(guest) + "/agent/network-get-interfaces")
@@ -138,7 +131,8 @@ def collect(get, map_fn, want_config: bool = False, want_templates: bool = False
     resources = get("/cluster/resources", type="vm")
     status = get("/cluster/status")
     nodes = online_nodes(status)
-    todo = [g for g in guests(resources) if wanted(g, nodes, want_templates) and needs_request(g, want_config)]
+    # a guest costs a request beyond the two listings only for its config (when asked) or an agent that may answer
+    todo = [g for g in guests(resources) if wanted(g, nodes, want_templates) and (want_config or running_qemu(g))]
     details = map_fn(lambda g: fetch_guest(get, g, want_config, tuple(api_errors)), todo)
     return {
         "format": CACHE_FORMAT,
@@ -160,21 +154,13 @@ def cache_usable(raw, want_config: bool, want_templates: bool) -> bool:
     )
 
 
-# ---------------------------------------------------------------- the inventory
-
-
 def host_names(items: list) -> dict:
     """vmid -> inventory host name: the guest's name, or <name>-<vmid> when names clash (or vm<vmid> unnamed)."""
-    counts: dict = {}
-    for g in items:
-        counts[g.get("name")] = counts.get(g.get("name"), 0) + 1
+    counts = Counter(g.get("name") for g in items)
     names = {}
     for g in items:
-        name = g.get("name")
-        if not name:
-            names[g["vmid"]] = "vm{}".format(g["vmid"])
-        else:
-            names[g["vmid"]] = name if counts[name] == 1 else "{}-{}".format(name, g["vmid"])
+        name, vmid = g.get("name"), g["vmid"]
+        names[vmid] = f"vm{vmid}" if not name else name if counts[name] == 1 else f"{name}-{vmid}"
     return names
 
 

@@ -104,3 +104,20 @@ def test_the_address_inside_cidr_wins_then_the_own_nic_then_ipv4():
 def test_inside_cidr_the_own_nic_still_comes_before_a_bridge():
     found = guest.agent_addresses([iface("docker0", "10.0.0.200"), iface("ens18", "10.0.0.5")])
     assert guest.pick_address(found, guest.networks("10.0.0.0/16")) == ("10.0.0.5", True)
+
+
+def test_drives_are_the_disk_and_cdrom_keys_with_their_volume():
+    config = {
+        "scsi0": "local-lvm:vm-1-disk-0,size=32G",
+        "efidisk0": "local-lvm:vm-1-disk-1,efitype=4m",
+        "cdrom": "local:iso/a.iso",
+        "ide2": "none,media=cdrom",
+        "net0": "virtio,bridge=vmbr0",
+    }
+    assert guest.drives(config) == [
+        ("cdrom", "local:iso/a.iso"),
+        ("efidisk0", "local-lvm:vm-1-disk-1"),
+        ("ide2", "none"),
+        ("scsi0", "local-lvm:vm-1-disk-0"),
+    ]
+    assert guest.drives(None) == []
