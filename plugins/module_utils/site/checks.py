@@ -18,16 +18,23 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
     LOCAL_NAME_PATTERN,
     MOUNT_POINT_PATTERN,
+    NFS_MOUNT_POINT,
     NODE_EXPORTER_PORT,
     SERVICE_RESERVED_PORTS,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.site.services import service
+
+
+def _entries(data: dict, name: str) -> list:
+    """(index, mapping) of the well-formed entries of the list data[name] (hosts, apps)."""
+    items = data.get(name)
+    if not isinstance(items, list):
+        return []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
 
 
 def _hosts(data: dict) -> list:
-    hosts = data.get("hosts")
-    if not isinstance(hosts, list):
-        return []
-    return [(i, h) for i, h in enumerate(hosts) if isinstance(h, dict)]
+    return _entries(data, "hosts")
 
 
 def _network(data: dict):
@@ -311,7 +318,7 @@ def check_nfs(data: dict) -> list:
         out.append(Problem("nfs.export", f"{export} has a '.' or '..' component", "write the export's real path"))
     if nfs.get("storage_class") == "longhorn":
         out.append(Problem("nfs.storage_class", "longhorn is Longhorn's own class", "choose another name, e.g. nfs"))
-    out.extend(_mount_point_problem("nfs.mount_point", nfs.get("mount_point", "/mnt/nfs")))
+    out.extend(_mount_point_problem("nfs.mount_point", nfs.get("mount_point", NFS_MOUNT_POINT)))
     out.extend(_option_problems("nfs.options", nfs.get("options")))
     for index, override in overrides:
         if isinstance(override, dict):
@@ -339,17 +346,10 @@ PLATFORM_NAMESPACES = (
 PLATFORM_HOSTS = ("traefik", "longhorn", "flux")
 
 
-def _apps(data: dict) -> list:
-    apps = data.get("apps")
-    if not isinstance(apps, list):
-        return []
-    return [(i, a) for i, a in enumerate(apps) if isinstance(a, dict)]
-
-
 def check_apps(data: dict) -> list:
     out = []
     names = {}
-    for index, app in _apps(data):
+    for index, app in _entries(data, "apps"):
         name = app.get("name")
         if isinstance(name, str):
             if name in names:
@@ -375,7 +375,7 @@ def _check_app_hosts(data: dict) -> list:
         grafana = monitoring.get("grafana_host")
         taken[grafana if isinstance(grafana, str) else f"grafana.{domain}"] = "Grafana (monitoring.grafana_host)"
     out = []
-    for index, app in _apps(data):
+    for index, app in _entries(data, "apps"):
         host = (app.get("ingress") or {}).get("host") if isinstance(app.get("ingress"), dict) else None
         if not isinstance(host, str):
             continue
@@ -396,7 +396,7 @@ def site_files(data: dict) -> list:
     """(field, path) of every file the site names relative to its own directory: runs read and write these there."""
     refs = [("proxmox.token_secret_sops.file", _section(_section(data, "proxmox"), "token_secret_sops").get("file")),
             ("k3s.token_sops.file", _section(_section(data, "k3s"), "token_sops").get("file"))]  # fmt: skip
-    refs += [(f"apps[{index}].values_sops", app.get("values_sops")) for index, app in _apps(data)]
+    refs += [(f"apps[{index}].values_sops", app.get("values_sops")) for index, app in _entries(data, "apps")]
     return [(field, path) for field, path in refs if isinstance(path, str) and path]
 
 
@@ -423,12 +423,6 @@ def file_problems(data: dict, base_dir: str) -> list:
             fix = f"create it with sops ({relative} relative to the site file) or fix the path"
             out.append(Problem(field, msg, fix))
     return out
-
-
-def _service(host: dict, name: str):
-    services = host.get("services")
-    value = services.get(name) if isinstance(services, dict) else None
-    return None if value is None or value is False else (value if isinstance(value, dict) else {})
 
 
 def _cluster_hosts(data: dict) -> dict:
@@ -462,7 +456,7 @@ def check_services(data: dict) -> list:
 def _check_proxies(data: dict, domain: str, taken: dict) -> list:
     out = []
     for i, host in _hosts(data):
-        for j, full, _proxy in _named((_service(host, "caddy") or {}).get("proxies"), domain):
+        for j, full, _proxy in _named((service(host, "caddy") or {}).get("proxies"), domain):
             path = f"hosts[{i}].services.caddy.proxies[{j}].name"
             if not (full == domain or full.endswith("." + domain)):
                 label = full.split(".")[0]
@@ -478,7 +472,7 @@ def _check_proxies(data: dict, domain: str, taken: dict) -> list:
 def _check_records(data: dict, domain: str, taken: dict) -> list:
     out, records = [], {}
     for i, host in _hosts(data):
-        for j, full, record in _named((_service(host, "dns") or {}).get("records"), domain):
+        for j, full, record in _named((service(host, "dns") or {}).get("records"), domain):
             path = f"hosts[{i}].services.dns.records[{j}].name"
             if full in taken:
                 msg = f"{full} is already answered: it is {taken[full]}"
@@ -493,10 +487,10 @@ def _check_records(data: dict, domain: str, taken: dict) -> list:
 
 def _check_upstreams(data: dict) -> list:
     """A DNS host forwarding to a DNS host of the site would loop."""
-    servers = {str(_address(h.get("ip"))): i for i, h in _hosts(data) if _service(h, "dns") is not None}
+    servers = {str(_address(h.get("ip"))): i for i, h in _hosts(data) if service(h, "dns") is not None}
     out = []
     for i, host in _hosts(data):
-        upstreams = (_service(host, "dns") or {}).get("upstreams")
+        upstreams = (service(host, "dns") or {}).get("upstreams")
         for j, upstream in enumerate(upstreams if isinstance(upstreams, list) else []):
             if isinstance(upstream, str) and upstream in servers:
                 msg = f"{upstream} is the DNS server of hosts[{servers[upstream]}]: queries would go round in a loop"
@@ -508,7 +502,7 @@ def _check_upstreams(data: dict) -> list:
 def _check_exporters(data: dict) -> list:
     out = []
     for i, host in _hosts(data):
-        exporter = _service(host, "node_exporter")
+        exporter = service(host, "node_exporter")
         port = (exporter or {}).get("port", NODE_EXPORTER_PORT)
         if exporter is None or not isinstance(port, int) or not 1024 <= port <= 65535:
             continue  # off, or the schema walk reports the port

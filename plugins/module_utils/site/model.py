@@ -270,15 +270,16 @@ def site_plan(site: dict) -> list:
     # Each phase is a play (or plays) of playbooks/site.yml tagged with its name. Hosts are found by the inventory
     # sources (nerv.homelab.proxmox, nerv.homelab.site), not by a phase.
     phases = [
-        ("validate", "Validate the site file and report every problem at once", ["localhost"], True, None),
-        ("keys", "Per-host SSH/age keys, .sops.yaml, the K3s token, the cluster's Flux key", everyone, True, None),
-        ("template", "Build the NixOS installer ISO and make the Proxmox template", vms and image, True, None),
-        ("vms", "Clone the VMs with cloud-init, wait for their addresses, record their keys", vms, True, None),
-        ("install", "Install NixOS: bare metal with nixos-anywhere, VMs with nixos-rebuild", everyone, True, None),
-        ("bootstrap", "Nodes Ready, the platform pushed to Git, Flux bootstrapped and Ready", git, True, None),
+        ("validate", "Validate the site file and report every problem at once", ["localhost"]),
+        ("keys", "Per-host SSH/age keys, .sops.yaml, the K3s token, the cluster's Flux key", everyone),
+        ("template", "Build the NixOS installer ISO and make the Proxmox template", vms and image),
+        ("vms", "Clone the VMs with cloud-init, wait for their addresses, record their keys", vms),
+        ("install", "Install NixOS: bare metal with nixos-anywhere, VMs with nixos-rebuild", everyone),
+        ("bootstrap", "Nodes Ready, the platform pushed to Git, Flux bootstrapped and Ready", git),
     ]
+    # every phase is implemented now; implemented and tracked_in stay in the result its readers know
     return [
-        {"phase": name, "summary": summary, "targets": targets, "implemented": done, "tracked_in": where}
-        for name, summary, targets, done, where in phases
+        {"phase": name, "summary": summary, "targets": targets, "implemented": True, "tracked_in": None}
+        for name, summary, targets in phases
         if targets
     ]

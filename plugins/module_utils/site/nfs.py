@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-DEFAULT_MOUNT_POINT = "/mnt/nfs"
-DEFAULT_OPTIONS = ("nfsvers=4", "rsize=1048576", "wsize=1048576", "hard")
+from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import NFS_MOUNT_POINT, NFS_OPTIONS
 
 
 def nfs_mount(site: dict, host: dict | None = None) -> dict | None:
@@ -19,6 +18,6 @@ def nfs_mount(site: dict, host: dict | None = None) -> dict | None:
     return {
         "server": nfs["server"],
         "export": nfs["export"],
-        "mount_point": own.get("mount_point") or nfs.get("mount_point") or DEFAULT_MOUNT_POINT,
-        "options": list(own.get("options") or nfs.get("options") or DEFAULT_OPTIONS),
+        "mount_point": own.get("mount_point") or nfs.get("mount_point") or NFS_MOUNT_POINT,
+        "options": list(own.get("options") or nfs.get("options") or NFS_OPTIONS),
     }

@@ -18,16 +18,13 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
 )
 
 
-def _own(value) -> dict | None:
-    """A service's settings: None when off (absent or false), {} for true, else the mapping."""
+def service(host: dict, name: str) -> dict | None:
+    """A service's settings on host: None when off (absent or false), {} for true, else the mapping."""
+    services = host.get("services")
+    value = services.get(name) if isinstance(services, dict) else None
     if value is None or value is False:
         return None
     return value if isinstance(value, dict) else {}
-
-
-def _services(host: dict) -> dict:
-    services = host.get("services")
-    return services if isinstance(services, dict) else {}
 
 
 def _address(host: dict) -> str:
@@ -36,7 +33,7 @@ def _address(host: dict) -> str:
 
 def caddy_proxies(site: dict, host: dict) -> dict:
     """Full name -> upstream URL of the host's Caddy (empty without Caddy)."""
-    caddy = _own(_services(host).get("caddy")) or {}
+    caddy = service(host, "caddy") or {}
     domain = site["network"]["domain"]
     return {app_host(p["name"], domain): p["upstream"] for p in caddy.get("proxies") or []}
 
@@ -46,7 +43,7 @@ def extra_records(site: dict) -> dict:
     domain = site["network"]["domain"]
     out = {}
     for host in site["hosts"]:
-        dns = _own(_services(host).get("dns")) or {}
+        dns = service(host, "dns") or {}
         for record in dns.get("records") or []:
             out.setdefault(app_host(record["name"], domain), record["address"])
     return out
@@ -67,8 +64,7 @@ def dns_records(site: dict) -> dict:
 
 def host_services(site: dict, host: dict) -> dict:
     """hosts.json's services of one host: dns, caddy and node_exporter, each None when the host does not run it."""
-    services = _services(host)
-    dns, exporter = _own(services.get("dns")), _own(services.get("node_exporter"))
+    dns, exporter = service(host, "dns"), service(host, "node_exporter")
     proxies = caddy_proxies(site, host)
     return {
         "dns": None

@@ -18,14 +18,12 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import
     MONITORING_RELEASE,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import NODE_EXPORTER_PORT
+from ansible_collections.nerv.homelab.plugins.module_utils.site.services import service
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
-
 GRAFANA_ADMIN_USER = "admin"
-
 # In the chart's stage: Grafana's pod needs the Secret to start, and the HelmRelease waits for the pod
 GRAFANA_ADMIN_STAGE = "infrastructure"
-
 GRAFANA_ADMIN_FILE = "grafana-admin.sops.yaml"
 
 # The Flux kinds this platform holds, as the kube-state-metrics of the chart reports them (gotk_resource_info)
@@ -60,15 +58,12 @@ HOST_EXPORTER_JOB = "home-services-node"
 
 def host_exporter_targets(site: dict) -> list:
     """(host name, address:port) of every host that runs the node exporter of the home services, in site order."""
-    out = []
-    for host in site["hosts"]:
-        services = host.get("services") or {}
-        exporter = services.get("node_exporter")
-        if exporter is None or exporter is False:
-            continue
-        port = exporter.get("port", NODE_EXPORTER_PORT) if isinstance(exporter, dict) else NODE_EXPORTER_PORT
-        out.append((host["name"], f"{host['address']}:{port}"))
-    return out
+    exporters = [(host, service(host, "node_exporter")) for host in site["hosts"]]
+    return [
+        (host["name"], f"{host['address']}:{exporter.get('port', NODE_EXPORTER_PORT)}")
+        for host, exporter in exporters
+        if exporter is not None
+    ]
 
 
 def host_exporter_scrapes(site: dict) -> list:
