@@ -13,7 +13,13 @@ import os
 import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster import kube
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import KubeError, k8s_client, state_of
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import (
+    FLUX_KINDS,
+    KubeError,
+    call,
+    k8s_client,
+    state_of,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import log_path
 from ansible_collections.nerv.homelab.plugins.module_utils.common.process import run_logged
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
@@ -40,10 +46,8 @@ def current(api, with_version: bool = False) -> dict:
     flux-system is labelled with."""
     custom = k8s_client.CustomObjectsApi(api)
     found = {}
-    for kind, (group, version, plural) in (
-        ("GitRepository", ("source.toolkit.fluxcd.io", "v1", "gitrepositories")),
-        ("Kustomization", ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")),
-    ):
+    for kind in ("GitRepository", "Kustomization"):
+        group, version, plural = FLUX_KINDS[kind]
         try:
             found[kind] = custom.get_namespaced_custom_object(group, version, NAMESPACE, plural, NAMESPACE)
         except Exception as exc:  # ApiException or a connection error
@@ -61,12 +65,9 @@ def current(api, with_version: bool = False) -> dict:
 
 def installed_version(api) -> str | None:
     """The Flux release flux-system's namespace is labelled with (None: no namespace, or no label)."""
-    try:
-        namespace = k8s_client.CoreV1Api(api).read_namespace(NAMESPACE)
-    except Exception as exc:
-        if getattr(exc, "status", None) == 404:
-            return None
-        raise KubeError(f"cannot read namespace {NAMESPACE}: {getattr(exc, 'reason', exc)}") from None
+    namespace = _read_namespace(k8s_client.CoreV1Api(api))
+    if namespace is None:
+        return None
     return ((namespace.metadata and namespace.metadata.labels) or {}).get(VERSION_LABEL)
 
 
@@ -114,17 +115,14 @@ def ensure_sops_secret(api, age_key: bytes, check_mode: bool) -> bool:
     encoded = base64.b64encode(age_key).decode()
     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": SOPS_SECRET, "namespace": NAMESPACE}, "data": {SOPS_KEY: encoded}}  # fmt: skip
-    try:
-        existing = core.read_namespaced_secret(SOPS_SECRET, NAMESPACE)
-    except Exception as exc:
-        if getattr(exc, "status", None) != 404:
-            raise KubeError(f"cannot read Secret {NAMESPACE}/{SOPS_SECRET}: {getattr(exc, 'reason', exc)}") from None
-        existing = None
+    read = core.read_namespaced_secret
+    existing = call(f"read Secret {NAMESPACE}/{SOPS_SECRET}", read, SOPS_SECRET, NAMESPACE, absent=None)
     if existing is not None and (existing.data or {}).get(SOPS_KEY) == encoded:
         return False
     if check_mode:
         return True
-    _ensure_namespace(core)
+    if _read_namespace(core) is None:
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     try:
         if existing is None:
             core.create_namespaced_secret(NAMESPACE, body)
@@ -138,13 +136,8 @@ def ensure_sops_secret(api, age_key: bytes, check_mode: bool) -> bool:
     return True
 
 
-def _ensure_namespace(core) -> None:
-    try:
-        core.read_namespace(NAMESPACE)
-    except Exception as exc:
-        if getattr(exc, "status", None) != 404:
-            raise KubeError(f"cannot read namespace {NAMESPACE}: {getattr(exc, 'reason', exc)}") from None
-        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+def _read_namespace(core):
+    return call(f"read namespace {NAMESPACE}", core.read_namespace, NAMESPACE, absent=None)
 
 
 def bootstrap_argv(options: dict) -> list:

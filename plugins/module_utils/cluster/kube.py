@@ -61,6 +61,19 @@ def require(library: str, import_error: ImportError | None) -> None:
         raise KubeError(missing_required_lib(library)) from import_error
 
 
+_RAISE = object()
+
+
+def call(what: str, method, *args, absent=_RAISE, **kwargs):
+    """method(*args, **kwargs), else KubeError 'cannot <what>: <reason>'; with absent, what a 404 answers instead."""
+    try:
+        return method(*args, **kwargs)
+    except Exception as exc:  # ApiException (an HTTP answer) or urllib3's connection errors
+        if absent is not _RAISE and getattr(exc, "status", None) == 404:
+            return absent
+        raise KubeError(f"cannot {what}: {getattr(exc, 'reason', exc)}") from None
+
+
 def api_client(kubeconfig: str, context: str | None = None):
     require("kubernetes", KUBERNETES_IMPORT_ERROR)
     try:
@@ -216,13 +229,8 @@ def run_flux_status(module) -> dict:
 
 
 def node_states(api) -> dict:
-    core = k8s_client.CoreV1Api(api)
-    try:
-        nodes = core.list_node().items
-    except Exception as exc:
-        raise KubeError(f"cannot list the nodes: {getattr(exc, 'reason', exc)}") from None
     states = {}
-    for node in nodes:
+    for node in call("list the nodes", k8s_client.CoreV1Api(api).list_node).items:
         ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None) if node.status else None
         states[node.metadata.name] = {
             "ready": ready.status if ready else "Unknown",
@@ -308,13 +316,8 @@ def in_pool(address: str, pool: list) -> bool:
 
 def load_balancers(api, pool: list) -> list:
     """Services of type LoadBalancer with the addresses assigned to them, each marked in or outside the pool."""
-    core = k8s_client.CoreV1Api(api)
-    try:
-        services = core.list_service_for_all_namespaces().items
-    except Exception as exc:
-        raise KubeError(f"cannot list the services: {getattr(exc, 'reason', exc)}") from None
     found = []
-    for service in services:
+    for service in call("list the services", k8s_client.CoreV1Api(api).list_service_for_all_namespaces).items:
         if not service.spec or service.spec.type != "LoadBalancer":
             continue
         ingress = (
@@ -341,20 +344,15 @@ def run_load_balancers(module) -> dict:
 
 def node_unschedulable(api, name: str) -> bool:
     """Whether the node is cordoned; KubeError when it is not a node of the cluster."""
-    try:
-        node = k8s_client.CoreV1Api(api).read_node(name)
-    except Exception as exc:
-        if getattr(exc, "status", None) == 404:
-            raise KubeError(f"{name} is not a node of the cluster (has it joined?)") from None
-        raise KubeError(f"cannot read node {name}: {getattr(exc, 'reason', exc)}") from None
+    node = call(f"read node {name}", k8s_client.CoreV1Api(api).read_node, name, absent=None)
+    if node is None:
+        raise KubeError(f"{name} is not a node of the cluster (has it joined?)")
     return bool(node.spec and node.spec.unschedulable)
 
 
 def set_unschedulable(api, name: str, value: bool) -> None:
-    try:
-        k8s_client.CoreV1Api(api).patch_node(name, {"spec": {"unschedulable": value}})
-    except Exception as exc:
-        raise KubeError(f"cannot {'cordon' if value else 'uncordon'} {name}: {getattr(exc, 'reason', exc)}") from None
+    verb = "cordon" if value else "uncordon"
+    call(f"{verb} {name}", k8s_client.CoreV1Api(api).patch_node, name, {"spec": {"unschedulable": value}})
 
 
 def _stays(pod) -> bool:
@@ -368,10 +366,8 @@ def _stays(pod) -> bool:
 
 def pods_to_evict(api, name: str) -> list:
     """'namespace/name' of every pod on the node that a drain evicts."""
-    try:
-        pods = k8s_client.CoreV1Api(api).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
-    except Exception as exc:
-        raise KubeError(f"cannot list the pods of {name}: {getattr(exc, 'reason', exc)}") from None
+    listing = k8s_client.CoreV1Api(api).list_pod_for_all_namespaces
+    pods = call(f"list the pods of {name}", listing, field_selector=f"spec.nodeName={name}").items
     return sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in pods if not _stays(p))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.flux import SOPS_SECRET
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.apps import app_files, app_values_file
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.dashboards import (
     DASHBOARD_AUTH,
@@ -74,8 +75,6 @@ STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 # (so a stage after MetalLB's). In MetalLB's stage Traefik would never become Ready, and the stage with the pool,
 # which waits for it, would never be applied.
 AFTER_POOL = ("traefik",)
-
-SOPS_SECRET = "sops-age"
 
 
 def flux_kustomizations(stage_root: str) -> list:
