@@ -279,14 +279,13 @@ _NFS_MANAGED = ("auto", "defaults", "noauto", "nofail", "_netdev")
 def _mount_point_problem(path: str, value) -> list:
     if not isinstance(value, str) or not re.fullmatch(MOUNT_POINT_PATTERN, value):
         return []  # the schema walk reports it
+    fix = f"mount the export on a directory of its own, e.g. {NFS_MOUNT_POINT}"
     for system in _SYSTEM_PATHS:
         if value == system or system.startswith(value + "/"):
-            msg = f"{value} would cover {system}, which the system needs"
-            return [Problem(path, msg, "mount the export on a directory of its own, e.g. /mnt/nfs")]
+            return [Problem(path, f"{value} would cover {system}, which the system needs", fix)]
     for tree in _SYSTEM_TREES:
         if value.startswith(tree + "/"):
-            msg = f"{value} is inside {tree}, which belongs to the system"
-            return [Problem(path, msg, "mount the export on a directory of its own, e.g. /mnt/nfs")]
+            return [Problem(path, f"{value} is inside {tree}, which belongs to the system", fix)]
     return []
 
 
@@ -533,7 +532,4 @@ CHECKS = (
 
 def semantic_problems(data: dict) -> list:
     """Every cross-field problem of a parsed site, in a stable order."""
-    out = []
-    for check in CHECKS:
-        out.extend(check(data))
-    return out
+    return [problem for check in CHECKS for problem in check(data)]

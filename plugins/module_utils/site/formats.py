@@ -110,7 +110,7 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
     expanded = [ord(ch) >> 5 for ch in hrp] + [0] + [ord(ch) & 31 for ch in hrp]
     if _bech32_polymod(expanded + values) != 1:
         raise ValueError("bad checksum")
-    return hrp, _regroup(values[:-6])
+    return hrp, bytes(_convert_bits(values[:-6], 5, 8, pad=False))
 
 
 def bech32_encode(hrp: str, payload: bytes) -> str:
@@ -120,10 +120,6 @@ def bech32_encode(hrp: str, payload: bytes) -> str:
     polymod = _bech32_polymod(expanded + values + [0] * 6) ^ 1
     checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
     return hrp + "1" + "".join(_BECH32_ALPHABET[v] for v in values + checksum)
-
-
-def _regroup(values: list[int]) -> bytes:
-    return bytes(_convert_bits(values, 5, 8, pad=False))
 
 
 def _convert_bits(values, source: int, target: int, pad: bool) -> list[int]:
