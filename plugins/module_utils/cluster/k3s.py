@@ -18,11 +18,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import (
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text
 
 
-def fetch_kubeconfig(target: Target, known_hosts: str, remote_path: str) -> str:
-    failure = f"cannot read {remote_path} on {target.host} at {target.address}"
-    return ssh_run(target, known_hosts, [f"cat {shlex.quote(remote_path)}"], failure)
-
-
 def rewrite(text: str, server: str, name: str | None) -> str:
     """The kubeconfig with every cluster's server set, and default names replaced by name when given."""
     try:
@@ -69,7 +64,8 @@ def execute(module) -> dict:
     target = Target.from_params(p)
     try:
         require_pinned(p["known_hosts"], target)
-        fetched = fetch_kubeconfig(target, p["known_hosts"], p["remote_path"])
+        failure = f"cannot read {p['remote_path']} on {target.host} at {target.address}"
+        fetched = ssh_run(target, p["known_hosts"], [f"cat {shlex.quote(p['remote_path'])}"], failure)
     except (Unreachable, Unpinned) as exc:
         plan_unreachable(module, exc, f"fetching the kubeconfig of {p['host']}")
         return {"changed": True, "dest": p["dest"], "server": f"https://{p['address']}:6443", "context": p["name"]}

@@ -350,11 +350,6 @@ def node_unschedulable(api, name: str) -> bool:
     return bool(node.spec and node.spec.unschedulable)
 
 
-def set_unschedulable(api, name: str, value: bool) -> None:
-    verb = "cordon" if value else "uncordon"
-    call(f"{verb} {name}", k8s_client.CoreV1Api(api).patch_node, name, {"spec": {"unschedulable": value}})
-
-
 def _stays(pod) -> bool:
     """Pods a drain leaves: DaemonSet pods (their controller puts them back at once), mirror pods of static
     manifests (the kubelet owns them), and pods that have finished."""
@@ -418,7 +413,8 @@ def run_node(module) -> dict:
     if module.check_mode:
         return result
     if before != wanted:
-        set_unschedulable(api, p["name"], wanted)
+        verb, patch = ("cordon" if wanted else "uncordon"), {"spec": {"unschedulable": wanted}}
+        call(f"{verb} {p['name']}", k8s_client.CoreV1Api(api).patch_node, p["name"], patch)
     if pods:
         result["evicted"] = drain(api, p["name"], p["timeout"], p["interval"])
     return result
