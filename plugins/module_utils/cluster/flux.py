@@ -80,15 +80,12 @@ def differences(found: dict, url: str, branch: str, path: str, version: str | No
     spec = repo.get("spec") or {}
     if spec.get("url") != url:
         reasons.append(f"GitRepository flux-system points at {spec.get('url')}, not {url}")
-    if (spec.get("ref") or {}).get("branch") != branch:
-        reasons.append(
-            f"GitRepository flux-system follows branch {(spec.get('ref') or {}).get('branch')}, not {branch}"
-        )
-    wanted_path = "./" + path.strip("/")
-    if (kustomization.get("spec") or {}).get("path") != wanted_path:
-        reasons.append(
-            f"Kustomization flux-system applies {(kustomization.get('spec') or {}).get('path')}, not {wanted_path}"
-        )
+    followed = (spec.get("ref") or {}).get("branch")
+    if followed != branch:
+        reasons.append(f"GitRepository flux-system follows branch {followed}, not {branch}")
+    applied, wanted_path = (kustomization.get("spec") or {}).get("path"), "./" + path.strip("/")
+    if applied != wanted_path:
+        reasons.append(f"Kustomization flux-system applies {applied}, not {wanted_path}")
     if version and found.get("version") != version:
         # bootstrapping again with --version is how Flux upgrades (or downgrades) its controllers
         reasons.append(f"Flux {found.get('version') or 'of an unknown release'} is installed, not {version}")
