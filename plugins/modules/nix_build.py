@@ -240,8 +240,6 @@ elapsed:
   type: float
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.boundary import run_module
@@ -263,16 +261,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-
-    def work():
-        result = run(module.params, module.check_mode, module.get_bin_path("nix"), dict(os.environ))
-        for warning in result.pop("warnings", []):
-            module.warn(warning)
-        if not module._diff:  # pylint: disable=protected-access
-            result.pop("diff", None)
-        return result
-
-    run_module(module, work)
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

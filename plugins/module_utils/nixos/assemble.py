@@ -70,8 +70,8 @@ def stale(dest: str, names: list, want: dict) -> list:
     found = []
     for name in names:
         top = os.path.join(dest, name)
-        for directory, _dirs, names in os.walk(top) if os.path.isdir(top) else ():
-            found += [os.path.relpath(os.path.join(directory, n), dest) for n in names if not n.startswith(".")]
+        for directory, _dirs, files in os.walk(top) if os.path.isdir(top) else ():
+            found += [os.path.relpath(os.path.join(directory, f), dest) for f in files if not f.startswith(".")]
     return sorted(rel for rel in found if rel not in want)
 
 

@@ -1,8 +1,7 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The logic of nerv.homelab.nix_build: input checks, nix argv, --json parsing, the state record, logs, sha256.
+"""The logic of nerv.homelab.nix_build: input checks, nix argv, --json parsing, the state record, logs, the ISO.
 
-One error type, NixError, carries everything a failure reports; the module turns it into fail_json in one place.
 Commands are argv lists, never a shell. Works with Nix 2.8 (no --print-out-paths: `nix build --json` prints
 [{"drvPath": ..., "outputs": {"out": ...}}] there and in every later release) and newer.
 """
@@ -47,8 +46,12 @@ RESERVED_ARGS = {
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:")
 _ATTR_NAME = r"[A-Za-z0-9_][A-Za-z0-9_'+-]*"
 _ATTRIBUTE = re.compile(rf"^{_ATTR_NAME}(?:\.{_ATTR_NAME})*$")
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
+# The iso option's words: a YAML boolean arrives as a bool, "auto" or a quoted "yes" as a string.
+_ISO_MODES = {
+    "auto": "auto",
+    **dict.fromkeys(("true", "yes", "on", "1"), True),
+    **dict.fromkeys(("false", "no", "off", "0"), False),
+}
 
 
 # --- input checks: each names the option and the fix, before anything runs ---------------------------------
@@ -64,26 +67,23 @@ def normalize_flake(flake) -> str:
     if re.search(r"[\s\x00-\x1f\x7f]", text):
         raise NixError(f"flake: {text!r} holds whitespace or control characters; give a directory or flake reference")
     if text.startswith("path:"):
-        _check_flake_dir(text[len("path:") :].split("?", maxsplit=1)[0], text)
+        directory = text[len("path:") :].split("?", maxsplit=1)[0]
+        if not os.path.isabs(directory):
+            raise NixError(f"flake: {text!r} names a relative directory; path: references need an absolute path")
     elif _SCHEME.match(text):
         return text  # git+file:, github:, ... nix checks those itself
-    elif not os.path.isabs(os.path.expanduser(text)):
-        raise NixError(
-            f"flake: {text!r} is a relative path; give an absolute one (for example '{{{{ playbook_dir }}}}/{text}') "
-            "or a reference such as path:/srv/flake"
-        )
     else:
-        _check_flake_dir(os.path.expanduser(text), text)
-    return flake_ref(text)
-
-
-def _check_flake_dir(directory: str, given: str) -> None:
-    if not os.path.isabs(directory):
-        raise NixError(f"flake: {given!r} names a relative directory; path: references need an absolute path")
+        directory = os.path.expanduser(text)
+        if not os.path.isabs(directory):
+            raise NixError(
+                f"flake: {text!r} is a relative path; give an absolute one "
+                f"(for example '{{{{ playbook_dir }}}}/{text}') or a reference such as path:/srv/flake"
+            )
     if not os.path.isdir(directory):
         raise NixError(f"flake: directory {directory} does not exist; give the directory that holds flake.nix")
     if not os.path.isfile(os.path.join(directory, "flake.nix")):
         raise NixError(f"flake: {directory} has no flake.nix; give the directory that holds flake.nix")
+    return flake_ref(text)
 
 
 def check_attribute(attribute) -> str:
@@ -116,14 +116,10 @@ def check_iso(value) -> object:
     """'auto', True or False from the iso option (a bool, or a string such as auto/yes/no)."""
     if isinstance(value, bool):
         return value
-    text = str(value if value is not None else "auto").strip().lower()
-    if text == "auto":
-        return "auto"
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise NixError(f"iso: {value!r} is not one of auto, true, false")
+    mode = _ISO_MODES.get(str(value if value is not None else "auto").strip().lower())
+    if mode is None:
+        raise NixError(f"iso: {value!r} is not one of auto, true, false")
+    return mode
 
 
 def check_timeout(timeout):
@@ -145,7 +141,7 @@ def check_store(store):
         raise NixError(f"store: {text!r} holds whitespace or control characters; give a store URL or a directory")
     if text.startswith("/"):
         return text, text
-    if text.startswith("local?") or text.startswith("local://?"):
+    if text.startswith(("local?", "local://?")):
         roots = parse_qs(text.split("?", maxsplit=1)[1]).get("root")
         return text, (roots[0] if roots else None)
     return text, None
@@ -162,10 +158,6 @@ def check_out_link(out_link):
 
 
 # --- argv ---------------------------------------------------------------------------------------------------
-
-
-def installable(flake: str, attribute: str) -> str:
-    return f"{flake}#{attribute}"
 
 
 def build_argv(nix: str, target: str, out_link=None, extra_args=(), store=None) -> list:
@@ -188,13 +180,17 @@ def eval_argv(nix: str, target: str, extra_args=(), store=None) -> list:
 # --- nix output ------------------------------------------------------------------------------------------------
 
 
+def _loads(text: str, command: str):
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise NixError(f"{command} printed no JSON ({exc}): {text[:200]!r}") from None
+
+
 def parse_build_json(text: str):
     """(drv_path, {output: store path}) from `nix build --json` (2.8: [{"drvPath", "outputs"}], later the same
     plus startTime/stopTime; a store path installable gives [{"path"}])."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise NixError(f"nix build printed no JSON ({exc}): {text[:200]!r}") from None
+    data = _loads(text, "nix build")
     entries = data if isinstance(data, list) else [data]
     drv_path, outputs = None, {}
     for entry in entries:
@@ -213,10 +209,7 @@ def parse_build_json(text: str):
 
 def parse_eval_json(text: str):
     """(drv_path, {output: store path}) from `nix eval --json ... --apply EVAL_APPLY`."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise NixError(f"nix eval printed no JSON ({exc}): {text[:200]!r}") from None
+    data = _loads(text, "nix eval")
     if not isinstance(data, dict) or not isinstance(data.get("outputs"), dict) or not data["outputs"]:
         raise NixError(f"nix eval: the attribute is not a derivation with outputs: {text[:200]!r}")
     return data.get("drvPath"), {str(name): str(path) for name, path in data["outputs"].items()}
@@ -231,14 +224,10 @@ def main_output(outputs: dict):
 # --- state record ------------------------------------------------------------------------------------------------
 
 
-def cache_dir(environ=None) -> str:
-    """$XDG_CACHE_HOME/nerv-homelab/nix_build, or ~/.cache/nerv-homelab/nix_build."""
-    return cache_path("nix_build", environ)
-
-
 def default_state_file(flake: str, attribute: str, environ=None) -> str:
-    key = hashlib.sha256(installable(flake, attribute).encode("utf-8")).hexdigest()[:24]
-    return os.path.join(cache_dir(environ), key + ".json")
+    """<hash of flake#attribute>.json in $XDG_CACHE_HOME/nerv-homelab/nix_build (~/.cache when it is not set)."""
+    key = hashlib.sha256(f"{flake}#{attribute}".encode()).hexdigest()[:24]
+    return os.path.join(cache_path("nix_build", environ), key + ".json")
 
 
 def default_log_file(state_file: str) -> str:
@@ -272,10 +261,6 @@ def make_record(flake, attribute, drv_path, outputs, iso=None) -> dict:
 def write_state(path: str, record: dict) -> None:
     """Write the record atomically (common/files.write_atomic)."""
     write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-
-def recorded_outputs(record):
-    return dict(record["outputs"]) if record else None
 
 
 def outputs_changed(record, outputs: dict) -> bool:
@@ -324,23 +309,17 @@ def log_tail(path, count: int = LOG_TAIL_LINES) -> list:
         return []
 
 
-# Known failures of the machine rather than the flake, and what fixes them.
-_MACHINE_FIXES = (
-    (
-        "build-users-group",
-        "the build users group is missing: on Debian install nix-setup-systemd (it creates nixbld and its users), "
-        "or set build-users-group to an existing group in /etc/nix/nix.conf",
-    ),
+# A failure of the machine rather than the flake: Debian's nix-bin without the group its builds run as.
+_NO_BUILD_USERS = (
+    "the build users group is missing: on Debian install nix-setup-systemd (it creates nixbld and its users), "
+    "or set build-users-group to an existing group in /etc/nix/nix.conf"
 )
 
 
 def failure_hint(tail: list) -> str:
     """'; Fix: ...' for a log tail that shows a known machine problem, else ''."""
     text = "\n".join(tail)
-    for needle, fix in _MACHINE_FIXES:
-        if needle in text and "does not exist" in text:
-            return f"; Fix: {fix}"
-    return ""
+    return f"; Fix: {_NO_BUILD_USERS}" if "build-users-group" in text and "does not exist" in text else ""
 
 
 # What nix prints when it cannot reach the source of a flake input (no network, no DNS, the host down): check mode
@@ -375,9 +354,7 @@ def iso_info(path: str, recorded=None) -> dict:
     change once built), so an unchanged ISO is not hashed again."""
     size = os.path.getsize(path)
     same = isinstance(recorded, dict) and recorded.get("path") == path and recorded.get("size") == size
-    if same and recorded.get("sha256"):
-        return {"path": path, "size": size, "sha256": recorded["sha256"]}
-    return {"path": path, "size": size, "sha256": sha256_file(path)}
+    return {"path": path, "size": size, "sha256": (same and recorded.get("sha256")) or sha256_file(path)}
 
 
 def pick_iso(mode, outputs: dict, root=None, recorded=None, required_ok=True):
@@ -418,100 +395,79 @@ class Request:
         self.out_link = check_out_link(params.get("out_link"))
         self.state_file = params.get("state_file") or default_state_file(self.flake, self.attribute, environ)
         self.log_file = params.get("log_file") or default_log_file(self.state_file)
-        for option in ("state_file", "log_file"):
-            if not os.path.isabs(getattr(self, option)):
-                raise NixError(f"{option}: {getattr(self, option)!r} is relative; give an absolute path")
+        for option, path in (("state_file", self.state_file), ("log_file", self.log_file)):
+            if not os.path.isabs(path):
+                raise NixError(f"{option}: {path!r} is relative; give an absolute path")
         if os.path.isdir(self.state_file) or os.path.isdir(self.log_file):
             raise NixError("state_file and log_file must be files, not directories; give file paths")
 
     @property
     def target(self) -> str:
-        return installable(self.flake, self.attribute)
+        return f"{self.flake}#{self.attribute}"
 
 
-def _base_result(request: Request, record) -> dict:
+def _result(request: Request, record, argv: list, drv_path, outputs: dict, **fields) -> dict:
+    """What every run reports; fields are what a build, a check and a check that cannot evaluate set apart."""
+
+    def lines(found):
+        return "".join(f"{name}: {path}\n" for name, path in sorted((found or {}).items()))
+
+    previous = dict(record["outputs"]) if record else None
     return {
         "flake": request.flake,
         "attribute": request.attribute,
         "installable": request.target,
         "state_file": request.state_file,
-        "previous_outputs": recorded_outputs(record),
+        "previous_outputs": previous,
+        "drv_path": drv_path,
+        "outputs": outputs,
+        "out_path": main_output(outputs),
+        "log_file": None,
+        "out_link": None,
+        "cmd": argv,
+        "diff": {"before": lines(previous), "after": lines(outputs)},
+        **fields,
     }
 
 
-def _diff(record, outputs: dict) -> dict:
-    def lines(found):
-        return "".join(f"{name}: {path}\n" for name, path in sorted((found or {}).items()))
-
-    return {"before": lines(recorded_outputs(record)), "after": lines(outputs)}
-
-
-def check(request: Request, nix: str, environ=None) -> dict:
+def check(request: Request, nix: str) -> dict:
     """Check mode: evaluates what nix build would give and compares it with the record; builds and writes nothing."""
     record = read_state(request.state_file)
     argv = eval_argv(nix, request.target, request.extra_args, request.store)
     with tempfile.TemporaryFile() as log:
-        rc, stdout = run_build(argv, log, request.timeout, environ)
+        rc, stdout = run_build(argv, log, request.timeout)
         tail = tail_lines(log)
-    if rc != 0 and fetch_failure(tail):
-        return unevaluated(request, record, argv, fetch_failure(tail))
     if rc != 0:
-        raise NixError(
-            f"nix eval of {request.attribute} (check mode) failed with exit code {rc}{failure_hint(tail)}",
-            rc=rc,
-            log_tail=tail,
-            cmd=argv,
-        )
+        unfetched = fetch_failure(tail)
+        if unfetched:
+            return unevaluated(request, record, argv, unfetched)
+        message = f"nix eval of {request.attribute} (check mode) failed with exit code {rc}{failure_hint(tail)}"
+        raise NixError(message, rc=rc, log_tail=tail, cmd=argv)
     drv_path, evaluated = parse_eval_json(stdout)
     outputs = would_build_outputs(record, evaluated)
-    result = _base_result(request, record)
-    recorded_iso = (record or {}).get("iso")
     # Already in the store: report the ISO (hashing only reads); not there yet: nothing to report.
     present = all(os.path.exists(on_disk(path, request.store_root)) for path in outputs.values())
+    recorded_iso = (record or {}).get("iso")
     iso = pick_iso(request.iso, outputs, request.store_root, recorded_iso, required_ok=False) if present else None
-    result.update(
-        changed=would_change(record, evaluated),
-        built=False,
-        evaluated=True,
-        drv_path=drv_path,
-        outputs=outputs,
-        out_path=main_output(outputs),
-        in_store=present,
-        iso=iso,
-        log_file=None,
-        out_link=None,
-        cmd=argv,
-        diff=_diff(record, outputs),
-    )
-    return result
+    changed = would_change(record, evaluated)
+    return _result(request, record, argv, drv_path, outputs, changed=changed, built=False, evaluated=True,
+                   in_store=present, iso=iso)  # fmt: skip
 
 
 def unevaluated(request: Request, record, argv: list, reason: str) -> dict:
     """Check mode where nix cannot fetch the flake's inputs: planned as a build, and said so, not failed."""
-    result = _base_result(request, record)
-    result.update(
-        changed=True,
-        built=False,
-        evaluated=False,
-        drv_path=None,
-        outputs={},
-        out_path=None,
-        in_store=False,
-        iso=None,
-        log_file=None,
-        out_link=None,
-        cmd=argv,
-        diff={"before": _diff(record, {})["before"], "after": "(not evaluated: its inputs cannot be fetched)\n"},
-        warnings=[
-            f"check mode cannot evaluate {request.attribute} here: nix cannot fetch the flake's inputs ({reason}). "
-            "It is planned as a build; a real run builds it, and needs that network access (or the inputs in the "
-            "Nix store already)."
-        ],
-    )
+    result = _result(request, record, argv, None, {}, changed=True, built=False, evaluated=False, in_store=False,
+                     iso=None)  # fmt: skip
+    result["diff"]["after"] = "(not evaluated: its inputs cannot be fetched)\n"
+    result["warnings"] = [
+        f"check mode cannot evaluate {request.attribute} here: nix cannot fetch the flake's inputs ({reason}). "
+        "It is planned as a build; a real run builds it, and needs that network access (or the inputs in the "
+        "Nix store already)."
+    ]
     return result
 
 
-def build(request: Request, nix: str, environ=None) -> dict:
+def build(request: Request, nix: str) -> dict:
     """Builds the attribute, streaming the log to log_file; records the outputs when they changed."""
     record = read_state(request.state_file)
     argv = build_argv(nix, request.target, request.out_link, request.extra_args, request.store)
@@ -523,21 +479,15 @@ def build(request: Request, nix: str, environ=None) -> dict:
         log.write(("$ " + shlex.join(argv) + "\n").encode("utf-8"))
         log.flush()
         try:
-            rc, stdout = run_build(argv, log, request.timeout, environ)
+            rc, stdout = run_build(argv, log, request.timeout)
         except NixError as exc:
             log.flush()
             exc.details.update(log_file=request.log_file, log_tail=log_tail(request.log_file), cmd=argv)
             raise
     if rc != 0:
         tail = log_tail(request.log_file)
-        raise NixError(
-            f"nix build of {request.attribute} failed with exit code {rc}; see log_file {request.log_file}"
-            f"{failure_hint(tail)}",
-            rc=rc,
-            log_tail=tail,
-            log_file=request.log_file,
-            cmd=argv,
-        )
+        message = f"nix build of {request.attribute} failed with exit code {rc}; see log_file {request.log_file}"
+        raise NixError(message + failure_hint(tail), rc=rc, log_tail=tail, log_file=request.log_file, cmd=argv)
     drv_path, outputs = parse_build_json(stdout)
     changed = outputs_changed(record, outputs)
     recorded_iso = None if changed else (record or {}).get("iso")
@@ -545,28 +495,20 @@ def build(request: Request, nix: str, environ=None) -> dict:
     new_record = make_record(request.flake, request.attribute, drv_path, outputs, iso)
     if record != new_record:
         write_state(request.state_file, new_record)
-    result = _base_result(request, record)
-    result.update(
-        changed=changed,
-        built=True,
-        evaluated=True,
-        drv_path=drv_path,
-        outputs=outputs,
-        out_path=main_output(outputs),
-        in_store=True,
-        iso=iso,
-        log_file=request.log_file,
-        out_link=request.out_link,
-        cmd=argv,
-        elapsed=round(time.time() - started, 3),
-        diff=_diff(record, outputs),
-    )
-    return result
+    return _result(request, record, argv, drv_path, outputs, changed=changed, built=True, evaluated=True,
+                   in_store=True, iso=iso, log_file=request.log_file, out_link=request.out_link,
+                   elapsed=round(time.time() - started, 3))  # fmt: skip
 
 
-def run(params: dict, check_mode: bool, nix, environ=None) -> dict:
-    """The module's result for its parameters; raises NixError for bad input (before running anything) or a failure."""
-    request = Request(params, environ)
+def run(module) -> dict:
+    """nerv.homelab.nix_build: bad input fails before nix is even looked for."""
+    request = Request(module.params)
+    nix = module.get_bin_path("nix")
     if not nix:
         raise NixError("nix is not installed or not on PATH; install Nix (Debian package nix-bin) on the target")
-    return check(request, nix, environ) if check_mode else build(request, nix, environ)
+    result = check(request, nix) if module.check_mode else build(request, nix)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if not module._diff:  # pylint: disable=protected-access
+        result.pop("diff")
+    return result

@@ -145,7 +145,7 @@ class System:
         p = self.p
         argv = [p["nixos_rebuild"], p["action"], "--flake", f"{nix.flake_ref(p['flake'])}#{p['host']}"]
         argv += ["--target-host", f"{target.user}@{target.address}"]
-        if (p.get("build_on") or "local") == "target":
+        if p["build_on"] == "target":
             argv += ["--build-host", f"{target.user}@{target.address}"]
         return argv + list(p.get("extra_args") or [])
 
@@ -155,7 +155,7 @@ class System:
         Mac builds."""
         p, store = self.p, f"ssh-ng://{target.user}@{target.address}"
         commands = []
-        if p.get("build_on") == "local":
+        if p["build_on"] == "local":
             installable = f"{nix.flake_ref(p['flake'])}#darwinConfigurations.{p['host']}.system"
             commands.append(("local", [p["nix"], *nix.NIX_FEATURES, "build", "--no-link", installable]))
             commands.append(("local", [p["nix"], *nix.NIX_FEATURES, "copy", "--to", store, want]))

@@ -230,20 +230,19 @@ def execute(module) -> dict:
     target = Target.from_params(p)
     after = Target.from_params(p, p["address_after"] or p["address"])
     pinned = p["host_key"] or pinned_keys(p["known_hosts"]).get(after.address)
+    argv = argv_for(p, target)
     with tempfile.TemporaryDirectory(prefix="nerv-install.") as scratch:
         try:
             facts = probe(target, os.path.join(scratch, "known_hosts"), p["disk"])
         except Unreachable as exc:
             plan_unreachable(module, exc, f"the install of {p['host']}")
-            return {"changed": True, "action": "install", "reason": str(exc), "argv": argv_for(p, target),
-                    "facts": {}}  # fmt: skip
+            return {"changed": True, "action": "install", "reason": str(exc), "argv": argv, "facts": {}}
         is_pinned = bool(pinned) and normal_key(scan_host_key(target)) == normal_key(pinned)
         plan = decide(target, facts, p["disk"], p["reinstall"], is_pinned)
         for warning in plan.warnings:
             module.warn(warning)
-        argv = argv_for(p, target)
-        result = {"changed": plan.action == "install", "action": plan.action, "reason": plan.reason, "argv": argv}
-        result["facts"] = facts.__dict__
+        result = {"changed": plan.action == "install", "action": plan.action, "reason": plan.reason, "argv": argv,
+                  "facts": facts.__dict__}  # fmt: skip
         if plan.action == "installed" or module.check_mode:
             return result
         return {**result, **_install(p, argv, after, pinned)}

@@ -183,15 +183,29 @@ def test_request_refuses_relative_files_and_an_existing_non_link_out_link(flake_
         Request(dict(base, timeout=0), environ={})
 
 
+class NoNix:
+    """A module on a machine without nix; it notes when nix is looked for."""
+
+    check_mode = _diff = False
+
+    def __init__(self, params):
+        self.params, self.looked_for = params, []
+
+    def get_bin_path(self, name):
+        self.looked_for.append(name)
+
+
 def test_bad_input_fails_before_nix_is_even_looked_for(tmp_path):
+    module = NoNix({"flake": str(tmp_path / "missing"), "attribute": ATTR})
     with pytest.raises(NixError, match="^flake: directory"):
-        nix.run({"flake": str(tmp_path / "missing"), "attribute": ATTR}, False, None, {})
+        nix.run(module)
+    assert module.looked_for == []
 
 
 def test_missing_nix_is_reported_with_the_package_to_install(flake_dir, tmp_path):
-    params = {"flake": str(flake_dir), "attribute": ATTR, "state_file": str(tmp_path / "s.json")}
+    module = NoNix({"flake": str(flake_dir), "attribute": ATTR, "state_file": str(tmp_path / "s.json")})
     with pytest.raises(NixError, match="nix is not installed.*nix-bin"):
-        nix.run(params, False, None, {})
+        nix.run(module)
 
 
 # --- argv ---------------------------------------------------------------------------------------------------------
