@@ -123,12 +123,7 @@ def plan_next(store: Store, host: dict, current: HostKey, stage: str, rotating: 
         raise SopsError(f"{name} has no key yet, so there is none to rotate: record or make its first key first")
     if given and current.public_key and given == _normal(current.public_key):
         raise SopsError(f"the new key given for {name} is its current key {fingerprint(given)}: give its new key")
-    if given:
-        return NextKey(name, "added", given, source="host")
-    if check_mode:
-        return NextKey(name, "added")
-    pem, public = new_ssh_host_key(f"root@{name}")
-    return NextKey(name, "added", public, pem)
+    return _fresh(name, given, "added", check_mode)
 
 
 def _next_source(store: Store, name: str) -> str:

@@ -230,8 +230,7 @@ class _IniReader:
         name = line[1:close]
         if not name:
             raise self.error("has an empty section name")
-        after = _inline_comment(line[close + 1 :])
-        self.comment += after or ""
+        self.comment += _inline_comment(line[close + 1 :])
         self.open_section(name)
         self.comments[(name, None)] = self.take_comment()
 
@@ -270,7 +269,7 @@ class _IniReader:
         line = line.strip(_INI_WS)
         if line.endswith("\\"):
             return self.read_continuation(line[:-1])
-        cut = min((i for i in (line.find("#"), line.find(";")) if i != -1), default=-1)
+        cut = _first_of(line, "#;")
         if cut != -1:
             self.comment += line[cut:]
             line = line[:cut].strip(_INI_WS)
@@ -283,7 +282,7 @@ class _IniReader:
         while (following := self.next_line()) is not None:
             end = following.rfind(quote)
             if end != -1:
-                self.comment += (_inline_comment(following[end:]) or "").strip(_INI_WS)
+                self.comment += _inline_comment(following[end:]).strip(_INI_WS)
                 return value + following[:end]
             value += following
         raise self.error(f"opens a {quote} value it does not close")
@@ -312,8 +311,8 @@ class _IniReader:
 
 
 def _inline_comment(text: str):
-    found = [i for i in (text.find("#"), text.find(";")) if i != -1]
-    return text[min(found) :] if found else None
+    at = _first_of(text, "#;")
+    return text[at:] if at != -1 else ""
 
 
 def _ini_key(line: str):
@@ -340,8 +339,7 @@ def _key_quote(line: str) -> str:
 
 
 def _first_of(text: str, chars: str) -> int:
-    found = [i for i in (text.find(c) for c in chars) if i != -1]
-    return min(found) if found else -1
+    return min((i for i in map(text.find, chars) if i != -1), default=-1)
 
 
 def load_ini(text: str) -> dict:
@@ -374,7 +372,7 @@ def _ini_section(name: str, section: dict, header: bool, last: bool) -> str:
             pending = key
     if header:
         lines.append(f"[{name}]")
-    width = max((_ini_width(k) for k in keys), default=0)
+    width = max((len(_ini_key_text(k).encode()) for k in keys), default=0)
     for key in keys:
         lines += _ini_comment(comments.get(key, ""), trim=True)
         quoted = _ini_key_text(key)
@@ -392,15 +390,8 @@ def _ini_comment(text: str, trim: bool) -> list:
     return lines
 
 
-def _ini_width(key: str) -> int:
-    size = len(key.encode())
-    if '"' in key or "=:" in key:  # ini.v1 looks for its delimiters "=:" as one string
-        return size + 2
-    return size + 6 if "`" in key else size
-
-
 def _ini_key_text(key: str) -> str:
-    if '"' in key or "=:" in key:
+    if '"' in key or "=:" in key:  # ini.v1 looks for its delimiters "=:" as one string
         return f"`{key}`"
     return f'"""{key}"""' if "`" in key else key
 

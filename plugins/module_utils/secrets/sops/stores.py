@@ -58,7 +58,7 @@ def dump(tree: dict, metadata: dict | None, fmt: str):
             return content
     document = dict(tree)
     if metadata is not None:
-        document[METADATA_KEY] = _ini_metadata(metadata) if fmt == "ini" else metadata
+        document[METADATA_KEY] = _flat_metadata(metadata) if fmt == "ini" else metadata
     if fmt == "ini":
         return formats.dump_ini(document)
     return sops_yaml.dump(document) if fmt == "yaml" else formats.dump_json(document)
@@ -94,9 +94,9 @@ def _split_ini_metadata(tree: dict) -> tuple[dict, dict | None]:
     return tree, _metadata_of(flat)
 
 
-def _ini_metadata(metadata: dict) -> dict:
-    flat = flatten(metadata)
-    return {key: _dotenv_text(value) for key, value in flat.items() if value is not None}
+def _flat_metadata(metadata: dict) -> dict:
+    """The metadata as the flat text values of the INI [sops] section and the dotenv sops_ lines."""
+    return {key: _dotenv_text(value) for key, value in flatten(metadata).items() if value is not None}
 
 
 # ---- dotenv ----------------------------------------------------------------------------------------------------
@@ -146,8 +146,7 @@ def _dump_dotenv(tree: dict, metadata: dict | None) -> str:
         else:
             lines.append(f"{key}={_dotenv_text(value)}")
     if metadata is not None:
-        flat = flatten(metadata)
-        lines += [f"{_DOTENV_PREFIX}{key}={_dotenv_text(flat[key])}" for key in sorted(flat) if flat[key] is not None]
+        lines += [f"{_DOTENV_PREFIX}{key}={text}" for key, text in sorted(_flat_metadata(metadata).items())]
     return "".join(line + "\n" for line in lines)
 
 
@@ -160,16 +159,12 @@ def _dotenv_text(value) -> str:
 def flatten(node, prefix: str = "") -> dict:
     """sops' flattening of nested metadata for dotenv: maps as __map_<key>, lists as __list_<n>."""
     if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{_MAP if prefix else ''}{key}"))
-        return out
-    if isinstance(node, list):
-        out = {}
-        for index, value in enumerate(node):
-            out.update(flatten(value, f"{prefix}{_LIST}{index}"))
-        return out
-    return {prefix: node}
+        named = ((f"{prefix}{_MAP if prefix else ''}{key}", value) for key, value in node.items())
+    elif isinstance(node, list):
+        named = ((f"{prefix}{_LIST}{index}", value) for index, value in enumerate(node))
+    else:
+        return {prefix: node}
+    return {path: leaf for name, value in named for path, leaf in flatten(value, name).items()}
 
 
 def unflatten(flat: dict) -> dict:
@@ -178,9 +173,13 @@ def unflatten(flat: dict) -> dict:
     for path, value in flat.items():
         tokens = _tokens(path)
         node = root
-        for index, token in enumerate(tokens):
-            following = tokens[index + 1] if index + 1 < len(tokens) else None
-            node = _step(node, token, following, value)
+        for token, following in zip(tokens, tokens[1:], strict=False):
+            child = _get(node, token)
+            if child is None:
+                child = [] if isinstance(following, int) else {}
+                _put(node, token, child)
+            node = child
+        _put(node, tokens[-1], value)
     return root
 
 
@@ -193,17 +192,6 @@ def _tokens(path: str) -> list:
     return tokens
 
 
-def _step(node, token, following, value):
-    if following is None:
-        _put(node, token, value)
-        return node
-    child = _get(node, token)
-    if child is None:
-        child = [] if isinstance(following, int) else {}
-        _put(node, token, child)
-    return child
-
-
 def _get(node, token):
     if isinstance(node, list):
         return node[token] if token < len(node) else None
@@ -213,6 +201,4 @@ def _get(node, token):
 def _put(node, token, value):
     if isinstance(node, list):
         node.extend([None] * (token + 1 - len(node)))
-        node[token] = value
-    else:
-        node[token] = value
+    node[token] = value
