@@ -424,10 +424,8 @@ def new_document(plain: dict, fmt: str, recipients: list, rules: Rules) -> Docum
     if not wanted:
         raise SopsError("no age recipient to encrypt to: give recipients or a .sops.yaml creation rule")
     data_key = os.urandom(32)
-    meta = {"age": [{"recipient": r, "enc": wrap_data_key(data_key, r)} for r in wanted]}
-    meta.update({"lastmodified": now_rfc3339(), "mac": ""})
-    meta.update(rules.metadata())
-    meta["version"] = SOPS_VERSION
+    stanzas = [{"recipient": r, "enc": wrap_data_key(data_key, r)} for r in wanted]
+    meta = {"age": stanzas, "lastmodified": now_rfc3339(), "mac": "", **rules.metadata(), "version": SOPS_VERSION}
     document = Document(fmt, {}, meta, data_key=data_key)
     document.encrypt(plain, touch=False)
     return document
