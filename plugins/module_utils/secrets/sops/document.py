@@ -26,7 +26,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     wrap_data_key,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.formats import BinaryText, JsonInt, go_float
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.text_stores import BinaryText, JsonInt, go_float
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import parse_timestamp
 
 try:

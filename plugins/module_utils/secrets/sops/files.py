@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, formats, stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, stores, text_stores
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
     Document,
     Rules,
@@ -74,7 +74,7 @@ def read_for_template(path: str, key: str | None, identities: list, fmt: str | N
     fmt = stores.format_for(path, fmt)
     tree = read_value(path, key, identities, fmt)
     if as_base64:
-        return base64_text(formats.binary_data(tree) if key is None and fmt == "binary" else tree, path, key)
+        return base64_text(text_stores.binary_data(tree) if key is None and fmt == "binary" else tree, path, key)
     return as_text(tree, path, split_key(key) if key else [])
 
 
@@ -113,7 +113,7 @@ def without_comments(tree):
         return [without_comments(v) for v in tree if not isinstance(v, stores.Comment)]
     if isinstance(tree, stores.Timestamp):
         return str(tree)
-    if isinstance(tree, (formats.JsonInt, formats.BinaryText)):
+    if isinstance(tree, (text_stores.JsonInt, text_stores.BinaryText)):
         return int(tree) if isinstance(tree, int) else bytes(tree)
     return tree
 

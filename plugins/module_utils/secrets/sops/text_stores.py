@@ -1,6 +1,6 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The JSON, binary and INI stores as sops 3.11 reads and writes them.
+"""The JSON, binary, INI and dotenv stores as sops 3.11 reads and writes them.
 
 JSON is read as Go's encoding/json reads it for sops: every number is a float64 (an integral one is kept here as a
 ``JsonInt``, so it renders ``42``, not ``42.0``, and is still typed and hashed as sops' float), and written as
@@ -8,7 +8,8 @@ sops writes it: tab indent, Go's number and string escaping (``<`` is ``\\u003c`
 not necessarily UTF-8, kept as the one value ``data`` of a JSON file. INI is read and written as gopkg.in/ini.v1
 does for sops: sections are the top-level keys (``DEFAULT`` holds the keys before the first section), every value
 is a string, a comment belongs to the key after it (a section's to its header) and is kept after that key in the
-tree, as sops keeps it, and the metadata is the flattened ``[sops]`` section.
+tree, as sops keeps it, and the metadata is the flattened ``[sops]`` section. A dotenv file is ``KEY=value`` lines
+of strings (only ``\\n`` escaped), its metadata the flattened ``sops_`` lines.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import re
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Comment, go_format_g
 
+METADATA_KEY = "sops"
 INI_DEFAULT = "DEFAULT"
+_DOTENV_PREFIX = "sops_"
+_MAP, _LIST = "__map_", "__list_"
 _INI_WS = " \t\n\v\f\r\x85\xa0"  # Go's unicode.IsSpace, as far as INI files use it
 _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _JSON_HTML = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
@@ -342,12 +346,19 @@ def _first_of(text: str, chars: str) -> int:
     return min((i for i in map(text.find, chars) if i != -1), default=-1)
 
 
-def load_ini(text: str) -> dict:
-    return _IniReader(text).read()
+def load_ini(text: str) -> tuple[dict, dict | None]:
+    """(sections, metadata or None) of an INI file; the metadata is its [sops] section, flattened as for dotenv."""
+    tree = _IniReader(text).read()
+    section = tree.pop(METADATA_KEY, None)
+    if section is None:
+        return tree, None
+    return tree, _metadata_of({k: v.replace("\\n", "\n") for k, v in section.items() if not isinstance(k, Comment)})
 
 
-def dump_ini(tree: dict) -> str:
-    """INI text as ini.v1's WriteTo (PrettyFormat, PrettySection) lays it out for sops."""
+def dump_ini(tree: dict, metadata: dict | None) -> str:
+    """INI text as ini.v1's WriteTo (PrettyFormat, PrettySection) lays it out for sops, the metadata last."""
+    if metadata is not None:
+        tree = {**tree, METADATA_KEY: _flat_metadata(metadata)}
     out = []
     for index, (name, section) in enumerate(tree.items()):
         if not isinstance(section, dict):
@@ -403,3 +414,110 @@ def _ini_value_text(value) -> str:
     if "#" in text or ";" in text:
         return f"`{text}`"
     return f'"{text}"' if text.strip(_INI_WS) != text else text
+
+
+# ---- dotenv, and the metadata of dotenv and INI flattened ------------------------------------------------------------
+
+
+def load_dotenv(text: str) -> tuple[dict, dict | None]:
+    """(tree, metadata or None) of a dotenv file; the metadata is its sops_ lines, flattened."""
+    tree = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        if line.startswith("#"):
+            tree[Comment(line[1:])] = None
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SopsError(f"line {number} of the dotenv file has no '=': expected KEY=value")
+        # sops keeps everything around '=' (spaces included) and only unescapes \n.
+        tree[key] = value.replace("\\n", "\n")
+    flat = {k[len(_DOTENV_PREFIX) :]: v for k, v in tree.items() if isinstance(k, str) and k.startswith(_DOTENV_PREFIX)}
+    body = {k: v for k, v in tree.items() if not (isinstance(k, str) and k.startswith(_DOTENV_PREFIX))}
+    if not flat:
+        return body, None
+    return body, _metadata_of(flat)
+
+
+def _metadata_of(flat: dict) -> dict:
+    """The metadata of its flattened form, with sops' DecodeNonStrings."""
+    metadata = unflatten(flat)
+    if "mac_only_encrypted" in metadata:
+        metadata["mac_only_encrypted"] = metadata["mac_only_encrypted"] == "true"
+    if "shamir_threshold" in metadata:
+        metadata["shamir_threshold"] = int(metadata["shamir_threshold"])
+    return metadata
+
+
+def dump_dotenv(tree: dict, metadata: dict | None) -> str:
+    lines = []
+    for key, value in tree.items():
+        if isinstance(key, Comment):
+            lines.append(f"#{key.text}")
+        elif isinstance(value, (dict, list)):
+            raise SopsError(f"dotenv files hold flat values only; '{key}' is a {type(value).__name__}")
+        else:
+            lines.append(f"{key}={_dotenv_text(value)}")
+    if metadata is not None:
+        lines += [f"{_DOTENV_PREFIX}{key}={text}" for key, text in sorted(_flat_metadata(metadata).items())]
+    return "".join(line + "\n" for line in lines)
+
+
+def _flat_metadata(metadata: dict) -> dict:
+    """The metadata as the flat text values of the INI [sops] section and the dotenv sops_ lines."""
+    return {key: _dotenv_text(value) for key, value in flatten(metadata).items() if value is not None}
+
+
+def _dotenv_text(value) -> str:
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return str(value).replace("\n", "\\n")
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """sops' flattening of nested metadata for dotenv: maps as __map_<key>, lists as __list_<n>."""
+    if isinstance(node, dict):
+        named = ((f"{prefix}{_MAP if prefix else ''}{key}", value) for key, value in node.items())
+    elif isinstance(node, list):
+        named = ((f"{prefix}{_LIST}{index}", value) for index, value in enumerate(node))
+    else:
+        return {prefix: node}
+    return {path: leaf for name, value in named for path, leaf in flatten(value, name).items()}
+
+
+def unflatten(flat: dict) -> dict:
+    """The inverse of flatten."""
+    root: dict = {}
+    for path, value in flat.items():
+        tokens = _tokens(path)
+        node = root
+        for token, following in zip(tokens, tokens[1:], strict=False):
+            child = _get(node, token)
+            if child is None:
+                child = [] if isinstance(following, int) else {}
+                _put(node, token, child)
+            node = child
+        _put(node, tokens[-1], value)
+    return root
+
+
+def _tokens(path: str) -> list:
+    parts = re.split(f"({_MAP}|{_LIST})", path)
+    tokens = [parts[0]]
+    for index in range(1, len(parts) - 1, 2):
+        marker, text = parts[index], parts[index + 1]
+        tokens.append(int(text) if marker == _LIST else text)
+    return tokens
+
+
+def _get(node, token):
+    if isinstance(node, list):
+        return node[token] if token < len(node) else None
+    return node.get(token)
+
+
+def _put(node, token, value):
+    if isinstance(node, list):
+        node.extend([None] * (token + 1 - len(node)))
+    node[token] = value
