@@ -349,7 +349,7 @@ def _current(store: Store, host: dict, pinned: dict) -> dict:
 
 def _describe_next(key: NextKey | None) -> dict:
     if key is None:
-        return {"next_action": None, "next_public_key": None, "next_age_recipient": None}
+        return dict.fromkeys(("next_action", "next_public_key", "next_age_recipient"))
     return {"next_action": key.action, "next_public_key": key.public_key, "next_age_recipient": key.recipient}
 
 

@@ -120,13 +120,10 @@ def without_comments(tree):
 
 def leaf_paths(tree, prefix: tuple = ()) -> list:
     """Every leaf's key path as a tuple of names, in document order (comments left out)."""
-    if isinstance(tree, dict):
-        out = []
-        for key, value in tree.items():
-            if not isinstance(key, stores.Comment):
-                out += leaf_paths(value, (*prefix, str(key)))
-        return out
-    return [prefix]
+    if not isinstance(tree, dict):
+        return [prefix]
+    named = (((*prefix, str(key)), value) for key, value in tree.items() if not isinstance(key, stores.Comment))
+    return [path for here, value in named for path in leaf_paths(value, here)]
 
 
 def key_paths(tree) -> list:

@@ -333,8 +333,7 @@ class _Reader:
     def _mapping(self, node, path: str) -> dict:
         out: dict = {}
         for key_node, value_node in node.value:
-            for comment in self.items[id(key_node)].before:
-                out[comment] = None
+            out.update(dict.fromkeys(self.items[id(key_node)].before))
             key = _scalar_value(key_node) if isinstance(key_node, yaml.ScalarNode) else key_node
             if not isinstance(key, str) or isinstance(key, Timestamp):
                 raise SopsError(
@@ -343,8 +342,7 @@ class _Reader:
             if key in out:
                 raise SopsError(f"key '{key}' appears twice under '{path or '/'}': sops refuses duplicate keys")
             out[key] = self._build(value_node, f"{path}/{key}")
-        for comment in self.blocks[id(node)].after:
-            out[comment] = None
+        out.update(dict.fromkeys(self.blocks[id(node)].after))
         return out
 
 
