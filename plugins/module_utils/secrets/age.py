@@ -110,7 +110,8 @@ def unwrap_data_key(stanzas: list[dict], identities: list[Identity]) -> bytes:
     require_libraries()
     if not identities:
         raise SopsError(
-            f"no age identity found; {_identity_hint()}; the file is encrypted to: {_recipients_of(stanzas)}"
+            "no age identity found; set SOPS_AGE_KEY_FILE to an age key file (make one with `age-keygen -o keys.txt`),"
+            f" or put it in ~/.config/sops/age/keys.txt; the file is encrypted to: {_recipients_of(stanzas)}"
         )
     keys = [identity.key for identity in identities]
     for stanza in stanzas:
@@ -129,13 +130,6 @@ def unwrap_data_key(stanzas: list[dict], identities: list[Identity]) -> bytes:
 
 def _recipients_of(stanzas: list[dict]) -> str:
     return ", ".join(str(s.get("recipient")) for s in stanzas) or "(no age recipient)"
-
-
-def _identity_hint() -> str:
-    return (
-        "set SOPS_AGE_KEY_FILE to an age key file (make one with `age-keygen -o keys.txt`), or put it in "
-        "~/.config/sops/age/keys.txt"
-    )
 
 
 # ---- identities -------------------------------------------------------------------------------------------
@@ -187,6 +181,10 @@ def _read(path: str, what: str) -> bytes:
         raise SopsError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def _key_file(path: str, what: str) -> list[Identity]:
+    return parse_identities(_read(path, what).decode(), path)
+
+
 def load_identities(env: dict | None = None, extra_files: list | None = None) -> list[Identity]:
     """Identities from the places sops looks, in its order, plus extra_files (age key files or SSH keys)."""
     env = os.environ if env is None else env
@@ -200,14 +198,12 @@ def load_identities(env: dict | None = None, extra_files: list | None = None) ->
     if env.get("SOPS_AGE_KEY"):
         found += parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY")
     if env.get("SOPS_AGE_KEY_FILE"):
-        found += parse_identities(
-            _read(env["SOPS_AGE_KEY_FILE"], "SOPS_AGE_KEY_FILE").decode(), env["SOPS_AGE_KEY_FILE"]
-        )
+        found += _key_file(env["SOPS_AGE_KEY_FILE"], "SOPS_AGE_KEY_FILE")
     if env.get("SOPS_AGE_KEY_CMD"):
         found += parse_identities(_key_command(env["SOPS_AGE_KEY_CMD"]), "SOPS_AGE_KEY_CMD")
     default = os.path.join(env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "sops", "age", "keys.txt")
     if os.path.isfile(default):
-        found += parse_identities(_read(default, "age key file").decode(), default)
+        found += _key_file(default, "age key file")
     for path in _ssh_identity_paths(env):
         found += identities_from_ssh_key(_read(path, "SSH key"), path)
     return found
@@ -294,8 +290,7 @@ def new_ssh_host_key(comment: str) -> tuple[bytes, str]:
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
-    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return pem, f"{public.decode()} {comment}".strip()
+    return pem, f"{_openssh_public(private)} {comment}".strip()
 
 
 def public_line_of(private_pem: bytes) -> str:
@@ -305,5 +300,9 @@ def public_line_of(private_pem: bytes) -> str:
         private = serialization.load_ssh_private_key(private_pem, password=None)
     except (ValueError, TypeError):
         raise SopsError("the stored host private key is not an unencrypted OpenSSH key") from None
-    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return public.decode()
+    return _openssh_public(private)
+
+
+def _openssh_public(private) -> str:
+    public = private.public_key()
+    return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()

@@ -60,34 +60,22 @@ NextKey = HostKey
 
 
 class Store:
-    """The two directories of a site's host keys."""
+    """The two directories of a site's host keys. A key rotation in two steps keeps the host's new key beside its
+    current one (upcoming: <host>.next.pub, <host>.next.sops.yaml) until the old one is dropped."""
 
     def __init__(self, public_dir: str, secrets_dir: str):
         self.public_dir, self.secrets_dir = public_dir, secrets_dir
 
-    def public_path(self, name: str) -> str:
-        return os.path.join(self.public_dir, f"{name}.pub")
+    def public_path(self, name: str, upcoming: bool = False) -> str:
+        return os.path.join(self.public_dir, f"{name}{'.next' if upcoming else ''}.pub")
 
-    def private_path(self, name: str) -> str:
-        return os.path.join(self.secrets_dir, f"{name}.sops.yaml")
+    def private_path(self, name: str, upcoming: bool = False) -> str:
+        return os.path.join(self.secrets_dir, f"{name}{'.next' if upcoming else ''}.sops.yaml")
 
-    def recorded(self, name: str) -> str | None:
+    def recorded(self, name: str, upcoming: bool = False) -> str | None:
         """The recorded public key line (with its comment), or None."""
-        return _line(files.read_text(self.public_path(name)))
-
-    # A key rotation in two steps keeps the host's new key beside its current one until the old one is dropped.
-    def next_public_path(self, name: str) -> str:
-        return os.path.join(self.public_dir, f"{name}.next.pub")
-
-    def next_private_path(self, name: str) -> str:
-        return os.path.join(self.secrets_dir, f"{name}.next.sops.yaml")
-
-    def recorded_next(self, name: str) -> str | None:
-        return _line(files.read_text(self.next_public_path(name)))
-
-
-def _line(text: str | None) -> str | None:
-    return text.strip() if text and text.strip() else None
+        text = files.read_text(self.public_path(name, upcoming))
+        return text.strip() if text and text.strip() else None
 
 
 def fingerprint(line: str) -> str:
@@ -108,39 +96,35 @@ STAGES = ("replace", "add", "drop")
 def plan_next(store: Store, host: dict, current: HostKey, stage: str, rotating: bool, check_mode: bool):
     """The host's new key for a two-step rotation (None when it has none): step add makes or records it beside the
     current one, and a later add keeps it; other hosts and steps report one added before."""
-    name, recorded = host["name"], store.recorded_next(host["name"])
+    name, recorded = host["name"], store.recorded(host["name"], upcoming=True)
     given = _normal(host["next_public_key"]) if host.get("next_public_key") else None
     if not (rotating and stage == "add"):
-        return NextKey(name, "kept", recorded, source=_next_source(store, name)) if recorded else None
+        return NextKey(name, "kept", recorded, source=_source(store, name, upcoming=True)) if recorded else None
     if recorded:
         if given and given != _normal(recorded):
             raise SopsError(
-                f"{name} is already rotating to {fingerprint(recorded)} ({store.next_public_path(name)}), not "
-                f"{fingerprint(given)}: finish that rotation (stage drop) first; nothing was changed"
+                f"{name} is already rotating to {fingerprint(recorded)} ({store.public_path(name, upcoming=True)}), "
+                f"not {fingerprint(given)}: finish that rotation (stage drop) first; nothing was changed"
             )
-        return NextKey(name, "kept", recorded, source=_next_source(store, name))
+        return NextKey(name, "kept", recorded, source=_source(store, name, upcoming=True))
     if not current.public_key and not check_mode:
         raise SopsError(f"{name} has no key yet, so there is none to rotate: record or make its first key first")
     if given and current.public_key and given == _normal(current.public_key):
         raise SopsError(f"the new key given for {name} is its current key {fingerprint(given)}: give its new key")
-    if given:
-        return NextKey(name, "added", given, source="host")
-    if check_mode:
-        return NextKey(name, "added")
-    pem, public = new_ssh_host_key(f"root@{name}")
-    return NextKey(name, "added", public, pem)
+    return _fresh(name, given, "added", check_mode)
 
 
-def _next_source(store: Store, name: str) -> str:
-    return "generated" if os.path.exists(store.next_private_path(name)) else "host"
+def _source(store: Store, name: str, upcoming: bool = False) -> str:
+    """Where a recorded key was made: here (its private key is kept, encrypted) or on the host."""
+    return "generated" if os.path.exists(store.private_path(name, upcoming)) else "host"
 
 
 def promote(store: Store, host: dict, current: HostKey) -> HostKey:
     """Step drop of a rotation: the new key recorded beside the current one becomes the host's key."""
-    name, recorded = host["name"], store.recorded_next(host["name"])
+    name, recorded = host["name"], store.recorded(host["name"], upcoming=True)
     if not recorded:
         return current  # dropped already (or never added): nothing left to do
-    return HostKey(name, "rotated", recorded, source=_next_source(store, name))
+    return HostKey(name, "rotated", recorded, source=_source(store, name, upcoming=True))
 
 
 def check_hosts(hosts: list, rotate: list) -> None:
@@ -175,8 +159,8 @@ def plan_host(store: Store, host: dict, rotate: bool, check_mode: bool, pinned: 
                 f"records {fingerprint(recorded)}: if {name} was reinstalled or replaced, rotate its key "
                 f"explicitly (rotate: [{name}]); nothing was changed"
             )
-        return HostKey(name, "kept", recorded, source="generated" if _has_private(store, name) else "host")
-    if _has_private(store, name):
+        return HostKey(name, "kept", recorded, source=_source(store, name))
+    if os.path.exists(store.private_path(name)):
         raise SopsError(
             f"{store.private_path(name)} holds a private key but {store.public_path(name)} is missing: restore the "
             f"public key file, or rotate {name}'s key explicitly"
@@ -185,10 +169,6 @@ def plan_host(store: Store, host: dict, rotate: bool, check_mode: bool, pinned: 
         # a host that makes its own key (a VM) and has not reported it yet: nothing to record until it does
         return HostKey(name, "pending", source="host")
     return _fresh(name, given, "recorded" if given else "generated", check_mode)
-
-
-def _has_private(store: Store, name: str) -> bool:
-    return os.path.exists(store.private_path(name))
 
 
 def _fresh(name: str, given: str | None, action: str, check_mode: bool) -> HostKey:
@@ -201,41 +181,42 @@ def _fresh(name: str, given: str | None, action: str, check_mode: bool) -> HostK
 
 
 def apply_next(store: Store, key: NextKey | None, admins: list) -> None:
-    """Write an added new key: its encrypted private key (when made here) first, then its public record."""
-    if key is None or key.action != "added":
-        return
-    if key.private_pem is not None:
-        document = new_document({PRIVATE_KEY: key.private_pem.decode()}, "yaml", admins, Rules())
-        write_atomic(store.next_private_path(key.name), document.text())
-    write_atomic(store.next_public_path(key.name), key.public_key + "\n", mode=0o644)
+    if key is not None and key.action == "added":
+        _write(store, key, admins, upcoming=True)
 
 
 def apply_promote(store: Store, key: HostKey) -> None:
     """Make the new key the host's: its private key (if kept here) in place of the old one, then the public record;
     the record of the new key goes last, so an interrupted run is finished by running step drop again."""
     name = key.name
-    if os.path.exists(store.next_private_path(name)):
-        os.replace(store.next_private_path(name), store.private_path(name))
+    if os.path.exists(store.private_path(name, upcoming=True)):
+        os.replace(store.private_path(name, upcoming=True), store.private_path(name))
     elif os.path.exists(store.private_path(name)):
         os.unlink(store.private_path(name))  # the host made its new key: the old private key is no one's now
     write_atomic(store.public_path(name), key.public_key + "\n", mode=0o644)
-    os.unlink(store.next_public_path(name))
+    os.unlink(store.public_path(name, upcoming=True))
 
 
 def apply(store: Store, key: HostKey, admins: list) -> None:
-    """Write the host's files: the encrypted private key first, then the public record that points at it."""
     if not key.changes:
         return
-    if key.action == "rotated" and store.recorded_next(key.name) == key.public_key:
+    if key.action == "rotated" and store.recorded(key.name, upcoming=True) == key.public_key:
         apply_promote(store, key)
-        return
+    else:
+        _write(store, key, admins)
+
+
+def _write(store: Store, key: HostKey, admins: list, upcoming: bool = False) -> None:
+    """Write a key's files: the encrypted private key (when made here) first, then the public record that points
+    at it."""
+    private = store.private_path(key.name, upcoming)
     if key.private_pem is not None:
         document = new_document({PRIVATE_KEY: key.private_pem.decode()}, "yaml", admins, Rules())
-        write_atomic(store.private_path(key.name), document.text())
-    elif os.path.exists(store.private_path(key.name)):
+        write_atomic(private, document.text())
+    elif not upcoming and os.path.exists(private):
         # the host made its own key: a private key kept here would be a key no one uses
-        os.unlink(store.private_path(key.name))
-    write_atomic(store.public_path(key.name), key.public_key + "\n", mode=0o644)
+        os.unlink(private)
+    write_atomic(store.public_path(key.name, upcoming), key.public_key + "\n", mode=0o644)
 
 
 def private_pem(store: Store, key: HostKey, identities: list) -> bytes | None:
@@ -268,10 +249,9 @@ def write_extra_files(root: str, key: HostKey, pem: bytes) -> tuple[str, bool]:
             changed = True
         os.chmod(directory, 0o755)
     for path, (data, mode) in wanted.items():
-        if _same(path, data, mode):
-            continue
-        write_atomic(path, data, mode=mode)
-        changed = True
+        if not _same(path, data, mode):
+            write_atomic(path, data, mode=mode)
+            changed = True
     return base, changed
 
 
@@ -344,10 +324,10 @@ def _pin(params: dict, plans: list, check_mode: bool) -> list:
 
 def _plan(store: Store, host: dict, rotating: bool, stage: str, check_mode: bool, pinned: dict):
     """(current key plan, new key plan or None) of one host, for the rotation stage asked for."""
-    if rotating and stage == "replace" and store.recorded_next(host["name"]):
+    if rotating and stage == "replace" and store.recorded(host["name"], upcoming=True):
         raise SopsError(
-            f"{host['name']} is being rotated in two steps ({store.next_public_path(host['name'])}): finish with "
-            "rotate_stage drop rather than replacing its key; nothing was changed"
+            f"{host['name']} is being rotated in two steps ({store.public_path(host['name'], upcoming=True)}): "
+            "finish with rotate_stage drop rather than replacing its key; nothing was changed"
         )
     key = plan_host(store, _current(store, host, pinned), rotating and stage == "replace", check_mode, pinned)
     if rotating and stage == "drop":
@@ -360,7 +340,7 @@ def _plan(store: Store, host: dict, rotating: bool, stage: str, check_mode: bool
 def _current(store: Store, host: dict, pinned: dict) -> dict:
     """The host as plan_host sees it: a key it presents that is its recorded new key (re-pinned before step drop)
     is not a different key but the rotation under way."""
-    upcoming = store.recorded_next(host["name"])
+    upcoming = store.recorded(host["name"], upcoming=True)
     presented = host.get("public_key") or (pinned.get(host["address"]) if host.get("address") else None)
     if upcoming and presented and _normal(presented) == _normal(upcoming):
         return {**host, "public_key": None, "address": None}
@@ -369,7 +349,7 @@ def _current(store: Store, host: dict, pinned: dict) -> dict:
 
 def _describe_next(key: NextKey | None) -> dict:
     if key is None:
-        return {"next_action": None, "next_public_key": None, "next_age_recipient": None}
+        return dict.fromkeys(("next_action", "next_public_key", "next_age_recipient"))
     return {"next_action": key.action, "next_public_key": key.public_key, "next_age_recipient": key.recipient}
 
 
@@ -377,8 +357,7 @@ def _extra_files(params: dict, check_mode: bool, load_identities, store, plans) 
     root = params["extra_files_dir"]
     if not root or check_mode:
         return {}
-    ids = None
-    out = {}
+    ids, out = None, {}
     for key in plans:
         if key.source != "generated":
             continue

@@ -14,7 +14,6 @@ import datetime
 import hashlib
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files
 
 try:
@@ -144,38 +143,26 @@ def _within(name: str, constraint: str) -> bool:
     return name == constraint or name.endswith("." + constraint)
 
 
-def plan(params: dict, identities: list) -> tuple[files.Plan | None, dict]:
-    """(the change to write, or None; what the result says of the CA). The CA is made only when the file is missing
-    or rotate is asked; an existing one is decrypted and checked, never replaced otherwise."""
+def task(params: dict, identities: list, check_mode: bool) -> dict:
+    """nerv.homelab.site_ca: the CA made (written unless check mode) when the file is missing or rotate is asked, else
+    the existing one decrypted and checked, never replaced; no secret in the result."""
     path, domain = params["path"], params["domain"].lower().rstrip(".")
     if params["validity_days"] < 1:
         raise SiteCaError("validity_days must be at least 1")
     document = files.open_document(path, "yaml")
     if document is not None and not params["rotate"]:
-        try:
-            plain = document.decrypt(identities)
-        except SopsError as exc:
-            raise SopsError(f"{path}: {exc}") from None
-        return None, describe(check_existing(path, plain, domain))
-    name = params["common_name"] or f"{domain} CA"
-    cert_pem, key_pem = new_site_ca(name, domain, params["validity_days"])
+        ca = describe(check_existing(path, files.decrypt(document, identities, path), domain))
+        return {"changed": False, "path": path, "created": False, "rotated": False,
+                "recipients": document.recipients, **ca}  # fmt: skip
+    cert_pem, key_pem = new_site_ca(params["common_name"] or f"{domain} CA", domain, params["validity_days"])
     values = {(CERT_KEY,): cert_pem, (KEY_KEY,): key_pem}
     change = files.plan_values(path, identities, values, [], params["recipients"], None, "yaml",
                                sops_config=params["config"])  # fmt: skip
-    return change, describe(cert_pem)
-
-
-def task(params: dict, identities: list, check_mode: bool) -> dict:
-    """nerv.homelab.site_ca: the CA made (written unless check mode) or the existing one checked; no secret in it."""
-    change, ca = plan(params, identities)
-    if change is None:
-        document = files.open_document(params["path"], "yaml")
-        return {"changed": False, "path": params["path"], "created": False, "rotated": False,
-                "recipients": document.recipients, **ca}  # fmt: skip
+    ca = describe(cert_pem)
     if check_mode:
         # the CA made for the plan is thrown away: nothing about it describes what a real run would make
-        ca = {key: None for key in ca}
+        ca = dict.fromkeys(ca)
     else:
         change.apply()
-    return {"changed": True, "path": params["path"], "created": change.created, "rotated": not change.created,
+    return {"changed": True, "path": path, "created": change.created, "rotated": not change.created,
             "recipients": change.after_recipients, "diff": change.diff(), **ca}  # fmt: skip

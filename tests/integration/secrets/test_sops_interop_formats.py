@@ -18,7 +18,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import So
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import document as sops
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files as sops_files
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores as sops_stores
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.formats import BinaryText
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.text_stores import BinaryText
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
 

@@ -157,7 +157,7 @@ def site_rules(admins: list, hosts: list, shared: list, host_dir: str, admin_onl
     for name in sorted(by_name):
         rules.append(_rule(f"^{re.escape(host_dir)}/{re.escape(name)}/", admins + by_name[name]))
     for entry in shared:
-        names = sorted(by_name) if entry.get("hosts", "all") == "all" else list(entry["hosts"])
+        names = sorted(by_name) if entry.get("hosts", "all") in ("all", ["all"]) else list(entry["hosts"])
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise SopsError(f"shared rule {entry['path_regex']!r} names hosts without a key: {', '.join(unknown)}")

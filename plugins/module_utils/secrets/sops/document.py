@@ -26,7 +26,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
     wrap_data_key,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.formats import BinaryText, JsonInt, go_float
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.text_stores import BinaryText, JsonInt, go_float
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import parse_timestamp
 
 try:
@@ -88,23 +88,14 @@ def value_bytes(value) -> tuple[str, bytes]:
 def _typed(kind: str, raw: bytes, where: str):
     if kind == "str":
         return _text(raw)
-    text = raw.decode("utf-8", "replace")
+    if kind == "bytes":
+        return raw
+    if kind not in _DECODERS:
+        raise SopsError(f"the value at '{where}' has an unknown sops type {kind!r}")
     try:
-        if kind in ("int", "int64"):
-            return int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
-            return _go_bool(text)
-        if kind == "bytes":
-            return raw
-        if kind == "comment":
-            return stores.Comment(text)
-        if kind == "time":
-            return _time(text)
+        return _DECODERS[kind](raw.decode("utf-8", "replace"))
     except ValueError:
         raise SopsError(f"the value at '{where}' does not decode as its type {kind}") from None
-    raise SopsError(f"the value at '{where}' has an unknown sops type {kind!r}")
 
 
 def _text(raw: bytes):
@@ -128,6 +119,10 @@ def _go_bool(text: str) -> bool:
     if text in ("0", "f", "F", "FALSE", "false", "False"):
         return False
     raise ValueError(text)
+
+
+# how each sops type but str and bytes reads back from its text
+_DECODERS = {"int": int, "int64": int, "float": float, "bool": _go_bool, "comment": stores.Comment, "time": _time}
 
 
 def encrypt_value(value, key: bytes, aad: str, nonce: bytes | None = None) -> str:
@@ -264,23 +259,24 @@ class _Crypt:
     def decrypt_leaf(self, value, path):
         encrypted = self.rules.encrypts(path)
         if isinstance(value, stores.Comment):
-            return self._decrypt_comment(value, path) if encrypted else value
+            if not encrypted:
+                return value
+            try:
+                return self._open(value.text, path)
+            except SopsError:
+                return value  # a comment written before sops encrypted comments: keep it as it is
         if encrypted:
             if not isinstance(value, str):
                 raise SopsError(
                     f"the value at '{_aad(path)}' should be encrypted but is a plain {type(value).__name__}"
                 )
-            plain, nonce = decrypt_value(value, self.key, _aad(path))
-            self.nonces[(_aad(path), value_bytes(plain))] = nonce
-            value = plain
+            value = self._open(value, path)
         self._hash(value, encrypted)
         return value
 
-    def _decrypt_comment(self, comment, path):
-        try:
-            plain, nonce = decrypt_value(comment.text, self.key, _aad(path))
-        except SopsError:
-            return comment  # a comment written before sops encrypted comments: keep it as it is
+    def _open(self, text: str, path: list):
+        """The value of an ENC[...] text, its nonce kept so that re-encrypting it unchanged gives the same text."""
+        plain, nonce = decrypt_value(text, self.key, _aad(path))
         self.nonces[(_aad(path), value_bytes(plain))] = nonce
         return plain
 
@@ -428,10 +424,8 @@ def new_document(plain: dict, fmt: str, recipients: list, rules: Rules) -> Docum
     if not wanted:
         raise SopsError("no age recipient to encrypt to: give recipients or a .sops.yaml creation rule")
     data_key = os.urandom(32)
-    meta = {"age": [{"recipient": r, "enc": wrap_data_key(data_key, r)} for r in wanted]}
-    meta.update({"lastmodified": now_rfc3339(), "mac": ""})
-    meta.update(rules.metadata())
-    meta["version"] = SOPS_VERSION
+    stanzas = [{"recipient": r, "enc": wrap_data_key(data_key, r)} for r in wanted]
+    meta = {"age": stanzas, "lastmodified": now_rfc3339(), "mac": "", **rules.metadata(), "version": SOPS_VERSION}
     document = Document(fmt, {}, meta, data_key=data_key)
     document.encrypt(plain, touch=False)
     return document

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, formats, stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, stores, text_stores
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
     Document,
     Rules,
@@ -51,6 +51,11 @@ def decrypt_file(path: str, identities: list, fmt: str | None = None) -> dict:
     document = open_document(path, fmt)
     if document is None:
         raise SopsError(f"{path} does not exist")
+    return decrypt(document, identities, path)
+
+
+def decrypt(document: Document, identities: list, path: str) -> dict:
+    """The plaintext of an opened file; its errors name the file."""
     try:
         return document.decrypt(identities)
     except SopsError as exc:
@@ -69,7 +74,7 @@ def read_for_template(path: str, key: str | None, identities: list, fmt: str | N
     fmt = stores.format_for(path, fmt)
     tree = read_value(path, key, identities, fmt)
     if as_base64:
-        return base64_text(formats.binary_data(tree) if key is None and fmt == "binary" else tree, path, key)
+        return base64_text(text_stores.binary_data(tree) if key is None and fmt == "binary" else tree, path, key)
     return as_text(tree, path, split_key(key) if key else [])
 
 
@@ -108,20 +113,17 @@ def without_comments(tree):
         return [without_comments(v) for v in tree if not isinstance(v, stores.Comment)]
     if isinstance(tree, stores.Timestamp):
         return str(tree)
-    if isinstance(tree, (formats.JsonInt, formats.BinaryText)):
+    if isinstance(tree, (text_stores.JsonInt, text_stores.BinaryText)):
         return int(tree) if isinstance(tree, int) else bytes(tree)
     return tree
 
 
 def leaf_paths(tree, prefix: tuple = ()) -> list:
     """Every leaf's key path as a tuple of names, in document order (comments left out)."""
-    if isinstance(tree, dict):
-        out = []
-        for key, value in tree.items():
-            if not isinstance(key, stores.Comment):
-                out += leaf_paths(value, (*prefix, str(key)))
-        return out
-    return [prefix]
+    if not isinstance(tree, dict):
+        return [prefix]
+    named = (((*prefix, str(key)), value) for key, value in tree.items() if not isinstance(key, stores.Comment))
+    return [path for here, value in named for path in leaf_paths(value, here)]
 
 
 def key_paths(tree) -> list:
@@ -172,11 +174,10 @@ class Plan:
                 + "".join(f"  {r}\n" for r in recipients)
             )
 
-        before_keys = [] if self.created else self._before_keys
         return {
             "before_header": self.path,
             "after_header": self.path,
-            "before": "" if self.created else listing(before_keys, self.before_recipients, []),
+            "before": "" if self.created else listing(self._before_keys, self.before_recipients, []),
             "after": listing(self.keys, self.after_recipients, self.changed_keys),
         }
 
@@ -219,32 +220,27 @@ def plan_values(
     file is encrypted to recipients or its creation rule (in sops_config, else the .sops.yaml sops would find)."""
     fmt = stores.format_for(path, fmt)
     document = open_document(path, fmt)
-    plan = Plan(path)
+    before = {} if document is None else decrypt(document, identities, path)
+    values = _with_generated(values, leaf_paths(before), generate, token)
+    if document is None and not values:
+        raise SopsError(f"{path} does not exist and there is nothing to put in it: give values or generate")
+    plain = before
+    for key in remove if document is not None else ():  # nothing to remove from a new file
+        plain = remove_path(plain, split_key(key))
+    for key, value in values.items():
+        plain = set_path(plain, split_key(key), value)
+    plan = Plan(path, created=document is None)
     if document is None:
-        values = _with_generated(values, [], generate, token)
-        if not values:
-            raise SopsError(f"{path} does not exist and there is nothing to put in it: give values or generate")
-        plain = {}
-        for key, value in values.items():
-            plain = set_path(plain, split_key(key), value)
         wanted, crypt = _recipients_for(path, recipients, rules, sops_config)
         document = new_document(plain, fmt, wanted, crypt)
-        plan.created = plan.changed = True
-        plan.changed_keys = key_paths(plain)
+        plan.changed = True
     else:
-        before = _decrypt(document, identities, path)
-        plan.before_recipients, plan._before_keys = document.recipients, key_paths(before)
-        values = _with_generated(values, leaf_paths(before), generate, token)
-        plain = before
-        for key in remove:
-            plain = remove_path(plain, split_key(key))
-        for key, value in values.items():
-            plain = set_path(plain, split_key(key), value)
         plain = stores.prepare(plain, fmt)
-        plan.changed_keys = _changed(before, plain)
+        plan.before_recipients, plan._before_keys = document.recipients, key_paths(before)
         plan.changed = plain != before
         if plan.changed:
             document.encrypt(plain)
+    plan.changed_keys = _changed(before, plain)
     plan.after_recipients, plan.keys, plan.text = document.recipients, key_paths(document.plain or {}), document.text()
     if public_of:
         plan.public = {key: _public(public_of, plain, key, path) for key in generate}
@@ -265,22 +261,11 @@ def _leaf(tree, parts):
         return KeyError  # a sentinel that equals no value: the key is missing on this side
 
 
-def _decrypt(document: Document, identities: list, path: str) -> dict:
-    try:
-        return document.decrypt(identities)
-    except SopsError as exc:
-        raise SopsError(f"{path}: {exc}") from None
-
-
 def plan_updatekeys(path: str, identities: list, recipients=None, fmt=None, sops_config=None) -> Plan:
     """Re-wrap the data key for the recipients the creation rule (or recipients) now lists; values untouched."""
-    document = open_document(path, fmt)
-    if document is None:
-        raise SopsError(f"{path} does not exist: nothing to update")
+    document = _existing(path, fmt, "update")
     wanted = list(recipients) if recipients else config.resolve(path, sops_config).recipients
-    plan = Plan(path, before_recipients=document.recipients)
-    plain = _decrypt(document, identities, path)
-    plan._before_keys = plan.keys = key_paths(plain)
+    plan = _unchanged_values(document, identities, path)
     plan.changed = document.set_recipients(wanted)
     plan.after_recipients, plan.text = document.recipients, document.text()
     return plan
@@ -288,15 +273,25 @@ def plan_updatekeys(path: str, identities: list, recipients=None, fmt=None, sops
 
 def plan_rotate(path: str, identities: list, fmt=None) -> Plan:
     """A new data key for the file: every value re-encrypted; always a change."""
-    document = open_document(path, fmt)
-    if document is None:
-        raise SopsError(f"{path} does not exist: nothing to rotate")
-    plain = _decrypt(document, identities, path)
-    plan = Plan(path, before_recipients=document.recipients, changed=True)
-    plan._before_keys = plan.keys = key_paths(plain)
+    document = _existing(path, fmt, "rotate")
+    plan = _unchanged_values(document, identities, path)
+    plan.changed = True
     document.rotate()
     plan.after_recipients, plan.text = document.recipients, document.text()
     return plan
+
+
+def _existing(path: str, fmt, verb: str) -> Document:
+    document = open_document(path, fmt)
+    if document is None:
+        raise SopsError(f"{path} does not exist: nothing to {verb}")
+    return document
+
+
+def _unchanged_values(document: Document, identities: list, path: str) -> Plan:
+    """The plan of a change to the data key only: the same keys before and after."""
+    keys = key_paths(decrypt(document, identities, path))
+    return Plan(path, before_recipients=document.recipients, keys=keys, _before_keys=keys)
 
 
 def sops_files(paths: list) -> list:

@@ -6,6 +6,7 @@ are there."""
 from __future__ import annotations
 
 import secrets
+from functools import partial
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
@@ -34,15 +35,12 @@ def file_plan(params: dict):
     values = files.flatten_values(params["values"])
     steps = []
     if values or params["remove"] or params["generate"] or not (params["updatekeys"] or params["rotate"]):
-
-        def token():
-            return secrets.token_urlsafe(params["generate_bytes"])
-
         age = params["generate_type"] == "age_identity"
+        token = new_age_identity if age else partial(secrets.token_urlsafe, params["generate_bytes"])
         steps.append(
             files.plan_values(
                 path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"],
-                new_age_identity if age else token, age_public if age else None, params["config"],
+                token, age_public if age else None, params["config"],
             )
         )  # fmt: skip
     return ids, steps
@@ -98,10 +96,6 @@ HEADER = (
 )
 
 
-def _shared(entries: list) -> list:
-    return [{**entry, "hosts": "all" if entry["hosts"] == ["all"] else entry["hosts"]} for entry in entries]
-
-
 def admin_identity(params: dict) -> str:
     admins = {check_recipient(a) for a in params["admin_recipients"]}
     for identity in identities(params):
@@ -119,14 +113,12 @@ def config_task(module) -> dict:
     """nerv.homelab.sops_config: the site's .sops.yaml rendered from its rules, written only when it differs."""
     require_libraries()
     params = module.params
-    result = {}
-    if params["require_identity"]:
-        result["admin_identity"] = admin_identity(params)
+    found = {"admin_identity": admin_identity(params)} if params["require_identity"] else {}
     host_dir = params["host_dir"].strip("/")
     if not host_dir:
         raise SopsError("host_dir must name a directory, e.g. secrets/hosts")
     rules = config.site_rules(
-        params["admin_recipients"], params["hosts"], _shared(params["shared"]), host_dir, params["admin_only"]
+        params["admin_recipients"], params["hosts"], params["shared"], host_dir, params["admin_only"]
     )
     text = config.render(rules, HEADER)
     before = files.read_text(params["path"]) or ""
@@ -138,11 +130,11 @@ def config_task(module) -> dict:
             write_atomic(params["path"], text, mode=0o644)
         for plan in rekeys:
             plan.apply()
-    result.update(
-        changed=changed or bool(rekeys),
-        path=params["path"],
-        rules=rules,
-        rekeyed=[plan.path for plan in rekeys],
-        diff={"before_header": params["path"], "after_header": params["path"], "before": before, "after": text},
-    )
-    return result
+    return {
+        **found,
+        "changed": changed or bool(rekeys),
+        "path": params["path"],
+        "rules": rules,
+        "rekeyed": [plan.path for plan in rekeys],
+        "diff": {"before_header": params["path"], "after_header": params["path"], "before": before, "after": text},
+    }

@@ -14,6 +14,7 @@ wrapping), so a file sops wrote is rewritten byte for byte.
 from __future__ import annotations
 
 import bisect
+import decimal
 import math
 import re
 from dataclasses import dataclass, field
@@ -332,8 +333,7 @@ class _Reader:
     def _mapping(self, node, path: str) -> dict:
         out: dict = {}
         for key_node, value_node in node.value:
-            for comment in self.items[id(key_node)].before:
-                out[comment] = None
+            out.update(dict.fromkeys(self.items[id(key_node)].before))
             key = _scalar_value(key_node) if isinstance(key_node, yaml.ScalarNode) else key_node
             if not isinstance(key, str) or isinstance(key, Timestamp):
                 raise SopsError(
@@ -342,8 +342,7 @@ class _Reader:
             if key in out:
                 raise SopsError(f"key '{key}' appears twice under '{path or '/'}': sops refuses duplicate keys")
             out[key] = self._build(value_node, f"{path}/{key}")
-        for comment in self.blocks[id(node)].after:
-            out[comment] = None
+        out.update(dict.fromkeys(self.blocks[id(node)].after))
         return out
 
 
@@ -373,25 +372,28 @@ def _comment_lines(comments: list, indent: int):
         yield " " * indent + "#" + comment.text + "\n"
 
 
+def _block(entries, indent: int, emit, first_prefix: str = "", prefix_indent: int = 0):
+    """Lines of a block's entries (mapping keys or sequence items), each after the comments before it; emit(lead,
+    entry) lays out one entry. The head comments of an item's first entry come before its dash (first_prefix)."""
+    pending: list = []
+    for entry in entries:
+        if isinstance(entry, Comment):
+            pending.append(entry)
+            continue
+        yield from _comment_lines(pending, prefix_indent if first_prefix else indent)
+        yield from emit(first_prefix or " " * indent, entry)
+        pending, first_prefix = [], ""
+    yield from _comment_lines(pending, indent)
+
+
 def _mapping(node: dict, indent: int, child: int | None = None, first_prefix: str = "", prefix_indent: int = 0):
     """Lines of a block mapping whose keys are at indent and whose nested blocks are at child."""
     child = indent + _INDENT if child is None else child
-    pending: list = []
-    first = True
-    for key, value in node.items():
-        if isinstance(key, Comment):
-            pending.append(key)
-            continue
-        if first and first_prefix:
-            # head comments of an item's first key come before its dash
-            yield from _comment_lines(pending, prefix_indent)
-            lead = first_prefix
-        else:
-            yield from _comment_lines(pending, indent)
-            lead = " " * indent
-        pending, first = [], False
-        yield from _entry(f"{lead}{_scalar(key, key=True)}:", value, child, hint_ok=child == indent + _INDENT)
-    yield from _comment_lines(pending, indent)
+
+    def entry(lead: str, key):
+        return _entry(f"{lead}{_scalar(key, key=True)}:", node[key], child, hint_ok=child == indent + _INDENT)
+
+    return _block(node, indent, entry, first_prefix, prefix_indent)
 
 
 def _entry(head: str, value, child: int, hint_ok: bool = True):
@@ -411,21 +413,10 @@ def _has_content(node) -> bool:
 
 
 def _sequence(items: list, indent: int, first_prefix: str = "", prefix_indent: int = 0):
-    pending: list = []
-    first = True
-    for item in items:
-        if isinstance(item, Comment):
-            pending.append(item)
-            continue
-        if first and first_prefix:
-            yield from _comment_lines(pending, prefix_indent)
-            lead = first_prefix + "- "
-        else:
-            yield from _comment_lines(pending, indent)
-            lead = " " * indent + "- "
-        pending, first = [], False
-        yield from _sequence_item(lead, item, indent)
-    yield from _comment_lines(pending, indent)
+    def item(lead: str, value):
+        return _sequence_item(lead + "- ", value, indent)
+
+    return _block(items, indent, item, first_prefix, prefix_indent)
 
 
 def _sequence_item(lead: str, item, dash: int):
@@ -444,12 +435,10 @@ def _scalar(value, key: bool = False, block_column: int = 0, hint_ok: bool = Tru
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, (int, Timestamp)):
         return str(value)
     if isinstance(value, float):
         return go_yaml_float(value)
-    if isinstance(value, Timestamp):
-        return str(value)
     if isinstance(value, dict):
         return "{}"
     if isinstance(value, list):
@@ -488,15 +477,9 @@ def go_format_g(value: float) -> str:
 
 def _shortest_digits(value: float) -> tuple[str, int]:
     """(significant digits, decimal point position) of the shortest repr that reads back as value."""
-    text = repr(value)
-    mantissa, _e, exponent = text.partition("e")
-    whole, _dot, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    point = len(whole) + (int(exponent) if exponent else 0)
-    leading = len(whole + fraction) - len((whole + fraction).lstrip("0"))
-    point -= leading
-    digits = digits.rstrip("0") or "0"
-    return digits, point
+    number = decimal.Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, number.digits))
+    return digits, len(digits) + number.exponent
 
 
 def _string(text: str, key: bool, block_column: int, hint_ok: bool = True) -> str:
@@ -554,7 +537,7 @@ def _analyze(text: str) -> dict:
         break_space = break_space or (char == " " and previous == "break")
         space_break = space_break or (char in _BREAKS and previous == "space")
         previous = "space" if char == " " else "break" if char in _BREAKS else ""
-    edges = text[:1] in (" ",) or text[-1:] == " " or text[:1] in _BREAKS or text[-1:] in _BREAKS
+    edges = text[:1] == " " or text[-1:] == " " or text[:1] in _BREAKS or text[-1:] in _BREAKS
     plain = not (edges or break_space or space_break or tabs or special or indicators)
     plain = plain and not any(c in _BREAKS for c in text)
     single = not (break_space or space_break or tabs or special)
@@ -575,37 +558,18 @@ def _printable(char: str) -> bool:
     )  # go-yaml counts no character beyond U+FFFF as printable
 
 
-_ESCAPES = {
-    "\0": "0",
-    "\a": "a",
-    "\b": "b",
-    "\t": "t",
-    "\n": "n",
-    "\v": "v",
-    "\f": "f",
-    "\r": "r",
-    "\x1b": "e",
-    '"': '"',
-    "\\": "\\",
-    "\x85": "N",
-    "\xa0": "_",
-    "\u2028": "L",
-    "\u2029": "P",
-}
+# a character -> the letter after its backslash in a double-quoted scalar
+_ESCAPES = dict(zip('\0\a\b\t\n\v\f\r\x1b"\\\x85\xa0\u2028\u2029', '0abtnvfre"\\N_LP', strict=True))
 
 
 def _double_quoted(text: str) -> str:
-    out = []
-    for char in text:
-        code = ord(char)
-        if not (_printable(char) and code != 0xFEFF and char not in '\r\n\x85\u2028\u2029"\\'):
-            out.append("\\" + _ESCAPES[char] if char in _ESCAPES else _hex_escape(code))
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
+    return '"' + "".join(_escaped(c) if not _printable(c) or c in '\r\n\x85\u2028\u2029"\\' else c for c in text) + '"'
 
 
-def _hex_escape(code: int) -> str:
+def _escaped(char: str) -> str:
+    if char in _ESCAPES:
+        return "\\" + _ESCAPES[char]
+    code = ord(char)
     return f"\\x{code:02X}" if code <= 0xFF else f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
 
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, text_stores
 
 ADMIN = "age1prquxwcyd8xat0p3wep7q5mtk0yw4zx7kj755j32tye9dwht8q4qdxvdc7"
 HOST_A = "age1pya4cp2rnpjdn5cq02flau85thavutn4v4m5z3kcgcucyl7j3ewqsfcd3m"
@@ -166,11 +166,11 @@ def test_rendered_rules_resolve_like_sops(tmp_path):
 
 def test_dotenv_metadata_flattens_like_sops():
     meta = {"age": [{"recipient": "r", "enc": "a\nb"}], "lastmodified": "t", "mac_only_encrypted": True}
-    flat = stores.flatten(meta)
+    flat = text_stores.flatten(meta)
     assert flat == {
         "age__list_0__map_recipient": "r",
         "age__list_0__map_enc": "a\nb",
         "lastmodified": "t",
         "mac_only_encrypted": True,
     }
-    assert stores.unflatten(flat) == meta
+    assert text_stores.unflatten(flat) == meta

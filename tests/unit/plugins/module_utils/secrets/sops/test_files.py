@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets import age
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files, formats
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import config, files, text_stores
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import Rules, new_document
 
 pyrage = pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
@@ -97,13 +97,13 @@ def _file(tmp_path, name, plain, fmt):
 
 @pytest.mark.parametrize("key", [None, "data"])
 def test_base64_gives_the_bytes_of_a_binary_file_that_is_not_utf8(tmp_path, key):
-    path, ids = _file(tmp_path, "blob.bin", {"data": formats.BinaryText(CANARY)}, "binary")
+    path, ids = _file(tmp_path, "blob.bin", {"data": text_stores.BinaryText(CANARY)}, "binary")
     assert files.read_for_template(path, key, ids, as_base64=True) == base64.b64encode(CANARY).decode()
 
 
 @pytest.mark.parametrize("key", [None, "data"])
 def test_without_base64_bytes_that_are_not_utf8_fail_naming_the_option_not_the_value(tmp_path, key):
-    path, ids = _file(tmp_path, "blob.bin", {"data": formats.BinaryText(CANARY)}, "binary")
+    path, ids = _file(tmp_path, "blob.bin", {"data": text_stores.BinaryText(CANARY)}, "binary")
     with pytest.raises(age.SopsError) as caught:
         files.read_for_template(path, key, ids)
     message = str(caught.value)

@@ -1,6 +1,6 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The JSON, binary and INI stores as sops 3.11 reads and writes them.
+"""The JSON, binary, INI and dotenv stores as sops 3.11 reads and writes them.
 
 JSON is read as Go's encoding/json reads it for sops: every number is a float64 (an integral one is kept here as a
 ``JsonInt``, so it renders ``42``, not ``42.0``, and is still typed and hashed as sops' float), and written as
@@ -8,7 +8,8 @@ sops writes it: tab indent, Go's number and string escaping (``<`` is ``\\u003c`
 not necessarily UTF-8, kept as the one value ``data`` of a JSON file. INI is read and written as gopkg.in/ini.v1
 does for sops: sections are the top-level keys (``DEFAULT`` holds the keys before the first section), every value
 is a string, a comment belongs to the key after it (a section's to its header) and is kept after that key in the
-tree, as sops keeps it, and the metadata is the flattened ``[sops]`` section.
+tree, as sops keeps it, and the metadata is the flattened ``[sops]`` section. A dotenv file is ``KEY=value`` lines
+of strings (only ``\\n`` escaped), its metadata the flattened ``sops_`` lines.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import re
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Comment, go_format_g
 
+METADATA_KEY = "sops"
 INI_DEFAULT = "DEFAULT"
+_DOTENV_PREFIX = "sops_"
+_MAP, _LIST = "__map_", "__list_"
 _INI_WS = " \t\n\v\f\r\x85\xa0"  # Go's unicode.IsSpace, as far as INI files use it
 _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _JSON_HTML = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
@@ -230,8 +234,7 @@ class _IniReader:
         name = line[1:close]
         if not name:
             raise self.error("has an empty section name")
-        after = _inline_comment(line[close + 1 :])
-        self.comment += after or ""
+        self.comment += _inline_comment(line[close + 1 :])
         self.open_section(name)
         self.comments[(name, None)] = self.take_comment()
 
@@ -270,7 +273,7 @@ class _IniReader:
         line = line.strip(_INI_WS)
         if line.endswith("\\"):
             return self.read_continuation(line[:-1])
-        cut = min((i for i in (line.find("#"), line.find(";")) if i != -1), default=-1)
+        cut = _first_of(line, "#;")
         if cut != -1:
             self.comment += line[cut:]
             line = line[:cut].strip(_INI_WS)
@@ -283,7 +286,7 @@ class _IniReader:
         while (following := self.next_line()) is not None:
             end = following.rfind(quote)
             if end != -1:
-                self.comment += (_inline_comment(following[end:]) or "").strip(_INI_WS)
+                self.comment += _inline_comment(following[end:]).strip(_INI_WS)
                 return value + following[:end]
             value += following
         raise self.error(f"opens a {quote} value it does not close")
@@ -312,8 +315,8 @@ class _IniReader:
 
 
 def _inline_comment(text: str):
-    found = [i for i in (text.find("#"), text.find(";")) if i != -1]
-    return text[min(found) :] if found else None
+    at = _first_of(text, "#;")
+    return text[at:] if at != -1 else ""
 
 
 def _ini_key(line: str):
@@ -340,16 +343,22 @@ def _key_quote(line: str) -> str:
 
 
 def _first_of(text: str, chars: str) -> int:
-    found = [i for i in (text.find(c) for c in chars) if i != -1]
-    return min(found) if found else -1
+    return min((i for i in map(text.find, chars) if i != -1), default=-1)
 
 
-def load_ini(text: str) -> dict:
-    return _IniReader(text).read()
+def load_ini(text: str) -> tuple[dict, dict | None]:
+    """(sections, metadata or None) of an INI file; the metadata is its [sops] section, flattened as for dotenv."""
+    tree = _IniReader(text).read()
+    section = tree.pop(METADATA_KEY, None)
+    if section is None:
+        return tree, None
+    return tree, _metadata_of({k: v.replace("\\n", "\n") for k, v in section.items() if not isinstance(k, Comment)})
 
 
-def dump_ini(tree: dict) -> str:
-    """INI text as ini.v1's WriteTo (PrettyFormat, PrettySection) lays it out for sops."""
+def dump_ini(tree: dict, metadata: dict | None) -> str:
+    """INI text as ini.v1's WriteTo (PrettyFormat, PrettySection) lays it out for sops, the metadata last."""
+    if metadata is not None:
+        tree = {**tree, METADATA_KEY: _flat_metadata(metadata)}
     out = []
     for index, (name, section) in enumerate(tree.items()):
         if not isinstance(section, dict):
@@ -374,7 +383,7 @@ def _ini_section(name: str, section: dict, header: bool, last: bool) -> str:
             pending = key
     if header:
         lines.append(f"[{name}]")
-    width = max((_ini_width(k) for k in keys), default=0)
+    width = max((len(_ini_key_text(k).encode()) for k in keys), default=0)
     for key in keys:
         lines += _ini_comment(comments.get(key, ""), trim=True)
         quoted = _ini_key_text(key)
@@ -392,15 +401,8 @@ def _ini_comment(text: str, trim: bool) -> list:
     return lines
 
 
-def _ini_width(key: str) -> int:
-    size = len(key.encode())
-    if '"' in key or "=:" in key:  # ini.v1 looks for its delimiters "=:" as one string
-        return size + 2
-    return size + 6 if "`" in key else size
-
-
 def _ini_key_text(key: str) -> str:
-    if '"' in key or "=:" in key:
+    if '"' in key or "=:" in key:  # ini.v1 looks for its delimiters "=:" as one string
         return f"`{key}`"
     return f'"""{key}"""' if "`" in key else key
 
@@ -412,3 +414,110 @@ def _ini_value_text(value) -> str:
     if "#" in text or ";" in text:
         return f"`{text}`"
     return f'"{text}"' if text.strip(_INI_WS) != text else text
+
+
+# ---- dotenv, and the metadata of dotenv and INI flattened ------------------------------------------------------------
+
+
+def load_dotenv(text: str) -> tuple[dict, dict | None]:
+    """(tree, metadata or None) of a dotenv file; the metadata is its sops_ lines, flattened."""
+    tree = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        if line.startswith("#"):
+            tree[Comment(line[1:])] = None
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SopsError(f"line {number} of the dotenv file has no '=': expected KEY=value")
+        # sops keeps everything around '=' (spaces included) and only unescapes \n.
+        tree[key] = value.replace("\\n", "\n")
+    flat = {k[len(_DOTENV_PREFIX) :]: v for k, v in tree.items() if isinstance(k, str) and k.startswith(_DOTENV_PREFIX)}
+    body = {k: v for k, v in tree.items() if not (isinstance(k, str) and k.startswith(_DOTENV_PREFIX))}
+    if not flat:
+        return body, None
+    return body, _metadata_of(flat)
+
+
+def _metadata_of(flat: dict) -> dict:
+    """The metadata of its flattened form, with sops' DecodeNonStrings."""
+    metadata = unflatten(flat)
+    if "mac_only_encrypted" in metadata:
+        metadata["mac_only_encrypted"] = metadata["mac_only_encrypted"] == "true"
+    if "shamir_threshold" in metadata:
+        metadata["shamir_threshold"] = int(metadata["shamir_threshold"])
+    return metadata
+
+
+def dump_dotenv(tree: dict, metadata: dict | None) -> str:
+    lines = []
+    for key, value in tree.items():
+        if isinstance(key, Comment):
+            lines.append(f"#{key.text}")
+        elif isinstance(value, (dict, list)):
+            raise SopsError(f"dotenv files hold flat values only; '{key}' is a {type(value).__name__}")
+        else:
+            lines.append(f"{key}={_dotenv_text(value)}")
+    if metadata is not None:
+        lines += [f"{_DOTENV_PREFIX}{key}={text}" for key, text in sorted(_flat_metadata(metadata).items())]
+    return "".join(line + "\n" for line in lines)
+
+
+def _flat_metadata(metadata: dict) -> dict:
+    """The metadata as the flat text values of the INI [sops] section and the dotenv sops_ lines."""
+    return {key: _dotenv_text(value) for key, value in flatten(metadata).items() if value is not None}
+
+
+def _dotenv_text(value) -> str:
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return str(value).replace("\n", "\\n")
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """sops' flattening of nested metadata for dotenv: maps as __map_<key>, lists as __list_<n>."""
+    if isinstance(node, dict):
+        named = ((f"{prefix}{_MAP if prefix else ''}{key}", value) for key, value in node.items())
+    elif isinstance(node, list):
+        named = ((f"{prefix}{_LIST}{index}", value) for index, value in enumerate(node))
+    else:
+        return {prefix: node}
+    return {path: leaf for name, value in named for path, leaf in flatten(value, name).items()}
+
+
+def unflatten(flat: dict) -> dict:
+    """The inverse of flatten."""
+    root: dict = {}
+    for path, value in flat.items():
+        tokens = _tokens(path)
+        node = root
+        for token, following in zip(tokens, tokens[1:], strict=False):
+            child = _get(node, token)
+            if child is None:
+                child = [] if isinstance(following, int) else {}
+                _put(node, token, child)
+            node = child
+        _put(node, tokens[-1], value)
+    return root
+
+
+def _tokens(path: str) -> list:
+    parts = re.split(f"({_MAP}|{_LIST})", path)
+    tokens = [parts[0]]
+    for index in range(1, len(parts) - 1, 2):
+        marker, text = parts[index], parts[index + 1]
+        tokens.append(int(text) if marker == _LIST else text)
+    return tokens
+
+
+def _get(node, token):
+    if isinstance(node, list):
+        return node[token] if token < len(node) else None
+    return node.get(token)
+
+
+def _put(node, token, value):
+    if isinstance(node, list):
+        node.extend([None] * (token + 1 - len(node)))
+    node[token] = value

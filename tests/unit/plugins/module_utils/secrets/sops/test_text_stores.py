@@ -9,9 +9,9 @@ import pytest
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import document as sops
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import files as sops_files
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import formats as sops_formats
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores as sops_stores
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.formats import BinaryText, Comment, JsonInt
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import text_stores
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.text_stores import BinaryText, Comment, JsonInt
 
 pytest.importorskip("pyrage", reason="pyrage (requirements.txt) is needed for age")
 
@@ -61,15 +61,15 @@ def test_an_explicit_format_wins_and_an_unknown_one_is_refused():
     ],
 )
 def test_json_numbers_are_float64s_and_integral_ones_stay_integers(text, value, kind):
-    number = sops_formats.json_number(text)
+    number = text_stores.json_number(text)
     assert number == value and isinstance(number, kind)
 
 
 def test_negative_zero_keeps_its_sign_and_too_big_a_number_is_refused():
-    assert math.copysign(1, sops_formats.json_number("-0")) == -1
+    assert math.copysign(1, text_stores.json_number("-0")) == -1
     for too_big in ("1e400", 10**400):
         with pytest.raises(SopsError, match="float64"):
-            sops_formats.json_number(too_big)
+            text_stores.json_number(too_big)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_negative_zero_keeps_its_sign_and_too_big_a_number_is_refused():
     ],
 )
 def test_json_floats_are_written_as_go_encoding_json_writes_them(value, text):
-    assert sops_formats.json_float(value) == text
+    assert text_stores.json_float(value) == text
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_json_floats_are_written_as_go_encoding_json_writes_them(value, text):
     ],
 )
 def test_json_strings_are_escaped_as_go_json_marshal_escapes_them(text, written):
-    assert sops_formats.json_string(text) == written
+    assert text_stores.json_string(text) == written
 
 
 def test_json_layout_is_sops_tab_indent_with_compact_empty_containers():
@@ -281,7 +281,7 @@ def test_ini_holds_sections_of_strings_only(tree, message):
     ],
 )
 def test_floats_in_ini_and_dotenv_are_the_text_sops_prints(value, text):
-    assert sops_formats.go_text_float(value) == text
+    assert text_stores.go_text_float(value) == text
 
 
 def test_dotenv_values_are_strings_so_that_a_clear_boolean_reads_back_the_same():
