@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import YAML_IMPORT_ERROR, require, yaml
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import require
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import HostError, Unpinned, Unreachable
 from ansible_collections.nerv.homelab.plugins.module_utils.common.files import write_atomic
 from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import (
@@ -16,6 +16,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.common.ssh import (
     ssh_run,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files import read_text
+from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import YAML_IMPORT_ERROR, yaml
 
 
 def rewrite(text: str, server: str, name: str | None) -> str:

@@ -30,13 +30,6 @@ except ImportError as exc:
 else:
     KUBERNETES_IMPORT_ERROR = None
 
-try:
-    import yaml  # pylint: disable=unused-import  # the layer's PyYAML: k3s.py takes it from here
-except ImportError as exc:
-    yaml, YAML_IMPORT_ERROR = None, exc
-else:
-    YAML_IMPORT_ERROR = None
-
 # The argument specs of the doc fragments nerv.homelab.kubeconfig, nerv.homelab.wait and nerv.homelab.wait.progress
 KUBECONFIG_OPTIONS = {"kubeconfig": {"type": "path", "required": True}, "context": {"type": "str"}}
 WAIT_OPTIONS = {"timeout": {"type": "int", "default": 600}, "interval": {"type": "float", "default": 5}}

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem, SiteError, join_path
 
-try:
+try:  # the collection's one PyYAML import: the layers above take yaml and YAML_IMPORT_ERROR from here
     import yaml
     from yaml.composer import Composer
     from yaml.constructor import SafeConstructor
     from yaml.resolver import Resolver
 
-    HAS_YAML = True
-except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
-    HAS_YAML = False
+except ImportError as exc:  # ansible-core brings PyYAML, but ansible-test's import check loads us without it
+    yaml, YAML_IMPORT_ERROR = None, exc
     _BASE_LOADER = object
 else:
+    YAML_IMPORT_ERROR = None
     try:
         from yaml.cyaml import CParser
 
@@ -124,7 +124,7 @@ def _refused(path: str, message: str, fix: str) -> SiteError:
 
 def read_site_file(path: str):
     """The parsed YAML of a site file; SiteError when it cannot be read or parsed, or breaks a limit."""
-    if not HAS_YAML:
+    if YAML_IMPORT_ERROR is not None:
         raise SiteError([Problem(path, "cannot be read: PyYAML is not installed", "pip install pyyaml")])
     text = _read_text(path)
     try:

@@ -49,11 +49,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.files im
     without_comments,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.model import load_site
-
-try:
-    import yaml
-except ImportError:  # pragma: no cover - ansible-core always brings PyYAML
-    yaml = None
+from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import yaml
 
 HEADER = "# Rendered by nerv.homelab.gitops_render from the site file: edit the site, not this file.\n"
 SOPS_HEADER = "# sops creation rules; nerv.homelab.gitops_render keeps the rule of each site's platform current.\n"

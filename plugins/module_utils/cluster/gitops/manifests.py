@@ -7,13 +7,8 @@ from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import monitoring_on
+from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import yaml
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import PLATFORM_VERSIONS
-
-try:
-    import yaml
-except ImportError:
-    yaml = None
-
 
 CSI_DRIVER_NFS_CHARTS = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
 

@@ -60,12 +60,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import
     site_dashboards,
     traefik_address,
 )
-
-try:
-    import yaml
-except ImportError:
-    yaml = None
-
+from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import yaml
 
 STAGES = ("infrastructure", "infrastructure-config", "platform", "apps")
 

@@ -14,7 +14,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document
     Rules,
     check_key_sources,
 )
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import YAML_IMPORT_ERROR, yaml
+from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import YAML_IMPORT_ERROR, yaml
 
 CONFIG_NAME = ".sops.yaml"
 IGNORED_NAME = ".sops.yml"  # sops 3.11 warns about it and reads it not

@@ -20,13 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, require
-
-try:  # the secrets layer's one PyYAML import (config.py takes it from here)
-    import yaml
-except ImportError as exc:
-    yaml, YAML_IMPORT_ERROR = None, exc
-else:
-    YAML_IMPORT_ERROR = None
+from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import YAML_IMPORT_ERROR, yaml
 
 _INDENT = 4
 _PLAIN_TAG = "tag:nerv.homelab,2026:plain"
