@@ -9,13 +9,8 @@ import pytest
 from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.guest import networks
 from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery import proxmox as inv
 
-
-def iface(name, *addresses):
-    return {
-        "name": name,
-        "hardware-address": "bc:24:11:00:00:01",
-        "ip-addresses": [{"ip-address": a, "ip-address-type": "ipv6" if ":" in a else "ipv4"} for a in addresses],
-    }
+# a guest agent's interface, as the address rule's own tests write it
+from ...module_utils.proxmox.test_guest import iface
 
 
 @pytest.mark.parametrize(
