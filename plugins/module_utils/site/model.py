@@ -29,18 +29,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import 
 from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import read_site_file
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import SITE_SCHEMA
 
-__all__ = [
-    "Problem",
-    "Report",
-    "SiteError",
-    "load_site",
-    "parse_site",
-    "read_site_file",
-    "secret_values",
-    "site_plan",
-    "validate_site",
-]
-
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer"}
 _TYPE_NAMES.update(boolean="true or false", number="a decimal number")
 
@@ -112,10 +100,9 @@ def _walk_free(value, path: str, out: list) -> None:
         for key, item in value.items():
             where = join_path(path, key)
             if isinstance(key, str) and _VALUES_SECRET_KEY.search(key) and isinstance(item, str) and item:
+                msg = "a password is written inline in the site file (its value is not shown)"
                 fix = "delete it here and put it in the app's values_sops file (sops-encrypted), see docs/site.md"
-                out.append(
-                    Problem(where, "a password is written inline in the site file (its value is not shown)", fix)
-                )
+                out.append(Problem(where, msg, fix))
             else:
                 _walk_free(item, where, out)
     elif isinstance(value, list):
@@ -198,13 +185,10 @@ def validate_site(data, base_dir: str | None = None) -> Report:
 
 
 def _dedupe(problems: list) -> list:
-    seen, out = set(), []
+    first: dict = {}
     for problem in problems:
-        key = (problem.path, problem.message)
-        if key not in seen:
-            seen.add(key)
-            out.append(problem)
-    return out
+        first.setdefault((problem.path, problem.message), problem)
+    return list(first.values())
 
 
 def _apply_defaults(value, schema: dict):
