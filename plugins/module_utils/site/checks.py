@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 
-from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import app_host, ingress_hosts
+from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import DASHBOARDS, app_host, ingress_hosts
 from ansible_collections.nerv.homelab.plugins.module_utils.site.formats import check_relative_path, parse_range
 from ansible_collections.nerv.homelab.plugins.module_utils.site.problems import Problem
 from ansible_collections.nerv.homelab.plugins.module_utils.site.schema import (
@@ -74,9 +74,9 @@ def check_duplicates(data: dict) -> list:
         if key == "vmid" and isinstance(template_vmid, int):
             first[template_vmid] = "template.vmid"
         for index, host in _hosts(data):
-            if host.get(key) is None or norm(host[key]) is None:
+            value, path = norm(host.get(key)), f"hosts[{index}].{key}"
+            if value is None:
                 continue
-            value, path = norm(host[key]), f"hosts[{index}].{key}"
             if value in first:
                 msg = f"{key} {host[key]} is already used by {first[value]}"
                 out.append(Problem(path, msg, f"give every host its own {key}"))
@@ -340,9 +340,6 @@ PLATFORM_NAMESPACES = (
     "longhorn-system",
     "monitoring",
 )
-# Hosts the platform's own ingresses take (<dashboard>.<domain>, see site/endpoints.DASHBOARDS); with monitoring
-# also Grafana's
-PLATFORM_HOSTS = ("traefik", "longhorn", "flux")
 
 
 def check_apps(data: dict) -> list:
@@ -367,7 +364,8 @@ def _check_app_hosts(data: dict) -> list:
     domain = _section(data, "network").get("domain")
     if not isinstance(domain, str):
         return []
-    taken = {f"{name}.{domain}": f"the {name} dashboard" for name in PLATFORM_HOSTS}
+    # the platform's own ingresses (<dashboard>.<domain>), and with monitoring Grafana's
+    taken = {f"{name}.{domain}": f"the {name} dashboard" for name in DASHBOARDS}
     monitoring = data.get("monitoring")
     if isinstance(monitoring, dict):
         # Grafana's Ingress (site/endpoints.grafana_host): present, even empty, the section turns it on
