@@ -38,17 +38,6 @@ def caddy_proxies(site: dict, host: dict) -> dict:
     return {app_host(p["name"], domain): p["upstream"] for p in caddy.get("proxies") or []}
 
 
-def extra_records(site: dict) -> dict:
-    """name -> address of the records the site's DNS hosts add (hosts[].services.dns.records), in site order."""
-    domain = site["network"]["domain"]
-    out = {}
-    for host in site["hosts"]:
-        dns = service(host, "dns") or {}
-        for record in dns.get("records") or []:
-            out.setdefault(app_host(record["name"], domain), record["address"])
-    return out
-
-
 def dns_records(site: dict) -> dict:
     """Every local A record a DNS host of the site answers: fully qualified name -> IPv4 address."""
     domain = site["network"]["domain"]
@@ -57,8 +46,10 @@ def dns_records(site: dict) -> dict:
     records.update({name: address for name in ingress_hosts(site)})
     for host in site["hosts"]:
         records.update({name: _address(host) for name in caddy_proxies(site, host)})
-    for name, value in extra_records(site).items():
-        records.setdefault(name, value)
+    # the records the DNS hosts add (hosts[].services.dns.records) come last: a name above, or an earlier record, wins
+    for host in site["hosts"]:
+        for record in (service(host, "dns") or {}).get("records") or []:
+            records.setdefault(app_host(record["name"], domain), record["address"])
     return dict(sorted(records.items()))
 
 
