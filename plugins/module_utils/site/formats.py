@@ -86,9 +86,10 @@ def check_ipv4_range(value: str) -> str | None:
     return None
 
 
-def _bech32_polymod(values: list[int]) -> int:
+def _bech32_polymod(hrp: str, values: list[int]) -> int:
+    """BIP 173's checksum function over the human-readable part (expanded) and the data values."""
     chk = 1
-    for value in values:
+    for value in [ord(ch) >> 5 for ch in hrp] + [0] + [ord(ch) & 31 for ch in hrp] + values:
         top = chk >> 25
         chk = (chk & 0x1FFFFFF) << 5 ^ value
         for i, gen in enumerate(_BECH32_GEN):
@@ -107,8 +108,7 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
     if any(ch not in _BECH32_ALPHABET for ch in data):
         raise ValueError("character outside the Bech32 alphabet")
     values = [_BECH32_ALPHABET.index(ch) for ch in data]
-    expanded = [ord(ch) >> 5 for ch in hrp] + [0] + [ord(ch) & 31 for ch in hrp]
-    if _bech32_polymod(expanded + values) != 1:
+    if _bech32_polymod(hrp, values) != 1:
         raise ValueError("bad checksum")
     return hrp, bytes(_convert_bits(values[:-6], 5, 8, pad=False))
 
@@ -116,8 +116,7 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
 def bech32_encode(hrp: str, payload: bytes) -> str:
     """Encode payload bytes as Bech32 (BIP 173 checksum) under hrp, lower case."""
     values = _convert_bits(payload, 8, 5, pad=True)
-    expanded = [ord(ch) >> 5 for ch in hrp] + [0] + [ord(ch) & 31 for ch in hrp]
-    polymod = _bech32_polymod(expanded + values + [0] * 6) ^ 1
+    polymod = _bech32_polymod(hrp, values + [0] * 6) ^ 1
     checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
     return hrp + "1" + "".join(_BECH32_ALPHABET[v] for v in values + checksum)
 
