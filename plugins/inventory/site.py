@@ -104,7 +104,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             model = logic.build(site, probe)
         except logic.DiscoveryError as exc:
             raise AnsibleParserError(f"nerv.homelab.site: {exc}") from None
-        self._populate(model)
+        # host names are the site file's own (checked DNS labels) or made from a MAC: no need to mark them
+        populate(self, model, wrap_names=False)
 
     def _site(self, path):
         site_file = os.path.join(
@@ -125,20 +126,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 pass
         if not any(h["kind"] == "baremetal" for h in site["hosts"]) and not self.get_option("discovery_cidr"):
             return logic.Probe()  # nothing to find by MAC: no scan (unclaimed machines matter for bare metal)
+        cidr = self.get_option("discovery_cidr") or site["network"]["cidr"]
         skip = {site["network"].get("gateway")}
         try:
-            probe = logic.discover(
-                self.get_option("discovery_cidr") or site["network"]["cidr"],
-                skip,
-                self.get_option("port"),
-                self.get_option("timeout"),
-            )
+            probe = logic.discover(cidr, skip, self.get_option("port"), self.get_option("timeout"))
         except (logic.DiscoveryError, ValueError) as exc:
             raise AnsibleParserError(f"nerv.homelab.site: {exc}") from None
         if self.get_option("cache"):
             self._cache[key] = {"ssh": sorted(probe.ssh), "neighbours": probe.neighbours}
         return probe
-
-    def _populate(self, model):
-        # host names are the site file's own (checked DNS labels) or made from a MAC: no need to mark them
-        populate(self, model, wrap_names=False)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.nerv.homelab.plugins.module_utils.common.errors import NervError
 from ansible_collections.nerv.homelab.plugins.module_utils.common.waiting import Deadline
+from ansible_collections.nerv.homelab.plugins.plugin_utils.discovery.populate import InventoryModel
 
 ARP_TABLE = "/proc/net/arp"
 _ARP_COMPLETE = 0x2
@@ -104,37 +105,21 @@ def read_neighbours(text: str) -> dict:
     return table
 
 
-def neighbours(path: str = ARP_TABLE) -> dict:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return read_neighbours(handle.read())
-    except OSError:
-        return {}
-
-
-def discover(cidr: str, skip: set, port: int, timeout: float, arp_path: str = ARP_TABLE) -> Probe:
+def discover(cidr: str, skip: set, port: int, timeout: float) -> Probe:
     found = probe_ssh(scan_addresses(cidr, skip), port, timeout)
-    return Probe(found, neighbours(arp_path))
+    try:
+        with open(ARP_TABLE, encoding="ascii") as handle:
+            return Probe(found, read_neighbours(handle.read()))
+    except OSError:
+        return Probe(found)
 
 
 # ---- hosts and groups from a site ------------------------------------------------------------------------------
 
 
-@dataclass
-class Model:
-    hosts: dict = field(default_factory=dict)
-    groups: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
-
-    def add(self, name: str, hostvars: dict, *groups: str) -> None:
-        self.hosts[name] = hostvars
-        for group in groups:
-            self.groups.setdefault(group, []).append(name)
-
-
-def build(site: dict, probe: Probe | None) -> Model:
+def build(site: dict, probe: Probe | None) -> InventoryModel:
     """Every declared host with its vars and groups; bare metal at its discovered address; unclaimed SSH hosts."""
-    model = Model()
+    model = InventoryModel()
     first_server = next((h["name"] for h in site["hosts"] if h["role"] == "control-plane"), None)
     by_mac = _declared_macs(site)
     located = _locate(by_mac, probe) if probe else {}
@@ -142,7 +127,9 @@ def build(site: dict, probe: Probe | None) -> Model:
         hostvars, groups = _host(site, host, located, probe)
         if host["name"] == first_server:
             groups.append("k3s_first_server")
-        model.add(host["name"], hostvars, *groups)
+        model.hosts[host["name"]] = hostvars
+        for group in groups:
+            model.add(group, host["name"])
     if probe:
         _unclaimed(model, site, by_mac, probe)
     return model
@@ -199,7 +186,7 @@ def _host(site: dict, host: dict, located: dict, probe: Probe | None) -> tuple[d
     return hostvars, groups
 
 
-def _unclaimed(model: Model, site: dict, by_mac: dict, probe: Probe) -> None:
+def _unclaimed(model: InventoryModel, site: dict, by_mac: dict, probe: Probe) -> None:
     """Machines answering SSH whose MAC no host declares (a freshly booted installer, typically)."""
     known = {h["ip"].split("/")[0] for h in site["hosts"]} | {site["network"].get("gateway")}
     for address in sorted(probe.ssh, key=ipaddress.ip_address):
@@ -207,5 +194,5 @@ def _unclaimed(model: Model, site: dict, by_mac: dict, probe: Probe) -> None:
         if address in known or (mac and mac in by_mac):
             continue
         name = "unclaimed_" + (mac.replace(":", "") if mac else address.replace(".", "_"))
-        hostvars = {"ansible_host": address, "nerv_mac": mac, "nerv_address": address, "ansible_user": "root"}
-        model.add(name, hostvars, "unclaimed")
+        model.hosts[name] = {"ansible_host": address, "nerv_mac": mac, "nerv_address": address, "ansible_user": "root"}
+        model.add("unclaimed", name)
