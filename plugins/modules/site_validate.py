@@ -141,14 +141,14 @@ def main() -> None:
     )
     # A site given inline may carry a secret the validator refuses: keep it out of every output, invocation included.
     module.no_log_values.update(secret_values(module.params["site"]))
-    run_module(module, lambda: warned(module, run(module.params)))
 
+    def work() -> dict:
+        result = run(module.params)
+        for warning in result["site_warnings"]:  # each also shown as an Ansible warning
+            module.warn("{path}: {message}. Fix: {fix}".format(**warning))
+        return result
 
-def warned(module, result: dict) -> dict:
-    """The result, each site warning also shown as an Ansible warning."""
-    for warning in result["site_warnings"]:
-        module.warn("{path}: {message}. Fix: {fix}".format(**warning))
-    return result
+    run_module(module, work)
 
 
 if __name__ == "__main__":
