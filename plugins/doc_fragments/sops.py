@@ -30,3 +30,20 @@ requirements:
   - cryptography
   - PyYAML
 """
+
+    # The identities option alone, for a module that reads the admins' identities but no sops file (keys_backup).
+    IDENTITIES = r"""
+options:
+  identity_files:
+    description:
+      - Age key files (C(AGE-SECRET-KEY-1...) lines) or OpenSSH private keys to read identities from, besides the
+        places sops looks - E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE), E(SOPS_AGE_KEY_CMD),
+        C($XDG_CONFIG_HOME/sops/age/keys.txt) (C(~/.config/sops/age/keys.txt)), then E(SOPS_AGE_SSH_PRIVATE_KEY_FILE)
+        or C(~/.ssh/id_ed25519).
+    type: list
+    elements: path
+    default: []
+requirements:
+  - pyrage >= 1.4
+  - cryptography
+"""

@@ -185,16 +185,18 @@ def _key_file(path: str, what: str) -> list[Identity]:
     return parse_identities(_read(path, what).decode(), path)
 
 
+def identities_in_file(path: str) -> list[Identity]:
+    """The identities of an age key file or an OpenSSH private key."""
+    data = _read(path, "identity file")
+    if b"PRIVATE KEY" in data:
+        return identities_from_ssh_key(data, path)
+    return parse_identities(data.decode("utf-8", "replace"), path)
+
+
 def load_identities(env: dict | None = None, extra_files: list | None = None) -> list[Identity]:
     """Identities from the places sops looks, in its order, plus extra_files (age key files or SSH keys)."""
     env = os.environ if env is None else env
-    found = []
-    for path in extra_files or []:
-        data = _read(path, "identity file")
-        if b"PRIVATE KEY" in data:
-            found += identities_from_ssh_key(data, path)
-        else:
-            found += parse_identities(data.decode("utf-8", "replace"), path)
+    found = [identity for path in extra_files or [] for identity in identities_in_file(path)]
     if env.get("SOPS_AGE_KEY"):
         found += parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY")
     if env.get("SOPS_AGE_KEY_FILE"):

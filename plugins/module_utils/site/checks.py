@@ -513,6 +513,14 @@ def _check_exporters(data: dict) -> list:
     return out
 
 
+def check_backup(data: dict) -> list:
+    keys = _section(_section(data, "backup"), "keys")
+    if not keys or ("recipient" in keys) != ("passphrase_env" in keys):
+        return []
+    msg = "has both recipient and passphrase_env" if "recipient" in keys else "has neither recipient nor passphrase_env"
+    return [Problem("backup.keys", msg, "give one of them: recipient (a recovery key kept offline) or passphrase_env")]
+
+
 CHECKS = (
     check_duplicates,
     check_host_names,
@@ -525,6 +533,7 @@ CHECKS = (
     check_nfs,
     check_apps,
     check_services,
+    check_backup,
 )
 
 

@@ -579,6 +579,33 @@ _SOPS = _object(
     required=["admin_recipients"],
 )
 
+_BACKUP_KEYS = _object(
+    {
+        "dest": _field(
+            "string",
+            "Directory the exports go to, relative to the site file or absolute; best not the controller's disk.",
+            "give a directory, e.g. /mnt/backup/nerv",
+            minLength=1,
+        ),
+        "recipient": _field(
+            "string",
+            "The age recipient the export is encrypted to (a recovery key kept offline, not an admin's).",
+            "paste the output of age-keygen -y for the recovery key (age1 followed by 58 characters)",
+            format="age-recipient",
+        ),
+        "passphrase_env": _field(
+            "string",
+            "An environment variable holding a passphrase to encrypt to instead (as age -p), 16 characters or more.",
+            "name an environment variable such as NERV_BACKUP_PASSPHRASE",
+            pattern=_ENV_NAME,
+        ),
+    },
+    "The keys' export (playbooks/backup_keys.yml): the admins' identities and the site's key files, age-encrypted.",
+    required=["dest"],
+)
+
+_BACKUP = _object({"keys": _BACKUP_KEYS}, "Backups; nothing is backed up until a part of it is declared.")
+
 # An app's name becomes its HelmRelease's, and Helm refuses release names over 53 characters
 _APP_NAME = "^[a-z0-9]([a-z0-9-]{0,51}[a-z0-9])?$"
 
@@ -687,6 +714,7 @@ SITE_SCHEMA = {
             "items": _APP,
         },
         "monitoring": _MONITORING,
+        "backup": _BACKUP,
         "admin_ssh_keys": {
             "type": "array",
             "minItems": 1,
