@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[5]
 CANARY = "CANARY7f3e9b1cDoNotPrint"
 GITHUB_TOKEN = "ghp_" + CANARY + "0123456789ab"  # the shape of a classic token: ghp_ and 36 letters or digits
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINU9pb4AcSwRvvlx7xnotXk8P/jB2vMcsoOo2WrkuQWN"
+RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 # The file itself, for the problems of the whole file (its size, its encoding, its YAML)
 FILE = "<the site file>"
 
@@ -123,6 +124,14 @@ CASES = [
      "admin_ssh_keys[0]", ["a private key", ".pub line"]),
     ("pve token", "demo", {"proxmox.pool": f"PVEAPIToken=root@pam!x={CANARY}"}, "proxmox.pool",
      ["Proxmox API token", "token_secret_env"]),
+    # the keys backup: one way to encrypt, a public key
+    ("backup without a key", "demo", {"backup.keys": {"dest": "/mnt/backup"}}, "backup.keys",
+     ["neither recipient nor passphrase_env", "recovery key kept offline"]),
+    ("backup with both keys", "demo", {"backup.keys": {"dest": "b", "recipient": RECIPIENT, "passphrase_env": "P"}},
+     "backup.keys", ["both recipient and passphrase_env", "give one of them"]),
+    ("backup to a private key", "demo",
+     {"backup.keys": {"dest": "b", "recipient": f"AGE-SECRET-KEY-1{CANARY.upper()}"}},
+     "backup.keys.recipient", ["age private key", "age-keygen -y"]),
     # hostile sizes
     ("alias bomb", "demo", _text(_bomb), "lol4[0]", ["aliases (*name) expand the file past", "write the values out"]),
     ("five megabytes", "demo", _text(lambda t: t + "# " + "x" * 5_000_000 + "\n"), FILE,
