@@ -100,8 +100,6 @@ attributes:
   diff_mode:
     details: The volume before and after, C({volid, state, size, sha256}) (sha256 when known).
 requirements:
-  - proxmoxer
-  - requests
   - requests-toolbelt
 seealso:
   - module: nerv.homelab.proxmox_cluster_info

@@ -69,9 +69,6 @@ attributes:
     details: Returns in RV(deleted) what would be deleted, with RV(kept) and RV(untouched), and deletes nothing.
   diff_mode:
     details: The ISO volumes on the storage before and after.
-requirements:
-  - proxmoxer
-  - requests
 seealso:
   - module: nerv.homelab.proxmox_iso
   - module: nerv.homelab.proxmox_template_build

@@ -159,24 +159,23 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.template_appl
 
 
 def argument_spec() -> dict:
-    spec = proxmox_argument_spec()
-    spec.update(
-        node={"type": "str", "required": True},
-        vmid={"type": "int", "required": True},
-        name={"type": "str", "required": True},
-        build={"type": "str", "required": True},
-        iso={"type": "str", "required": True},
-        storage={"type": "str", "required": True},
-        bridge={"type": "str", "required": True},
-        cores={"type": "int", "default": 2},
-        memory={"type": "int", "default": 2048},
-        disk={"type": "int", "default": 16},
-        bios={"type": "str", "default": "ovmf", "choices": ["ovmf", "seabios"]},
-        pool={"type": "str"},
-        wait={"type": "int", "default": 0},
-        poll={"type": "int", "default": 5},
-    )
-    return spec
+    return {
+        **proxmox_argument_spec(),
+        "node": {"type": "str", "required": True},
+        "vmid": {"type": "int", "required": True},
+        "name": {"type": "str", "required": True},
+        "build": {"type": "str", "required": True},
+        "iso": {"type": "str", "required": True},
+        "storage": {"type": "str", "required": True},
+        "bridge": {"type": "str", "required": True},
+        "cores": {"type": "int", "default": 2},
+        "memory": {"type": "int", "default": 2048},
+        "disk": {"type": "int", "default": 16},
+        "bios": {"type": "str", "default": "ovmf", "choices": ["ovmf", "seabios"]},
+        "pool": {"type": "str"},
+        "wait": {"type": "int", "default": 0},
+        "poll": {"type": "int", "default": 5},
+    }
 
 
 def main() -> None:

@@ -160,8 +160,6 @@ attributes:
   diff_mode:
     details: Shows the changed config keys and the status before and after.
 notes:
-  - The clone is configured right after its task ends. If a run is killed between the two, the new VM lacks the
-    site tag and a re-run refuses it; delete it (or tag it C(nerv-site-<site>)) and run again.
   - Config keys Proxmox cannot change on a running VM (e.g. O(cores), cloud-init) become pending; they take effect
     at its next start, and the module warns.
 seealso:
@@ -268,37 +266,36 @@ from ansible_collections.nerv.homelab.plugins.module_utils.proxmox.vm_apply impo
 
 
 def argument_spec() -> dict:
-    spec = proxmox_argument_spec()
-    spec.update(
-        name={"type": "str", "required": True},
-        vmid={"type": "int", "required": True},
-        node={"type": "str", "required": True},
-        state={"type": "str", "default": "present", "choices": ["present", "started", "stopped", "absent"]},
-        site={"type": "str", "required": True},
-        template={"type": "str"},
-        full={"type": "bool", "default": True},
-        storage={"type": "str"},
-        pool={"type": "str"},
-        cores={"type": "int"},
-        memory={"type": "int"},
-        disk={"type": "int"},
-        tags={"type": "list", "elements": "str"},
-        description={"type": "str"},
-        onboot={"type": "bool"},
-        ciuser={"type": "str"},
-        sshkeys={"type": "list", "elements": "str", "no_log": False},
-        ipconfig0={"type": "str"},
-        nameserver={"type": "str"},
-        searchdomain={"type": "str"},
-        cidr={"type": "list", "elements": "str"},
-        known_hosts={"type": "path"},
-        wait_timeout={"type": "int", "default": 300},
-        force={"type": "bool", "default": False},
-        unprotect={"type": "bool"},
-        lock_timeout={"type": "int", "default": 60},
-        run_pid={"type": "int"},
-    )
-    return spec
+    return {
+        **proxmox_argument_spec(),
+        "name": {"type": "str", "required": True},
+        "vmid": {"type": "int", "required": True},
+        "node": {"type": "str", "required": True},
+        "state": {"type": "str", "default": "present", "choices": ["present", "started", "stopped", "absent"]},
+        "site": {"type": "str", "required": True},
+        "template": {"type": "str"},
+        "full": {"type": "bool", "default": True},
+        "storage": {"type": "str"},
+        "pool": {"type": "str"},
+        "cores": {"type": "int"},
+        "memory": {"type": "int"},
+        "disk": {"type": "int"},
+        "tags": {"type": "list", "elements": "str"},
+        "description": {"type": "str"},
+        "onboot": {"type": "bool"},
+        "ciuser": {"type": "str"},
+        "sshkeys": {"type": "list", "elements": "str", "no_log": False},
+        "ipconfig0": {"type": "str"},
+        "nameserver": {"type": "str"},
+        "searchdomain": {"type": "str"},
+        "cidr": {"type": "list", "elements": "str"},
+        "known_hosts": {"type": "path"},
+        "wait_timeout": {"type": "int", "default": 300},
+        "force": {"type": "bool", "default": False},
+        "unprotect": {"type": "bool"},
+        "lock_timeout": {"type": "int", "default": 60},
+        "run_pid": {"type": "int"},
+    }
 
 
 def main() -> None:

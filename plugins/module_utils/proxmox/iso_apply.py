@@ -124,17 +124,10 @@ def apply(client, params: dict, want: dict, records, check_mode: bool, diff: boo
         result["task"] = client.wait_task(client.delete(f"{base}/content/{volid}"))
         records.put(key, None)
         return result
+    fields = upload_fields(want["sha256"])
     if params["download_url"]:
-        upid = client.post(
-            f"{base}/download-url",
-            content="iso",
-            filename=want["name"],
-            url=params["download_url"],
-            checksum=want["sha256"],
-            **{"checksum-algorithm": "sha256"},
-        )
+        upid = client.post(f"{base}/download-url", **dict(fields), filename=want["name"], url=params["download_url"])
     else:
-        fields = upload_fields(want["sha256"])
         upid = client.upload(f"{base}/upload", fields, "filename", params["src"], want["name"], timeout=timeout)
     records.put(key, None)  # whatever was recorded no longer describes the file, even if the task fails
     result["task"] = client.wait_task(upid, timeout=timeout)

@@ -93,7 +93,8 @@ def has_iso_content(status: dict) -> bool:
 
 
 def upload_fields(sha256: str) -> list:
-    """The form fields of an ISO upload, in the order PVE needs them: all of them before the file part."""
+    """The form fields of an ISO upload (in the order PVE needs them: all of them before the file part) or
+    download."""
     return [("content", "iso"), ("checksum", sha256), ("checksum-algorithm", "sha256")]
 
 

@@ -66,29 +66,20 @@ def prune(client, params: dict, want: dict, records, check_mode: bool, diff: boo
     choice = choose(volumes, ours, want["keep"], want["current"])
     if choice.delete:  # VM configs are read only when there is something to protect
         choice = choose(volumes, ours, want["keep"], want["current"], in_use(client, node, storage))
-    result = {
-        "changed": bool(choice.delete),
-        "deleted": list(choice.delete),
-        "kept": choice.kept,
-        "untouched": choice.untouched,
-        "failures": [],
-    }
+    result = {"deleted": list(choice.delete), "kept": choice.kept, "untouched": choice.untouched, "failures": []}
     for item in choice.untouched:
         if item["volid"] in choice.in_use:
             warn(f"{item['volid']} is kept: {item['reason']}")
-    if diff:
-        result["diff"] = diff_view(volumes, choice.delete)
-    if check_mode or not choice.delete:
-        return result
-    result["deleted"] = []
-    for volid in choice.delete:
-        try:
-            client.wait_task(client.delete(f"{base}/content/{volid}"))
-        except ProxmoxError as exc:  # the others still go; the record of this one stays, it is still there
-            result["failures"].append({"volid": volid, "error": exc.message})
-            continue
-        records.put(record_key(client.settings.url, node, storage, volid), None)
-        result["deleted"].append(volid)
+    if not check_mode:
+        result["deleted"] = []
+        for volid in choice.delete:
+            try:
+                client.wait_task(client.delete(f"{base}/content/{volid}"))
+            except ProxmoxError as exc:  # the others still go; the record of this one stays, it is still there
+                result["failures"].append({"volid": volid, "error": exc.message})
+                continue
+            records.put(record_key(client.settings.url, node, storage, volid), None)
+            result["deleted"].append(volid)
     result["changed"] = bool(result["deleted"])
     if diff:
         result["diff"] = diff_view(volumes, result["deleted"])

@@ -28,14 +28,12 @@ class Vm:
         self.watch = watch or RunWatch(None)
         self.vmid, self.name = self.params["vmid"], self.params["name"]
         self.node = self.params["node"]
+        self.label = f"VM {self.name} (vmid {self.vmid})"
         self.warnings = []
 
     @property
     def path(self):
         return f"/nodes/{self.node}/qemu/{self.vmid}"
-
-    def label(self):
-        return f"VM {self.name} (vmid {self.vmid})"
 
     def effective_config(self):
         """The config with pending changes applied: what the VM will run with, so a pending change is not sent
@@ -84,7 +82,7 @@ class Vm:
     def act(self, method, suffix="", **data):
         """A request to the VM (and its task, if it starts one), retried while the VM is locked."""
         send = getattr(self.client, method)
-        self.patiently(self.label(), self.path, lambda: self.client.wait_task(send(self.path + suffix, **data)))
+        self.patiently(self.label, self.path, lambda: self.client.wait_task(send(self.path + suffix, **data)))
 
     def clone(self, template):
         tnode, tvmid = template["node"], template["vmid"]
@@ -106,7 +104,7 @@ class Vm:
                     "which Proxmox may have made before its answer was lost: run again, and the next run adopts its "
                     "own clone and finishes it"
                 )
-            what = f"cloning template {template.get('name')!r} (vmid {tvmid} on {tnode}) to {self.label()}"
+            what = f"cloning template {template.get('name')!r} (vmid {tvmid} on {tnode}) to {self.label}"
             raise pvm.retold(exc, f"{what} failed: {exc.message}{note}") from None
 
     def lost_clone(self) -> bool:
@@ -116,7 +114,7 @@ class Vm:
         if not pvm.is_our_clone(config.get("description"), self.params):
             return False
         self.warnings.append(
-            f"{self.label()} is a clone of this site whose answer was lost (an interrupted or failed run): adopted and "
+            f"{self.label} is a clone of this site whose answer was lost (an interrupted or failed run): adopted and "
             "finished by this run"
         )
         return True
@@ -132,7 +130,7 @@ class Vm:
             raise
         late = ", ".join(key for key in updates if key not in pvm.HOTPLUG)
         if status == "running" and late:
-            self.warnings.append(f"{self.label()} is running: {late} take effect at its next start (pending)")
+            self.warnings.append(f"{self.label} is running: {late} take effect at its next start (pending)")
 
     def start(self):
         def call():
@@ -142,7 +140,7 @@ class Vm:
                 if not pvm.is_transient(exc):
                     raise
                 # The proxy lost the answer (596 ...): the start may or may not have happened. Look, then once more.
-                self.warnings.append(f"starting {self.label()}: {exc.message}; checked its status and retried")
+                self.warnings.append(f"starting {self.label}: {exc.message}; checked its status and retried")
                 if self.status() == "running":
                     return
                 upid = self.client.post(self.path + "/status/start")
@@ -154,7 +152,7 @@ class Vm:
                 return
             self.client.wait_task(upid)
 
-        self.patiently(self.label(), self.path, call)
+        self.patiently(self.label, self.path, call)
 
     def stop(self, force):
         try:
@@ -163,7 +161,7 @@ class Vm:
             if force or pvm.is_lock_error(exc):
                 raise
             hint = "Does the guest handle ACPI shutdown? Set force: true to stop it at once"
-            raise pvm.retold(exc, f"shutting down {self.label()} failed: {exc.message}. {hint}") from None
+            raise pvm.retold(exc, f"shutting down {self.label} failed: {exc.message}. {hint}") from None
 
     def wait_address(self, patient=True):
         """(addresses, address) the agent reports; waits up to wait_timeout for one (inside cidr, if given)."""
@@ -186,15 +184,13 @@ class Vm:
                 break
         if found:
             address, _inside = pick_address(found, nets)
-            self.warnings.append(
-                f"{self.label()} has no address inside cidr {self.params.get('cidr')}; using {address}"
-            )
+            self.warnings.append(f"{self.label} has no address inside cidr {self.params.get('cidr')}; using {address}")
             return [f["address"] for f in found], address
         if not patient:
-            self.warnings.append(f"{self.label()}: the guest agent reports no address yet ({last})")
+            self.warnings.append(f"{self.label}: the guest agent reports no address yet ({last})")
             return [], None
         raise ProxmoxError(
-            f"{self.label()} on {self.node} reported no address through the guest agent within "
+            f"{self.label} on {self.node} reported no address through the guest agent within "
             f"wait_timeout={self.params['wait_timeout']} s; last seen: {last}. Check that qemu-guest-agent runs in "
             "the guest (agent: 1 in the VM config) and that its network comes up"
         )
@@ -203,11 +199,11 @@ class Vm:
         try:
             answer = self.client.get(self.path + "/agent/file-read", file=pvm.HOST_KEY_FILE)
         except ProxmoxError as exc:
-            self.warnings.append(f"could not read {pvm.HOST_KEY_FILE} of {self.label()}: {exc.message}")
+            self.warnings.append(f"could not read {pvm.HOST_KEY_FILE} of {self.label}: {exc.message}")
             return None
         key = pvm.host_key_of(answer)
         if key is None:
-            self.warnings.append(f"{self.label()} has no ed25519 host key in {pvm.HOST_KEY_FILE}; host_key is null")
+            self.warnings.append(f"{self.label} has no ed25519 host key in {pvm.HOST_KEY_FILE}; host_key is null")
         return key
 
 
@@ -228,7 +224,7 @@ def survey(vm, guest, resources):
             template = found["template"] = pvm.find_template(resources, params.get("template"), vm.module.check_mode)
             tconfig = {}
             if template is None:
-                vm.warnings.append(f"template {params.get('template')} does not exist yet: {vm.label()} is planned "
+                vm.warnings.append(f"template {params.get('template')} does not exist yet: {vm.label} is planned "
                                    "from its settings alone; a real run needs the template first")  # fmt: skip
             else:
                 tconfig = client.get(f"/nodes/{template['node']}/qemu/{template['vmid']}/config") or {}
@@ -274,7 +270,7 @@ def _run(module):
     found = survey(vm, guest, resources)
     if found["lock"] and found["actions"] and not module.check_mode:
         # Wait out the lock (a backup, a migration...) before writing, then look again: the VM may have changed.
-        vm.wait_unlocked(vm.path, vm.label())
+        vm.wait_unlocked(vm.path, vm.label)
         found = survey(vm, guest, resources)
     actions, status, resize = found["actions"], found["status"], found["resize"]
     updates, changed, before, after = found["updates"], found["changed"], found["before"], found["after"]

@@ -217,16 +217,14 @@ def wanted(params: dict, current: dict) -> dict:
 
 
 def pve_value(key: str, params: dict, value):
-    """What PUT .../config is sent for a key."""
+    """What PUT .../config is sent for a key: the option as given, but the tags wanted and PVE's onboot and sshkeys."""
     if key == "tags":
         return ";".join(value)
     if key == "onboot":
         return 1 if value else 0
     if key == "sshkeys":
         return encode_sshkeys(params["sshkeys"])
-    if key in ("ipconfig0", "nameserver", "description"):
-        return params[key]
-    return value
+    return params[key]
 
 
 def shown(key: str, value):
