@@ -134,10 +134,6 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether the output paths differ from the recorded ones (in check mode, would differ).
-  returned: always
-  type: bool
 flake:
   description: The flake reference given to Nix; a directory becomes C(path:<directory>).
   returned: always

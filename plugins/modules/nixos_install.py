@@ -32,16 +32,12 @@ extends_documentation_fragment:
 options:
   host:
     description: The host's name - C(nixosConfigurations.<host>) of O(flake) and the hostname expected afterwards.
-    type: str
-    required: true
   flake:
     description: The directory of the site's flake (with the site's C(hosts.json)).
     type: path
     required: true
   address:
     description: Where the target answers SSH now (the installer's address, found by MAC by the site inventory).
-    type: str
-    required: true
   address_after:
     description: Where the installed host answers (its static address); defaults to O(address).
     type: str
@@ -60,7 +56,6 @@ options:
     type: str
   known_hosts:
     description: The site's known_hosts; without O(host_key), the key it pins for O(address_after) is expected.
-    type: path
     required: false
   phases:
     description: nixos-anywhere's phases to run.
