@@ -268,9 +268,7 @@ def outputs_changed(record, outputs: dict) -> bool:
 
 def would_change(record, evaluated: dict) -> bool:
     """Check mode: True when there is no record or a recorded output would get another path."""
-    if record is None:
-        return True
-    return any(evaluated.get(name) != path for name, path in record["outputs"].items())
+    return record is None or any(evaluated.get(name) != path for name, path in record["outputs"].items())
 
 
 def would_build_outputs(record, evaluated: dict) -> dict:
