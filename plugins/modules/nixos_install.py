@@ -165,15 +165,13 @@ from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install 
 
 def argument_spec() -> dict:
     return {
-        "host": {"type": "str", "required": True},
+        **ssh.TARGET_OPTIONS,
         "flake": {"type": "path", "required": True},
-        "address": {"type": "str", "required": True},
         "address_after": {"type": "str"},
-        **ssh.SSH_OPTIONS,
         "disk": {"type": "str"},
         "extra_files": {"type": "path"},
         "host_key": {"type": "str", "no_log": False},  # a public key
-        "known_hosts": {"type": "path"},
+        "known_hosts": {"type": "path"},  # not required here, unlike in TARGET_OPTIONS
         "phases": {"type": "list", "elements": "str", "default": list(ni.PHASES)},
         "hardware_config": {"type": "path"},
         "reinstall": {"type": "bool", "default": False},
