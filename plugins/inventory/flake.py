@@ -123,11 +123,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """The cached evaluation for this digest of the flake, else a fresh one (stored when caching)."""
         key = f"{self.get_cache_key(path)}_{logic.digest(local, ref)[:32]}"
         use_cache = self.get_option("cache")
-        if cache and use_cache:
-            try:
-                return self._cache[key]
-            except KeyError:
-                pass
+        if cache and use_cache and key in self._cache:
+            return self._cache[key]
         raw = logic.evaluate(self.get_option("nix"), ref, self.get_option("eval_timeout"))
         if use_cache:
             self._cache[key] = raw

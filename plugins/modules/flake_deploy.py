@@ -35,9 +35,6 @@ description:
     module checks that it runs the old system again and fails saying it was rolled back, with the failing check's
     output. When the host does not answer, it waits until the watchdog brought the old system back (the host
     answers and runs it) and fails saying so.
-  - Check mode reads the running system and reports whether a deploy would happen, with the store paths as the
-    diff; a host that does not answer, or whose key is not pinned in O(known_hosts) yet, is planned as a deploy,
-    with a warning.
   - This module is also reachable as C(nerv.homelab.nixos_deploy), its former name for NixOS hosts.
 author:
   - nerv.homelab contributors (@nerv-homelab)
@@ -138,7 +135,8 @@ options:
     type: str
 attributes:
   check_mode:
-    details: Reads the running system and evaluates the wanted one (unless O(system) is given); changes nothing.
+    details: Reads the running system and evaluates the wanted one (unless O(system) is given); changes nothing. A host
+      that does not answer, or whose key is not pinned in O(known_hosts) yet, is planned as a deploy, with a warning.
   diff_mode:
     details: The system store path before and after.
 requirements:

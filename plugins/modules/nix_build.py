@@ -78,7 +78,8 @@ options:
   extra_args:
     description:
       - More arguments for C(nix build) (and for C(nix eval) in check mode), each one list item, for example
-        C([--option, substituters, ""]) to build offline without waiting for a binary cache.
+        C([--option, substituters, ""]) to build offline without waiting for a binary cache (without it, offline,
+        Nix retries C(cache.nixos.org) for a few seconds before it builds).
       - Options the module sets itself are refused (C(--json), C(--out-link), C(--no-link), C(--store), ...).
     type: list
     elements: str
@@ -101,8 +102,6 @@ attributes:
 requirements:
   - Nix 2.8 or later (Debian package C(nix-bin)) on the host that runs the module.
 notes:
-  - Add C(--option substituters "") to O(extra_args) to build without asking a binary cache; otherwise, offline,
-    Nix retries C(cache.nixos.org) for a few seconds before it builds.
   - Debian's Nix is configured with C(sandbox = false); a derivation whose builder needs host tools sees them then.
 seealso:
   - name: nix build
@@ -134,10 +133,6 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether the output paths differ from the recorded ones (in check mode, would differ).
-  returned: always
-  type: bool
 flake:
   description: The flake reference given to Nix; a directory becomes C(path:<directory>).
   returned: always

@@ -32,16 +32,12 @@ extends_documentation_fragment:
 options:
   host:
     description: The host's name - C(nixosConfigurations.<host>) of O(flake) and the hostname expected afterwards.
-    type: str
-    required: true
   flake:
     description: The directory of the site's flake (with the site's C(hosts.json)).
     type: path
     required: true
   address:
     description: Where the target answers SSH now (the installer's address, found by MAC by the site inventory).
-    type: str
-    required: true
   address_after:
     description: Where the installed host answers (its static address); defaults to O(address).
     type: str
@@ -60,7 +56,6 @@ options:
     type: str
   known_hosts:
     description: The site's known_hosts; without O(host_key), the key it pins for O(address_after) is expected.
-    type: path
     required: false
   phases:
     description: nixos-anywhere's phases to run.
@@ -170,15 +165,13 @@ from ansible_collections.nerv.homelab.plugins.module_utils.nixos import install 
 
 def argument_spec() -> dict:
     return {
-        "host": {"type": "str", "required": True},
+        **ssh.TARGET_OPTIONS,
         "flake": {"type": "path", "required": True},
-        "address": {"type": "str", "required": True},
         "address_after": {"type": "str"},
-        **ssh.SSH_OPTIONS,
         "disk": {"type": "str"},
         "extra_files": {"type": "path"},
         "host_key": {"type": "str", "no_log": False},  # a public key
-        "known_hosts": {"type": "path"},
+        "known_hosts": {"type": "path"},  # not required here, unlike in TARGET_OPTIONS
         "phases": {"type": "list", "elements": "str", "default": list(ni.PHASES)},
         "hardware_config": {"type": "path"},
         "reinstall": {"type": "bool", "default": False},

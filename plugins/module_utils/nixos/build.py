@@ -123,13 +123,11 @@ def check_iso(value) -> object:
 
 
 def check_timeout(timeout):
-    if timeout is None:
-        return None
-    if int(timeout) <= 0:
+    if timeout is not None and timeout <= 0:
         raise NixError(
             f"timeout: {timeout} is not a positive number of seconds; give one, or leave timeout out for no limit"
         )
-    return int(timeout)
+    return timeout
 
 
 def check_store(store):
@@ -270,9 +268,7 @@ def outputs_changed(record, outputs: dict) -> bool:
 
 def would_change(record, evaluated: dict) -> bool:
     """Check mode: True when there is no record or a recorded output would get another path."""
-    if record is None:
-        return True
-    return any(evaluated.get(name) != path for name, path in record["outputs"].items())
+    return record is None or any(evaluated.get(name) != path for name, path in record["outputs"].items())
 
 
 def would_build_outputs(record, evaluated: dict) -> dict:
@@ -373,12 +369,12 @@ def pick_iso(mode, outputs: dict, root=None, recorded=None, required_ok=True):
 # --- running nix ---------------------------------------------------------------------------------------------------
 
 
-def run_build(argv: list, log_stream, timeout=None, environ=None):
+def run_build(argv: list, log_stream, timeout=None):
     """Run nix with stderr streamed to log_stream (a binary file) and stdout captured; (rc, stdout text). Past
     timeout its group is stopped and NixError raised."""
     command = " ".join(arg for arg in argv[3:5] if not arg.startswith("-"))
     late = f"timed out after {timeout} s: nix {command}; raise timeout or leave it out"
-    done = process.run(argv, timeout, env=environ, stderr=log_stream, error=NixError, late=late)
+    done = process.run(argv, timeout, stderr=log_stream, error=NixError, late=late)
     return done.rc, done.stdout
 
 

@@ -82,8 +82,6 @@ def run_check(target: Target, known_hosts: str, command: str, timeout: float = 1
 @dataclass
 class Health:
     healthy: bool
-    answered: bool  # False: the last round found the host not answering over SSH
-    running: str | None  # the system the host ran at the last answer (with the "running system" check)
     checks: list  # the last round: {check, ok, rc, output, attempts}
 
 
@@ -117,9 +115,8 @@ def _round(target, known_hosts, checks, want, deadline, each, state) -> Health:
             state["passed"][check.name] = results[-1]
         if not outcome["ok"] and (each or not answered):
             break
-    running = next((r["output"] for r in results if r["check"] == "running system" and r["rc"] is not None), None)
     healthy = len(results) == len(checks) and all(r["ok"] for r in results)
-    return Health(healthy, answered, running, results)
+    return Health(healthy, results)
 
 
 def failing(checks: list) -> str:

@@ -124,10 +124,9 @@ def build(raw: dict, ref: str) -> InventoryModel:
             users = _strings(homes.get(name), f"nerv.homes.{name}")
             if users:
                 model.hosts[name]["nerv_home_users"] = users
-    for name in sorted(set(deploy) - set(model.hosts)):
-        model.warnings.append(f"deploy.nodes.{name} has no nixosConfigurations or darwinConfigurations entry")
-    for name in sorted(set(homes) - set(model.hosts)):
-        model.warnings.append(f"nerv.homes.{name} has no nixosConfigurations or darwinConfigurations entry")
+    for section, entries in (("deploy.nodes", deploy), ("nerv.homes", homes)):
+        for name in sorted(set(entries) - set(model.hosts)):
+            model.warnings.append(f"{section}.{name} has no nixosConfigurations or darwinConfigurations entry")
     return model
 
 

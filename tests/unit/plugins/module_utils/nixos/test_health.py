@@ -61,7 +61,7 @@ def test_a_round_checks_the_system_the_failed_units_and_the_extras(host):
     assert [(c["check"], c["ok"]) for c in found.checks] == [
         ("running system", True), ("failed units", True), ("curl -f localhost", False),
     ]  # fmt: skip
-    assert not found.healthy and found.answered and found.running == NEW
+    assert not found.healthy
     assert health.failing(found.checks) == "health check 'curl -f localhost' failed (exit 7): connection refused"
     assert found.checks[-1]["attempts"] == 3, "rounds at 0, 2 and 3 s, then the deadline"
 
@@ -94,7 +94,7 @@ def test_a_host_that_does_not_answer_ends_the_round(host):
     host["answers"] = {health.RUNNING: Unreachable("pi did not answer"), "true": (0, "")}
     _now, factory = clock()
     found = health.wait_healthy(TARGET, "/kh", SYSTEM, NEW, 0, deadline_factory=factory)
-    assert not found.answered and found.running is None and len(found.checks) == 1
+    assert len(found.checks) == 1
     assert health.failing(found.checks) == "health check 'running system' did not answer: pi did not answer"
 
 
