@@ -63,7 +63,12 @@ KINDS = [
     Kind("", "v1", "configmaps", "ConfigMap"),
     Kind("", "v1", "services", "Service"),
     Kind("", "v1", "pods", "Pod"),
+    Kind("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False),
+    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
     Kind("apps", "v1", "deployments", "Deployment"),
+    # Longhorn's, for a volume restore (longhorn.io/v1beta2 of longhorn 1.9.1; storage_controllers.py moves them)
+    Kind("longhorn.io", "v1beta2", "volumes", "Volume"),
+    Kind("longhorn.io", "v1beta2", "backups", "Backup"),
     Kind("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository"),
     Kind("source.toolkit.fluxcd.io", "v1", "helmrepositories", "HelmRepository"),
     Kind("source.toolkit.fluxcd.io", "v1", "ocirepositories", "OCIRepository"),

@@ -604,7 +604,49 @@ _BACKUP_KEYS = _object(
     required=["dest"],
 )
 
-_BACKUP = _object({"keys": _BACKUP_KEYS}, "Backups; nothing is backed up until a part of it is declared.")
+# A cron line as Longhorn's recurring jobs read it (robfig/cron: five fields, or a descriptor such as @daily)
+_CRON = "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9*/,-]+( [0-9*/,-]+){2}( [0-9A-Za-z*/,-]+){2})$"
+
+_BACKUP_VOLUMES = _object(
+    {
+        "target": _field(
+            "string",
+            "Longhorn's backup target: an NFS export as nfs://SERVER:/PATH (a directory only Longhorn writes to).",
+            "write nfs://, the NAS's name or address, ':' and the export's path, e.g. nfs://nas.lan:/export/longhorn",
+            pattern="^nfs://[A-Za-z0-9.-]+:/[^\\s]*$",
+        ),
+        "schedule": _field(
+            "string",
+            "When every volume is backed up: a cron line (five fields, UTC) or @daily, @weekly...",
+            "write five cron fields, e.g. '0 3 * * *' for 03:00 every day, or @daily",
+            pattern=_CRON,
+            default="0 3 * * *",
+        ),
+        "retain": _field(
+            "integer",
+            "How many backups of each volume are kept (the oldest beyond are deleted by Longhorn).",
+            "give a count from 1 to 100 (Longhorn's limit)",
+            minimum=1,
+            maximum=100,
+            default=14,
+        ),
+        "poll_interval": _field(
+            "integer",
+            "Seconds between Longhorn's looks at the target for backups made elsewhere (0: never).",
+            "give seconds from 0 to 86400, e.g. 300",
+            minimum=0,
+            maximum=86400,
+            default=300,
+        ),
+    },
+    "Volume backups (Longhorn): every Longhorn volume backed up to the target on the schedule.",
+    required=["target"],
+)
+
+_BACKUP = _object(
+    {"keys": _BACKUP_KEYS, "volumes": _BACKUP_VOLUMES},
+    "Backups; nothing is backed up until a part of it is declared.",
+)
 
 # An app's name becomes its HelmRelease's, and Helm refuses release names over 53 characters
 _APP_NAME = "^[a-z0-9]([a-z0-9-]{0,51}[a-z0-9])?$"

@@ -86,8 +86,14 @@ APPS = {
 }
 
 
+# What a site with backup.volumes adds: Longhorn's recurring backup job, a stage after Longhorn's CRDs
+BACKUPS = {"infrastructure-config": {("RecurringJob", "longhorn-system", "nerv-backup")}}
+
+
 def expected(site_name: str, site: dict, stage: str) -> set:
     apps = APPS.get(site_name, set()) if stage == "apps" else set()
+    if (site.get("backup") or {}).get("volumes"):
+        apps = apps | BACKUPS.get(stage, set())
     monitoring = MONITORING[stage] if "monitoring" in site else set()
     nfs = NFS_EXPECTED.get(stage, set()) if site_name in NFS_SITES else set()
     return EXPECTED[stage] | monitoring | nfs | apps

@@ -19,6 +19,11 @@ import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.flux import SOPS_SECRET
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.apps import app_files, app_values_file
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.backups import (
+    BACKUP_FILE,
+    longhorn_backup_values,
+    recurring_jobs,
+)
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.dashboards import (
     DASHBOARD_AUTH,
     DASHBOARD_AUTH_FILE,
@@ -107,6 +112,7 @@ def releases(site: dict) -> dict:
     longhorn = {
         "defaultSettings": {"defaultReplicaCount": replicas},
         "persistence": {"defaultClassReplicaCount": replicas},
+        **longhorn_backup_values(site),
     }
     if default_storage_class(site) != "longhorn":
         longhorn["persistence"]["defaultClass"] = False  # one default StorageClass: the site's NFS class
@@ -238,6 +244,8 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     infra.update({"nfs-storage-class.yaml": nfs_storage_class(site)} if site.get("nfs") else {})
     config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site),
               **{f"{name}.yaml": [charts[name]] for name in AFTER_POOL}}  # fmt: skip
+    # Longhorn's RecurringJob needs the CRDs its chart installs (infrastructure): the stage after it
+    config.update({BACKUP_FILE: recurring_jobs(site)} if recurring_jobs(site) else {})
     platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard(site),
                 "dashboard-access.yaml": dashboard_access(site)}  # fmt: skip
     if monitoring_on(site) and platform_alerts(site):

@@ -45,9 +45,13 @@ NOT_HERE = {
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
 }
 NO_SCHEMA = {("metallb.io/v1beta1", "IPAddressPool"), ("metallb.io/v1beta1", "L2Advertisement")}
-# No installable model either; test_monitoring.py and test_dashboards.py check them against JSON Schemas
-# taken from their CRDs
-CRD_SCHEMA_ELSEWHERE = {("monitoring.coreos.com/v1", "PrometheusRule"), ("traefik.io/v1alpha1", "Middleware")}
+# No installable model either; test_monitoring.py, test_dashboards.py and test_backups.py check them against JSON
+# Schemas taken from their CRDs
+CRD_SCHEMA_ELSEWHERE = {
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("traefik.io/v1alpha1", "Middleware"),
+    ("longhorn.io/v1beta2", "RecurringJob"),
+}
 
 
 def rendered(site_name):
