@@ -20,8 +20,10 @@ description:
     Tags come from an optional top-level output C(nerv.tags.<name>), a list of strings; each tag is a group
     C(tag_<tag>). The optional output C(nerv.homes.<name>), a list of user names, becomes C(nerv_home_users), the
     users whose Home Manager homes C(playbooks/fleet_home.yml) switches on that host.
-    An optional output C(nerv.healthChecks.<name>), a list of shell commands, becomes
-    C(nerv_health_checks), the checks C(playbooks/fleet_deploy.yml) runs on the host after a switch. Characters
+    The checks a configuration declares itself in C(config.nerv.healthChecks) (the home services of
+    C(nixosModules.homeServices) add theirs there), then those of an optional output C(nerv.healthChecks.<name>),
+    lists of shell commands, become C(nerv_health_checks), the checks C(playbooks/fleet_deploy.yml) runs on the
+    host after a switch. Characters
     other than letters, digits and C(_) in group names become C(_).
   - Every host gets C(nerv_flake_platform) (C(nixos) or C(darwin)), C(nerv_flake_system), C(nerv_flake_attr)
     (for example C(nixosConfigurations.pi)) and C(nerv_flake) (the flake reference evaluated).

@@ -5,7 +5,8 @@
 One `nix eval` reads every configuration's system (never its toplevel: nothing is built) and the deployment data
 the flake declares: deploy-rs's deploy.nodes.<name>.hostname/.sshUser and the optional outputs nerv.tags.<name>,
 nerv.homes.<name> (the users whose Home Manager homes playbooks/fleet_home.yml switches there) and
-nerv.healthChecks.<name> (the commands a fleet deploy's health check runs on the host).
+nerv.healthChecks.<name> (the commands a fleet deploy's health check runs on the host), after the checks the
+configuration's own modules declare in config.nerv.healthChecks (the home services of nixosModules.homeServices).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ EXPRESSION = """
 let
   flake = builtins.getFlake (builtins.fromJSON %s);
   systemOf = c: c.config.nixpkgs.hostPlatform.system or (c.pkgs.stdenv.hostPlatform.system or (c.pkgs.system or null));
-  hostsOf = output: builtins.mapAttrs (name: c: { system = systemOf c; }) (flake.${output} or {});
+  # the checks a configuration's own modules declare (nerv.services.* of nixosModules.homeServices add theirs)
+  hostsOf = output: builtins.mapAttrs
+    (name: c: { system = systemOf c; healthChecks = c.config.nerv.healthChecks or null; }) (flake.${output} or {});
   node = n: { hostname = n.hostname or null; sshUser = n.sshUser or null; };
 in {
   nixosConfigurations = hostsOf "nixosConfigurations";
@@ -112,8 +115,11 @@ def build(raw: dict, ref: str) -> InventoryModel:
                 model.warnings.append(f"{name} is both a NixOS and a darwin configuration: the {output} one is ignored")
                 continue
             model.hosts[name] = host_vars(name, output, platform, config, deploy.get(name) or {}, ref)
-            if checks.get(name) is not None:
-                model.hosts[name]["nerv_health_checks"] = _strings(checks[name], f"nerv.healthChecks.{name}")
+            own = config.get("healthChecks")
+            if own is not None or checks.get(name) is not None:
+                declared = _strings(own, f"{output}.{name}.config.nerv.healthChecks")
+                given = [c for c in _strings(checks.get(name), f"nerv.healthChecks.{name}") if c not in declared]
+                model.hosts[name]["nerv_health_checks"] = declared + given
             model.add(platform, name)
             if config.get("system"):
                 model.add(f"system_{safe_group_name(config['system'])}", name)

@@ -21,7 +21,11 @@ FLAKE = """
 {
   outputs = { self }: {
     nixosConfigurations.pi = { config.nixpkgs.hostPlatform.system = "aarch64-linux"; };
-    nixosConfigurations.box = { config.nixpkgs.hostPlatform.system = "x86_64-linux"; };
+    nixosConfigurations.box = {
+      config.nixpkgs.hostPlatform.system = "x86_64-linux";
+      # what an enabled home service of nixosModules.homeServices declares
+      config.nerv.healthChecks = [ "systemctl is-active bind.service" ];
+    };
     darwinConfigurations.mac = { config.nixpkgs.hostPlatform.system = "aarch64-darwin"; };
     deploy.nodes.pi = { hostname = "10.77.0.31"; sshUser = "admin"; };
     deploy.nodes.mac = { hostname = "mac.lan"; };
@@ -94,6 +98,7 @@ def test_list_has_every_host_with_its_vars_and_groups(fleet):
         "nerv_flake_system": "aarch64-linux",
     }
     assert hostvars["box"]["ansible_host"] == "box"
+    assert hostvars["box"]["nerv_health_checks"] == ["systemctl is-active bind.service"], "the configuration's own"
     assert "ansible_user" not in hostvars["box"]
     assert (hostvars["mac"]["ansible_host"], hostvars["mac"]["nerv_flake_platform"]) == ("mac.lan", "darwin")
 

@@ -85,6 +85,19 @@ def test_health_checks_become_a_host_variable():
         logic.build(raw(healthChecks={"pi": "true"}), REF)
 
 
+def test_the_checks_a_configuration_declares_come_first_and_once():
+    hosts = {"pi": {"system": "aarch64-linux", "healthChecks": ["systemctl is-active bind.service"]},
+             "box": {"system": "x86_64-linux", "healthChecks": None}}  # fmt: skip
+    checks = {"pi": ["dig +short @127.0.0.1 pi.lan", "systemctl is-active bind.service"]}
+    model = logic.build(raw(nixosConfigurations=hosts, healthChecks=checks), REF)
+    wanted = ["systemctl is-active bind.service", "dig +short @127.0.0.1 pi.lan"]
+    assert model.hosts["pi"]["nerv_health_checks"] == wanted
+    assert "nerv_health_checks" not in model.hosts["box"]
+    hosts["box"]["healthChecks"] = "true"
+    with pytest.raises(logic.FlakeError, match=r"nixosConfigurations\.box\.config\.nerv\.healthChecks must be a list"):
+        logic.build(raw(nixosConfigurations=hosts), REF)
+
+
 def test_missing_system_and_orphan_deploy_node_warn():
     model = logic.build(
         raw(nixosConfigurations={"odd": {"system": None}}, darwinConfigurations={}, deploy={"gone": {}}), REF
