@@ -51,7 +51,9 @@ EVAL_ALL = """
     let
       files = (import ./nix/modules/services).imports;
       config = { nerv = nerv; networking.nftables.enable = nftables; };
-      mods = map (f: import f { inherit lib config; }) files;
+      # what the modules take of pkgs: a package's path, and writeText as its name and text (to assert on)
+      pkgs = { glances = "/nix/store/glances"; writeText = name: text: { writeText = name; inherit text; }; };
+      mods = map (f: import f { inherit lib config pkgs; }) files;
       tree = builtins.foldl' mergeTrees { } (map (m: m.options) mods);
       valueAt = path: opt:
         let defs = builtins.concatMap (m: defsAt path (m.config or { })) (mods ++ [ { config.nerv = given; } ]);
@@ -188,21 +190,21 @@ def test_bind_answers_its_zone_and_forwards_for_the_lan(nix_instantiate):
              "allowRecursionFrom": ["127.0.0.0/8", "192.168.10.0/24"],
              "listenAddresses": ["192.168.10.21"]}  # fmt: skip
     out = evaluate(nix_instantiate, services(bind=given))
-    zone = (
-        "$TTL 300\n@ IN SOA localhost. hostmaster.lab.example. ( 1 3600 600 604800 300 )\n@ IN NS localhost.\n"
-        "nas.lab.example. IN A 192.168.10.4\n"
-    )
+    zone = {
+        "writeText": "lab.example.zone",
+        "text": "$TTL 300\n@ IN SOA localhost. hostmaster.lab.example. ( 1 3600 600 604800 300 )\n@ IN NS localhost.\n"
+        "nas.lab.example. IN A 192.168.10.4\n",
+    }
     assert out["config"]["services"] == {
         "bind": {
             "enable": True,
             "listenOn": ["192.168.10.21"],
             "forwarders": ["1.1.1.1", "9.9.9.9"],
             "cacheNetworks": ["127.0.0.0/8", "192.168.10.0/24"],
-            "zones": {"lab.example": {"master": True, "file": "/etc/nerv/bind/lab.example.zone"}},
+            # in the store: nixpkgs' build-time named-checkconf -z loads it
+            "zones": {"lab.example": {"master": True, "file": zone}},
         }
     }
-    assert out["config"]["environment"] == {"etc": {"nerv/bind/lab.example.zone": {"text": zone}}}
-    assert out["config"]["systemd"] == {"services": {"bind": {"restartTriggers": [zone]}}}
     assert firewall(out) == {"allowedUDPPorts": [53], "allowedTCPPorts": [53]}
     assert out["healthChecks"] == [ACTIVE.format("bind.service"), PROBE.format("192.168.10.21", 53)]
     assert out["ports"] == ["53/tcp nerv.services.bind", "53/udp nerv.services.bind"]
@@ -220,7 +222,6 @@ def test_bind_refuses_records_outside_its_zone_or_without_one(nix_instantiate):
     ]
     out = evaluate(nix_instantiate, services(bind={"enable": True, "openFirewall": False}))
     assert "zones" not in out["config"]["services"]["bind"] and firewall(out) == {}
-    assert "environment" not in out["config"]
 
 
 def test_dnsdist_spreads_queries_over_its_servers(nix_instantiate):
@@ -418,16 +419,26 @@ def test_podman_refuses_a_bad_container(nix_instantiate, case, container, messag
 
 def test_glances_opens_its_port_or_goes_through_caddy(nix_instantiate):
     out = evaluate(nix_instantiate, services(glances={"enable": True}))
-    assert out["config"]["services"]["glances"] == {
-        "enable": True,
-        "port": 61208,
-        "extraArgs": ["--webserver"],
-        "openFirewall": False,
+    assert out["config"]["systemd"]["services"]["glances"] == {
+        "description": "Glances web server",
+        "after": ["network.target"],
+        "wantedBy": ["multi-user.target"],
+        "serviceConfig": {
+            "ExecStart": "/nix/store/glances/bin/glances --webserver --bind 0.0.0.0 --port 61208",
+            "DynamicUser": True,
+            "Restart": "on-failure",
+            "NoNewPrivileges": True,
+            "ProtectSystem": "full",
+            "ProtectHome": True,
+            "PrivateTmp": True,
+        },
     }
+    assert "services" not in out["config"], "not nixpkgs' services.glances"
     assert firewall(out) == {"allowedTCPPorts": [61208]}
     given = services(glances={"enable": True, "hostName": "glances.lab.example"}, caddy=CADDY)
     out = evaluate(nix_instantiate, given)
-    assert out["config"]["services"]["glances"]["extraArgs"] == ["--webserver", "--bind", "127.0.0.1"]
+    exec_start = out["config"]["systemd"]["services"]["glances"]["serviceConfig"]["ExecStart"]
+    assert exec_start == "/nix/store/glances/bin/glances --webserver --bind 127.0.0.1 --port 61208"
     assert firewall(out) == {"allowedTCPPorts": [80, 443]}
     assert out["proxies"] == {"glances.lab.example": "http://127.0.0.1:61208"}
 

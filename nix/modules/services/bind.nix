@@ -1,14 +1,18 @@
 # nerv.services.bind: BIND as the LAN's DNS server, authoritative for `zone` with the A records in
-# `records` (a zone file this module writes to /etc) and a forwarding resolver for the networks in
-# `allowRecursionFrom`, everything else going to `forwarders`. Port 53 (UDP and TCP) opens.
-{ config, lib, ... }:
+# `records` (a zone file in the Nix store, so nixpkgs' named-checkconf check at build time loads
+# it too) and a forwarding resolver for the networks in `allowRecursionFrom`, everything else going
+# to `forwarders`. Port 53 (UDP and TCP) opens.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   cfg = config.nerv.services.bind;
   common = import ./common.nix;
   inherit (lib) mkEnableOption mkIf mkMerge mkOption types;
   owner = "nerv.services.bind";
-  # null without a zone: a null attribute name defines nothing.
-  zoneFile = if cfg.zone == null then null else "nerv/bind/${cfg.zone}.zone";
   inZone = name: name == cfg.zone || lib.hasSuffix ".${cfg.zone}" name;
   # BIND wants an address for an NS name inside the zone; localhost. needs none.
   zoneText = ''
@@ -96,13 +100,11 @@ in
       }) (builtins.attrNames cfg.records);
     }
     (mkIf (cfg.zone != null) {
+      # A changed zone is a new store path, so a new named.conf and a restart (the serial stays 1).
       services.bind.zones.${cfg.zone} = {
         master = true;
-        file = "/etc/${zoneFile}";
+        file = pkgs.writeText "${cfg.zone}.zone" zoneText;
       };
-      environment.etc.${zoneFile}.text = zoneText;
-      # A changed zone file reaches BIND only through a restart (its serial stays 1).
-      systemd.services.bind.restartTriggers = [ zoneText ];
     })
     (mkIf cfg.openFirewall {
       networking.firewall.allowedUDPPorts = [ 53 ];

@@ -1,12 +1,19 @@
-# nerv.services.glances: Glances' web UI and REST API on `port`. With `hostName`, Caddy serves it
-# over HTTPS with the site CA and Glances listens on loopback only; otherwise the port opens.
-# Glances' web UI has no login: prefer hostName, or keep openFirewall off.
-{ config, lib, ... }:
+# nerv.services.glances: Glances' web UI and REST API on `port`, as a systemd service of
+# pkgs.glances (not nixpkgs' services.glances, which 25.05 may lack: see docs/home-services.md).
+# With `hostName`, Caddy serves it over HTTPS with the site CA and Glances listens on loopback
+# only; otherwise the port opens. Glances' web UI has no login: prefer hostName.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   cfg = config.nerv.services.glances;
   common = import ./common.nix;
   inherit (lib) mkEnableOption mkIf mkMerge mkOption types;
   local = cfg.hostName != null;
+  address = if local then "127.0.0.1" else "0.0.0.0";
 in
 {
   options.nerv.services.glances = {
@@ -31,18 +38,19 @@ in
 
   config = mkIf cfg.enable (mkMerge [
     {
-      services.glances = {
-        enable = true;
-        inherit (cfg) port;
-        # The nixpkgs default is [ "--webserver" ]; its openFirewall stays off (opened below).
-        extraArgs = [
-          "--webserver"
-        ]
-        ++ lib.optionals local [
-          "--bind"
-          "127.0.0.1"
-        ];
-        openFirewall = false;
+      systemd.services.glances = {
+        description = "Glances web server";
+        after = [ "network.target" ];
+        wantedBy = [ "multi-user.target" ];
+        serviceConfig = {
+          ExecStart = "${pkgs.glances}/bin/glances --webserver --bind ${address} --port ${toString cfg.port}";
+          DynamicUser = true;
+          Restart = "on-failure";
+          NoNewPrivileges = true;
+          ProtectSystem = "full";
+          ProtectHome = true;
+          PrivateTmp = true;
+        };
       };
       nerv.listenPorts = [ (common.tcp "nerv.services.glances.port" cfg.port) ];
       nerv.healthChecks = [
