@@ -30,13 +30,27 @@ let
     mkIf = condition: content: { _type = "if"; inherit condition content; };
     mkMerge = contents: { _type = "merge"; inherit contents; };
     types = {
-      str = "str"; bool = "bool"; port = "port";
+      str = "str"; bool = "bool"; port = "port"; attrs = "attrs";
       enum = e: { enum = e; }; listOf = t: { listOf = t; }; attrsOf = t: { attrsOf = t; };
       nullOr = t: { nullOr = t; }; submodule = m: { submodule = m; };
     };
     mapAttrsToList = f: s: map (n: f n s.${n}) (builtins.attrNames s);
     concatMapStrings = f: l: builtins.concatStringsSep "" (map f l);
     concatStringsSep = builtins.concatStringsSep;
+    concatStrings = builtins.concatStringsSep "";
+    optional = c: x: if c then [ x ] else [ ];
+    optionals = c: l: if c then l else [ ];
+    optionalAttrs = c: s: if c then s else { };
+    hasSuffix = suffix: s:
+      let n = builtins.stringLength s; m = builtins.stringLength suffix;
+      in n >= m && builtins.substring (n - m) m s == suffix;
+    hasInfix = infix: s:
+      let n = builtins.stringLength s; m = builtins.stringLength infix;
+      in n >= m && builtins.any (i: builtins.substring i m s == infix) (builtins.genList (i: i) (n - m + 1));
+    # for separators without regex meaning (the modules split at "/")
+    splitString = sep: s: builtins.filter builtins.isString (builtins.split sep s);
+    last = l: builtins.elemAt l (builtins.length l - 1);
+    toInt = s: builtins.fromJSON s;
   };
   # What the module system does with mkIf and mkMerge: definitions under a false condition vanish, merged
   # definitions join (lists concatenated, attribute sets merged key by key).
@@ -73,9 +87,12 @@ EXPORTER = "./nix/modules/services/node-exporter.nix"
 
 
 def module(nix_instantiate, file: str, name: str, given: dict, nftables: bool = False) -> dict:
+    """One module's options and what it sets, without nerv.* (its ports and health checks: test_nix_services_more)."""
     expr = STUB + f"evaluate {file} {nix_string(name)} (builtins.fromJSON {nix_string(json.dumps(given))}) "
     expr += "true" if nftables else "false"
-    return nix_eval(nix_instantiate, expr)
+    out = nix_eval(nix_instantiate, expr)
+    out["config"].pop("nerv", None)
+    return out
 
 
 RECORDS = {"grafana.lab.example": "192.168.10.200", "cp1.lab.example": "192.168.10.21"}
@@ -202,7 +219,9 @@ def test_the_flake_exports_the_services_for_user_flakes(nix_instantiate):
     out = nix_eval(nix_instantiate, expr)
     services = NIX_DIR / "modules" / "services"
     assert out["module"] == str(services)
-    assert out["imports"] == [str(services / f) for f in ("dns.nix", "caddy.nix", "node-exporter.nix")]
+    files = ["checks.nix", "dns.nix", "caddy.nix", "node-exporter.nix", "bind.nix", "dnsdist.nix", "haproxy.nix"]
+    files += ["nginx.nix", "podman.nix", "glances.nix", "unifi.nix", "omada.nix"]
+    assert out["imports"] == [str(services / f) for f in files]
 
 
 # ---------------------------------------------------------------------------------------------------- site to module

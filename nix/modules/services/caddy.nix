@@ -1,10 +1,12 @@
 # nerv.services.caddy: Caddy as reverse proxy for names on the site's domain, each `proxies` name
 # served over HTTPS with a certificate Caddy issues itself: from the site CA when `ca` names its
 # certificate and key (the CA the cluster's cert-manager signs with, so browsers that trust it trust
-# both), else from Caddy's own local CA. Ports 80 and 443 open.
+# both), else from Caddy's own local CA. Ports 80 and 443 open. Other nerv.services add their web
+# UIs to `proxies` (their hostName options).
 { config, lib, ... }:
 let
   cfg = config.nerv.services.caddy;
+  common = import ./common.nix;
   inherit (lib) mkEnableOption mkIf mkOption types;
   # Caddy's internal issuer signs with the CA named here (Caddyfile global option `pki`).
   caId = "site";
@@ -20,6 +22,12 @@ in
         "nas.lab.example" = "http://192.168.10.4:5000";
       };
       description = "Fully qualified name -> the http(s) URL Caddy forwards it to.";
+    };
+    insecureUpstreams = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "unifi.lab.example" ];
+      description = "Names of `proxies` whose https:// upstream's certificate Caddy does not verify (a controller's self-signed one on loopback).";
     };
     ca = mkOption {
       type = types.nullOr (
@@ -68,10 +76,22 @@ in
               }
             ''
         );
-      virtualHosts = builtins.mapAttrs (_name: upstream: {
-        extraConfig = "reverse_proxy ${upstream}\n${tls}\n";
+      virtualHosts = builtins.mapAttrs (name: upstream: {
+        extraConfig =
+          if builtins.elem name cfg.insecureUpstreams then
+            "reverse_proxy ${upstream} {\n  transport http {\n    tls_insecure_skip_verify\n  }\n}\n${tls}\n"
+          else
+            "reverse_proxy ${upstream}\n${tls}\n";
       }) cfg.proxies;
     };
+    nerv.listenPorts = [
+      (common.tcp "nerv.services.caddy" 80)
+      (common.tcp "nerv.services.caddy" 443)
+    ];
+    nerv.healthChecks = [
+      (common.active "caddy.service")
+      (common.tcpProbe "127.0.0.1" 443)
+    ];
     networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall [
       80
       443

@@ -4,6 +4,7 @@
 { config, lib, ... }:
 let
   cfg = config.nerv.services.dns;
+  common = import ./common.nix;
   inherit (lib) mkEnableOption mkIf mkMerge mkOption types;
   port = 53;
   # "a.b.c.d:53" for each listen address (the wildcard: the bare port), comma-separated: the form
@@ -55,6 +56,13 @@ in
   };
 
   config = mkIf cfg.enable (mkMerge [
+    {
+      nerv.listenPorts = common.dns "nerv.services.dns" port;
+      nerv.healthChecks = [
+        (common.active "${cfg.engine}.service")
+        (common.tcpProbe (common.probeAddress (builtins.head cfg.listenAddresses)) port)
+      ];
+    }
     (mkIf (cfg.engine == "blocky") {
       services.blocky = {
         enable = true;

@@ -4,6 +4,7 @@
 { config, lib, ... }:
 let
   cfg = config.nerv.services.nodeExporter;
+  common = import ./common.nix;
   inherit (lib) mkEnableOption mkIf mkMerge mkOption types;
   port = toString cfg.port;
   nftables = config.networking.nftables.enable;
@@ -33,6 +34,11 @@ in
         # breaks its ip6tables half: the rules below are IPv4 only.
         openFirewall = false;
       };
+      nerv.listenPorts = [ (common.tcp "nerv.services.nodeExporter.port" cfg.port) ];
+      nerv.healthChecks = [
+        (common.active "prometheus-node-exporter.service")
+        (common.tcpProbe "127.0.0.1" cfg.port)
+      ];
     }
     (mkIf (cfg.allowFrom != [ ] && !nftables) {
       networking.firewall.extraCommands = lib.concatMapStrings (
