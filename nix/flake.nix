@@ -37,8 +37,9 @@
         # Needs disko's and sops-nix's modules too, and `host`, `site` (nix/lib/hosts.nix) and
         # `layout` as specialArgs: see nixosConfigurations below.
         host = ./modules/host.nix;
-        # DNS (Blocky or AdGuard Home), Caddy and the node exporter as plain nerv.services options,
-        # all off until enabled: usable in any NixOS flake, without the site (docs/home-services.md).
+        # DNS (Blocky, AdGuard Home, BIND, DNSdist), Caddy, HAProxy, Nginx, Podman containers, Glances,
+        # UniFi, Omada and the node exporter as plain nerv.services options, all off until enabled:
+        # usable in any NixOS flake, without the site (docs/home-services.md).
         homeServices = ./modules/services;
       };
 
