@@ -60,6 +60,26 @@ def object_meta(name: str, namespace: str | None = None, labels: dict | None = N
     return meta
 
 
+def rendered_meta(name: str, namespace: str) -> dict:
+    """The metadata of a Secret made here, marked as rendered (readable without decrypting it) for the prune."""
+    return {**object_meta(name, namespace), "annotations": {RENDERED_ANNOTATION: "gitops_render"}}
+
+
+def ingress(name: str, namespace: str, annotations: dict, host: str, service: str, port: int) -> dict:
+    """An Ingress through Traefik: host's every path to service:port, its certificate in Secret <name>-tls."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {**object_meta(name, namespace), "annotations": annotations},
+        "spec": {
+            "ingressClassName": "traefik",
+            "tls": [{"hosts": [host], "secretName": f"{name}-tls"}],
+            "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                "service": {"name": service, "port": {"number": port}}}}]}}],
+        },
+    }  # fmt: skip
+
+
 def kustomization(resources: list) -> dict:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
 

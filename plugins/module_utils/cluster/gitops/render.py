@@ -30,7 +30,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.dashbo
     traefik_dashboard,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
-    RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
     SOPS_ENCRYPTED_REGEX,
     RenderError,
@@ -40,6 +39,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manife
     kustomization,
     namespaces,
     object_meta,
+    rendered_meta,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.monitoring import (
     GRAFANA_ADMIN_FILE,
@@ -153,9 +153,8 @@ def cluster_issuers(_site: dict) -> list:
 def site_ca_secret(certificate: str, key: str) -> dict:
     """The site CA as a TLS Secret for cert-manager (its ca.crt too: cert-manager copies it into every certificate's
     Secret, so workloads find the root there); marked as rendered, as the other Secrets made here are."""
-    meta = object_meta(SITE_CA_SECRET, SITE_CA_NAMESPACE)
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {**meta, "annotations": {RENDERED_ANNOTATION: "gitops_render"}},
+            "metadata": rendered_meta(SITE_CA_SECRET, SITE_CA_NAMESPACE),
             "stringData": {"tls.crt": certificate, "tls.key": key, "ca.crt": certificate}}  # fmt: skip
 
 
