@@ -29,9 +29,6 @@ CHARTS = {
     ),
 }
 
-
-CORE_RELEASES = ("metallb", "cert-manager", "traefik", "longhorn")
-
 # Namespaces every cluster has: a release may live there, but the platform must not own (and prune) them.
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -86,13 +83,8 @@ def kustomization(resources: list) -> dict:
 
 def active_charts(site: dict) -> list:
     """The releases this site's platform holds, in CHARTS order (optional ones only when the site asks)."""
-    return [release for release in CHARTS if release in CORE_RELEASES or _optional_wanted(site, release)]
-
-
-def _optional_wanted(site: dict, release: str) -> bool:
-    if release == "csi-driver-nfs":
-        return bool(site.get("nfs"))
-    return release == "kube-prometheus-stack" and monitoring_on(site)
+    optional = {"csi-driver-nfs": bool(site.get("nfs")), "kube-prometheus-stack": monitoring_on(site)}
+    return [release for release in CHARTS if optional.get(release, True)]
 
 
 def chart_version(site: dict, release: str) -> str:
