@@ -364,11 +364,11 @@ def _evict(core, pod: str) -> bool:
     return True
 
 
-def drain(api, name: str, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep) -> list:
+def drain(api, name: str, timeout: float, interval: float) -> list:
     """Evict the node's pods (retrying those a disruption budget holds) until none is left; KubeError naming the
     pods still there at the deadline. Returns the pods evicted."""
     core = k8s_client.CoreV1Api(api)
-    deadline = Deadline(timeout, clock, sleep)
+    deadline = Deadline(timeout)
     evicted = []
     while True:
         left = pods_to_evict(api, name)

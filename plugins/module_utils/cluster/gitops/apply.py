@@ -213,19 +213,14 @@ def _encrypted(path: str, manifest: dict, recipients: list, ids: list) -> str:
 # ---- the site CA -------------------------------------------------------------------------------------------------
 
 
-def site_ca_path(p: dict) -> str:
-    """The site CA on the controller: site_ca_file, else secrets/site-ca.sops.yaml beside the site file (where the
-    role nerv.homelab.sops_keys makes it)."""
-    if p.get("site_ca_file"):
-        return p["site_ca_file"]
-    return os.path.join(os.path.dirname(os.path.abspath(p["site_file"])), "secrets", SITE_CA_FILE)
-
-
 def site_ca_file(p: dict, site: dict, dest_path: str, check_mode: bool) -> str | None:
     """The encrypted text of Secret cert-manager/site-ca for the checkout: the site CA decrypted here with the
     admins' identity and encrypted to sops_recipients (the existing file kept when content and recipients are the
     same). None in check mode when the site CA is not made yet; RenderError naming the fix otherwise."""
-    source = site_ca_path(p)
+    # site_ca_file, else secrets/site-ca.sops.yaml beside the site file (where the role nerv.homelab.sops_keys makes it)
+    source = p.get("site_ca_file") or os.path.join(
+        os.path.dirname(os.path.abspath(p["site_file"])), "secrets", SITE_CA_FILE
+    )
     what = f"the site CA ({source}), which cert-manager issues the ingresses' certificates from,"
     if not p["sops_recipients"]:
         raise RenderError(
