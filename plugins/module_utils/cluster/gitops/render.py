@@ -51,7 +51,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.monito
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.storage import (
     default_storage_class,
-    nfs_releases,
     nfs_storage_class,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
@@ -116,8 +115,11 @@ def releases(site: dict) -> dict:
         "cert-manager": helm_release(site, "cert-manager", {"crds": {"enabled": True}}),
         "traefik": helm_release(site, "traefik", traefik),
         "longhorn": helm_release(site, "longhorn", longhorn),
-        **nfs_releases(site),
     }
+    if site.get("nfs"):
+        # the chart makes no StorageClass of its own (storageClass.create defaults to false): nfs_storage_class
+        # renders the site's
+        out["csi-driver-nfs"] = helm_release(site, "csi-driver-nfs", {})
     if monitoring_on(site):
         out["kube-prometheus-stack"] = monitoring_release(site)
     return out
