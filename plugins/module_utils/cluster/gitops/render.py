@@ -244,16 +244,13 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     if monitoring_on(site) and platform_alerts(site):
         platform["platform-alerts.yaml"] = platform_alerts(site)
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
+    # each stage's sops files (apply.py writes them): in its kustomization.yaml, not rendered here
     secret = {SITE_CA_STAGE: [SITE_CA_FILE]}
+    secret["apps"] = [app_values_file(app) for app in site.get("apps") or [] if app.get("values_sops")]
     for stage, name in made_once(site):
         secret.setdefault(stage, []).append(name)
-    for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):
+    for stage, content in zip(STAGES, (infra, config, platform, app_files(site)), strict=True):
         for name, docs in content.items():
             files[f"{stage_root}/{stage}/{name}"] = docs
         files[f"{stage_root}/{stage}/kustomization.yaml"] = [kustomization(sorted([*content, *secret.get(stage, [])]))]
-    apps = app_files(site)
-    for name, docs in apps.items():
-        files[f"{stage_root}/apps/{name}"] = docs
-    secrets = [app_values_file(app) for app in site.get("apps") or [] if app.get("values_sops")]
-    files[f"{stage_root}/apps/kustomization.yaml"] = [kustomization(sorted([*apps, *secrets]))]
     return files
