@@ -58,6 +58,11 @@ SECRET_RULES = Rules("encrypted_regex", SOPS_ENCRYPTED_REGEX)
 # What the diff shows of a new secret file made here instead of its content
 SECRET_SHOWN = "(sops-encrypted Secret {}: not shown)\n"
 PASSWORD_BYTES = 24
+# How a file decrypted here and encrypted again for Flux asks for sops_recipients when none is given
+FOR_FLUX = (
+    "to Git encrypted for Flux: give sops_recipients (the admins' and the cluster's Flux key's recipients, as the role "
+    "gitops_platform does)"
+)
 
 
 def execute(module) -> dict:
@@ -172,10 +177,7 @@ def app_value_secrets(p: dict, site: dict, stage_root: str) -> dict:
     if not apps:
         return {}
     if not p["sops_recipients"]:
-        raise RenderError(
-            f"app {apps[0]['name']} has values_sops, which go to Git encrypted for Flux: give sops_recipients "
-            "(the admins' and the cluster's Flux key's recipients, as the role gitops_platform does)"
-        )
+        raise RenderError(f"app {apps[0]['name']} has values_sops, which go {FOR_FLUX}")
     recipients = [check_recipient(r) for r in p["sops_recipients"]]
     require_libraries()
     ids = identities(p)
@@ -223,10 +225,7 @@ def site_ca_file(p: dict, site: dict, dest_path: str, check_mode: bool) -> str |
     )
     what = f"the site CA ({source}), which cert-manager issues the ingresses' certificates from,"
     if not p["sops_recipients"]:
-        raise RenderError(
-            f"{what} goes to Git encrypted for Flux: give sops_recipients (the admins' and the cluster's Flux key's "
-            "recipients, as the role gitops_platform does)"
-        )
+        raise RenderError(f"{what} goes {FOR_FLUX}")
     if not os.path.exists(source):
         if check_mode:
             return None
