@@ -144,7 +144,7 @@ SITE_CA_STAGE = "infrastructure-config"
 SITE_CA_FILE = "site-ca.sops.yaml"
 
 
-def cluster_issuers(_site: dict) -> list:
+def cluster_issuers() -> list:
     """The issuer that signs with the site CA (Secret cert-manager/site-ca, the CA the site's Caddy hosts share)."""
     return [
         {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": object_meta(SITE_CA_ISSUER),
@@ -237,7 +237,7 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
         **{f"{name}.yaml": [release] for name, release in charts.items() if name not in AFTER_POOL},
     }
     infra.update({"nfs-storage-class.yaml": nfs_storage_class(site)} if site.get("nfs") else {})
-    config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site),
+    config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(),
               **{f"{name}.yaml": [charts[name]] for name in AFTER_POOL}}  # fmt: skip
     platform = {"ingresses.yaml": ingresses(site), "flux-dashboard.yaml": flux_dashboard(site),
                 "dashboard-access.yaml": dashboard_access(site)}  # fmt: skip
