@@ -88,13 +88,17 @@ def status_of(result: dict) -> str:
     return ""
 
 
+def _number(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):  # a template the worker resolves, not known here
+        return None
+
+
 def time_left(elapsed: float, attempts, retries) -> float | None:
     """Seconds until a retry loop gives up: the tries left times the mean time of one try so far."""
-    try:
-        attempts, retries = int(attempts), int(retries)
-    except (TypeError, ValueError):
-        return None
-    if attempts < 1 or retries <= attempts:
+    attempts, retries = _number(attempts), _number(retries)
+    if attempts is None or retries is None or attempts < 1 or retries <= attempts:
         return None
     return elapsed / attempts * (retries - attempts)
 
@@ -136,13 +140,6 @@ class Run:
     loop: bool = False
     item: int = 1
     async_limit: int | None = None
-
-
-def _number(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):  # a template the worker resolves, not known here
-        return None
 
 
 class CallbackModule(Default):

@@ -73,7 +73,6 @@ options:
         C(flux bootstrap) labels it) is bootstrapped again with this one, which is how Flux is upgraded.
       - Omitted, the CLI installs its own release and the installed one is not compared.
     type: str
-    version_added: 0.1.0
   flux:
     description: The flux command.
     type: str

@@ -16,9 +16,6 @@ description:
   - With O(wait=true) it polls until every object is Ready (suspended objects are reported but not waited for),
     or fails at the deadline with a table of the objects that are not Ready, their reason and message, and the
     partial result.
-  - With O(return_after) a call hands back before the objects are Ready, so that a task repeating it shows how far
-    the wait got; O(started) keeps the deadline of the whole wait.
-  - Read-only; it never changes anything.
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:

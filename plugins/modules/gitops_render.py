@@ -19,10 +19,12 @@ description:
     certificate from the site CA and behind one basic-auth login. Traefik's HelmRelease is in the pool's stage
     (C(infrastructure-config)) because Helm waits for its LoadBalancer Service's address, which MetalLB gives only
     from the pool.
-  - The dashboards' login is made once, with a strong random password, into
+  - The dashboards' login and, with C(monitoring), Grafana's admin are each made once with a strong random password,
+    sops-encrypted to O(sops_recipients) (C(stringData), mode 0600), and never made again while their file is there -
     C(<stage_root>/platform/dashboard-auth.sops.yaml) (Secret C(traefik/dashboard-auth) of type
-    C(kubernetes.io/basic-auth), user C(admin), sops-encrypted to O(sops_recipients), mode 0600), like Grafana's
-    admin below.
+    C(kubernetes.io/basic-auth), user C(admin)) and C(<stage_root>/infrastructure/grafana-admin.sops.yaml) (Secret
+    C(monitoring/grafana-admin)). The passwords never appear in the result or the diff; a file there that is not
+    sops-encrypted is refused.
   - The site CA is made once on the controller (M(nerv.homelab.site_ca), run by the role nerv.homelab.sops_keys) and
     shared with the Caddy hosts. It is decrypted here from O(site_file)'s C(secrets/site-ca.sops.yaml) (or
     O(site_ca_file)) and put into C(<stage_root>/infrastructure-config/site-ca.sops.yaml), Secret
@@ -33,10 +35,6 @@ description:
   - With a C(monitoring) section in the site, also kube-prometheus-stack (Prometheus, Alertmanager, Grafana, node
     exporter, kube-state-metrics reporting Flux's objects) with the site's retention and volumes, Grafana's Ingress,
     and a PrometheusRule with the platform's alerts in the C(platform) stage.
-  - Grafana's admin password is made once, with a strong random value, into
-    C(<stage_root>/infrastructure/grafana-admin.sops.yaml) (Secret C(monitoring/grafana-admin), C(stringData)
-    sops-encrypted to O(sops_recipients), mode 0600) and never made again while the file is there. It never
-    appears in the result or the diff. A file there that is not sops-encrypted is refused.
   - The site's C(apps) go to C(<stage_root>/apps/), one file C(<name>.yaml) per app with its Namespace, chart source
     in C(flux-system) (HelmRepository C(app-<name>), or for an C(oci://) repository an OCIRepository of the chart),
     HelmRelease and, when asked, an Ingress with a certificate from the site CA. An app's C(values_sops) file is
@@ -73,11 +71,9 @@ options:
       - Age recipients for the site's secrets in Git (the admins' and the cluster's Flux key's). When given, the
         repository's C(.sops.yaml) gets a creation rule for C(<stage_root>/**.sops.yaml) encrypting C(data) and
         C(stringData) to them; the rules of other sites and your own are kept.
-      - Required while the dashboards' login (every site) or, with C(monitoring), Grafana's admin Secret is not
-        there yet, each being encrypted to these recipients.
-      - Required when an app has C(values_sops), whose values Secret is encrypted to them (give the Flux key's, or
-        Flux cannot read it).
-      - Required for the site CA's Secret, which is encrypted to them.
+      - Required for the Secrets encrypted to them - the site CA's, an app's C(values_sops) (give the Flux key's, or
+        Flux cannot read it), the dashboards' login (every site) and, with C(monitoring), Grafana's admin while they
+        are not there yet.
     type: list
     elements: str
   site_ca_file:

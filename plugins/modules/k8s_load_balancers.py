@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Lists every Service of type C(LoadBalancer) through the C(kubernetes) client with the addresses in its
     C(status.loadBalancer.ingress), and whether they lie in the site's MetalLB pool (O(pool)).
-  - A service still waiting for an address is listed with none. Read-only.
+  - A service still waiting for an address is listed with none.
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:

@@ -13,9 +13,6 @@ description:
     Ready condition C(True).
   - At the deadline it fails with a per-node report - absent (never joined), or its Ready status, reason and
     message - and the nodes as last seen.
-  - With O(return_after) a call hands back before the nodes are Ready, so that a task repeating it shows how far the
-    wait got; O(started) keeps the deadline of the whole wait.
-  - Read-only.
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:

@@ -18,6 +18,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import (
     KubeError,
     call,
     k8s_client,
+    read_custom,
     state_of,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.common.cache import log_path
@@ -48,16 +49,8 @@ def current(api, with_version: bool = False) -> dict:
     found = {}
     for kind in ("GitRepository", "Kustomization"):
         group, version, plural = FLUX_KINDS[kind]
-        try:
-            found[kind] = custom.get_namespaced_custom_object(group, version, NAMESPACE, plural, NAMESPACE)
-        except Exception as exc:  # ApiException or a connection error
-            status = getattr(exc, "status", None)
-            if status == 404:
-                found[kind] = None
-            elif status is None:
-                raise KubeError(f"cannot reach the cluster: {exc}") from None
-            else:
-                raise KubeError(f"cannot read {kind} flux-system: {status} {getattr(exc, 'reason', '')}") from None
+        read = custom.get_namespaced_custom_object
+        found[kind] = read_custom(f"read {kind} flux-system", read, group, version, NAMESPACE, plural, NAMESPACE)
     # the release installed matters only when one is wanted: no extra read on every poll otherwise
     found["version"] = installed_version(api) if with_version else None
     return found

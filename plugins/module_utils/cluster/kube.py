@@ -67,6 +67,20 @@ def call(what: str, method, *args, absent=_RAISE, **kwargs):
         raise KubeError(f"cannot {what}: {getattr(exc, 'reason', exc)}") from None
 
 
+def read_custom(what: str, method, *args):
+    """method(*args) on Flux's objects: None on a 404 (that API or object is not there), else KubeError 'cannot
+    <what>: <status> <reason>', or 'cannot reach the cluster' when no HTTP answer came."""
+    try:
+        return method(*args)
+    except Exception as exc:  # ApiException (an HTTP answer) or urllib3's connection errors
+        status = getattr(exc, "status", None)
+        if status == 404:
+            return None
+        if status is None:
+            raise KubeError(f"cannot reach the cluster: {exc}") from None
+        raise KubeError(f"cannot {what}: {status} {getattr(exc, 'reason', '')}") from None
+
+
 def api_client(kubeconfig: str, context: str | None = None):
     require("kubernetes", KUBERNETES_IMPORT_ERROR)
     try:
@@ -131,19 +145,13 @@ def flux_states(api, kinds: list, namespace: str | None) -> list:
     states = []
     for kind in kinds:
         group, version, plural = FLUX_KINDS[kind]
-        try:
-            if namespace:
-                listing = custom.list_namespaced_custom_object(group, version, namespace, plural)
-            else:
-                listing = custom.list_cluster_custom_object(group, version, plural)
-        except Exception as exc:  # ApiException (an HTTP answer) or urllib3's connection errors
-            status = getattr(exc, "status", None)
-            if status == 404:
-                continue  # this Flux API is not installed: nothing of that kind to wait for
-            if status is not None:
-                raise KubeError(f"cannot list {kind} objects: {status} {getattr(exc, 'reason', '')}") from None
-            raise KubeError(f"cannot reach the cluster: {exc}") from None
-        states += [state_of(kind, item) for item in listing.get("items", [])]
+        what = f"list {kind} objects"
+        if namespace:
+            listing = read_custom(what, custom.list_namespaced_custom_object, group, version, namespace, plural)
+        else:
+            listing = read_custom(what, custom.list_cluster_custom_object, group, version, plural)
+        # None: this Flux API is not installed, nothing of that kind to wait for
+        states += [state_of(kind, item) for item in (listing or {}).get("items", [])]
     return states
 
 
@@ -155,39 +163,19 @@ def table(rows: list, header=("OBJECT", "READY", "REASON", "MESSAGE")) -> str:
     )
 
 
-def wait_flux(
-    api, kinds, namespace, wait: bool, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep,
-    started: float | None = None, return_after: float = 0,
-):  # fmt: skip
-    """(states, not_ready) now, or - with wait - once all are Ready (or, with return_after, once this call's share
-    of the wait is spent); KubeError with the table at the deadline."""
-    turn = Turn(timeout, started, return_after, clock, sleep)
-    while True:
-        states = flux_states(api, kinds, namespace)
-        pending = [s for s in states if not s.is_ready and not s.suspended]
-        if not wait or not pending or turn.over:
-            return states, pending
-        if turn.deadline.passed:
-            raise KubeError(
-                f"{len(pending)} of {len(states)} Flux objects are not Ready after {timeout:g} s:\n"
-                + table([s.row() for s in pending]),
-                objects=[asdict(s) for s in states],
-                not_ready=[asdict(s) for s in pending],
-                progress=flux_progress(states, pending),
-            )
-        turn.pause(interval)
-
-
-def _listing(items: list, shown: int = 3) -> str:
-    """'a, b, c and 2 more'"""
-    more = len(items) - shown
-    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
-
-
 def _why(state: State) -> str:
     if state.ready == "True":  # Ready, but for an older generation
         return f"generation {state.generation} not reconciled yet"
     return state.reason or f"Ready {state.ready}"
+
+
+def _progress(what: str, total: int, waiting: list, shown: int = 3) -> str:
+    """'12 of 15 <what> Ready; waiting for a, b, c and 2 more'"""
+    line = f"{total - len(waiting)} of {total} {what} Ready"
+    if not waiting:
+        return line
+    more = len(waiting) - shown
+    return line + "; waiting for " + ", ".join(waiting[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def flux_progress(states: list, pending: list) -> str:
@@ -195,27 +183,32 @@ def flux_progress(states: list, pending: list) -> str:
     counted = [s for s in states if not s.suspended]
     if not counted:
         return "no Flux objects (yet)"
-    line = f"{len(counted) - len(pending)} of {len(counted)} Flux objects Ready"
-    if not pending:
-        return line
-    return line + "; waiting for " + _listing([f"{s.kind}/{s.name} ({_why(s)})" for s in pending])
+    return _progress("Flux objects", len(counted), [f"{s.kind}/{s.name} ({_why(s)})" for s in pending])
 
 
 def run_flux_status(module) -> dict:
-    """nerv.homelab.flux_status: every Flux object's state, and - with wait - once all are Ready."""
+    """nerv.homelab.flux_status: every Flux object's state now, or - with wait - once all are Ready (or, with
+    return_after, once this call's share of the wait is spent); KubeError with the table at the deadline."""
     p = module.params
     api = api_client(p["kubeconfig"], p["context"])
-    states, pending = wait_flux(
-        api, p["kinds"], p["namespace"], p["wait"], p["timeout"], p["interval"],
-        started=p["started"], return_after=p["return_after"],
-    )  # fmt: skip
-    return {
-        "changed": False,
-        "objects": [asdict(s) for s in states],
-        "not_ready": [asdict(s) for s in pending],
-        "ready": not pending,
-        "progress": flux_progress(states, pending),
-    }
+    turn = Turn(p["timeout"], p["started"], p["return_after"])
+    while True:
+        states = flux_states(api, p["kinds"], p["namespace"])
+        pending = [s for s in states if not s.is_ready and not s.suspended]
+        report = {
+            "objects": [asdict(s) for s in states],
+            "not_ready": [asdict(s) for s in pending],
+            "progress": flux_progress(states, pending),
+        }
+        if not p["wait"] or not pending or turn.over:
+            return {"changed": False, **report, "ready": not pending}
+        if turn.deadline.passed:
+            raise KubeError(
+                f"{len(pending)} of {len(states)} Flux objects are not Ready after {p['timeout']:g} s:\n"
+                + table([s.row() for s in pending]),
+                **report,
+            )
+        turn.pause(p["interval"])
 
 
 # ---- nodes ------------------------------------------------------------------------------------------------------
@@ -236,9 +229,6 @@ def node_states(api) -> dict:
 def nodes_progress(names: list, states: dict) -> str:
     """'2 of 3 nodes Ready; waiting for worker2 (NotReady: KubeletNotReady)'"""
     waiting = [n for n in names if states.get(n, {}).get("ready") != "True"]
-    line = f"{len(names) - len(waiting)} of {len(names)} nodes Ready"
-    if not waiting:
-        return line
 
     def why(name):
         if name not in states:
@@ -247,7 +237,7 @@ def nodes_progress(names: list, states: dict) -> str:
         word = "NotReady" if state["ready"] == "False" else f"Ready {state['ready']}"
         return word + (f": {state['reason']}" if state["reason"] else "")
 
-    return line + "; waiting for " + _listing([f"{n} ({why(n)})" for n in waiting])
+    return _progress("nodes", len(names), [f"{n} ({why(n)})" for n in waiting])
 
 
 def wait_nodes(
@@ -374,11 +364,11 @@ def _evict(core, pod: str) -> bool:
     return True
 
 
-def drain(api, name: str, timeout: float, interval: float, clock=time.monotonic, sleep=time.sleep) -> list:
+def drain(api, name: str, timeout: float, interval: float) -> list:
     """Evict the node's pods (retrying those a disruption budget holds) until none is left; KubeError naming the
     pods still there at the deadline. Returns the pods evicted."""
     core = k8s_client.CoreV1Api(api)
-    deadline = Deadline(timeout, clock, sleep)
+    deadline = Deadline(timeout)
     evicted = []
     while True:
         left = pods_to_evict(api, name)

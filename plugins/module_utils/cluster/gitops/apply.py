@@ -58,6 +58,11 @@ SECRET_RULES = Rules("encrypted_regex", SOPS_ENCRYPTED_REGEX)
 # What the diff shows of a new secret file made here instead of its content
 SECRET_SHOWN = "(sops-encrypted Secret {}: not shown)\n"
 PASSWORD_BYTES = 24
+# How a file decrypted here and encrypted again for Flux asks for sops_recipients when none is given
+FOR_FLUX = (
+    "to Git encrypted for Flux: give sops_recipients (the admins' and the cluster's Flux key's recipients, as the role "
+    "gitops_platform does)"
+)
 
 
 def execute(module) -> dict:
@@ -172,10 +177,7 @@ def app_value_secrets(p: dict, site: dict, stage_root: str) -> dict:
     if not apps:
         return {}
     if not p["sops_recipients"]:
-        raise RenderError(
-            f"app {apps[0]['name']} has values_sops, which go to Git encrypted for Flux: give sops_recipients "
-            "(the admins' and the cluster's Flux key's recipients, as the role gitops_platform does)"
-        )
+        raise RenderError(f"app {apps[0]['name']} has values_sops, which go {FOR_FLUX}")
     recipients = [check_recipient(r) for r in p["sops_recipients"]]
     require_libraries()
     ids = identities(p)
@@ -213,25 +215,17 @@ def _encrypted(path: str, manifest: dict, recipients: list, ids: list) -> str:
 # ---- the site CA -------------------------------------------------------------------------------------------------
 
 
-def site_ca_path(p: dict) -> str:
-    """The site CA on the controller: site_ca_file, else secrets/site-ca.sops.yaml beside the site file (where the
-    role nerv.homelab.sops_keys makes it)."""
-    if p.get("site_ca_file"):
-        return p["site_ca_file"]
-    return os.path.join(os.path.dirname(os.path.abspath(p["site_file"])), "secrets", SITE_CA_FILE)
-
-
 def site_ca_file(p: dict, site: dict, dest_path: str, check_mode: bool) -> str | None:
     """The encrypted text of Secret cert-manager/site-ca for the checkout: the site CA decrypted here with the
     admins' identity and encrypted to sops_recipients (the existing file kept when content and recipients are the
     same). None in check mode when the site CA is not made yet; RenderError naming the fix otherwise."""
-    source = site_ca_path(p)
+    # site_ca_file, else secrets/site-ca.sops.yaml beside the site file (where the role nerv.homelab.sops_keys makes it)
+    source = p.get("site_ca_file") or os.path.join(
+        os.path.dirname(os.path.abspath(p["site_file"])), "secrets", SITE_CA_FILE
+    )
     what = f"the site CA ({source}), which cert-manager issues the ingresses' certificates from,"
     if not p["sops_recipients"]:
-        raise RenderError(
-            f"{what} goes to Git encrypted for Flux: give sops_recipients (the admins' and the cluster's Flux key's "
-            "recipients, as the role gitops_platform does)"
-        )
+        raise RenderError(f"{what} goes {FOR_FLUX}")
     if not os.path.exists(source):
         if check_mode:
             return None

@@ -6,10 +6,11 @@ app from the site removes its file; an app's values_sops becomes a Secret apply.
 from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
-    RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
     RenderError,
+    ingress,
     object_meta,
+    rendered_meta,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.checks import PLATFORM_NAMESPACES
 
@@ -59,20 +60,9 @@ def app_release(app: dict) -> dict:
 
 def app_ingress(app: dict) -> dict:
     """The app's Ingress through Traefik, its certificate from the site CA (as the dashboards' ingresses)."""
-    ingress = app["ingress"]
-    host, name = ingress["host"], app["name"]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {**object_meta(name, app["namespace"]),
-                     "annotations": {"cert-manager.io/cluster-issuer": SITE_CA_ISSUER}},
-        "spec": {
-            "ingressClassName": "traefik",
-            "tls": [{"hosts": [host], "secretName": f"{name}-tls"}],
-            "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                "service": {"name": ingress["service"], "port": {"number": ingress["port"]}}}}]}}],
-        },
-    }  # fmt: skip
+    annotations = {"cert-manager.io/cluster-issuer": SITE_CA_ISSUER}
+    wanted = app["ingress"]
+    return ingress(app["name"], app["namespace"], annotations, wanted["host"], wanted["service"], wanted["port"])
 
 
 def app_values_secret(app: dict) -> str:
@@ -86,10 +76,7 @@ def app_values_file(app: dict) -> str:
 
 def app_values_manifest(app: dict, values_text: str) -> dict:
     """The Secret (before encryption) that carries the app's values_sops text to helm-controller."""
-    meta = {
-        **object_meta(app_values_secret(app), app["namespace"]),
-        "annotations": {RENDERED_ANNOTATION: "gitops_render"},
-    }
+    meta = rendered_meta(app_values_secret(app), app["namespace"])
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
             "stringData": {"values.yaml": values_text}}  # fmt: skip
 

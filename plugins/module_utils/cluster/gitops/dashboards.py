@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
     CHARTS,
-    RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
+    ingress,
     object_meta,
+    rendered_meta,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import site_dashboards
 
@@ -61,7 +62,7 @@ def auth_middleware() -> dict:
 def auth_secret(password: str) -> dict:
     """The plaintext of the dashboards' login, for apply.py to encrypt (stringData: sops encrypts it); marked as
     rendered (readable without decrypting it)."""
-    meta = {**object_meta(DASHBOARD_AUTH, TRAEFIK_NAMESPACE), "annotations": {RENDERED_ANNOTATION: "gitops_render"}}
+    meta = rendered_meta(DASHBOARD_AUTH, TRAEFIK_NAMESPACE)
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth", "metadata": meta,
             "stringData": {"username": DASHBOARD_USER, "password": password}}  # fmt: skip
 
@@ -80,22 +81,11 @@ def ingress_annotations(name: str) -> dict:
 
 def ingresses(site: dict) -> list:
     """Ingresses for the dashboards Traefik does not publish itself."""
-    docs = []
-    for name, (namespace, service, port, host) in site_dashboards(site).items():
-        if service is None:
-            continue
-        docs.append({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {**object_meta(f"{name}-dashboard", namespace), "annotations": ingress_annotations(name)},
-            "spec": {
-                "ingressClassName": "traefik",
-                "tls": [{"hosts": [host], "secretName": f"{name}-dashboard-tls"}],
-                "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                    "service": {"name": service, "port": {"number": port}}}}]}}],
-            },
-        })  # fmt: skip
-    return docs
+    return [
+        ingress(f"{name}-dashboard", namespace, ingress_annotations(name), host, service, port)
+        for name, (namespace, service, port, host) in site_dashboards(site).items()
+        if service is not None
+    ]
 
 
 def dashboard_access(site: dict) -> list:

@@ -29,9 +29,6 @@ CHARTS = {
     ),
 }
 
-
-CORE_RELEASES = ("metallb", "cert-manager", "traefik", "longhorn")
-
 # Namespaces every cluster has: a release may live there, but the platform must not own (and prune) them.
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -60,19 +57,34 @@ def object_meta(name: str, namespace: str | None = None, labels: dict | None = N
     return meta
 
 
+def rendered_meta(name: str, namespace: str) -> dict:
+    """The metadata of a Secret made here, marked as rendered (readable without decrypting it) for the prune."""
+    return {**object_meta(name, namespace), "annotations": {RENDERED_ANNOTATION: "gitops_render"}}
+
+
+def ingress(name: str, namespace: str, annotations: dict, host: str, service: str, port: int) -> dict:
+    """An Ingress through Traefik: host's every path to service:port, its certificate in Secret <name>-tls."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {**object_meta(name, namespace), "annotations": annotations},
+        "spec": {
+            "ingressClassName": "traefik",
+            "tls": [{"hosts": [host], "secretName": f"{name}-tls"}],
+            "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                "service": {"name": service, "port": {"number": port}}}}]}}],
+        },
+    }  # fmt: skip
+
+
 def kustomization(resources: list) -> dict:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
 
 
 def active_charts(site: dict) -> list:
     """The releases this site's platform holds, in CHARTS order (optional ones only when the site asks)."""
-    return [release for release in CHARTS if release in CORE_RELEASES or _optional_wanted(site, release)]
-
-
-def _optional_wanted(site: dict, release: str) -> bool:
-    if release == "csi-driver-nfs":
-        return bool(site.get("nfs"))
-    return release == "kube-prometheus-stack" and monitoring_on(site)
+    optional = {"csi-driver-nfs": bool(site.get("nfs")), "kube-prometheus-stack": monitoring_on(site)}
+    return [release for release in CHARTS if optional.get(release, True)]
 
 
 def chart_version(site: dict, release: str) -> str:

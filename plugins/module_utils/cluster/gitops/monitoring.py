@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
     CHARTS,
-    RENDERED_ANNOTATION,
     helm_release,
     object_meta,
+    rendered_meta,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.storage import default_storage_class
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.kube import FLUX_KINDS
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
     MONITORING_NAMESPACE,
     MONITORING_RELEASE,
@@ -26,27 +27,14 @@ GRAFANA_ADMIN_USER = "admin"
 GRAFANA_ADMIN_STAGE = "infrastructure"
 GRAFANA_ADMIN_FILE = "grafana-admin.sops.yaml"
 
-# The Flux kinds this platform holds, as the kube-state-metrics of the chart reports them (gotk_resource_info)
-FLUX_KINDS = (
-    ("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"),
-    ("source.toolkit.fluxcd.io", "v1", "HelmRepository", "helmrepositories"),
-    ("source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories"),
-    ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
-    ("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"),
-)
-
 
 def grafana_admin_secret(password: str) -> dict:
     """The plaintext of Grafana's admin Secret, for apply.py to encrypt (stringData: sops encrypts it). Marked
     as rendered (readable without decrypting it): when the site drops monitoring, the prune removes it with the rest."""
-    meta = {
-        **object_meta(GRAFANA_ADMIN_SECRET, MONITORING_NAMESPACE),
-        "annotations": {RENDERED_ANNOTATION: "gitops_render"},
-    }
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": meta,
+        "metadata": rendered_meta(GRAFANA_ADMIN_SECRET, MONITORING_NAMESPACE),
         "type": "Opaque",
         "stringData": {"admin-user": GRAFANA_ADMIN_USER, "admin-password": password},
     }
@@ -141,11 +129,19 @@ def monitoring_release(site: dict) -> dict:
     return release
 
 
+def _metrics_order(kind: str) -> tuple:
+    """The Flux sources by name, then the others as FLUX_KINDS lists them: the order these values have always had."""
+    source = FLUX_KINDS[kind][0] == "source.toolkit.fluxcd.io"
+    return (not source, kind if source else "")
+
+
 def flux_state_metrics() -> dict:
     """kube-state-metrics values that export gotk_resource_info{ready=...} for Flux's objects: the controllers of
     Flux 2.6 no longer export their objects' readiness themselves (gotk_reconcile_condition is gone)."""
+    kinds = sorted(FLUX_KINDS, key=_metrics_order)
     resources = []
-    for group, version, kind, _plural in FLUX_KINDS:
+    for kind in kinds:
+        group, version, _plural = FLUX_KINDS[kind]
         resources.append({
             "groupVersionKind": {"group": group, "version": version, "kind": kind},
             "metricNamePrefix": "gotk",
@@ -155,8 +151,8 @@ def flux_state_metrics() -> dict:
                                "ready": ["status", "conditions", "[type=Ready]", "status"],
                                "suspended": ["spec", "suspend"]},
         })  # fmt: skip
-    rule = {"apiGroups": sorted({group for group, *_rest in FLUX_KINDS}),
-            "resources": [plural for *_rest, plural in FLUX_KINDS], "verbs": ["list", "watch"]}  # fmt: skip
+    rule = {"apiGroups": sorted({group for group, _version, _plural in FLUX_KINDS.values()}),
+            "resources": [FLUX_KINDS[kind][2] for kind in kinds], "verbs": ["list", "watch"]}  # fmt: skip
     return {
         "rbac": {"extraRules": [rule]},
         "customResourceState": {"enabled": True,

@@ -35,7 +35,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.dashbo
     traefik_dashboard,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import (
-    RENDERED_ANNOTATION,
     SITE_CA_ISSUER,
     SOPS_ENCRYPTED_REGEX,
     RenderError,
@@ -45,6 +44,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manife
     kustomization,
     namespaces,
     object_meta,
+    rendered_meta,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.monitoring import (
     GRAFANA_ADMIN_FILE,
@@ -56,7 +56,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.monito
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.storage import (
     default_storage_class,
-    nfs_releases,
     nfs_storage_class,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.endpoints import (
@@ -122,8 +121,11 @@ def releases(site: dict) -> dict:
         "cert-manager": helm_release(site, "cert-manager", {"crds": {"enabled": True}}),
         "traefik": helm_release(site, "traefik", traefik),
         "longhorn": helm_release(site, "longhorn", longhorn),
-        **nfs_releases(site),
     }
+    if site.get("nfs"):
+        # the chart makes no StorageClass of its own (storageClass.create defaults to false): nfs_storage_class
+        # renders the site's
+        out["csi-driver-nfs"] = helm_release(site, "csi-driver-nfs", {})
     if monitoring_on(site):
         out["kube-prometheus-stack"] = monitoring_release(site)
     return out
@@ -148,7 +150,7 @@ SITE_CA_STAGE = "infrastructure-config"
 SITE_CA_FILE = "site-ca.sops.yaml"
 
 
-def cluster_issuers(_site: dict) -> list:
+def cluster_issuers() -> list:
     """The issuer that signs with the site CA (Secret cert-manager/site-ca, the CA the site's Caddy hosts share)."""
     return [
         {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": object_meta(SITE_CA_ISSUER),
@@ -159,9 +161,8 @@ def cluster_issuers(_site: dict) -> list:
 def site_ca_secret(certificate: str, key: str) -> dict:
     """The site CA as a TLS Secret for cert-manager (its ca.crt too: cert-manager copies it into every certificate's
     Secret, so workloads find the root there); marked as rendered, as the other Secrets made here are."""
-    meta = object_meta(SITE_CA_SECRET, SITE_CA_NAMESPACE)
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {**meta, "annotations": {RENDERED_ANNOTATION: "gitops_render"}},
+            "metadata": rendered_meta(SITE_CA_SECRET, SITE_CA_NAMESPACE),
             "stringData": {"tls.crt": certificate, "tls.key": key, "ca.crt": certificate}}  # fmt: skip
 
 
@@ -242,7 +243,7 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
         **{f"{name}.yaml": [release] for name, release in charts.items() if name not in AFTER_POOL},
     }
     infra.update({"nfs-storage-class.yaml": nfs_storage_class(site)} if site.get("nfs") else {})
-    config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(site),
+    config = {"metallb-pool.yaml": metallb_pool(site), "cluster-issuers.yaml": cluster_issuers(),
               **{f"{name}.yaml": [charts[name]] for name in AFTER_POOL}}  # fmt: skip
     # Longhorn's RecurringJob needs the CRDs its chart installs (infrastructure): the stage after it
     config.update({BACKUP_FILE: recurring_jobs(site)} if recurring_jobs(site) else {})
@@ -251,16 +252,13 @@ def render(site: dict, site_path: str, stage_root: str | None = None) -> dict:
     if monitoring_on(site) and platform_alerts(site):
         platform["platform-alerts.yaml"] = platform_alerts(site)
     files = {f"{site_path}/stages.yaml": flux_kustomizations(stage_root)}
+    # each stage's sops files (apply.py writes them): in its kustomization.yaml, not rendered here
     secret = {SITE_CA_STAGE: [SITE_CA_FILE]}
+    secret["apps"] = [app_values_file(app) for app in site.get("apps") or [] if app.get("values_sops")]
     for stage, name in made_once(site):
         secret.setdefault(stage, []).append(name)
-    for stage, content in (("infrastructure", infra), ("infrastructure-config", config), ("platform", platform)):
+    for stage, content in zip(STAGES, (infra, config, platform, app_files(site)), strict=True):
         for name, docs in content.items():
             files[f"{stage_root}/{stage}/{name}"] = docs
         files[f"{stage_root}/{stage}/kustomization.yaml"] = [kustomization(sorted([*content, *secret.get(stage, [])]))]
-    apps = app_files(site)
-    for name, docs in apps.items():
-        files[f"{stage_root}/apps/{name}"] = docs
-    secrets = [app_values_file(app) for app in site.get("apps") or [] if app.get("values_sops")]
-    files[f"{stage_root}/apps/kustomization.yaml"] = [kustomization(sorted([*apps, *secrets]))]
     return files

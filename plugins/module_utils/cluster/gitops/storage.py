@@ -1,11 +1,11 @@
 # Copyright: nerv.homelab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Storage beside Longhorn: csi-driver-nfs and the StorageClass of the site's nfs section, and which class is the
-cluster's default. Pure data: no I/O here."""
+"""Storage beside Longhorn: the StorageClass of the site's nfs section (csi-driver-nfs's, whose HelmRelease is
+render.releases'), and which class is the cluster's default. Pure data: no I/O here."""
 
 from __future__ import annotations
 
-from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import helm_release, object_meta
+from ansible_collections.nerv.homelab.plugins.module_utils.cluster.gitops.manifests import object_meta
 
 NFS_PROVISIONER = "nfs.csi.k8s.io"
 
@@ -14,12 +14,6 @@ def default_storage_class(site: dict) -> str:
     """The name of the cluster's default StorageClass: longhorn, or the NFS class when the site says so."""
     nfs = site.get("nfs") or {}
     return nfs.get("storage_class", "nfs") if nfs.get("default_class") else "longhorn"
-
-
-def nfs_releases(site: dict) -> dict:
-    """csi-driver-nfs's HelmRelease when the site has an nfs section (the chart makes no StorageClass of its own:
-    storageClass.create defaults to false, and nfs_storage_class renders the site's)."""
-    return {"csi-driver-nfs": helm_release(site, "csi-driver-nfs", {})} if site.get("nfs") else {}
 
 
 def nfs_storage_class(site: dict) -> list:
