@@ -448,17 +448,18 @@ def go_yaml_float(value: float) -> str:
         return ".nan"
     if math.isinf(value):
         return ".inf" if value > 0 else "-.inf"
-    return go_format_g(value)
+    return go_format_float(value, "g")
 
 
-def go_format_g(value: float) -> str:
-    """strconv.FormatFloat(v, 'g', -1, 64): the shortest digits, with an exponent below 1e-4 or from 1e6 up."""
+def go_format_float(value: float, verb: str) -> str:
+    """strconv.FormatFloat(v, verb, -1, 64) of a finite float, verb 'f' or 'g': the shortest digits that read back;
+    'g' with an exponent below 1e-4 or from 1e6 up, 'f' never with one (1e-07 is 0.0000001)."""
     sign = "-" if math.copysign(1.0, value) < 0 else ""
     digits, point = _shortest_digits(abs(value))
     if digits == "0":
         return sign + "0"
     exp = point - 1
-    if exp < -4 or exp >= 6:
+    if verb == "g" and (exp < -4 or exp >= 6):
         tail = f"{'-' if exp < 0 else '+'}{abs(exp):02d}"
         body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         return f"{sign}{body}e{tail}"
