@@ -27,7 +27,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.text_stores import BinaryText, JsonInt, go_float
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import parse_timestamp
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Timestamp, parse_timestamp
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -77,7 +77,7 @@ def value_bytes(value) -> tuple[str, bytes]:
         return "float", go_float(value).encode()
     if isinstance(value, bytes):
         return "bytes", value
-    if isinstance(value, stores.Timestamp):
+    if isinstance(value, Timestamp):
         # sops 3.10+ keeps a YAML date or timestamp as a Go time.Time: MarshalText, RFC 3339 with nanoseconds
         return "time", value.encode()
     if isinstance(value, str):
