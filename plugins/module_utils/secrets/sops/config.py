@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient, require
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
@@ -25,9 +25,8 @@ class CreationRule:
     """The rule sops would apply to one file: its age recipients and crypt rule."""
 
     recipients: list
-    rules: Rules = field(default_factory=Rules)
-    config: str = ""
-    index: int = -1
+    rules: Rules
+    index: int
 
 
 def find_config(cwd: str | None = None, environ=None) -> str | None:
@@ -102,7 +101,7 @@ def resolve_in(rules: list, path: str, config: str) -> CreationRule:
             )
         regex = rule.get("path_regex")
         if not regex or _search(regex, matched, config, index):
-            return CreationRule(_rule_recipients(rule, config, index), _rule_crypt(rule, config, index), config, index)
+            return CreationRule(_rule_recipients(rule, config, index), _rule_crypt(rule, config, index), index)
     raise SopsError(f"no creation rule of {config} matches {matched}: add one (a rule without path_regex matches all)")
 
 
