@@ -483,19 +483,23 @@ def flatten(node, prefix: str = "") -> dict:
 
 
 def unflatten(flat: dict) -> dict:
-    """The inverse of flatten."""
+    """The inverse of flatten: the paths filled in as maps, then each map keyed by list indexes made a list."""
     root: dict = {}
     for path, value in flat.items():
-        tokens = _tokens(path)
+        *parents, last = _tokens(path)
         node = root
-        for token, following in zip(tokens, tokens[1:], strict=False):
-            child = _get(node, token)
-            if child is None:
-                child = [] if isinstance(following, int) else {}
-                _put(node, token, child)
-            node = child
-        _put(node, tokens[-1], value)
-    return root
+        for token in parents:
+            node = node.setdefault(token, {})
+        node[last] = value
+    return _lists(root)
+
+
+def _lists(node):
+    if not isinstance(node, dict):
+        return node
+    if node and all(isinstance(token, int) for token in node):
+        return [_lists(node.get(index)) for index in range(max(node) + 1)]
+    return {key: _lists(value) for key, value in node.items()}
 
 
 def _tokens(path: str) -> list:
@@ -505,15 +509,3 @@ def _tokens(path: str) -> list:
         marker, text = parts[index], parts[index + 1]
         tokens.append(int(text) if marker == _LIST else text)
     return tokens
-
-
-def _get(node, token):
-    if isinstance(node, list):
-        return node[token] if token < len(node) else None
-    return node.get(token)
-
-
-def _put(node, token, value):
-    if isinstance(node, list):
-        node.extend([None] * (token + 1 - len(node)))
-    node[token] = value
