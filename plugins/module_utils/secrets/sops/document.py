@@ -233,11 +233,11 @@ def _aad(path: list) -> str:
 
 
 class _Crypt:
-    """One pass over a tree with a data key: encrypts or decrypts the leaves the rules select and hashes the MAC."""
+    """One pass over a tree with a data key: encrypts or decrypts the leaves the rules select and hashes the MAC.
+    nonces, (additional data, value bytes) -> nonce, is the document's: what open reads, seal reuses."""
 
-    def __init__(self, key: bytes, rules: Rules, nonces: dict | None = None):
-        self.key, self.rules = key, rules
-        self.nonces = {} if nonces is None else nonces
+    def __init__(self, key: bytes, rules: Rules, nonces: dict):
+        self.key, self.rules, self.nonces = key, rules, nonces
         self.mac = hashlib.sha512()
         if rules.mac_only_encrypted:
             self.mac.update(_MAC_ONLY_ENCRYPTED_SEED)
@@ -251,10 +251,7 @@ class _Crypt:
     def encrypt_leaf(self, value, path):
         encrypted = self.rules.encrypts(path)
         self._hash(value, encrypted)
-        if not encrypted:
-            return value
-        aad = _aad(path)
-        return encrypt_value(value, self.key, aad, self.nonces.get((aad, value_bytes(value))))
+        return self.seal(value, _aad(path)) if encrypted else value
 
     def decrypt_leaf(self, value, path):
         encrypted = self.rules.encrypts(path)
@@ -262,7 +259,7 @@ class _Crypt:
             if not encrypted:
                 return value
             try:
-                return self._open(value.text, path)
+                return self.open(value.text, _aad(path))
             except SopsError:
                 return value  # a comment written before sops encrypted comments: keep it as it is
         if encrypted:
@@ -270,15 +267,19 @@ class _Crypt:
                 raise SopsError(
                     f"the value at '{_aad(path)}' should be encrypted but is a plain {type(value).__name__}"
                 )
-            value = self._open(value, path)
+            value = self.open(value, _aad(path))
         self._hash(value, encrypted)
         return value
 
-    def _open(self, text: str, path: list):
+    def open(self, text: str, aad: str):
         """The value of an ENC[...] text, its nonce kept so that re-encrypting it unchanged gives the same text."""
-        plain, nonce = decrypt_value(text, self.key, _aad(path))
-        self.nonces[(_aad(path), value_bytes(plain))] = nonce
+        plain, nonce = decrypt_value(text, self.key, aad)
+        self.nonces[(aad, value_bytes(plain))] = nonce
         return plain
+
+    def seal(self, value, aad: str) -> str:
+        """ENC[...] of value, with the nonce it was opened with when it is unchanged."""
+        return encrypt_value(value, self.key, aad, self.nonces.get((aad, value_bytes(value))))
 
     def digest(self) -> str:
         return self.mac.hexdigest().upper()
@@ -366,10 +367,8 @@ class Document:
         self.data_key = unwrap_data_key(self.stanzas, identities)
         crypt = _Crypt(self.data_key, Rules.from_metadata(self.meta), self.nonces)
         plain = stores.prepare(_walk(self.tree, [], crypt.decrypt_leaf), self.fmt)
-        stored, _nonce = decrypt_value(self.meta["mac"], self.data_key, self.meta["lastmodified"])
-        if stored != crypt.digest():
+        if crypt.open(self.meta["mac"], self.meta["lastmodified"]) != crypt.digest():
             raise SopsError("MAC mismatch: the file was changed outside sops (or tampered with); refused")
-        self.nonces[(self.meta["lastmodified"], value_bytes(stored))] = _nonce
         self.plain = plain
         return plain
 
@@ -380,11 +379,7 @@ class Document:
         self.tree = _walk(plain, [], crypt.encrypt_leaf)
         if touch:
             self.meta["lastmodified"] = now_rfc3339()
-        lastmodified = self.meta["lastmodified"]
-        digest = crypt.digest()
-        self.meta["mac"] = encrypt_value(
-            digest, self.data_key, lastmodified, self.nonces.get((lastmodified, value_bytes(digest)))
-        )
+        self.meta["mac"] = crypt.seal(crypt.digest(), self.meta["lastmodified"])
         self.plain = plain
 
     def set_recipients(self, recipients: list) -> bool:
