@@ -14,6 +14,7 @@ wrapping), so a file sops wrote is rewritten byte for byte.
 from __future__ import annotations
 
 import bisect
+import calendar
 import decimal
 import math
 import re
@@ -61,7 +62,6 @@ _TIMESTAMP = re.compile(
     r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})"
     r"(?:(?P<sep>[Tt ])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:\.([0-9]+))?(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})?)?$"
 )
-_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def resolve_plain(text: str):
@@ -121,7 +121,7 @@ def parse_timestamp(text: str) -> Timestamp | None:
     if not match:
         return None
     year, month, day = (int(match.group(i)) for i in (1, 2, 3))
-    if not 1 <= month <= 12 or not 1 <= day <= _days_in(year, month):
+    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
         return None
     if match.group("sep") is None:
         return Timestamp(f"{year:04d}-{month:02d}-{day:02d}T00:00:00Z")
@@ -138,12 +138,6 @@ def parse_timestamp(text: str) -> Timestamp | None:
         return None
     clock = f"{hour:02d}:{minute:02d}:{second:02d}" + (f".{fraction}" if fraction else "")
     return Timestamp(f"{year:04d}-{month:02d}-{day:02d}T{clock}{zone}")
-
-
-def _days_in(year: int, month: int) -> int:
-    if month == 2 and not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
-        return 28
-    return _DAYS[month - 1]
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------
