@@ -176,11 +176,6 @@ def _fresh(name: str, given: str | None, action: str, check_mode: bool) -> HostK
     return HostKey(name, action, public, pem)
 
 
-def apply_next(store: Store, key: HostKey | None, admins: list) -> None:
-    if key is not None and key.action == "added":
-        _write(store, key, admins, upcoming=True)
-
-
 def apply_promote(store: Store, key: HostKey) -> None:
     """Make the new key the host's: its private key (if kept here) in place of the old one, then the public record;
     the record of the new key goes last, so an interrupted run is finished by running step drop again."""
@@ -288,7 +283,9 @@ def settle(params: dict, check_mode: bool, load_identities) -> dict:
         nexts[key.name] = upcoming
     if not check_mode:
         for key in plans:
-            apply_next(store, nexts[key.name], admins)
+            new_key = nexts[key.name]
+            if new_key is not None and new_key.action == "added":
+                _write(store, new_key, admins, upcoming=True)
             apply(store, key, admins)
     extra = _extra_files(params, check_mode, load_identities, store, plans)
     added = [n for n in nexts.values() if n and n.action == "added"]
