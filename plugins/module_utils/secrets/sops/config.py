@@ -167,10 +167,7 @@ def site_rules(admins: list, hosts: list, shared: list, host_dir: str, admin_onl
 
 
 def _host_recipients(host: dict) -> list:
-    keys = [check_recipient(host["recipient"])]
-    if host.get("next_recipient"):
-        keys.append(check_recipient(host["next_recipient"]))
-    return keys
+    return [check_recipient(host[key]) for key in ("recipient", "next_recipient") if host.get(key)]
 
 
 def _rule(regex: str, recipients: list, encrypted_regex: str | None = None) -> dict:
