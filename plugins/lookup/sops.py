@@ -43,9 +43,6 @@ options:
         template bytes.
     type: bool
     default: false
-notes:
-  - A file whose MAC does not verify, or that no available identity opens, fails the lookup with a message naming
-    the file and its recipients, never a value.
 seealso:
   - module: nerv.homelab.sops_file
 """

@@ -15,10 +15,6 @@ description:
     and values whose plaintext did not change keep their ciphertext (as sops does), so diffs in Git stay small.
   - A key path is C(a.b.c) (nested keys) or, for a key whose name holds a dot, sops' own index syntax
     C(["a.b"]["c"]) (as C(sops set) and C(sops decrypt --extract) take it).
-  - Files with Shamir key groups, or with PGP, AWS, GCP, Azure, HashiCorp Vault or HuaweiCloud keys, are refused
-    naming the feature; so are such C(.sops.yaml) rules.
-  - A file whose MAC does not verify is refused. Decrypting without a matching identity fails naming the recipients
-    the file is encrypted to.
   - Files are written atomically with mode C(0600).
 author:
   - nerv.homelab contributors (@nerv-homelab)
