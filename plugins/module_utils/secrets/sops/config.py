@@ -12,6 +12,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import So
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
     RULE_KEYS,
     Rules,
+    age_keys_of,
     check_key_sources,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import YAML_IMPORT_ERROR, yaml
@@ -117,8 +118,7 @@ def _search(regex: str, relative: str, config: str, index: int) -> bool:
 def _rule_recipients(rule: dict, config: str, index: int) -> list:
     where = f"creation rule {index} of {config}"
     check_key_sources(rule, where)
-    groups = rule.get("key_groups")
-    recipients = (groups[0].get("age") if groups else rule.get("age")) or []
+    recipients = age_keys_of(rule).get("age") or []
     if isinstance(recipients, str):
         recipients = [r for r in re.split(r"[,\s]+", recipients) if r]
     checked = []

@@ -307,6 +307,12 @@ def check_key_sources(node: dict, where: str) -> None:
                 raise SopsError(f"{where} has {feature} keys ({name}); nerv.homelab handles age recipients only")
 
 
+def age_keys_of(node: dict) -> dict:
+    """Where sops metadata or a creation rule keeps its age keys: in its one key group, else in itself."""
+    groups = node.get("key_groups")
+    return groups[0] if groups else node
+
+
 def _threshold(value, where: str) -> int:
     # dotenv metadata holds every value as text
     try:
@@ -353,10 +359,7 @@ class Document:
 
     @property
     def stanzas(self) -> list:
-        groups = self.meta.get("key_groups")
-        if groups:
-            return list(groups[0].get("age") or [])
-        return list(self.meta.get("age") or [])
+        return list(age_keys_of(self.meta).get("age") or [])
 
     @property
     def recipients(self) -> list:
@@ -395,10 +398,7 @@ class Document:
         return True
 
     def _store_stanzas(self, stanzas: list) -> None:
-        if self.meta.get("key_groups"):
-            self.meta["key_groups"][0]["age"] = stanzas
-        else:
-            self.meta["age"] = stanzas
+        age_keys_of(self.meta)["age"] = stanzas
 
     def rotate(self) -> None:
         """A new data key: every value re-encrypted (new nonces), wrapped anew for the same recipients."""
