@@ -63,18 +63,15 @@ def _apply(module, step):
 
 
 def _result(steps) -> dict:
-    last = steps[-1]
-    changed = any(s.changed for s in steps)
-    changed_keys = list(dict.fromkeys(k for s in steps for k in s.changed_keys))
-    diff = {**steps[0].diff(), "after": last.diff()["after"]}
+    first, last = steps[0], steps[-1]
     return {
-        "changed": changed,
+        "changed": any(s.changed for s in steps),
         "path": last.path,
-        "created": steps[0].created,
+        "created": first.created,
         "keys": last.keys,
-        "changed_keys": changed_keys,
+        "changed_keys": list(dict.fromkeys(k for s in steps for k in s.changed_keys)),
         "recipients": last.after_recipients,
-        "diff": diff,
+        "diff": {**first.diff(), "after": last.diff()["after"]},
     }
 
 
