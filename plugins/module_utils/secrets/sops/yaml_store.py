@@ -258,8 +258,7 @@ class _Reader:
             trailing = bool(line[:column].strip())
             here = by_line.get(number, [])
             if trailing and here:
-                deepest = max(len(item.chain) for item in here)
-                next(item for item in here if len(item.chain) == deepest).before.append(Comment(text))
+                max(here, key=lambda item: len(item.chain)).before.append(Comment(text))
                 continue
             index = bisect.bisect_right(starts, (number, len(line)))
             following = ordered[index] if index < len(ordered) else None
