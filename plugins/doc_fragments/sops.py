@@ -22,9 +22,12 @@ options:
     default: []
 notes:
   - Implements the sops 3.x file format natively (AES-256-GCM values, SHA-512 MAC, age-wrapped data key); the sops
-    binary is not needed. Only age recipients are handled; files with PGP or cloud KMS keys, or several key groups
-    (Shamir), are refused.
-  - Values, private keys and data keys never appear in results, diffs or error messages.
+    binary is not needed. Only age recipients are handled; files with PGP, AWS, GCP, Azure, HashiCorp Vault or
+    HuaweiCloud keys, or with several key groups (Shamir), are refused naming the feature, and so are such
+    C(.sops.yaml) creation rules.
+  - A file whose MAC does not verify, or that no available identity opens, is refused with a message naming the file
+    and the recipients it is encrypted to.
+  - Values, private keys and data keys never appear in a module's result, diff or log, nor in an error message.
 requirements:
   - pyrage >= 1.4
   - cryptography

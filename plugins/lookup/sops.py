@@ -14,6 +14,8 @@ description:
   - Use the result in a task with C(no_log), or pass it straight on to a module option that is C(no_log).
 author:
   - nerv.homelab contributors (@nerv-homelab)
+extends_documentation_fragment:
+  - nerv.homelab.sops
 options:
   _terms:
     description: The sops file(s).
@@ -31,13 +33,6 @@ options:
         anything else binary).
     type: str
     choices: [yaml, json, dotenv, ini, binary]
-  identity_files:
-    description:
-      - Age key files or OpenSSH private keys to decrypt with, tried before the places sops looks
-        (E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE), E(SOPS_AGE_KEY_CMD), C(~/.config/sops/age/keys.txt), SSH keys).
-    type: list
-    elements: path
-    default: []
   base64:
     description:
       - Return the value base64-encoded, for binary data (a binary file's content, or any value that is not UTF-8
@@ -48,13 +43,6 @@ options:
         template bytes.
     type: bool
     default: false
-notes:
-  - A file whose MAC does not verify, or that no available identity opens, fails the lookup with a message naming
-    the file and its recipients, never a value.
-requirements:
-  - pyrage >= 1.4
-  - cryptography
-  - PyYAML
 seealso:
   - module: nerv.homelab.sops_file
 """

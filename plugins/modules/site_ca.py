@@ -18,8 +18,7 @@ description:
   - Made only when O(path) does not exist. An existing file is decrypted and checked - both keys there, a CA
     certificate, the key belonging to it, name constraints allowing O(domain) - and never replaced, unless
     O(rotate=true) asks for a new CA.
-  - A new file is encrypted to O(recipients), or to its creation rule in O(config) (or the C(.sops.yaml) sops would
-    find), mode C(0600). The private key never appears in the result, the diff, a message or the log.
+  - A new file is written with mode C(0600).
 author:
   - nerv.homelab contributors (@nerv-homelab)
 extends_documentation_fragment:

@@ -13,17 +13,8 @@ description:
   - O(values) sets values (creating the file, encrypted, when it does not exist), O(generate) fills keys that are
     missing with random tokens, O(remove) deletes keys; the file is rewritten only when the decrypted content changes,
     and values whose plaintext did not change keep their ciphertext (as sops does), so diffs in Git stay small.
-  - O(updatekeys=true) re-wraps the data key for the recipients of the file's C(.sops.yaml) creation rule (or
-    O(recipients)); values, MAC and C(lastmodified) stay. Unchanged when the recipients are the same.
-  - The creation rule comes from the C(.sops.yaml) the sops 3.11 command line would use run in the same working
-    directory (see O(config)), matched as sops matches it.
   - A key path is C(a.b.c) (nested keys) or, for a key whose name holds a dot, sops' own index syntax
     C(["a.b"]["c"]) (as C(sops set) and C(sops decrypt --extract) take it).
-  - Files with Shamir key groups, or with PGP, AWS, GCP, Azure, HashiCorp Vault or HuaweiCloud keys, are refused
-    naming the feature; so are such C(.sops.yaml) rules.
-  - O(rotate=true) makes a new data key and re-encrypts every value; it always changes the file.
-  - A file whose MAC does not verify is refused. Decrypting without a matching identity fails naming the recipients
-    the file is encrypted to.
   - Files are written atomically with mode C(0600).
 author:
   - nerv.homelab contributors (@nerv-homelab)
@@ -74,11 +65,13 @@ options:
     elements: str
     default: []
   updatekeys:
-    description: Re-wrap the data key for the recipients of the creation rule (or O(recipients)).
+    description:
+      - Re-wrap the data key for the recipients of the file's creation rule (or O(recipients)); values, MAC and
+        C(lastmodified) stay. Unchanged when the recipients are the same.
     type: bool
     default: false
   rotate:
-    description: Make a new data key and re-encrypt every value.
+    description: Make a new data key and re-encrypt every value; it always changes the file.
     type: bool
     default: false
   recipients:

@@ -37,7 +37,8 @@ PRIVATE_KEY = "ssh_host_ed25519_key"
 
 @dataclass
 class HostKey:
-    """The plan for one host: what happens (kept, generated, recorded, rotated) and the resulting public key."""
+    """The plan for one host: what happens (kept, generated, recorded, rotated) and the resulting public key; for
+    the new key of a two-step rotation, added (made or recorded now) or kept (added before)."""
 
     name: str
     action: str
@@ -52,11 +53,6 @@ class HostKey:
     @property
     def recipient(self) -> str | None:
         return age_recipient_from_ssh(self.public_key) if self.public_key else None
-
-
-# A host's new key during a two-step rotation: the same record, with the actions added (made or recorded now) or
-# kept (added before).
-NextKey = HostKey
 
 
 class Store:
@@ -98,15 +94,15 @@ def plan_next(store: Store, host: dict, current: HostKey, stage: str, rotating: 
     current one, and a later add keeps it; other hosts and steps report one added before."""
     name, recorded = host["name"], store.recorded(host["name"], upcoming=True)
     given = _normal(host["next_public_key"]) if host.get("next_public_key") else None
-    if not (rotating and stage == "add"):
-        return NextKey(name, "kept", recorded, source=_source(store, name, upcoming=True)) if recorded else None
     if recorded:
-        if given and given != _normal(recorded):
+        if rotating and stage == "add" and given and given != _normal(recorded):
             raise SopsError(
                 f"{name} is already rotating to {fingerprint(recorded)} ({store.public_path(name, upcoming=True)}), "
                 f"not {fingerprint(given)}: finish that rotation (stage drop) first; nothing was changed"
             )
-        return NextKey(name, "kept", recorded, source=_source(store, name, upcoming=True))
+        return HostKey(name, "kept", recorded, source=_source(store, name, upcoming=True))
+    if not (rotating and stage == "add"):
+        return None
     if not current.public_key and not check_mode:
         raise SopsError(f"{name} has no key yet, so there is none to rotate: record or make its first key first")
     if given and current.public_key and given == _normal(current.public_key):
@@ -178,11 +174,6 @@ def _fresh(name: str, given: str | None, action: str, check_mode: bool) -> HostK
         return HostKey(name, action)
     pem, public = new_ssh_host_key(f"root@{name}")
     return HostKey(name, action, public, pem)
-
-
-def apply_next(store: Store, key: NextKey | None, admins: list) -> None:
-    if key is not None and key.action == "added":
-        _write(store, key, admins, upcoming=True)
 
 
 def apply_promote(store: Store, key: HostKey) -> None:
@@ -292,7 +283,9 @@ def settle(params: dict, check_mode: bool, load_identities) -> dict:
         nexts[key.name] = upcoming
     if not check_mode:
         for key in plans:
-            apply_next(store, nexts[key.name], admins)
+            new_key = nexts[key.name]
+            if new_key is not None and new_key.action == "added":
+                _write(store, new_key, admins, upcoming=True)
             apply(store, key, admins)
     extra = _extra_files(params, check_mode, load_identities, store, plans)
     added = [n for n in nexts.values() if n and n.action == "added"]
@@ -347,7 +340,7 @@ def _current(store: Store, host: dict, pinned: dict) -> dict:
     return host
 
 
-def _describe_next(key: NextKey | None) -> dict:
+def _describe_next(key: HostKey | None) -> dict:
     if key is None:
         return dict.fromkeys(("next_action", "next_public_key", "next_age_recipient"))
     return {"next_action": key.action, "next_public_key": key.public_key, "next_age_recipient": key.recipient}

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError, check_recipient, require
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document import (
     RULE_KEYS,
     Rules,
+    age_keys_of,
     check_key_sources,
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.site.reader import YAML_IMPORT_ERROR, yaml
@@ -25,9 +26,8 @@ class CreationRule:
     """The rule sops would apply to one file: its age recipients and crypt rule."""
 
     recipients: list
-    rules: Rules = field(default_factory=Rules)
-    config: str = ""
-    index: int = -1
+    rules: Rules
+    index: int
 
 
 def find_config(cwd: str | None = None, environ=None) -> str | None:
@@ -102,7 +102,7 @@ def resolve_in(rules: list, path: str, config: str) -> CreationRule:
             )
         regex = rule.get("path_regex")
         if not regex or _search(regex, matched, config, index):
-            return CreationRule(_rule_recipients(rule, config, index), _rule_crypt(rule, config, index), config, index)
+            return CreationRule(_rule_recipients(rule, config, index), _rule_crypt(rule, config, index), index)
     raise SopsError(f"no creation rule of {config} matches {matched}: add one (a rule without path_regex matches all)")
 
 
@@ -118,8 +118,7 @@ def _search(regex: str, relative: str, config: str, index: int) -> bool:
 def _rule_recipients(rule: dict, config: str, index: int) -> list:
     where = f"creation rule {index} of {config}"
     check_key_sources(rule, where)
-    groups = rule.get("key_groups")
-    recipients = (groups[0].get("age") if groups else rule.get("age")) or []
+    recipients = age_keys_of(rule).get("age") or []
     if isinstance(recipients, str):
         recipients = [r for r in re.split(r"[,\s]+", recipients) if r]
     checked = []
@@ -168,10 +167,7 @@ def site_rules(admins: list, hosts: list, shared: list, host_dir: str, admin_onl
 
 
 def _host_recipients(host: dict) -> list:
-    keys = [check_recipient(host["recipient"])]
-    if host.get("next_recipient"):
-        keys.append(check_recipient(host["next_recipient"]))
-    return keys
+    return [check_recipient(host[key]) for key in ("recipient", "next_recipient") if host.get(key)]
 
 
 def _rule(regex: str, recipients: list, encrypted_regex: str | None = None) -> dict:

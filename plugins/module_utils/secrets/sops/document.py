@@ -27,7 +27,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import (
 )
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import stores
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.text_stores import BinaryText, JsonInt, go_float
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import parse_timestamp
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Timestamp, parse_timestamp
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -77,7 +77,7 @@ def value_bytes(value) -> tuple[str, bytes]:
         return "float", go_float(value).encode()
     if isinstance(value, bytes):
         return "bytes", value
-    if isinstance(value, stores.Timestamp):
+    if isinstance(value, Timestamp):
         # sops 3.10+ keeps a YAML date or timestamp as a Go time.Time: MarshalText, RFC 3339 with nanoseconds
         return "time", value.encode()
     if isinstance(value, str):
@@ -233,11 +233,11 @@ def _aad(path: list) -> str:
 
 
 class _Crypt:
-    """One pass over a tree with a data key: encrypts or decrypts the leaves the rules select and hashes the MAC."""
+    """One pass over a tree with a data key: encrypts or decrypts the leaves the rules select and hashes the MAC.
+    nonces, (additional data, value bytes) -> nonce, is the document's: what open reads, seal reuses."""
 
-    def __init__(self, key: bytes, rules: Rules, nonces: dict | None = None):
-        self.key, self.rules = key, rules
-        self.nonces = {} if nonces is None else nonces
+    def __init__(self, key: bytes, rules: Rules, nonces: dict):
+        self.key, self.rules, self.nonces = key, rules, nonces
         self.mac = hashlib.sha512()
         if rules.mac_only_encrypted:
             self.mac.update(_MAC_ONLY_ENCRYPTED_SEED)
@@ -251,10 +251,7 @@ class _Crypt:
     def encrypt_leaf(self, value, path):
         encrypted = self.rules.encrypts(path)
         self._hash(value, encrypted)
-        if not encrypted:
-            return value
-        aad = _aad(path)
-        return encrypt_value(value, self.key, aad, self.nonces.get((aad, value_bytes(value))))
+        return self.seal(value, _aad(path)) if encrypted else value
 
     def decrypt_leaf(self, value, path):
         encrypted = self.rules.encrypts(path)
@@ -262,7 +259,7 @@ class _Crypt:
             if not encrypted:
                 return value
             try:
-                return self._open(value.text, path)
+                return self.open(value.text, _aad(path))
             except SopsError:
                 return value  # a comment written before sops encrypted comments: keep it as it is
         if encrypted:
@@ -270,15 +267,19 @@ class _Crypt:
                 raise SopsError(
                     f"the value at '{_aad(path)}' should be encrypted but is a plain {type(value).__name__}"
                 )
-            value = self._open(value, path)
+            value = self.open(value, _aad(path))
         self._hash(value, encrypted)
         return value
 
-    def _open(self, text: str, path: list):
+    def open(self, text: str, aad: str):
         """The value of an ENC[...] text, its nonce kept so that re-encrypting it unchanged gives the same text."""
-        plain, nonce = decrypt_value(text, self.key, _aad(path))
-        self.nonces[(_aad(path), value_bytes(plain))] = nonce
+        plain, nonce = decrypt_value(text, self.key, aad)
+        self.nonces[(aad, value_bytes(plain))] = nonce
         return plain
+
+    def seal(self, value, aad: str) -> str:
+        """ENC[...] of value, with the nonce it was opened with when it is unchanged."""
+        return encrypt_value(value, self.key, aad, self.nonces.get((aad, value_bytes(value))))
 
     def digest(self) -> str:
         return self.mac.hexdigest().upper()
@@ -304,6 +305,12 @@ def check_key_sources(node: dict, where: str) -> None:
         for name, feature in _KEY_SOURCES.items():
             if entry.get(name):
                 raise SopsError(f"{where} has {feature} keys ({name}); nerv.homelab handles age recipients only")
+
+
+def age_keys_of(node: dict) -> dict:
+    """Where sops metadata or a creation rule keeps its age keys: in its one key group, else in itself."""
+    groups = node.get("key_groups")
+    return groups[0] if groups else node
 
 
 def _threshold(value, where: str) -> int:
@@ -352,10 +359,7 @@ class Document:
 
     @property
     def stanzas(self) -> list:
-        groups = self.meta.get("key_groups")
-        if groups:
-            return list(groups[0].get("age") or [])
-        return list(self.meta.get("age") or [])
+        return list(age_keys_of(self.meta).get("age") or [])
 
     @property
     def recipients(self) -> list:
@@ -366,10 +370,8 @@ class Document:
         self.data_key = unwrap_data_key(self.stanzas, identities)
         crypt = _Crypt(self.data_key, Rules.from_metadata(self.meta), self.nonces)
         plain = stores.prepare(_walk(self.tree, [], crypt.decrypt_leaf), self.fmt)
-        stored, _nonce = decrypt_value(self.meta["mac"], self.data_key, self.meta["lastmodified"])
-        if stored != crypt.digest():
+        if crypt.open(self.meta["mac"], self.meta["lastmodified"]) != crypt.digest():
             raise SopsError("MAC mismatch: the file was changed outside sops (or tampered with); refused")
-        self.nonces[(self.meta["lastmodified"], value_bytes(stored))] = _nonce
         self.plain = plain
         return plain
 
@@ -380,11 +382,7 @@ class Document:
         self.tree = _walk(plain, [], crypt.encrypt_leaf)
         if touch:
             self.meta["lastmodified"] = now_rfc3339()
-        lastmodified = self.meta["lastmodified"]
-        digest = crypt.digest()
-        self.meta["mac"] = encrypt_value(
-            digest, self.data_key, lastmodified, self.nonces.get((lastmodified, value_bytes(digest)))
-        )
+        self.meta["mac"] = crypt.seal(crypt.digest(), self.meta["lastmodified"])
         self.plain = plain
 
     def set_recipients(self, recipients: list) -> bool:
@@ -400,10 +398,7 @@ class Document:
         return True
 
     def _store_stanzas(self, stanzas: list) -> None:
-        if self.meta.get("key_groups"):
-            self.meta["key_groups"][0]["age"] = stanzas
-        else:
-            self.meta["age"] = stanzas
+        age_keys_of(self.meta)["age"] = stanzas
 
     def rotate(self) -> None:
         """A new data key: every value re-encrypted (new nonces), wrapped anew for the same recipients."""

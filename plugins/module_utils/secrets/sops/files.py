@@ -25,6 +25,7 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document
     set_path,
     split_key,
 )
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Timestamp
 
 
 def read_text(path: str) -> str | None:
@@ -48,10 +49,14 @@ def open_document(path: str, fmt: str | None = None) -> Document | None:
 
 
 def decrypt_file(path: str, identities: list, fmt: str | None = None) -> dict:
+    return decrypt(_existing(path, fmt), identities, path)
+
+
+def _existing(path: str, fmt: str | None, why: str = "") -> Document:
     document = open_document(path, fmt)
     if document is None:
-        raise SopsError(f"{path} does not exist")
-    return decrypt(document, identities, path)
+        raise SopsError(f"{path} does not exist{why}")
+    return document
 
 
 def decrypt(document: Document, identities: list, path: str) -> dict:
@@ -111,7 +116,7 @@ def without_comments(tree):
         return {k: without_comments(v) for k, v in tree.items() if not isinstance(k, stores.Comment)}
     if isinstance(tree, list):
         return [without_comments(v) for v in tree if not isinstance(v, stores.Comment)]
-    if isinstance(tree, stores.Timestamp):
+    if isinstance(tree, Timestamp):
         return str(tree)
     if isinstance(tree, (text_stores.JsonInt, text_stores.BinaryText)):
         return int(tree) if isinstance(tree, int) else bytes(tree)
@@ -263,7 +268,7 @@ def _leaf(tree, parts):
 
 def plan_updatekeys(path: str, identities: list, recipients=None, fmt=None, sops_config=None) -> Plan:
     """Re-wrap the data key for the recipients the creation rule (or recipients) now lists; values untouched."""
-    document = _existing(path, fmt, "update")
+    document = _existing(path, fmt, ": nothing to update")
     wanted = list(recipients) if recipients else config.resolve(path, sops_config).recipients
     plan = _unchanged_values(document, identities, path)
     plan.changed = document.set_recipients(wanted)
@@ -273,19 +278,12 @@ def plan_updatekeys(path: str, identities: list, recipients=None, fmt=None, sops
 
 def plan_rotate(path: str, identities: list, fmt=None) -> Plan:
     """A new data key for the file: every value re-encrypted; always a change."""
-    document = _existing(path, fmt, "rotate")
+    document = _existing(path, fmt, ": nothing to rotate")
     plan = _unchanged_values(document, identities, path)
     plan.changed = True
     document.rotate()
     plan.after_recipients, plan.text = document.recipients, document.text()
     return plan
-
-
-def _existing(path: str, fmt, verb: str) -> Document:
-    document = open_document(path, fmt)
-    if document is None:
-        raise SopsError(f"{path} does not exist: nothing to {verb}")
-    return document
 
 
 def _unchanged_values(document: Document, identities: list, path: str) -> Plan:

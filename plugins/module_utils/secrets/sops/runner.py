@@ -23,42 +23,33 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.document
 # ---- sops_file ---------------------------------------------------------------------------------------------------
 
 
-def file_plan(params: dict):
-    """(identities, steps): the values step (when anything is to be set, removed or generated) for sops_file."""
+def file_task(module) -> dict:
+    """nerv.homelab.sops_file: set, remove, generate, then updatekeys and rotate, as asked; none in check mode."""
+    require_libraries()
+    params = module.params
     if params["generate_bytes"] < 16:
         raise SopsError("generate_bytes must be at least 16")
     if params["rotate"] and (params["values"] or params["remove"] or params["generate"]):
         raise SopsError("rotate changes the data key only: run it in a task of its own, without values/remove/generate")
     ids = identities(params)
     path, fmt = params["path"], params["format"]
-    rules = Rules("encrypted_regex", params["encrypted_regex"]) if params["encrypted_regex"] else None
     values = files.flatten_values(params["values"])
     steps = []
     if values or params["remove"] or params["generate"] or not (params["updatekeys"] or params["rotate"]):
+        rules = Rules("encrypted_regex", params["encrypted_regex"]) if params["encrypted_regex"] else None
         age = params["generate_type"] == "age_identity"
         token = new_age_identity if age else partial(secrets.token_urlsafe, params["generate_bytes"])
-        steps.append(
-            files.plan_values(
-                path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"],
-                token, age_public if age else None, params["config"],
-            )
+        step = files.plan_values(
+            path, ids, values, params["remove"], params["recipients"], rules, fmt, params["generate"],
+            token, age_public if age else None, params["config"],
         )  # fmt: skip
-    return ids, steps
-
-
-def file_task(module) -> dict:
-    """nerv.homelab.sops_file: set, remove, generate, then updatekeys and rotate, as asked; none in check mode."""
-    require_libraries()
-    params = module.params
-    ids, steps = file_plan(params)
-    for step in steps:
-        _apply(module, step)
+        steps.append(_apply(module, step))
     # a file created just now is already encrypted to the rule's recipients
     if params["updatekeys"] and not (steps and steps[0].created):
-        rekey = files.plan_updatekeys(params["path"], ids, params["recipients"], params["format"], params["config"])
+        rekey = files.plan_updatekeys(path, ids, params["recipients"], fmt, params["config"])
         steps.append(_apply(module, rekey))
     if params["rotate"]:
-        steps.append(_apply(module, files.plan_rotate(params["path"], ids, params["format"])))
+        steps.append(_apply(module, files.plan_rotate(path, ids, fmt)))
     result = _result(steps)
     if params["generate_type"] == "age_identity" and params["generate"]:
         result["public"] = steps[0].public  # the values step, which comes first whenever generate is given
@@ -72,18 +63,15 @@ def _apply(module, step):
 
 
 def _result(steps) -> dict:
-    last = steps[-1]
-    changed = any(s.changed for s in steps)
-    changed_keys = list(dict.fromkeys(k for s in steps for k in s.changed_keys))
-    diff = {**steps[0].diff(), "after": last.diff()["after"]}
+    first, last = steps[0], steps[-1]
     return {
-        "changed": changed,
+        "changed": any(s.changed for s in steps),
         "path": last.path,
-        "created": steps[0].created,
+        "created": first.created,
         "keys": last.keys,
-        "changed_keys": changed_keys,
+        "changed_keys": list(dict.fromkeys(k for s in steps for k in s.changed_keys)),
         "recipients": last.after_recipients,
-        "diff": diff,
+        "diff": {**first.diff(), "after": last.diff()["after"]},
     }
 
 

@@ -14,8 +14,6 @@ from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops import y
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.text_stores import METADATA_KEY
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Comment
 
-# the values of YAML dates and timestamps (sops type time), beside Comment for the code that walks trees
-Timestamp = sops_yaml.Timestamp
 FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 # sops' FormatForPath: these suffixes (case as written), anything else is a binary file
 _SUFFIXES = ((".yaml", "yaml"), (".yml", "yaml"), (".json", "json"), (".env", "dotenv"), (".ini", "ini"))

@@ -14,13 +14,12 @@ of strings (only ``\\n`` escaped), its metadata the flattened ``sops_`` lines.
 
 from __future__ import annotations
 
-import decimal
 import json
 import math
 import re
 
 from ansible_collections.nerv.homelab.plugins.module_utils.secrets.age import SopsError
-from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Comment, go_format_g
+from ansible_collections.nerv.homelab.plugins.module_utils.secrets.sops.yaml_store import Comment, go_format_float
 
 METADATA_KEY = "sops"
 INI_DEFAULT = "DEFAULT"
@@ -40,16 +39,13 @@ class BinaryText(bytes):
 
 
 def go_float(value: float) -> str:
-    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64), which sops MACs and encrypts: the shortest digits that
-    read back, never an exponent (1e-07 is 0.0000001); +Inf, -Inf and NaN as Go spells them."""
+    """A float as Go's strconv.FormatFloat(v, 'f', -1, 64), which sops MACs and encrypts; +Inf, -Inf and NaN as Go
+    spells them."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    text = format(decimal.Decimal(repr(value)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    return go_format_float(value, "f")
 
 
 # ---- JSON ------------------------------------------------------------------------------------------------------
@@ -123,7 +119,7 @@ def json_float(value: float) -> str:
     if value == 0 or 1e-6 <= abs(value) < 1e21:
         return go_float(value)
     # outside that range FormatFloat 'g' writes the exponent form; encoding/json drops a leading 0 of a negative one
-    return go_format_g(value).replace("e-0", "e-")
+    return go_format_float(value, "g").replace("e-0", "e-")
 
 
 def json_string(text: str) -> str:
@@ -190,7 +186,7 @@ def text_value(value):
 def go_text_float(value: float) -> str:
     """A float as sops' ValueToString prints it in INI and dotenv: strconv.FormatFloat(v, 'G', -1, 64), with
     '.0' after a whole number (5.0, 1.5, 1E-07, 1.234567E+06)."""
-    text = go_float(value) if math.isnan(value) or math.isinf(value) else go_format_g(value).upper()
+    text = go_float(value) if math.isnan(value) or math.isinf(value) else go_format_float(value, "g").upper()
     return text if any(c in text for c in ".EIN") else text + ".0"
 
 
@@ -487,19 +483,23 @@ def flatten(node, prefix: str = "") -> dict:
 
 
 def unflatten(flat: dict) -> dict:
-    """The inverse of flatten."""
+    """The inverse of flatten: the paths filled in as maps, then each map keyed by list indexes made a list."""
     root: dict = {}
     for path, value in flat.items():
-        tokens = _tokens(path)
+        *parents, last = _tokens(path)
         node = root
-        for token, following in zip(tokens, tokens[1:], strict=False):
-            child = _get(node, token)
-            if child is None:
-                child = [] if isinstance(following, int) else {}
-                _put(node, token, child)
-            node = child
-        _put(node, tokens[-1], value)
-    return root
+        for token in parents:
+            node = node.setdefault(token, {})
+        node[last] = value
+    return _lists(root)
+
+
+def _lists(node):
+    if not isinstance(node, dict):
+        return node
+    if node and all(isinstance(token, int) for token in node):
+        return [_lists(node.get(index)) for index in range(max(node) + 1)]
+    return {key: _lists(value) for key, value in node.items()}
 
 
 def _tokens(path: str) -> list:
@@ -509,15 +509,3 @@ def _tokens(path: str) -> list:
         marker, text = parts[index], parts[index + 1]
         tokens.append(int(text) if marker == _LIST else text)
     return tokens
-
-
-def _get(node, token):
-    if isinstance(node, list):
-        return node[token] if token < len(node) else None
-    return node.get(token)
-
-
-def _put(node, token, value):
-    if isinstance(node, list):
-        node.extend([None] * (token + 1 - len(node)))
-    node[token] = value

@@ -14,6 +14,7 @@ wrapping), so a file sops wrote is rewritten byte for byte.
 from __future__ import annotations
 
 import bisect
+import calendar
 import decimal
 import math
 import re
@@ -61,7 +62,6 @@ _TIMESTAMP = re.compile(
     r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})"
     r"(?:(?P<sep>[Tt ])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:\.([0-9]+))?(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})?)?$"
 )
-_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def resolve_plain(text: str):
@@ -121,7 +121,7 @@ def parse_timestamp(text: str) -> Timestamp | None:
     if not match:
         return None
     year, month, day = (int(match.group(i)) for i in (1, 2, 3))
-    if not 1 <= month <= 12 or not 1 <= day <= _days_in(year, month):
+    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
         return None
     if match.group("sep") is None:
         return Timestamp(f"{year:04d}-{month:02d}-{day:02d}T00:00:00Z")
@@ -138,12 +138,6 @@ def parse_timestamp(text: str) -> Timestamp | None:
         return None
     clock = f"{hour:02d}:{minute:02d}:{second:02d}" + (f".{fraction}" if fraction else "")
     return Timestamp(f"{year:04d}-{month:02d}-{day:02d}T{clock}{zone}")
-
-
-def _days_in(year: int, month: int) -> int:
-    if month == 2 and not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
-        return 28
-    return _DAYS[month - 1]
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------
@@ -264,8 +258,7 @@ class _Reader:
             trailing = bool(line[:column].strip())
             here = by_line.get(number, [])
             if trailing and here:
-                deepest = max(len(item.chain) for item in here)
-                next(item for item in here if len(item.chain) == deepest).before.append(Comment(text))
+                max(here, key=lambda item: len(item.chain)).before.append(Comment(text))
                 continue
             index = bisect.bisect_right(starts, (number, len(line)))
             following = ordered[index] if index < len(ordered) else None
@@ -448,17 +441,18 @@ def go_yaml_float(value: float) -> str:
         return ".nan"
     if math.isinf(value):
         return ".inf" if value > 0 else "-.inf"
-    return go_format_g(value)
+    return go_format_float(value, "g")
 
 
-def go_format_g(value: float) -> str:
-    """strconv.FormatFloat(v, 'g', -1, 64): the shortest digits, with an exponent below 1e-4 or from 1e6 up."""
+def go_format_float(value: float, verb: str) -> str:
+    """strconv.FormatFloat(v, verb, -1, 64) of a finite float, verb 'f' or 'g': the shortest digits that read back;
+    'g' with an exponent below 1e-4 or from 1e6 up, 'f' never with one (1e-07 is 0.0000001)."""
     sign = "-" if math.copysign(1.0, value) < 0 else ""
     digits, point = _shortest_digits(abs(value))
     if digits == "0":
         return sign + "0"
     exp = point - 1
-    if exp < -4 or exp >= 6:
+    if verb == "g" and (exp < -4 or exp >= 6):
         tail = f"{'-' if exp < 0 else '+'}{abs(exp):02d}"
         body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         return f"{sign}{body}e{tail}"
