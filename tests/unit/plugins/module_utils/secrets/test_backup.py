@@ -26,7 +26,7 @@ def site(tmp_path):
     (site_dir / "secrets" / "hosts" / "a.sops.yaml").write_text("x: ENC[...]\n")
     (site_dir / ".sops.yaml").write_text("creation_rules: []\n")
     (site_dir / "site.yml").write_text("site: {}\n")
-    admin, other, recovery = (pyrage.x25519.Identity.generate() for _ in range(3))
+    admin, other, recovery = (pyrage.x25519.Identity.generate() for _count in range(3))
     held = age.parse_identities(f"{admin}\n{other}\n", "keys.txt")
     params = {
         "site": "home",
@@ -56,7 +56,7 @@ def test_an_export_holds_the_admins_identity_and_the_key_files_and_lists_no_valu
 
 
 def test_a_second_export_of_the_same_keys_writes_nothing_and_a_changed_file_writes_a_new_one(site, tmp_path):
-    params, held, *_ = site
+    params, held = site[:2]
     backup.export(params, held, False, NOW)
     again = backup.export(params, held, False, NOW + datetime.timedelta(hours=1))
     assert not again["changed"] and again["archive"].endswith("20261207T140000Z.tar.age")
@@ -69,13 +69,13 @@ def test_a_second_export_of_the_same_keys_writes_nothing_and_a_changed_file_writ
 
 
 def test_an_export_needs_an_admin_identity_on_the_controller(site):
-    params, held, *_ = site
+    params, held = site[:2]
     with pytest.raises(SopsError, match="none of the site's admin identities is on this controller"):
         backup.export(params, held[1:], False, NOW)
 
 
 def test_a_restore_writes_what_is_missing_adds_the_identity_once_and_refuses_a_differing_file(site, tmp_path):
-    params, held, admin, recovery, _ = site
+    params, held, admin, recovery = site[:4]
     archive = backup.export(params, held, False, NOW)["archive"]
     identity_file = tmp_path / "recovery.txt"
     identity_file.write_text(f"{recovery}\n")
@@ -102,7 +102,7 @@ def test_a_restore_writes_what_is_missing_adds_the_identity_once_and_refuses_a_d
 
 
 def test_a_damaged_copy_or_the_wrong_key_is_refused_without_writing(site, tmp_path):
-    params, held, admin, recovery, _ = site
+    params, held, admin, recovery = site[:4]
     archive = backup.export(params, held, False, NOW)["archive"]
     wrong = tmp_path / "wrong.txt"
     wrong.write_text(f"{pyrage.x25519.Identity.generate()}\n")
