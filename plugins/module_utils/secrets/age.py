@@ -193,6 +193,11 @@ def identities_in_file(path: str) -> list[Identity]:
     return parse_identities(data.decode("utf-8", "replace"), path)
 
 
+def config_key_file(env: dict) -> str:
+    """The age key file sops reads from the user's configuration: $XDG_CONFIG_HOME/sops/age/keys.txt."""
+    return os.path.join(env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "sops", "age", "keys.txt")
+
+
 def load_identities(env: dict | None = None, extra_files: list | None = None) -> list[Identity]:
     """Identities from the places sops looks, in its order, plus extra_files (age key files or SSH keys)."""
     env = os.environ if env is None else env
@@ -203,7 +208,7 @@ def load_identities(env: dict | None = None, extra_files: list | None = None) ->
         found += _key_file(env["SOPS_AGE_KEY_FILE"], "SOPS_AGE_KEY_FILE")
     if env.get("SOPS_AGE_KEY_CMD"):
         found += parse_identities(_key_command(env["SOPS_AGE_KEY_CMD"]), "SOPS_AGE_KEY_CMD")
-    default = os.path.join(env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "sops", "age", "keys.txt")
+    default = config_key_file(env)
     if os.path.isfile(default):
         found += _key_file(default, "age key file")
     for path in _ssh_identity_paths(env):

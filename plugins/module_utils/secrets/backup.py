@@ -186,10 +186,7 @@ def unpack(plain: bytes, archive: str) -> dict:
 
 def default_key_file(env: dict) -> str:
     """Where sops reads the admin identities: SOPS_AGE_KEY_FILE, else <config>/sops/age/keys.txt."""
-    if env.get("SOPS_AGE_KEY_FILE"):
-        return env["SOPS_AGE_KEY_FILE"]
-    config = env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return os.path.join(config, "sops", "age", "keys.txt")
+    return env.get("SOPS_AGE_KEY_FILE") or age.config_key_file(env)
 
 
 def _identity_lines(text: str) -> dict:
