@@ -57,7 +57,9 @@ def newest_backup(api, namespace: str, claim: str, name: str | None = None) -> d
 def restored_names(namespace: str, claim: str, backup: str) -> tuple:
     """(volume, new claim): the volume's name is the same for the same restore, so a second run finds it."""
     digest = hashlib.sha256(f"{namespace}/{claim}/{backup}".encode()).hexdigest()[:10]
-    return f"restore-{digest}", f"{claim}-restored"[:63]
+    # a claim's name is a DNS subdomain of at most 63 characters here; cutting the claim, not the suffix, never leaves
+    # a trailing '-'
+    return f"restore-{digest}", f"{claim[:54]}-restored"
 
 
 def _volume(name: str, backup: dict, replicas: int) -> dict:

@@ -68,6 +68,8 @@ def test_the_names_are_the_same_for_the_same_restore_and_fit_kubernetes():
     assert (volume, claim) == restore.restored_names("podinfo", "data", "new")
     assert volume != restore.restored_names("podinfo", "data", "old")[0]
     assert claim == "data-restored" and len(restore.restored_names("a", "x" * 70, "b")[1]) == 63
+    long_claim = restore.restored_names("a", "x" * 54 + "-" + "y" * 7, "b")[1]
+    assert len(long_claim) == 63 and long_claim.endswith("-restored"), "cut the claim, never into a trailing '-'"
 
 
 def test_the_volume_the_restore_makes_is_one_the_crd_takes(backups):
